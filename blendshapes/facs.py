@@ -1,0 +1,216 @@
+"""FACS Action Units, their ARKit blendshape proxies, and the EMFACS category prototypes.
+
+Sources:
+    * Action Units: P. Ekman, W. V. Friesen, J. C. Hager, *Facial Action Coding System*
+      (2002 manual); AU names below follow it.
+    * AU -> ARKit blendshape table: the FACS table of the ICT-FaceKit README
+      (github.com/ICT-VGL/ICT-FaceKit, e.g. AU1 = browInnerUp_L + _R, AU4 = browDown_L + _R,
+      AU6 = cheekSquint_L + _R, AU12 = mouthSmile_L + _R) and Apple's ARKit
+      ``ARFaceAnchor.BlendShapeLocation`` descriptions for the shapes it leaves out.
+    * Category prototypes: EMFACS (Friesen & Ekman, 1983) as summarised in Matsumoto &
+      Ekman (2008) and the FACS Investigator's Guide: happiness 6+12, sadness 1+4+15,
+      surprise 1+2+5+26, fear 1+2+4+5+7+20+26, anger 4+5+7+23, disgust 9+15+16,
+      contempt unilateral R12+R14.
+
+Proxies (no single ARKit shape exists; chosen by looking at the ICT-FaceKit shapes):
+    * AU23 lip tightener -> mouthPress_L/R 0.6 + mouthRollLower 0.25 + mouthRollUpper 0.25
+      (the red of the lips narrows and presses; ARKit has no "tighten" shape).
+    * AU25 lips part -> mouthLowerDown_L/R 0.5 + mouthUpperUp_L/R 0.25 + jawOpen 0.08.
+    * AU26 jaw drop -> jawOpen 0.45 (a relaxed drop, not the full opening);
+      AU27 mouth stretch -> jawOpen 1.0.
+    * AU43/AU45 eyes closed / blink -> eyeBlink_L/R.
+
+Sides: ``_L`` / ``_R`` are the subject's left / right (ICT-FaceKit and ARKit); the
+unilateral AU keys ``AU12_R`` etc. use the same convention, so FACS "R12" is ``AU12_R``.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Mapping
+
+__all__ = [
+    "ARKIT_NAMES",
+    "AU_DESCRIPTIONS",
+    "AU_TO_BLENDSHAPES",
+    "SUPPORTED_AUS",
+    "CATEGORIES",
+    "EMFACS_CORE",
+    "CATEGORY_AUS",
+    "AU_RESPONSE",
+    "au_weights",
+]
+
+#: The 53 ARKit blendshape names in ICT-FaceKit order (the ``expression_names`` of its npz).
+ARKIT_NAMES: tuple[str, ...] = (
+    "browDown_L", "browDown_R", "browInnerUp_L", "browInnerUp_R", "browOuterUp_L",
+    "browOuterUp_R", "cheekPuff_L", "cheekPuff_R", "cheekSquint_L", "cheekSquint_R",
+    "eyeBlink_L", "eyeBlink_R", "eyeLookDown_L", "eyeLookDown_R", "eyeLookIn_L",
+    "eyeLookIn_R", "eyeLookOut_L", "eyeLookOut_R", "eyeLookUp_L", "eyeLookUp_R",
+    "eyeSquint_L", "eyeSquint_R", "eyeWide_L", "eyeWide_R", "jawForward", "jawLeft",
+    "jawOpen", "jawRight", "mouthClose", "mouthDimple_L", "mouthDimple_R", "mouthFrown_L",
+    "mouthFrown_R", "mouthFunnel", "mouthLeft", "mouthLowerDown_L", "mouthLowerDown_R",
+    "mouthPress_L", "mouthPress_R", "mouthPucker", "mouthRight", "mouthRollLower",
+    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmile_L", "mouthSmile_R",
+    "mouthStretch_L", "mouthStretch_R", "mouthUpperUp_L", "mouthUpperUp_R", "noseSneer_L",
+    "noseSneer_R",
+)
+
+#: The expression categories, in this order everywhere (neutral first).
+CATEGORIES: tuple[str, ...] = (
+    "neutral", "happiness", "sadness", "surprise", "fear", "anger", "disgust", "contempt",
+)
+
+AU_DESCRIPTIONS: Mapping[str, str] = MappingProxyType({
+    "AU1": "inner brow raiser", "AU2": "outer brow raiser", "AU4": "brow lowerer",
+    "AU5": "upper lid raiser", "AU6": "cheek raiser", "AU7": "lid tightener",
+    "AU9": "nose wrinkler", "AU10": "upper lip raiser", "AU12": "lip corner puller",
+    "AU14": "dimpler", "AU15": "lip corner depressor", "AU16": "lower lip depressor",
+    "AU17": "chin raiser", "AU18": "lip pucker", "AU20": "lip stretcher",
+    "AU22": "lip funneler", "AU23": "lip tightener", "AU24": "lip pressor",
+    "AU25": "lips part", "AU26": "jaw drop", "AU27": "mouth stretch", "AU28": "lip suck",
+    "AU29": "jaw thrust", "AU34": "cheek puff", "AU43": "eyes closed", "AU45": "blink",
+    "AU61": "eyes turn left", "AU62": "eyes turn right", "AU63": "eyes up",
+    "AU64": "eyes down",
+})
+
+
+def _both(shape: str, gain: float = 1.0) -> dict[str, float]:
+    return {f"{shape}_L": gain, f"{shape}_R": gain}
+
+
+_BILATERAL: dict[str, dict[str, float]] = {
+    "AU1": _both("browInnerUp"),
+    "AU2": _both("browOuterUp"),
+    "AU4": _both("browDown"),
+    "AU5": _both("eyeWide"),
+    "AU6": _both("cheekSquint"),
+    "AU7": _both("eyeSquint"),
+    "AU9": _both("noseSneer"),
+    "AU10": _both("mouthUpperUp"),
+    "AU12": _both("mouthSmile"),
+    "AU14": _both("mouthDimple"),
+    "AU15": _both("mouthFrown"),
+    "AU16": _both("mouthLowerDown"),
+    "AU20": _both("mouthStretch"),
+    "AU23": {**_both("mouthPress", 0.6), "mouthRollLower": 0.25, "mouthRollUpper": 0.25},
+    "AU24": _both("mouthPress"),
+    "AU25": {**_both("mouthLowerDown", 0.5), **_both("mouthUpperUp", 0.25), "jawOpen": 0.08},
+    "AU34": _both("cheekPuff"),
+    "AU43": _both("eyeBlink"),
+    "AU45": _both("eyeBlink"),
+}
+
+_MIDLINE: dict[str, dict[str, float]] = {
+    "AU17": {"mouthShrugLower": 1.0},
+    "AU18": {"mouthPucker": 1.0},
+    "AU22": {"mouthFunnel": 1.0},
+    "AU26": {"jawOpen": 0.45},
+    "AU27": {"jawOpen": 1.0},
+    "AU28": {"mouthRollLower": 1.0, "mouthRollUpper": 1.0},
+    "AU29": {"jawForward": 1.0},
+    "AU61": {"eyeLookOut_L": 1.0, "eyeLookIn_R": 1.0},
+    "AU62": {"eyeLookIn_L": 1.0, "eyeLookOut_R": 1.0},
+    "AU63": _both("eyeLookUp"),
+    "AU64": _both("eyeLookDown"),
+}
+
+
+def _unilateral(table: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for au, shapes in table.items():
+        for side in ("L", "R"):
+            # Keep the side's own shapes; midline shapes (jawOpen, mouthRoll*) at half gain.
+            out[f"{au}_{side}"] = {
+                name: (gain if name.endswith(f"_{side}") else 0.5 * gain)
+                for name, gain in shapes.items()
+                if name.endswith(f"_{side}") or not name.endswith(("_L", "_R"))
+            }
+    return out
+
+
+_TABLE = {**_BILATERAL, **_MIDLINE, **_unilateral(_BILATERAL)}
+for _shapes in _TABLE.values():
+    for _name in _shapes:
+        if _name not in ARKIT_NAMES:  # pragma: no cover - guards edits of the table
+            raise ValueError(f"facs: AU table names unknown blendshape {_name!r}")
+
+#: AU key -> {blendshape name: weight at AU intensity 1}. Keys: "AU<n>" and, for
+#: bilateral AUs, "AU<n>_L" / "AU<n>_R" (one side only).
+AU_TO_BLENDSHAPES: Mapping[str, Mapping[str, float]] = MappingProxyType(
+    {au: MappingProxyType(dict(shapes)) for au, shapes in _TABLE.items()}
+)
+
+#: Every AU key accepted by `AUs` targets, sorted by AU number then side.
+SUPPORTED_AUS: tuple[str, ...] = tuple(
+    sorted(_TABLE, key=lambda k: (int(k[2:].split("_")[0]), k))
+)
+
+#: EMFACS core AU sets per category (the cited prototypes, without intensities).
+EMFACS_CORE: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "neutral": (),
+    "happiness": ("AU6", "AU12"),
+    "sadness": ("AU1", "AU4", "AU15"),
+    "surprise": ("AU1", "AU2", "AU5", "AU26"),
+    "fear": ("AU1", "AU2", "AU4", "AU5", "AU7", "AU20", "AU26"),
+    "anger": ("AU4", "AU5", "AU7", "AU23"),
+    "disgust": ("AU9", "AU15", "AU16"),
+    "contempt": ("AU12_R", "AU14_R"),
+})
+
+#: Apex AU intensities per category used by the shipped model: the EMFACS core above at
+#: tuned intensities, plus a few documented additions that make the apex read at a glance
+#: on the ICT-FaceKit shapes (looked at in renders, see scripts/show_expressions.py):
+#: happiness adds AU25 (parted lips, teeth show) and a little AU7 (Duchenne lower lids);
+#: sadness adds AU17 (chin raiser, the EMFACS variant 1+4+15+17); anger adds AU24 and AU17
+#: (pressed lips with raised chin, as in the variant 4+5+7+17+23+24) and a little AU9
+#: (glabella/nose tension; without it the closed-mouth anger read as neutral); disgust adds
+#: AU10 (upper lip raiser, the variant 9+10+15+16); surprise adds AU27 at 0.2 so the jaw is
+#: clearly open.
+CATEGORY_AUS: Mapping[str, Mapping[str, float]] = MappingProxyType({
+    "neutral": MappingProxyType({}),
+    "happiness": MappingProxyType({"AU6": 1.0, "AU7": 0.3, "AU12": 1.0, "AU25": 0.5}),
+    "sadness": MappingProxyType({"AU1": 1.0, "AU4": 0.7, "AU15": 1.0, "AU17": 0.5}),
+    "surprise": MappingProxyType({"AU1": 1.0, "AU2": 1.0, "AU5": 1.0, "AU26": 1.0,
+                                  "AU27": 0.2}),
+    "fear": MappingProxyType({"AU1": 1.0, "AU2": 0.7, "AU4": 0.5, "AU5": 1.0, "AU7": 0.2,
+                              "AU20": 1.0, "AU26": 0.7}),
+    "anger": MappingProxyType({"AU4": 1.0, "AU5": 0.3, "AU7": 1.0, "AU9": 0.25, "AU17": 0.5,
+                               "AU23": 1.0, "AU24": 0.5}),
+    "disgust": MappingProxyType({"AU9": 1.0, "AU10": 0.6, "AU15": 0.6, "AU16": 0.4}),
+    "contempt": MappingProxyType({"AU12_R": 0.7, "AU14_R": 1.0}),
+})
+
+#: Per-AU intensity response ``k`` of ``f_k(i) = i * (1 + k - k * i)`` (f(0) = 0, f(1) = 1,
+#: monotone for k in [0, 1]). k > 0 front-loads the AU, so intensity 0.5 already shows
+#: (1 + k) / 2 of the apex; jaw AUs stay closer to linear so mild expressions keep the
+#: mouth nearly closed. AUs not listed use the default 0.6.
+AU_RESPONSE: Mapping[str, float] = MappingProxyType({
+    "default": 0.6, "AU6": 0.7, "AU12": 0.7, "AU1": 0.7, "AU4": 0.7, "AU9": 0.7,
+    "AU25": 0.3, "AU26": 0.2, "AU27": 0.0, "AU20": 0.5,
+})
+
+
+def au_weights(units: Mapping[str, float]) -> dict[str, float]:
+    """Map AU intensities to ARKit blendshape weights with the table above.
+
+    Args:
+        units: AU key (see `SUPPORTED_AUS`) -> intensity in [0, 1].
+
+    Returns:
+        Blendshape name -> weight in [0, 1] for all of `ARKIT_NAMES`:
+        ``min(1, sum_au units[au] * gain[au, shape])``.
+
+    Raises:
+        ValueError: an unknown AU key or an intensity outside [0, 1].
+    """
+    out = dict.fromkeys(ARKIT_NAMES, 0.0)
+    for au, value in units.items():
+        if au not in AU_TO_BLENDSHAPES:
+            raise ValueError(f"au_weights: unknown AU {au!r}; expected one of {SUPPORTED_AUS}")
+        value = float(value)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"au_weights: {au} intensity must be in [0, 1], got {value}")
+        for name, gain in AU_TO_BLENDSHAPES[au].items():
+            out[name] += value * gain
+    return {name: min(1.0, w) for name, w in out.items()}

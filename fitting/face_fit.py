@@ -1,0 +1,202 @@
+"""`FaceFit`: the 3DMM fit of one face in one photo (coefficients, pose, camera), savable as JSON.
+
+Pose angles: the head rotation H (model space, +y up, +z towards the viewer) is the fit's rotation with the
+model -> OpenCV axis flip removed, ``R = diag(1, -1, -1) @ H``, decomposed as ``H = Ry(yaw) Rx(pitch) Rz(roll)``.
+All zero for a face looking straight at the camera; positive yaw turns the nose to the image's right (the
+subject turns to their left), positive pitch tilts the nose down, positive roll turns the face counter-clockwise
+in the image (the subject's left side goes up).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["FaceFit", "Camera", "MODEL_TO_OPENCV", "pose_angles_deg", "rotation_from_angles_deg"]
+
+#: Rotation that turns model axes (+y up, +z to the viewer) into OpenCV camera axes (y down, z forward).
+MODEL_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Pinhole intrinsics in pixels (OpenCV), and the image size they belong to."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        if not (self.fx > 0 and self.fy > 0):
+            raise ValueError(f"Camera: focal lengths must be > 0, got fx={self.fx}, fy={self.fy}")
+        if self.width < 1 or self.height < 1:
+            raise ValueError(f"Camera: image size must be positive, got {self.width}x{self.height}")
+
+    @classmethod
+    def from_fov(cls, width: int, height: int, *, diagonal_fov_deg: float = 35.0) -> "Camera":
+        """Camera with a fixed diagonal field of view, principal point at the image centre."""
+        if not 1.0 <= diagonal_fov_deg <= 150.0:
+            raise ValueError(f"Camera.from_fov: diagonal_fov_deg must be in [1, 150], got {diagonal_fov_deg}")
+        f = math.hypot(width, height) / (2.0 * math.tan(math.radians(diagonal_fov_deg) / 2.0))
+        return cls(fx=f, fy=f, cx=width / 2.0, cy=height / 2.0, width=int(width), height=int(height))
+
+    def to_dict(self) -> dict:
+        return {k.name: getattr(self, k.name) for k in fields(self)}
+
+
+def pose_angles_deg(rotation: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees of a model -> camera rotation; see the module docstring."""
+    h = MODEL_TO_OPENCV.T @ np.asarray(rotation, dtype=np.float64)
+    pitch = math.asin(max(-1.0, min(1.0, -h[1, 2])))
+    yaw = math.atan2(h[0, 2], h[2, 2])
+    roll = math.atan2(h[1, 0], h[1, 1])
+    return math.degrees(yaw), math.degrees(pitch), math.degrees(roll)
+
+
+def rotation_from_angles_deg(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """Model -> OpenCV camera rotation for head angles (inverse of `pose_angles_deg`)."""
+    y, p, r = (math.radians(a) for a in (yaw, pitch, roll))
+    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
+    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
+    return MODEL_TO_OPENCV @ ry @ rx @ rz
+
+
+@dataclass(frozen=True)
+class FaceFit:
+    """3DMM fit of one face in one photo, OpenCV camera. Holds no pixels: synthesis takes the photo too.
+
+    Camera-space vertices are ``rotation @ model_vertices + translation`` (cm).
+
+    Attributes:
+        identity: [K] float32 identity coefficients (~N(0, 1)).
+        expression: [S] float32 blendshape weights in [0, 1], in `expression_names` order.
+        rotation: [3, 3] float32 model -> camera rotation.
+        translation: [3] float32 model origin in camera space, cm.
+        camera: pinhole intrinsics and image size.
+        landmarks: [N, 2] float32 detected landmarks used for the fit (pixels).
+        landmark_kind: their layout ("mediapipe468" or "ibug68").
+        residuals: [N] float32 reprojection error per landmark (pixels).
+        bbox: (x0, y0, x1, y1) face box, pixels.
+        expression_names: names of the blendshapes, in order.
+        fit_ms: time spent fitting this face (its share of a batch), milliseconds.
+        detect_ms: time spent detecting landmarks in the photo, milliseconds.
+    """
+
+    identity: Tensor
+    expression: Tensor
+    rotation: Tensor
+    translation: Tensor
+    camera: Camera
+    landmarks: Tensor
+    landmark_kind: str
+    residuals: Tensor
+    bbox: tuple[float, float, float, float]
+    expression_names: tuple[str, ...] = field(default=())
+    fit_ms: float = 0.0
+    detect_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.rotation.shape != (3, 3) or self.translation.shape != (3,):
+            raise ValueError(
+                f"FaceFit: rotation must be [3, 3] and translation [3], got {list(self.rotation.shape)}, {list(self.translation.shape)}"
+            )
+        if self.expression_names and len(self.expression_names) != self.expression.shape[0]:
+            raise ValueError(
+                f"FaceFit: {len(self.expression_names)} expression names for {self.expression.shape[0]} weights"
+            )
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def pose_deg(self) -> tuple[float, float, float]:
+        """(yaw, pitch, roll) in degrees, see the module docstring."""
+        return pose_angles_deg(self.rotation.detach().cpu().double().numpy())
+
+    @property
+    def reprojection_error_px(self) -> float:
+        """Mean landmark reprojection error in pixels."""
+        return float(self.residuals.mean())
+
+    @property
+    def interocular_px(self) -> float:
+        """Distance between the outer eye corners of the detected landmarks (300-W's normaliser)."""
+        idx = {"mediapipe468": (33, 263), "ibug68": (36, 45)}[self.landmark_kind]
+        return float(torch.linalg.norm(self.landmarks[idx[0]] - self.landmarks[idx[1]]))
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) of the photo."""
+        return self.camera.width, self.camera.height
+
+    def expression_dict(self) -> dict[str, float]:
+        """Blendshape weights by name."""
+        return {n: float(w) for n, w in zip(self.expression_names, self.expression.tolist())}
+
+    # ------------------------------------------------------------------ conversions
+    def to(self, device: torch.device | str) -> "FaceFit":
+        return replace(self, **{k: getattr(self, k).to(device) for k in _TENSORS})
+
+    def detach(self) -> "FaceFit":
+        return replace(self, **{k: getattr(self, k).detach() for k in _TENSORS})
+
+    def with_expression(self, expression: Tensor) -> "FaceFit":
+        """The same face with other blendshape weights."""
+        return replace(self, expression=expression.to(self.expression))
+
+    def to_dict(self) -> dict:
+        """JSON-safe dict (lists and numbers only)."""
+        d = {k: getattr(self, k).detach().cpu().tolist() for k in _TENSORS}
+        d.update(
+            camera=self.camera.to_dict(),
+            landmark_kind=self.landmark_kind,
+            bbox=list(self.bbox),
+            expression_names=list(self.expression_names),
+            fit_ms=self.fit_ms,
+            detect_ms=self.detect_ms,
+        )
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FaceFit":
+        try:
+            tensors = {k: torch.tensor(d[k], dtype=torch.float32) for k in _TENSORS}
+            return cls(
+                **tensors,
+                camera=Camera(**d["camera"]),
+                landmark_kind=str(d["landmark_kind"]),
+                bbox=tuple(float(x) for x in d["bbox"]),
+                expression_names=tuple(d.get("expression_names", ())),
+                fit_ms=float(d.get("fit_ms", 0.0)),
+                detect_ms=float(d.get("detect_ms", 0.0)),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"FaceFit.from_dict: malformed fit ({exc!r})") from exc
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON (atomically: temporary file, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict()))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FaceFit":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"FaceFit.load: no such file '{path}'")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise ValueError(f"FaceFit.load: '{path}' is not a saved fit ({exc})") from exc
+
+
+_TENSORS = ("identity", "expression", "rotation", "translation", "landmarks", "residuals")

@@ -1,0 +1,262 @@
+"""The 3D morphable face model: neutral + identity modes + expression blendshapes, with landmark embeddings.
+
+Model space is centimetres, +y up, +z towards the viewer, the subject's left is +x (ICT-FaceKit's axes).
+The embedded default (``fitting/data/face_model.npz``) is built by ``scripts/build_face_model.py`` from
+ICT-FaceKit (MIT) and MediaPipe's canonical face (Apache-2.0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from affectsynth.blendshapes.basis import BlendshapeBasis
+from affectsynth.render.unwrap import vertex_normals
+
+__all__ = ["FaceModel", "LandmarkEmbedding", "DEFAULT_MODEL_PATH", "LANDMARK_KINDS"]
+
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "data" / "face_model.npz"
+
+#: Landmark layouts the model has embeddings for.
+LANDMARK_KINDS = ("mediapipe468", "ibug68")
+
+_REQUIRED = (
+    "neutral", "identity_basis", "expression_basis", "expression_names", "triangles", "uv",
+    "triangle_uv", "triangle_material", "material_names", "region_names", "region_vertex_range",
+    "symmetry", "landmarks68",
+)
+
+
+@dataclass(frozen=True)
+class LandmarkEmbedding:
+    """Where each landmark of one layout sits on the model surface.
+
+    Attributes:
+        triangle: [N] int64 model triangle per landmark.
+        barycentric: [N, 3] float32 weights of that triangle's corners.
+        contour_bands: [N, M] int64 candidate vertices for silhouette landmarks (padded with -1);
+            rows of non-contour landmarks are all -1. A contour landmark corresponds to whichever
+            candidate is on the silhouette at the current pose.
+        fit_subset: [N'] int64 landmarks the fitter uses (all of them when None).
+    """
+
+    triangle: Tensor
+    barycentric: Tensor
+    contour_bands: Tensor
+    fit_subset: Tensor | None = None
+
+    @property
+    def num_landmarks(self) -> int:
+        return int(self.triangle.shape[0])
+
+    @cached_property
+    def is_contour(self) -> Tensor:
+        """[N] bool: landmark lies on the face silhouette."""
+        return (self.contour_bands >= 0).any(1)
+
+    def to(self, device: torch.device | str) -> "LandmarkEmbedding":
+        subset = None if self.fit_subset is None else self.fit_subset.to(device)
+        return LandmarkEmbedding(self.triangle.to(device), self.barycentric.to(device), self.contour_bands.to(device), subset)
+
+
+class FaceModel:
+    """A linear face model: ``v = neutral + identity_basis * identity + expressions(weights)``.
+
+    Build once and pass around (it holds ~60 MB of float32 bases): ``FaceModel.default()`` caches the
+    embedded model per device.
+
+    Attributes:
+        neutral: [V, 3] float32, cm.
+        identity_basis: [K, V, 3] float32 sigma-scaled modes (coefficients ~N(0, 1)).
+        expressions: `BlendshapeBasis` of the 53 ARKit-named shapes (weights in [0, 1]).
+        triangles: [T, 3] int32; uv: [U, 2] float32; triangle_uv: [T, 3] int32;
+        triangle_material: [T] int64 into `material_names`; symmetry: [V] int64 mirror vertex.
+    """
+
+    _default_cache: dict[str, "FaceModel"] = {}
+
+    def __init__(self, arrays: dict[str, np.ndarray], *, device: torch.device | str = "cpu", source: str = "<arrays>"):
+        missing = [k for k in _REQUIRED if k not in arrays]
+        if missing:
+            raise ValueError(f"FaceModel: {source} lacks arrays {missing}")
+        dev = torch.device(device)
+        f32 = dict(dtype=torch.float32, device=dev)
+        self.source = source
+        self.device = dev
+        self.neutral = torch.as_tensor(arrays["neutral"], **f32)
+        self.identity_basis = torch.as_tensor(arrays["identity_basis"].astype(np.float32), **f32)
+        self.expressions = BlendshapeBasis(
+            names=tuple(str(n) for n in arrays["expression_names"]),
+            deltas=torch.as_tensor(arrays["expression_basis"].astype(np.float32), **f32),
+        )
+        self.triangles = torch.as_tensor(arrays["triangles"], dtype=torch.int32, device=dev)
+        self.uv = torch.as_tensor(arrays["uv"], **f32)
+        self.triangle_uv = torch.as_tensor(arrays["triangle_uv"], dtype=torch.int32, device=dev)
+        self.triangle_material = torch.as_tensor(arrays["triangle_material"].astype(np.int64), device=dev)
+        self.material_names = tuple(str(n) for n in arrays["material_names"])
+        self.region_names = tuple(str(n) for n in arrays["region_names"])
+        self.region_vertex_range = {
+            name: (int(a), int(b)) for name, (a, b) in zip(self.region_names, arrays["region_vertex_range"])
+        }
+        self.symmetry = torch.as_tensor(arrays["symmetry"].astype(np.int64), device=dev)
+        self.landmarks68 = torch.as_tensor(arrays["landmarks68"].astype(np.int64), device=dev)
+        self._embeddings: dict[str, LandmarkEmbedding] = {}
+        for kind, prefix in (("mediapipe468", "mediapipe"), ("ibug68", "ibug68")):
+            if f"{prefix}_triangle" in arrays:
+                self._embeddings[kind] = LandmarkEmbedding(
+                    triangle=torch.as_tensor(arrays[f"{prefix}_triangle"].astype(np.int64), device=dev),
+                    barycentric=torch.as_tensor(arrays[f"{prefix}_barycentric"], **f32),
+                    contour_bands=torch.as_tensor(arrays[f"{prefix}_contour_bands"].astype(np.int64), device=dev),
+                    fit_subset=(
+                        torch.as_tensor(arrays[f"{prefix}_fit_subset"].astype(np.int64), device=dev)
+                        if f"{prefix}_fit_subset" in arrays else None
+                    ),
+                )
+
+    # ----------------------------------------------------------------------------- construction
+    @classmethod
+    def load(cls, path: str | Path, *, device: torch.device | str = "cpu") -> "FaceModel":
+        """Load a model npz written by ``scripts/build_face_model.py`` (never unpickles)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"FaceModel.load: no such file '{path}'")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"FaceModel.load: '{path}' is not a readable model npz ({exc})") from exc
+        return cls(arrays, device=device, source=str(path))
+
+    @classmethod
+    def default(cls, device: torch.device | str = "cpu") -> "FaceModel":
+        """The embedded ICT-FaceKit-based model, loaded once per device."""
+        key = str(torch.device(device))
+        if key not in cls._default_cache:
+            if not DEFAULT_MODEL_PATH.is_file():
+                raise FileNotFoundError(
+                    f"FaceModel.default: embedded model missing at '{DEFAULT_MODEL_PATH}'; "
+                    "rebuild it with scripts/build_face_model.py"
+                )
+            cls._default_cache[key] = cls.load(DEFAULT_MODEL_PATH, device=device)
+        return cls._default_cache[key]
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def num_vertices(self) -> int:
+        return int(self.neutral.shape[0])
+
+    @property
+    def num_identity(self) -> int:
+        return int(self.identity_basis.shape[0])
+
+    @property
+    def num_expressions(self) -> int:
+        return self.expressions.num_shapes
+
+    @property
+    def expression_names(self) -> tuple[str, ...]:
+        return self.expressions.names
+
+    def embedding(self, kind: str) -> LandmarkEmbedding:
+        """Landmark embedding of one layout (see `LANDMARK_KINDS`)."""
+        if kind not in self._embeddings:
+            raise ValueError(f"FaceModel.embedding: expected one of {sorted(self._embeddings)}, got {kind!r}")
+        return self._embeddings[kind]
+
+    def region(self, name: str) -> tuple[int, int]:
+        """Half-open vertex range [start, end) of a region ('face', 'mouth_socket', 'gums_and_tongue', 'teeth')."""
+        if name not in self.region_vertex_range:
+            raise ValueError(f"FaceModel.region: expected one of {list(self.region_vertex_range)}, got {name!r}")
+        return self.region_vertex_range[name]
+
+    def material_mask(self, *names: str) -> Tensor:
+        """[T] bool: triangles whose material is one of `names` (e.g. 'M_Face', 'M_Teeth')."""
+        ids = []
+        for n in names:
+            if n not in self.material_names:
+                raise ValueError(f"FaceModel.material_mask: expected one of {self.material_names}, got {n!r}")
+            ids.append(self.material_names.index(n))
+        return torch.isin(self.triangle_material, torch.tensor(ids, device=self.device))
+
+    # ----------------------------------------------------------------------------- evaluation
+    def vertices(self, identity: Tensor, expression: Tensor | None = None) -> Tensor:
+        """Model-space vertices for batched coefficients.
+
+        Args:
+            identity: [B, K'] or [K'] float coefficients (K' <= K; missing modes are zero).
+            expression: [B, 53] or [53] blendshape weights, or None for the neutral expression.
+
+        Returns:
+            [B, V, 3] (or [V, 3] for unbatched input) float32 vertices in cm, model space.
+        """
+        unbatched = identity.dim() == 1
+        ident = identity[None] if unbatched else identity
+        if ident.shape[-1] > self.num_identity:
+            raise ValueError(f"FaceModel.vertices: identity must have <= {self.num_identity} coefficients, got {ident.shape[-1]}")
+        basis = self.identity_basis[: ident.shape[-1]].reshape(ident.shape[-1], -1)
+        verts = self.neutral.reshape(1, -1) + ident.to(basis.dtype) @ basis
+        verts = verts.reshape(ident.shape[0], -1, 3)
+        if expression is not None:
+            expr = expression[None] if expression.dim() == 1 else expression
+            verts = self.expressions.apply(verts, expr.to(verts.dtype))
+        return verts[0] if unbatched else verts
+
+    @cached_property
+    def neutral_normals(self) -> Tensor:
+        """[V, 3] unit vertex normals of the neutral mesh (model space, pointing out of the face)."""
+        return vertex_normals(self.neutral, self.triangles)
+
+    def landmark_points(self, vertices: Tensor, kind: str) -> Tensor:
+        """Landmark positions on a mesh: [B, V, 3] -> [B, N, 3] via the kind's barycentric embedding."""
+        emb = self.embedding(kind)
+        corners = self.triangles.long()[emb.triangle]  # [N, 3]
+        return (vertices[..., corners, :] * emb.barycentric[..., None]).sum(-2)
+
+    def landmark_basis(self, kind: str) -> tuple[Tensor, Tensor, Tensor]:
+        """Linear landmark model: (mean [N, 3], identity [K, N, 3], expression [S, N, 3]).
+
+        The fitter works on these small bases instead of the full mesh.
+        """
+        return self._landmark_basis(kind)
+
+    def _landmark_basis(self, kind: str) -> tuple[Tensor, Tensor, Tensor]:
+        cache = self.__dict__.setdefault("_lm_basis_cache", {})
+        if kind not in cache:
+            emb = self.embedding(kind)
+            corners = self.triangles.long()[emb.triangle]
+            w = emb.barycentric[..., None]
+
+            def at(x: Tensor) -> Tensor:
+                return (x[..., corners, :] * w).sum(-2)
+
+            cache[kind] = (at(self.neutral), at(self.identity_basis), at(self.expressions.deltas))
+        return cache[kind]
+
+    def to(self, device: torch.device | str) -> "FaceModel":
+        """A copy of the model on another device."""
+        if torch.device(device) == self.device:
+            return self
+        new = object.__new__(FaceModel)
+        for k, v in self.__dict__.items():
+            if isinstance(v, Tensor):
+                v = v.to(device)
+            elif isinstance(v, (BlendshapeBasis, LandmarkEmbedding)):
+                v = v.to(device)
+            elif k == "_embeddings":
+                v = {kk: e.to(device) for kk, e in v.items()}
+            elif k == "_lm_basis_cache":
+                v = {}
+            new.__dict__[k] = v
+        new.device = torch.device(device)
+        return new
+
+    def __repr__(self) -> str:
+        return (
+            f"FaceModel(vertices={self.num_vertices}, triangles={int(self.triangles.shape[0])}, "
+            f"identity={self.num_identity}, expressions={self.num_expressions}, source={self.source!r})"
+        )

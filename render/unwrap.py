@@ -1,0 +1,410 @@
+"""Texture extraction from a photo (unwrap into UV space) and filling of the unseen texels.
+
+Texture convention (nvdiffrast's `texture`): a texture image ``tex [R, R, C]`` has texel row i,
+column j centred at ``uv = ((j + 0.5) / R, (i + 0.5) / R)``: u grows along columns, v along
+rows, i.e. **v grows downwards in the stored image** and uv (0, 0) is the first texel row. So
+``texture(tex[None], uv_interpolated)`` with the mesh's own uv reproduces the photo. (A texture
+image file in the OBJ convention, v up, is this array flipped vertically.)
+
+Method: rasterize the mesh in UV space (clip position ``(2u - 1, 2v - 1, 0, 1)`` per triangle
+corner, so UV seams are fine) with camera-space position and normal as attributes; every texel
+gets a 3D point, which is projected into the photo; it is visible where its depth matches the
+photo's depth buffer (the mesh rasterized with the camera); its weight is a ramp of the cosine
+between its normal and the view ray; the photo is sampled bilinearly there. `fill_texture` then
+fills unseen texels from their mirror texel (`mirror_texel_map`) and push-pull inpainting.
+
+Note:
+    Triangles must be wound counter-clockwise seen from outside (right-handed, outward normals),
+    and the mesh must be in front of the camera (z > 0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from affectsynth.render.camera import crop_intrinsics, project_points, projection_matrix, to_clip
+from affectsynth.render.inpaint import push_pull_fill
+from affectsynth.render.interpolate import interpolate
+from affectsynth.render.rasterize import rasterize
+from affectsynth.render.warp import sample_bilinear
+
+__all__ = [
+    "UnwrapSettings",
+    "UnwrapResult",
+    "unwrap_texture",
+    "fill_texture",
+    "mirror_texel_map",
+    "uv_tile_triangles",
+    "vertex_normals",
+]
+
+
+@dataclass(frozen=True)
+class UnwrapSettings:
+    """Defaults of `unwrap_texture` and `fill_texture`.
+
+    Attributes:
+        resolution: texture size R (R x R texels).
+        min_cos: texels whose normal makes a cosine below this with the view ray get weight 0.
+        cos_ramp: weight ramps smoothly from 0 at ``min_cos`` to 1 at ``min_cos + cos_ramp``.
+        depth_tol: relative depth tolerance of the visibility test (fraction of the depth).
+        max_depth_res: longest side of the depth buffer; larger face boxes render it downscaled.
+    """
+
+    resolution: int = 1024
+    min_cos: float = 0.2
+    cos_ramp: float = 0.3
+    depth_tol: float = 0.01
+    max_depth_res: int = 1024
+
+    def __post_init__(self) -> None:
+        if int(self.resolution) < 1:
+            raise ValueError(f"UnwrapSettings: resolution must be >= 1, got {self.resolution}")
+        if not -1.0 <= self.min_cos < 1.0 or self.cos_ramp <= 0:
+            raise ValueError(
+                f"UnwrapSettings: expected -1 <= min_cos < 1 and cos_ramp > 0, got "
+                f"{self.min_cos}, {self.cos_ramp}"
+            )
+        if self.depth_tol <= 0 or int(self.max_depth_res) < 8:
+            raise ValueError(
+                f"UnwrapSettings: expected depth_tol > 0 and max_depth_res >= 8, got "
+                f"{self.depth_tol}, {self.max_depth_res}"
+            )
+
+
+@dataclass(frozen=True)
+class UnwrapResult:
+    """Texture unwrapped from one photo.
+
+    Attributes:
+        texture: [R, R, C] float32 texture (v grows down the rows, see module doc); 0 where unseen.
+        weight: [R, R] float32 confidence in [0, 1] (visibility times the cosine ramp).
+        visible: [R, R] bool texels seen in the photo (weight may still be 0 at grazing angles).
+    """
+
+    texture: Tensor
+    weight: Tensor
+    visible: Tensor
+
+    def to(self, *args: Any, **kwargs: Any) -> UnwrapResult:
+        """New result with the tensors moved (``Tensor.to`` arguments; the mask stays bool)."""
+        tex = self.texture.to(*args, **kwargs)
+        return UnwrapResult(tex, self.weight.to(*args, **kwargs), self.visible.to(tex.device))
+
+    def detach(self) -> UnwrapResult:
+        """Copy without autograd history."""
+        return replace(self, texture=self.texture.detach(), weight=self.weight.detach())
+
+
+def vertex_normals(vertices: Tensor, tri: Tensor) -> Tensor:
+    """Area-weighted unit vertex normals (counter-clockwise triangles face outwards).
+
+    Args:
+        vertices: [V, 3] float positions.
+        tri: [T, 3] int triangles.
+
+    Returns:
+        [V, 3] unit normals (0 for unused vertices), dtype of ``vertices``.
+    """
+    t = tri.long()
+    v0, v1, v2 = vertices[t[:, 0]], vertices[t[:, 1]], vertices[t[:, 2]]
+    fn = torch.cross(v1 - v0, v2 - v0, dim=-1)
+    n = torch.zeros_like(vertices)
+    for k in range(3):
+        n.index_add_(0, t[:, k], fn)
+    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def uv_tile_triangles(uv: Tensor, tri_uv: Tensor, *, tile: tuple[int, int] = (0, 0), eps: float = 1e-4) -> Tensor:
+    """[T] bool: triangles whose three UV corners lie in the unit tile ``tile`` (u0, v0).
+
+    Args:
+        uv: [U, 2] texture coordinates.
+        tri_uv: [T, 3] int indices into ``uv``.
+        tile: (u0, v0) integers; the tile is [u0, u0 + 1] x [v0, v0 + 1].
+        eps: tolerance.
+    """
+    c = uv[tri_uv.long()] - torch.tensor([float(tile[0]), float(tile[1])], dtype=uv.dtype, device=uv.device)
+    return ((c >= -eps) & (c <= 1 + eps)).all(dim=-1).all(dim=-1)
+
+
+def _selected(uv: Tensor, tri_uv: Tensor, triangle_mask: Tensor | None, tile: tuple[int, int], where: str) -> Tensor:
+    if triangle_mask is None:
+        return uv_tile_triangles(uv, tri_uv, tile=tile)
+    if triangle_mask.shape != tri_uv.shape[:1] or triangle_mask.dtype != torch.bool:
+        raise ValueError(
+            f"{where}: triangle_mask must be [{tri_uv.shape[0]}] bool, got "
+            f"{list(triangle_mask.shape)} {triangle_mask.dtype}"
+        )
+    return triangle_mask
+
+
+def _uv_raster(corner_uv: Tensor, resolution: int, ctx: Any) -> tuple[Tensor, Tensor]:
+    """Rasterize per-corner UVs [T, 3, 2] (tile-local) at R x R; returns rast [1, R, R, 4], tri."""
+    n = corner_uv.shape[0]
+    cu = corner_uv.reshape(-1, 2).float()
+    pos = torch.cat([cu * 2.0 - 1.0, torch.zeros_like(cu[:, :1]), torch.ones_like(cu[:, :1])], dim=-1)
+    tri_c = torch.arange(3 * n, dtype=torch.int32, device=cu.device).view(n, 3)
+    rast, _ = rasterize(pos[None], tri_c, (resolution, resolution), ctx=ctx, grad_db=False)
+    return rast, tri_c
+
+
+def _check_common(image: Tensor, vertices_cam: Tensor, tri: Tensor, uv: Tensor, tri_uv: Tensor) -> None:
+    where = "unwrap_texture"
+    if image.ndim != 3 or not image.is_floating_point():
+        raise ValueError(f"{where}: image must be [H, W, C] float in [0, 1], got {list(image.shape)} {image.dtype}")
+    if vertices_cam.ndim != 2 or vertices_cam.shape[-1] != 3:
+        raise ValueError(f"{where}: vertices_cam must be [V, 3], got {list(vertices_cam.shape)}")
+    if tri.ndim != 2 or tri.shape[-1] != 3 or tri_uv.shape != tri.shape:
+        raise ValueError(
+            f"{where}: tri and tri_uv must both be [T, 3], got {list(tri.shape)} and {list(tri_uv.shape)}"
+        )
+    if uv.ndim != 2 or uv.shape[-1] != 2:
+        raise ValueError(f"{where}: uv must be [U, 2], got {list(uv.shape)}")
+
+
+def _depth_buffer(
+    vertices_cam: Tensor, tri: Tensor, fx: float, fy: float, cx: float, cy: float,
+    size: tuple[int, int], max_res: int, ctx: Any,
+) -> tuple[Tensor, Tensor, tuple[float, float, float]]:
+    """Camera-z buffer of the mesh over the photo window it covers, possibly downscaled.
+
+    Returns zbuf [h, w] (inf where empty), the window's coverage [h, w] bool, and (x0, y0, s):
+    photo pixel p maps to buffer pixel (p - (x0, y0)) * s.
+    """
+    H, W = size
+    pix = project_points(vertices_cam, fx, fy, cx, cy)
+    lo = pix.min(dim=0).values
+    hi = pix.max(dim=0).values
+    x0 = max(0, int(math.floor(float(lo[0]))) - 1)
+    y0 = max(0, int(math.floor(float(lo[1]))) - 1)
+    x1 = min(W, int(math.ceil(float(hi[0]))) + 1)
+    y1 = min(H, int(math.ceil(float(hi[1]))) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return torch.full((1, 1), float("inf")), torch.zeros(1, 1, dtype=torch.bool), (0.0, 0.0, 1.0)
+    w, h = x1 - x0, y1 - y0
+    s = min(1.0, max_res / max(w, h))
+    bw, bh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+    sx, sy = bw / w, bh / h
+    kfx, kfy, kcx, kcy, _, _ = crop_intrinsics(fx, fy, cx, cy, (x0, y0, w, h))
+    z = vertices_cam[:, 2]
+    near = max(float(z.min()) * 0.5, 1e-6)
+    far = float(z.max()) * 2.0 + near
+    P = projection_matrix(kfx * sx, kfy * sy, kcx * sx, kcy * sy, bw, bh, near=near, far=far,
+                          dtype=torch.float32, device=vertices_cam.device)
+    clip = to_clip(vertices_cam[None].float(), P)
+    tri_i = tri.to(torch.int32)
+    rast, _ = rasterize(clip, tri_i, (bh, bw), ctx=ctx, grad_db=False)
+    zb, _ = interpolate(z[None, :, None].float(), rast, tri_i)
+    cover = rast[0, :, :, 3] > 0
+    zbuf = torch.where(cover, zb[0, :, :, 0], torch.full_like(zb[0, :, :, 0], float("inf")))
+    return zbuf, cover, (float(x0), float(y0), sx, sy)
+
+
+def unwrap_texture(
+    image: Tensor,
+    vertices_cam: Tensor,
+    tri: Tensor,
+    uv: Tensor,
+    tri_uv: Tensor,
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+    *,
+    resolution: int | None = None,
+    triangle_mask: Tensor | None = None,
+    uv_tile: tuple[int, int] = (0, 0),
+    photo_mask: Tensor | None = None,
+    min_cos: float | None = None,
+    settings: UnwrapSettings | None = None,
+    ctx: Any = None,
+) -> UnwrapResult:
+    """Extract a UV texture of a posed mesh from a photo.
+
+    Args:
+        image: [H, W, C] float32 photo in [0, 1].
+        vertices_cam: [V, 3] float vertex positions in camera space (OpenCV, z > 0).
+        tri: [T, 3] int triangles (all of them occlude, selected or not).
+        uv: [U, 2] float texture coordinates.
+        tri_uv: [T, 3] int indices into ``uv`` per triangle corner.
+        fx: focal length x of the photo's camera, pixels.
+        fy: focal length y, pixels.
+        cx: principal point x, pixels.
+        cy: principal point y, pixels.
+        resolution: texture size R; None = ``settings.resolution``.
+        triangle_mask: [T] bool triangles to unwrap; None = those whose UVs lie in ``uv_tile``.
+            Selected triangles' UVs must lie in the tile.
+        uv_tile: (u0, v0): the texture covers uv in [u0, u0 + 1] x [v0, v0 + 1].
+        photo_mask: optional [H, W] bool, photo pixels that may be sampled (False = not the
+            surface, e.g. an occluder, or teeth seen through open lips); texels landing on False
+            pixels count as unseen.
+        min_cos: override of ``settings.min_cos``.
+        settings: `UnwrapSettings`; None = defaults.
+        ctx: raster context (None = default backend).
+
+    Returns:
+        `UnwrapResult` (texture [R, R, C], weight [R, R], visible [R, R]) on the image's device.
+
+    Raises:
+        ValueError: shapes or options invalid.
+    """
+    s = settings or UnwrapSettings()
+    if resolution is not None or min_cos is not None:
+        s = replace(s, resolution=s.resolution if resolution is None else int(resolution),
+                    min_cos=s.min_cos if min_cos is None else float(min_cos))
+    _check_common(image, vertices_cam, tri, uv, tri_uv)
+    R = int(s.resolution)
+    H, W, C = image.shape
+    device = image.device
+    sel = _selected(uv, tri_uv, triangle_mask, uv_tile, "unwrap_texture")
+    tile = torch.tensor([float(uv_tile[0]), float(uv_tile[1])], dtype=uv.dtype, device=uv.device)
+    tri_s = tri[sel].long()
+    corner_uv = uv[tri_uv[sel].long()] - tile  # [Ts, 3, 2]
+    if tri_s.shape[0] == 0:
+        z = torch.zeros(R, R, device=device)
+        return UnwrapResult(torch.zeros(R, R, C, device=device), z, z.bool())
+
+    verts = vertices_cam.float()
+    normals = vertex_normals(verts, tri)
+    attr = torch.cat([verts[tri_s], normals[tri_s]], dim=-1).reshape(1, -1, 6)  # per corner
+    rast, tri_c = _uv_raster(corner_uv, R, ctx)
+    texel, _ = interpolate(attr, rast, tri_c)
+    texel = texel[0]  # [R, R, 6]
+    covered = rast[0, :, :, 3] > 0
+    p = texel[..., :3]
+    n = texel[..., 3:]
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    safe_p = torch.where(covered[..., None], p, torch.tensor([0.0, 0.0, 1.0], device=device))
+    cos = -(n * safe_p).sum(-1) / safe_p.norm(dim=-1).clamp_min(1e-12)
+    pix = project_points(safe_p, fx, fy, cx, cy)  # [R, R, 2] photo pixels
+
+    zbuf, zcover, (bx0, by0, sx, sy) = _depth_buffer(verts, tri, fx, fy, cx, cy, (H, W), s.max_depth_res, ctx)
+    bh, bw = zbuf.shape
+    bu = ((pix[..., 0] - bx0) * sx).floor().long()
+    bv = ((pix[..., 1] - by0) * sy).floor().long()
+    inb = (bu >= 0) & (bu < bw) & (bv >= 0) & (bv < bh)
+    zref = zbuf[bv.clamp(0, bh - 1), bu.clamp(0, bw - 1)]
+    in_photo = (pix[..., 0] >= 0) & (pix[..., 0] <= W) & (pix[..., 1] >= 0) & (pix[..., 1] <= H)
+    visible = covered & inb & in_photo & (safe_p[..., 2] > 0) & (safe_p[..., 2] <= zref * (1.0 + s.depth_tol))
+    visible &= cos > s.min_cos
+    if photo_mask is not None:
+        if photo_mask.shape != (H, W) or photo_mask.dtype != torch.bool:
+            raise ValueError(
+                f"unwrap_texture: photo_mask must be [{H}, {W}] bool, got {list(photo_mask.shape)} {photo_mask.dtype}"
+            )
+        pu = pix[..., 0].floor().long().clamp(0, W - 1)
+        pv = pix[..., 1].floor().long().clamp(0, H - 1)
+        visible &= photo_mask.to(device)[pv, pu]
+
+    t = ((cos - s.min_cos) / s.cos_ramp).clamp(0.0, 1.0)
+    weight = (t * t * (3.0 - 2.0 * t)) * visible
+    color = sample_bilinear(image.float(), pix)
+    texture = color * visible[..., None]
+    return UnwrapResult(texture, weight.float(), visible)
+
+
+def mirror_texel_map(
+    uv: Tensor,
+    tri_uv: Tensor,
+    tri: Tensor,
+    symmetry: Tensor,
+    resolution: int,
+    *,
+    triangle_mask: Tensor | None = None,
+    uv_tile: tuple[int, int] = (0, 0),
+    ctx: Any = None,
+) -> Tensor:
+    """Per texel, the tile-local UV of its mirror-symmetric point.
+
+    Rasterizes the selected triangles in UV space with, as attribute, the UV of each corner's
+    mirror vertex (``symmetry[vertex]``). A vertex's UV is that of any selected corner using it.
+
+    Args:
+        uv: [U, 2] texture coordinates.
+        tri_uv: [T, 3] int indices into ``uv``.
+        tri: [T, 3] int vertex indices.
+        symmetry: [V] int, the mirror vertex of each vertex (itself on the symmetry plane).
+        resolution: texture size R.
+        triangle_mask: [T] bool triangles in the texture (None = those in ``uv_tile``).
+        uv_tile: (u0, v0) of the texture's tile.
+        ctx: raster context.
+
+    Returns:
+        [R, R, 2] float32 mirror uv (tile-local, texture convention of this module); -1 where the
+        texel is not covered or its mirror vertices have no UV in the texture.
+    """
+    if symmetry.ndim != 1 or (tri.numel() and int(tri.max()) >= symmetry.shape[0]):
+        raise ValueError(f"mirror_texel_map: symmetry must be [V] covering tri's vertices, got {list(symmetry.shape)}")
+    if tri.shape != tri_uv.shape or tri.ndim != 2 or tri.shape[-1] != 3:
+        raise ValueError(f"mirror_texel_map: tri and tri_uv must both be [T, 3], got {list(tri.shape)}, {list(tri_uv.shape)}")
+    R = int(resolution)
+    sel = _selected(uv, tri_uv, triangle_mask, uv_tile, "mirror_texel_map")
+    tile = torch.tensor([float(uv_tile[0]), float(uv_tile[1])], dtype=uv.dtype, device=uv.device)
+    tri_s = tri[sel].long()
+    corner_uv = (uv[tri_uv[sel].long()] - tile).float()
+    V = symmetry.shape[0]
+    vert_uv = torch.zeros(V, 2, device=uv.device)
+    has = torch.zeros(V, device=uv.device)
+    vert_uv[tri_s.reshape(-1)] = corner_uv.reshape(-1, 2)
+    has[tri_s.reshape(-1)] = 1.0
+    mirror = symmetry.long()[tri_s]  # [Ts, 3]
+    attr = torch.cat([vert_uv[mirror], has[mirror][..., None]], dim=-1).reshape(1, -1, 3)
+    if tri_s.shape[0] == 0:
+        return torch.full((R, R, 2), -1.0, device=uv.device)
+    rast, tri_c = _uv_raster(corner_uv, R, ctx)
+    out, _ = interpolate(attr, rast, tri_c)
+    out = out[0]
+    ok = (rast[0, :, :, 3] > 0) & (out[..., 2] > 1.0 - 1e-4)
+    return torch.where(ok[..., None], out[..., :2], torch.full_like(out[..., :2], -1.0))
+
+
+def fill_texture(
+    texture: Tensor,
+    weight: Tensor,
+    *,
+    mirror_uv: Tensor | None = None,
+) -> Tensor:
+    """Fill a texture's low-weight texels: mirror texel first, then push-pull inpainting.
+
+    With mirror: ``c' = w c + (1 - w) m``, ``w' = w + (1 - w) w_m``, where m is the mirror texel's
+    colour (weight-normalised bilinear sample) and w_m its weight; then `push_pull_fill(c', w')`.
+
+    Args:
+        texture: [R, R, C] float texture from `unwrap_texture`.
+        weight: [R, R] float weights in [0, 1].
+        mirror_uv: optional [R, R, 2] from `mirror_texel_map` (-1 = no mirror).
+
+    Returns:
+        [R, R, C] filled texture; texels of weight 1 unchanged.
+
+    Raises:
+        ValueError: shapes don't match.
+    """
+    if texture.ndim != 3 or weight.shape != texture.shape[:2]:
+        raise ValueError(
+            f"fill_texture: texture must be [R, R, C] and weight [R, R], got "
+            f"{list(texture.shape)} and {list(weight.shape)}"
+        )
+    w = weight.to(texture.dtype).clamp(0.0, 1.0)
+    c = texture
+    if mirror_uv is not None:
+        if mirror_uv.shape != (*texture.shape[:2], 2):
+            raise ValueError(f"fill_texture: mirror_uv must be {[*texture.shape[:2], 2]}, got {list(mirror_uv.shape)}")
+        Rh, Rw = texture.shape[:2]
+        valid = (mirror_uv >= 0).all(dim=-1)
+        coords = mirror_uv.to(texture.dtype) * torch.tensor([float(Rw), float(Rh)], dtype=texture.dtype, device=texture.device)
+        stacked = torch.cat([c * w[..., None], w[..., None]], dim=-1)
+        sm = sample_bilinear(stacked, coords, padding_mode="zeros")
+        wm = sm[..., -1]
+        cm = sm[..., :-1] / wm.clamp_min(1e-6)[..., None]
+        wm = torch.where(valid, wm.clamp(0.0, 1.0), torch.zeros_like(wm))
+        a = ((1.0 - w) * (wm > 1e-6))[..., None]
+        c = (1.0 - a) * c + a * cm
+        w = w + (1.0 - w) * wm
+    return push_pull_fill(c, w)

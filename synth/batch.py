@@ -1,0 +1,553 @@
+"""The batch engine behind ``affectsynth generate``: plan, run (resumably, in parallel), summarise.
+
+Per source image one :class:`Job`; :func:`process_image` does its work (load -> fit once ->
+synthesise each target -> write each output atomically) and returns its manifest rows; the
+main process alone appends rows to the manifest. Nothing raised by one image stops the batch:
+its failure becomes rows with ``status=error`` (or ``skipped``) and a one-line reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from affectsynth.atomic import remove_stale_temps
+from affectsynth.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, save_png
+from affectsynth.manifest import Manifest, ManifestRow
+from affectsynth.naming import LAYOUTS, find_images, output_relpath, safe_join, source_relpath, target_slug
+from affectsynth.progress import make_progress
+
+__all__ = [
+    "MANIFEST_NAME",
+    "BatchSummary",
+    "GenerateSettings",
+    "Job",
+    "Plan",
+    "WorkerSetupError",
+    "check_dirs",
+    "crop_square",
+    "item_seed",
+    "make_synthesizer",
+    "plan_jobs",
+    "process_image",
+    "run_batch",
+    "select_targets",
+]
+
+MANIFEST_NAME = "manifest.csv"
+
+
+def item_seed(*parts: Any) -> int:
+    """A 63-bit seed from any printable parts (stable across processes and Python runs).
+
+    Example:
+        >>> item_seed(0, "a/b.jpg") == item_seed(0, "a/b.jpg") != item_seed(1, "a/b.jpg")
+        True
+    """
+    h = hashlib.blake2b("\x1f".join(repr(p) for p in parts).encode("utf-8"), digest_size=8)
+    return int.from_bytes(h.digest(), "little") >> 1
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """Options of a batch run (the ``generate`` command's flags).
+
+    Args:
+        targets: `Expression` / `VA` / `AUs` targets (``affectsynth.blendshapes``), at least one.
+        per_image: draw this many targets per source (seeded by ``seed`` and the source's
+            relative path) instead of all; ``None`` = all.
+        size: write an S x S crop centred on the face (side ``crop_scale`` x the face box's
+            longer side, resized; black outside the photo); ``None`` keeps the input size.
+        faces: "largest" (default) or "all".
+        workers: processes; 1 runs in this process.
+        seed: base seed of target draws and synthesis randomness.
+        expressions_lib: an expression library .npz for the Synthesizer (None = default).
+        layout: output naming, "nested" or "flat" (see `affectsynth.naming`).
+        min_face_px: faces whose box is smaller (shorter side, pixels) are skipped.
+        crop_scale: crop side / face box longer side for ``size``.
+        max_pixels: decompression-bomb limit passed to `load_image`.
+        device: torch device for the Synthesizer.
+        png_compress_level: zlib level of the output PNGs (0-9; lossless at every level).
+
+    Note:
+        Outputs are renamed into place atomically but not fsync'd (about 3 ms each here); the
+        manifest is fsync'd per row. After a power loss an output whose row survived may be
+        missing or corrupt: the next run verifies every ``ok`` output (PNG decode) and redoes it.
+    """
+
+    targets: tuple = ()
+    per_image: int | None = None
+    size: int | None = None
+    faces: str = "largest"
+    workers: int = 1
+    seed: int = 0
+    expressions_lib: str | None = None
+    layout: str = "nested"
+    min_face_px: float = 24.0
+    crop_scale: float = 1.6
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    device: str = "cpu"
+    png_compress_level: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", tuple(self.targets))
+        if not self.targets:
+            raise ValueError("GenerateSettings: expected at least one target, got none")
+        for t in self.targets:
+            target_slug(t)  # raises TypeError for non-targets
+        slugs = [target_slug(t) for t in self.targets]
+        if len(set(slugs)) != len(slugs):
+            dup = [s for s, n in Counter(slugs).items() if n > 1]
+            raise ValueError(f"GenerateSettings: duplicate targets {dup}")
+        if self.per_image is not None and not (1 <= self.per_image <= len(self.targets)):
+            raise ValueError(f"--per-image: expected 1..{len(self.targets)} (the number of targets), "
+                             f"got {self.per_image}")
+        if self.size is not None and not (16 <= self.size <= 8192):
+            raise ValueError(f"--size: expected 16..8192 pixels, got {self.size}")
+        if self.faces not in ("largest", "all"):
+            raise ValueError(f"--faces: expected 'largest' or 'all', got {self.faces!r}")
+        if self.workers < 1:
+            raise ValueError(f"--workers: expected >= 1, got {self.workers}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"--layout: expected one of {LAYOUTS}, got {self.layout!r}")
+        if not 0 <= self.png_compress_level <= 9:
+            raise ValueError(f"--png-compression: expected 0..9, got {self.png_compress_level}")
+        if self.min_face_px < 0 or self.crop_scale <= 0:
+            raise ValueError("GenerateSettings: min_face_px must be >= 0 and crop_scale > 0, "
+                             f"got {self.min_face_px}, {self.crop_scale}")
+
+
+@dataclass(frozen=True)
+class Job:
+    """The work for one source image (picklable; sent to worker processes).
+
+    Args:
+        source: path to read.
+        rel_source: POSIX path relative to INPUT_DIR (names outputs and manifest rows).
+        output_dir: OUTPUT_DIR.
+        targets: targets for this source (after ``--per-image`` selection).
+        settings: the run's settings.
+        done: output paths (relative to OUTPUT_DIR) already done; not redone.
+    """
+
+    source: str
+    rel_source: str
+    output_dir: str
+    targets: tuple
+    settings: GenerateSettings
+    done: frozenset = frozenset()
+
+    def output_for(self, target: Any, face: int = 0) -> str:
+        """Relative output path of ``target`` on face ``face``."""
+        return str(output_relpath(self.rel_source, target_slug(target), face, layout=self.settings.layout))
+
+    def seed_for(self, target: Any, face: int = 0) -> int:
+        """Synthesis seed of one output: from (run seed, source, face, target)."""
+        return item_seed(self.settings.seed, self.rel_source, face, target_slug(target))
+
+
+def select_targets(targets: Sequence[Any], k: int | None, *, seed: int, rel_source: str) -> tuple:
+    """``k`` of ``targets`` drawn without replacement, seeded by (seed, rel_source); all if ``k`` is None.
+
+    The drawn targets keep their order in ``targets``.
+    """
+    targets = tuple(targets)
+    if k is None or k >= len(targets):
+        return targets
+    rng = np.random.default_rng(item_seed("per-image", seed, rel_source))
+    idx = np.sort(rng.choice(len(targets), size=k, replace=False))
+    return tuple(targets[i] for i in idx)
+
+
+@dataclass
+class Plan:
+    """What a run will do: jobs to run, and what was found done already."""
+
+    jobs: list[Job]
+    sources: int
+    planned_outputs: list[tuple[str, str, Any]]  # (rel_source, rel_output, target), face 0, not done
+    already_done: int  # outputs (or skipped rows) done by an earlier run
+
+
+def _source_done(job: Job, manifest: Manifest | None) -> tuple[bool, int]:
+    """Whether every output of ``job`` is done, and how many are."""
+    if manifest is None:
+        return False, 0
+    if job.settings.faces == "largest":
+        outs = [job.output_for(t, 0) for t in job.targets]
+        n = sum(o in job.done for o in outs)
+        return n == len(outs), n
+    rows = manifest.rows_for(job.rel_source)
+    counts = [r.n_faces for r in rows if r.n_faces is not None and r.status in ("ok", "skipped")]
+    if not counts:
+        return False, 0
+    n_faces = max(counts)
+    outs = [job.output_for(t, k) for k in range(max(n_faces, 1)) for t in job.targets]
+    n = sum(o in job.done for o in outs)
+    return n == len(outs), n
+
+
+def plan_jobs(input_dir: str | os.PathLike, output_dir: str | os.PathLike, settings: GenerateSettings,
+              *, manifest: Manifest | None = None) -> Plan:
+    """List the sources under ``input_dir`` and the work left for each.
+
+    Raises:
+        NotADirectoryError: ``input_dir`` is not a folder.
+    """
+    out_abs = os.path.abspath(output_dir)
+    done_all = manifest.done_outputs if manifest is not None else frozenset()
+    jobs: list[Job] = []
+    planned: list[tuple[str, str, Any]] = []
+    already = 0
+    n_sources = 0
+    for src in find_images(input_dir, exclude=out_abs):
+        n_sources += 1
+        rel = str(source_relpath(src, input_dir))
+        targets = select_targets(settings.targets, settings.per_image, seed=settings.seed, rel_source=rel)
+        if settings.faces == "largest":
+            mine = {output_relpath(rel, target_slug(t), 0, layout=settings.layout).as_posix() for t in targets}
+        else:
+            mine = {r.output for r in manifest.rows_for(rel)} if manifest is not None else set()
+        job = Job(str(src), rel, str(output_dir), targets, settings, frozenset(mine & done_all))
+        finished, n_done = _source_done(job, manifest)
+        already += n_done
+        if finished:
+            continue
+        jobs.append(job)
+        for t in targets:
+            o = job.output_for(t, 0)
+            if o not in job.done:
+                planned.append((rel, o, t))
+    return Plan(jobs, n_sources, planned, already)
+
+
+def crop_square(image: np.ndarray, bbox: Sequence[float], size: int, *, scale: float = 1.6) -> np.ndarray:
+    """An ``size x size`` crop centred on a face box, resized (Lanczos); black outside the image.
+
+    Args:
+        image: [H, W, 3] uint8.
+        bbox: (x0, y0, x1, y1) face box in pixels (continuous image coordinates).
+        size: output side in pixels.
+        scale: crop side = ``scale * max(x1 - x0, y1 - y0)``.
+
+    Returns:
+        [size, size, 3] uint8.
+    """
+    from PIL import Image
+
+    x0, y0, x1, y1 = (float(v) for v in bbox)
+    side = max(scale * max(x1 - x0, y1 - y0), 1.0)
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    box = (int(round(cx - side / 2)), int(round(cy - side / 2)))
+    box = box + (box[0] + int(round(side)), box[1] + int(round(side)))
+    crop = Image.fromarray(image).crop(box)
+    return np.asarray(crop.resize((size, size), Image.LANCZOS, reducing_gap=3.0))
+
+
+def _reason_detail(e: BaseException) -> str:
+    msg = " ".join(str(e).split())
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def _fail_rows(job: Job, status: str, reason: str, detail: str, *, n_faces: int | None = None,
+               face: int = 0) -> list[ManifestRow]:
+    rows = []
+    for t in job.targets:
+        out = job.output_for(t, face)
+        if out in job.done:
+            continue
+        rows.append(ManifestRow(job.rel_source, out, status, f"{reason}: {detail}",
+                                **_target_fields(t), seed=job.seed_for(t, face), face=face, n_faces=n_faces))
+    return rows
+
+
+def _target_fields(t: Any) -> dict[str, Any]:
+    kind = getattr(t, "kind", "")
+    if kind == "expression":
+        return {"target_kind": kind, "expression": t.name, "intensity": t.intensity}
+    if kind == "va":
+        return {"target_kind": kind, "valence": t.valence, "arousal": t.arousal}
+    return {"target_kind": kind}
+
+
+def _pose(labels: dict) -> tuple[float | None, float | None, float | None]:
+    p = labels.get("pose_deg")
+    if p is None:
+        return None, None, None
+    if isinstance(p, dict):
+        return p.get("yaw"), p.get("pitch"), p.get("roll")
+    vals = [float(v) for v in p]
+    return (vals + [None, None, None])[:3]  # type: ignore[return-value]
+
+
+def _ok_row(job: Job, target: Any, face: int, n_faces: int, out: str, seed: int, labels: dict) -> ManifestRow:
+    base = _target_fields(target)
+    yaw, pitch, roll = _pose(labels)
+
+    def pick(key: str) -> Any:
+        v = labels.get(key)
+        return base.get(key) if v is None else v
+
+    return ManifestRow(
+        job.rel_source, out, "ok", "",
+        target_kind=str(labels.get("target_kind") or base.get("target_kind", "")),
+        expression=str(pick("expression") or ""),
+        intensity=pick("intensity"), valence=pick("valence"), arousal=pick("arousal"),
+        seed=seed, face=face, n_faces=n_faces, yaw=yaw, pitch=pitch, roll=roll,
+        weights=ManifestRow.weights_json(labels.get("weights")),
+    )
+
+
+def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
+    """Do one source's work and return its manifest rows (never raises for bad input).
+
+    Steps: load (`load_image`) -> ``synthesizer.fit`` once -> for each face kept (largest, or
+    all) and each target not in ``job.done``: ``synthesizer.synthesize(image, target, fit=...,
+    rng_seed=...)``, optional square crop (``settings.size``), atomic PNG write.
+
+    Args:
+        synthesizer: an ``affectsynth.synthesizer.Synthesizer`` (``fit(image) -> list[FaceFit]``
+            largest first; ``synthesize(...) -> SynthResult`` with ``image`` and ``labels``).
+        job: the source and its targets.
+
+    Returns:
+        One row per output attempted: ``ok``; ``error`` with reason ``unreadable``,
+        ``fit-failed``, ``synth-failed`` or ``write-failed``; ``skipped`` with reason
+        ``no-face`` or ``face-too-small``.
+    """
+    s = job.settings
+    try:
+        image = load_image(job.source, max_pixels=s.max_pixels)
+    except (ImageLoadError, OSError, MemoryError) as e:
+        return _fail_rows(job, "error", "unreadable", _reason_detail(e))
+    try:
+        fits = list(synthesizer.fit(image))
+    except Exception as e:  # the engine catches per item (STYLE 5)
+        return _fail_rows(job, "error", "fit-failed", _reason_detail(e))
+    if not fits:
+        return _fail_rows(job, "skipped", "no-face", "no face found", n_faces=0)
+    n_faces = len(fits)
+    kept = fits[:1] if s.faces == "largest" else fits
+    rows: list[ManifestRow] = []
+    for k, fit in enumerate(kept):
+        x0, y0, x1, y1 = (float(v) for v in fit.bbox)
+        short = min(x1 - x0, y1 - y0)
+        if short < s.min_face_px:
+            rows += _fail_rows(job, "skipped", "face-too-small",
+                               f"face {k} is {x1 - x0:.0f}x{y1 - y0:.0f} px, under {s.min_face_px:g} px",
+                               n_faces=n_faces, face=k)
+            continue
+        for t in job.targets:
+            out = job.output_for(t, k)
+            if out in job.done:
+                continue
+            seed = job.seed_for(t, k)
+            try:
+                res = synthesizer.synthesize(image, t, fit=fit, rng_seed=seed)
+                img = np.asarray(res.image)
+                if s.size is not None:
+                    img = crop_square(img, fit.bbox, s.size, scale=s.crop_scale)
+            except Exception as e:  # the engine catches per item (STYLE 5)
+                rows.append(ManifestRow(job.rel_source, out, "error", f"synth-failed: {_reason_detail(e)}",
+                                        **_target_fields(t), seed=seed, face=k, n_faces=n_faces))
+                continue
+            try:
+                save_png(safe_join(job.output_dir, out), img, compress_level=s.png_compress_level, fsync=False)
+            except (OSError, ValueError) as e:
+                rows.append(ManifestRow(job.rel_source, out, "error", f"write-failed: {_reason_detail(e)}",
+                                        **_target_fields(t), seed=seed, face=k, n_faces=n_faces))
+                continue
+            rows.append(_ok_row(job, t, k, n_faces, out, seed, dict(res.labels or {})))
+    return rows
+
+
+# --------------------------------------------------------------------------- running
+
+def make_synthesizer(settings: GenerateSettings) -> Any:
+    """Build the ``affectsynth.synthesizer.Synthesizer`` a run uses (imports torch)."""
+    from affectsynth.synthesizer import Synthesizer
+
+    return Synthesizer(device=settings.device, expressions=settings.expressions_lib)
+
+
+_WORKER_SYNTH: Any = None
+_WORKER_ERROR: str | None = None
+
+
+class WorkerSetupError(RuntimeError):
+    """A worker process could not build its Synthesizer (a set-up problem, not a bad image)."""
+
+
+def _worker_init(settings: GenerateSettings) -> None:
+    global _WORKER_SYNTH, _WORKER_ERROR
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        _WORKER_SYNTH = make_synthesizer(settings)
+    except Exception as e:  # reported once per job as WorkerSetupError, then fatal in the parent
+        _WORKER_ERROR = _reason_detail(e)
+
+
+def _worker_run(job: Job) -> list[ManifestRow]:
+    if _WORKER_ERROR is not None:
+        raise WorkerSetupError(_WORKER_ERROR)
+    return process_image(_WORKER_SYNTH, job)
+
+
+@dataclass
+class BatchSummary:
+    """Counts of a run. ``failed``/``skipped`` map reason code -> number of outputs."""
+
+    sources: int = 0
+    jobs: int = 0
+    written: int = 0
+    already_done: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    manifest: str = ""
+
+    @property
+    def n_failed(self) -> int:
+        return sum(self.failed.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return {"sources": self.sources, "jobs": self.jobs, "written": self.written,
+                "already_done": self.already_done, "skipped": dict(self.skipped),
+                "failed": dict(self.failed), "seconds": round(self.seconds, 3), "manifest": self.manifest}
+
+    def lines(self) -> list[str]:
+        """Human-readable summary lines."""
+        rate = self.written / self.seconds if self.seconds > 0 else 0.0
+        out = [f"done: {self.written} outputs written from {self.jobs} of {self.sources} images "
+               f"in {self.seconds:.1f} s ({rate:.2f} outputs/s); {self.already_done} already done"]
+        if self.skipped:
+            out.append("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())))
+        if self.failed:
+            out.append("failed: " + ", ".join(f"{k} {v}" for k, v in sorted(self.failed.items()))
+                       + f" (see {self.manifest})")
+        return out
+
+
+def check_dirs(input_dir: str | os.PathLike, output_dir: str | os.PathLike) -> None:
+    """Refuse a missing INPUT_DIR, OUTPUT_DIR == INPUT_DIR, or OUTPUT_DIR that is a file."""
+    if not os.path.isdir(input_dir):
+        raise NotADirectoryError(f"INPUT_DIR {input_dir}: not a folder")
+    if os.path.realpath(input_dir) == os.path.realpath(output_dir):
+        raise ValueError("OUTPUT_DIR must differ from INPUT_DIR")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise NotADirectoryError(f"OUTPUT_DIR {output_dir}: exists and is not a folder")
+
+
+def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, settings: GenerateSettings, *,
+              progress: bool = False, synthesizer: Any = None,
+              on_rows: Callable[[list[ManifestRow]], None] | None = None) -> BatchSummary:
+    """Run (or resume) a batch: every image under ``input_dir`` -> outputs + manifest in ``output_dir``.
+
+    Args:
+        input_dir: INPUT_DIR (searched recursively, see `find_images`).
+        output_dir: OUTPUT_DIR (created); holds the outputs and ``manifest.csv``.
+        settings: the run's options.
+        progress: draw a tqdm bar on stderr.
+        synthesizer: use this instance in-process (ignores ``settings.workers``); default: build
+            one per worker (or one here when ``workers == 1``).
+        on_rows: called in the main process with each job's rows after they are in the manifest.
+
+    Returns:
+        The counts; ``summary.n_failed > 0`` means some outputs failed (exit code 3).
+    """
+    check_dirs(input_dir, output_dir)
+    t0 = time.perf_counter()
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+    manifest = Manifest(out / MANIFEST_NAME, output_root=out)
+    plan = plan_jobs(input_dir, output_dir, settings, manifest=manifest)
+    summary = BatchSummary(sources=plan.sources, jobs=len(plan.jobs), already_done=plan.already_done,
+                           manifest=str(manifest.path))
+    bar = make_progress(len(plan.jobs), desc="generate", unit="img", enabled=progress)
+
+    def record(rows: list[ManifestRow]) -> None:
+        for r in rows:
+            manifest.append(r)
+            if r.status == "ok":
+                summary.written += 1
+            elif r.status == "skipped":
+                summary.skipped[r.reason or "skipped"] += 1
+            else:
+                summary.failed[r.reason or "error"] += 1
+        bar.update(1)
+        bar.set_postfix_str(f"{summary.written} out, {summary.n_failed} failed", refresh=False)
+        if on_rows is not None:
+            on_rows(rows)
+
+    try:
+        with manifest:
+            if not plan.jobs:
+                pass
+            elif synthesizer is not None or settings.workers == 1:
+                synth = synthesizer if synthesizer is not None else make_synthesizer(settings)
+                for job in plan.jobs:
+                    record(process_image(synth, job))
+            else:
+                _run_pool(plan.jobs, settings, record)
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run_pool(jobs: list[Job], settings: GenerateSettings, record: Callable[[list[ManifestRow]], None]) -> None:
+    """Run jobs on a spawn process pool, at most 4 in flight per worker; survive worker crashes."""
+    import multiprocessing as mp
+
+    pending = list(reversed(jobs))
+    workers = min(settings.workers, len(jobs))
+    while pending:
+        ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                 initializer=_worker_init, initargs=(settings,))
+        inflight: dict[Future, Job] = {}
+        broken = False
+        completed = 0
+        try:
+            while pending or inflight:
+                while pending and len(inflight) < 4 * workers:
+                    job = pending.pop()
+                    inflight[ex.submit(_worker_run, job)] = job
+                finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    job = inflight.pop(fut)
+                    try:
+                        rows = fut.result()
+                    except WorkerSetupError as e:
+                        raise RuntimeError(f"generate: a worker could not build the Synthesizer: {e}") from None
+                    except BrokenProcessPool as e:
+                        if completed == 0:  # the pool never worked: a set-up error, not a bad image
+                            raise RuntimeError("generate: worker processes failed to start (the Synthesizer "
+                                               "could not be built?); rerun with --workers 1 to see why") from e
+                        broken = True
+                        record(_fail_rows(job, "error", "worker-crashed", _reason_detail(e)))
+                        continue
+                    except Exception as e:  # e.g. a result that could not be pickled: this job only
+                        record(_fail_rows(job, "error", "worker-error", _reason_detail(e)))
+                        continue
+                    completed += 1
+                    record(rows)
+                if broken:
+                    for fut, job in inflight.items():
+                        record(_fail_rows(job, "error", "worker-crashed", "a worker process died"))
+                    inflight.clear()
+                    break
+        finally:
+            ex.shutdown(wait=not broken, cancel_futures=True)

@@ -1,0 +1,129 @@
+"""The ``affectsynth`` command line: a click group whose subcommands load lazily.
+
+Exit codes: 0 done; 1 fatal error (one line on stderr; the traceback only with
+``AFFECTSYNTH_DEBUG=1``); 2 bad usage; 3 finished, but some inputs failed (see the manifest).
+``affectsynth --help`` imports no subcommand module (and so no torch or mediapipe).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+__all__ = [
+    "EXIT_FATAL",
+    "EXIT_OK",
+    "EXIT_SOME_FAILED",
+    "EXIT_USAGE",
+    "SUBCOMMANDS",
+    "debug_enabled",
+    "main",
+]
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_USAGE = 2
+EXIT_SOME_FAILED = 3
+
+#: name -> (module, attribute, one-line help shown by ``affectsynth --help``).
+SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": ("affectsynth.cli_grid", "demo_command",
+             "Synthesise all 8 expressions on a bundled photo and write a grid."),
+    "fit": ("affectsynth.cli_fit", "fit_command",
+            "Fit the 3D face model to photos; write OBJ meshes and JSON."),
+    "generate": ("affectsynth.cli_generate", "generate_command",
+                 "Synthesise expressions for every image in a folder (resumable)."),
+    "grid": ("affectsynth.cli_grid", "grid_command",
+             "Write a labelled grid: rows = photos, columns = targets."),
+    "build-expressions": ("affectsynth.cli_build", "build_expressions_command",
+                          "Build an expression library (.npz) from 4D mesh sequences."),
+}
+
+
+def debug_enabled() -> bool:
+    """True if ``AFFECTSYNTH_DEBUG`` is set to something other than ``0``/empty."""
+    return os.environ.get("AFFECTSYNTH_DEBUG", "0").strip().lower() not in ("", "0", "false", "no")
+
+
+def _one_line(e: BaseException) -> str:
+    msg = " ".join(str(e).split())
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that subcommand runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(SUBCOMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        if cmd_name not in SUBCOMMANDS:
+            return None
+        mod_name, attr, short = SUBCOMMANDS[cmd_name]
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as e:
+            if e.name != mod_name:
+                raise
+            return _unavailable(cmd_name, short, f"module {mod_name} is not installed in this build")
+        cmd = getattr(mod, attr)
+        if not isinstance(cmd, click.Command):
+            raise TypeError(f"{mod_name}.{attr}: expected a click command, got {type(cmd).__name__}")
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, self.commands[name].get_short_help_str(70) if name in self.commands
+                 else SUBCOMMANDS[name][2]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:  # one line per fatal error; traceback only on request
+            if debug_enabled():
+                raise
+            click.echo(f"affectsynth: error: {_one_line(e)} (AFFECTSYNTH_DEBUG=1 shows the traceback)",
+                       err=True)
+            ctx.exit(EXIT_FATAL)
+
+
+def _unavailable(name: str, short: str, why: str) -> click.Command:
+    @click.command(name=name, help=f"{short}\n\nUnavailable: {why}.",
+                   context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def cmd(args: tuple[str, ...]) -> None:
+        raise click.ClickException(f"'{name}' is unavailable: {why}")
+
+    return cmd
+
+
+@click.group(name="affectsynth", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="affectsynth", prog_name="affectsynth")
+def main() -> None:
+    """Synthesise labelled facial expressions of the same person from photos.
+
+    \b
+    Examples:
+      affectsynth demo --out demo/
+      affectsynth fit photo.jpg --out fits/
+      affectsynth generate faces/ out/ --expressions happiness,sadness --intensity 0.5,1.0
+      affectsynth generate faces/ out/ --va=0.5,-0.25 --va-grid 3 --size 256
+      affectsynth grid a.jpg b.jpg --out grid.png --va-wheel 8
+
+    Exit codes: 0 done, 1 fatal error, 2 bad usage, 3 finished but some inputs failed.
+    Set AFFECTSYNTH_DEBUG=1 for tracebacks, AFFECTSYNTH_NO_PROGRESS=1 to hide progress bars.
+    """
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""``affectsynth generate``: synthesise expressions for every image under a folder (see `affectsynth.batch`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from affectsynth.labels import CATEGORIES, expression_targets, parse_float_list, parse_va, va_grid_points
+
+__all__ = ["build_targets", "generate_command"]
+
+
+def build_targets(expressions: str | None, intensities: tuple[str, ...], va: tuple[str, ...],
+                  va_grid: int | None) -> list:
+    """The run's targets from the command-line options (raises click.BadParameter/UsageError).
+
+    Every expression at every intensity (default 1.0), then every ``--va`` point, then the
+    ``--va-grid`` points; with none of ``--expressions/--va/--va-grid`` all 8 categories.
+    """
+    from affectsynth.blendshapes.targets import VA
+
+    if intensities and expressions is None and (va or va_grid):
+        raise click.UsageError("--intensity applies to --expressions only; add --expressions "
+                               "(e.g. --expressions happiness,sadness) or drop --intensity")
+    try:
+        ints = parse_float_list(intensities, what="--intensity") if intensities else [1.0]
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--intensity") from None
+    for i in ints:
+        if not 0.0 <= i <= 1.0:
+            raise click.BadParameter(f"intensity must be in [0, 1], got {i}", param_hint="--intensity")
+    names: list[str] = []
+    if expressions is not None:
+        for n in expressions.split(","):
+            n = n.strip()
+            if not n:
+                raise click.BadParameter(f"empty name in {expressions!r}; write e.g. happiness,sadness",
+                                         param_hint="--expressions")
+            names.extend(CATEGORIES if n.lower() == "all" else [n])
+    elif not va and not va_grid:
+        names = list(CATEGORIES)
+    try:
+        targets = expression_targets(names, ints)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--expressions") from None
+    points: list[tuple[float, float]] = []
+    for text in va:
+        try:
+            points.append(parse_va(text))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--va") from None
+    if va_grid is not None:
+        try:
+            points.extend(va_grid_points(va_grid))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--va-grid") from None
+    seen = set()
+    for v, a in points:
+        t = VA(v, a)
+        if (round(v, 2), round(a, 2)) in seen:  # same output name: keep the first
+            continue
+        seen.add((round(v, 2), round(a, 2)))
+        targets.append(t)
+    return targets
+
+
+EPILOG = """\b
+Examples:
+  affectsynth generate faces/ out/
+      all 8 categories at intensity 1.0, for the largest face of every image
+  affectsynth generate faces/ out/ --expressions happiness,sadness --intensity 0.5,1.0
+  affectsynth generate faces/ out/ --va=0.5,-0.25 --va=-0.8,0.6 --va-grid 3 --per-image 2
+  affectsynth generate fer/train out/ --expressions all --size 48 --faces all --workers 4
+  affectsynth generate faces/ out/ --dry-run --format json     # list planned outputs only
+
+\b
+Outputs: OUTPUT_DIR/<subfolders>/<stem>_<ext>/f<face>_<target>.png (lossless PNG), e.g.
+  out/train/img_jpg/f0_happiness_i1.00.png, out/img_png/f0_va_+0.50_-0.25.png
+  and OUTPUT_DIR/manifest.csv, one row per output (status ok/error/skipped + reason).
+Rerunning the same command resumes: done outputs are skipped, failed ones retried.
+Exit codes: 0 done, 1 fatal error, 2 bad usage, 3 finished but some inputs failed.
+"""
+
+
+@click.command("generate", epilog=EPILOG, context_settings={"max_content_width": 100})
+@click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--expressions", metavar="LIST",
+              help="Comma-separated categories (neutral, happiness, sadness, surprise, fear, anger, "
+                   "disgust, contempt; or 'all'). Default: all, unless --va/--va-grid is given.")
+@click.option("--intensity", "intensities", multiple=True, metavar="LIST",
+              help="Comma-separated intensities in [0, 1] for every expression (default 1.0).")
+@click.option("--va", "va", multiple=True, metavar="V,A",
+              help="A valence,arousal target in [-1, 1]^2; repeatable. Write --va=V,A for negatives.")
+@click.option("--va-grid", type=int, metavar="N",
+              help="Add an N x N lattice over [-1, 1]^2 (points outside the unit disc are moved onto it).")
+@click.option("--per-image", type=int, metavar="K",
+              help="Draw K targets per image (seeded by --seed and the image's path) instead of all.")
+@click.option("--size", type=int, metavar="S",
+              help="Write an S x S crop centred on the face (default: the input's size).")
+@click.option("--faces", type=click.Choice(["largest", "all"]), default="largest", show_default=True,
+              help="Which faces of a photo to synthesise.")
+@click.option("--workers", type=int, default=None, metavar="N",
+              help="Worker processes (default: the number of CPU cores; 1 = in this process).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of target draws and synthesis.")
+@click.option("--expressions-lib", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="LIB.npz", help="Expression library built by `affectsynth build-expressions`.")
+@click.option("--layout", type=click.Choice(["nested", "flat"]), default="nested", show_default=True,
+              help="nested: keep subfolders; flat: one folder, names with a path hash.")
+@click.option("--min-face", type=float, default=24.0, show_default=True, metavar="PX",
+              help="Skip faces whose box is smaller than PX pixels (shorter side).")
+@click.option("--device", default="cpu", show_default=True, help="torch device for synthesis.")
+@click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True, metavar="0-9",
+              help="zlib level of the output PNGs (lossless at every level; 0 is fastest).")
+@click.option("--dry-run", is_flag=True, help="List planned outputs and exit; nothing is loaded or written.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="stdout format of the result (the summary also goes to stderr).")
+@click.pass_context
+def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expressions: str | None,
+                     intensities: tuple[str, ...], va: tuple[str, ...], va_grid: int | None,
+                     per_image: int | None, size: int | None, faces: str, workers: int | None, seed: int,
+                     expressions_lib: Path | None, layout: str, min_face: float, device: str, png_compression: int,
+                     dry_run: bool,
+                     quiet: bool, fmt: str) -> None:
+    """Synthesise expressions for every image under INPUT_DIR into OUTPUT_DIR.
+
+    Images are found recursively (jpg, jpeg, png, webp, bmp, tif, tiff; any case). Targets are
+    every --expressions name at every --intensity, plus every --va point and the --va-grid
+    points. Bad inputs (unreadable, no face, ...) get manifest rows with a reason and never
+    stop the batch.
+    """
+    from affectsynth.batch import GenerateSettings, check_dirs, plan_jobs, run_batch
+    from affectsynth.manifest import Manifest
+    from affectsynth.progress import progress_enabled
+
+    targets = build_targets(expressions, intensities, va, va_grid)
+    if workers is None:
+        workers = os.cpu_count() or 1
+    try:
+        settings = GenerateSettings(
+            targets=tuple(targets), per_image=per_image, size=size, faces=faces, workers=workers, seed=seed,
+            expressions_lib=str(expressions_lib) if expressions_lib else None, layout=layout,
+            min_face_px=min_face, device=device, png_compress_level=png_compression)
+        check_dirs(input_dir, output_dir)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+
+    if dry_run:
+        mpath = output_dir / "manifest.csv"
+        manifest = Manifest(mpath, output_root=output_dir, readonly=True) if mpath.exists() else None
+        plan = plan_jobs(input_dir, output_dir, settings, manifest=manifest)
+        if fmt == "json":
+            click.echo(json.dumps({
+                "sources": plan.sources, "jobs": len(plan.jobs), "already_done": plan.already_done,
+                "planned": [{"source": s, "output": str(output_dir / o), "target": t.to_dict()}
+                            for s, o, t in plan.planned_outputs]}, indent=1))
+        else:
+            for _s, o, _t in plan.planned_outputs:
+                click.echo(str(output_dir / o))
+        note = " (face 0 only; --faces all adds outputs per extra face)" if faces == "all" else ""
+        click.echo(f"dry run: {plan.sources} images, {len(plan.jobs)} to process, "
+                   f"{len(plan.planned_outputs)} outputs planned{note}, {plan.already_done} already done; "
+                   "nothing written", err=True)
+        return
+
+    summary = run_batch(input_dir, output_dir, settings, progress=progress_enabled(quiet=quiet))
+    for line in summary.lines():
+        click.echo(line, err=True)
+    if fmt == "json":
+        click.echo(json.dumps(summary.to_dict(), indent=1))
+    else:
+        click.echo(summary.manifest)
+    if summary.n_failed:
+        ctx.exit(3)

@@ -1,0 +1,111 @@
+"""``affectsynth grid`` and ``affectsynth demo``: labelled grids of synthesised expressions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from affectsynth.labels import CATEGORIES, expression_targets, parse_float_list, va_wheel_points
+
+__all__ = ["demo_command", "grid_command", "grid_targets"]
+
+
+def grid_targets(expressions: str | None, intensity: str | None, va_wheel: int | None) -> list:
+    """Columns of a grid from the options: expressions (default all 8) or a VA wheel."""
+    if expressions is not None and va_wheel is not None:
+        raise click.UsageError("--expressions and --va-wheel are alternatives; give one of them")
+    if va_wheel is not None:
+        if intensity is not None:
+            raise click.UsageError("--intensity applies to --expressions only; drop it with --va-wheel")
+        from affectsynth.blendshapes.targets import VA
+
+        try:
+            return [VA(v, a) for v, a in va_wheel_points(va_wheel)]
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--va-wheel") from None
+    names = list(CATEGORIES)
+    if expressions is not None:
+        names = [n.strip() for n in expressions.split(",")]
+        if "all" in (n.lower() for n in names):
+            names = list(CATEGORIES)
+    try:
+        ints = parse_float_list(intensity, what="--intensity") if intensity is not None else [1.0]
+        return expression_targets(names, ints)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--expressions/--intensity") from None
+
+
+def _write_grid(images: list[tuple[str, "object"]], targets: list, out: Path, *, cell: int, crop: bool,
+                device: str, expressions_lib: Path | None) -> None:
+    from affectsynth.grid import make_grid, synthesize_grid_rows
+    from affectsynth.images import save_png
+    from affectsynth.synthesizer import Synthesizer
+
+    synth = Synthesizer(device=device, expressions=str(expressions_lib) if expressions_lib else None)
+    rows, row_labels, col_labels = synthesize_grid_rows(synth, images, targets, crop=crop, cell=cell)
+    save_png(out, make_grid(rows, row_labels, col_labels, cell=cell))
+
+
+GRID_EPILOG = """\b
+Examples:
+  affectsynth grid photo.jpg --out grid.png                     # all 8 categories
+  affectsynth grid a.jpg b.png --out grid.png --expressions happiness,anger --intensity 0.5,1
+  affectsynth grid photo.jpg --out wheel.png --va-wheel 8       # 8 points around the VA circle
+"""
+
+
+@click.command("grid", epilog=GRID_EPILOG)
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output PNG.")
+@click.option("--expressions", metavar="LIST", help="Comma-separated categories (default: all 8).")
+@click.option("--intensity", metavar="LIST", help="Comma-separated intensities in [0, 1] (default 1.0).")
+@click.option("--va-wheel", type=int, metavar="N", help="Columns = N points evenly spaced on the VA circle.")
+@click.option("--cell", type=int, default=256, show_default=True, help="Cell side in pixels.")
+@click.option("--full", is_flag=True, help="Show whole photos instead of crops around the face.")
+@click.option("--expressions-lib", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="LIB.npz",
+              help="Expression library built by `affectsynth build-expressions`.")
+@click.option("--device", default="cpu", show_default=True, help="torch device.")
+def grid_command(images: tuple[Path, ...], out: Path, expressions: str | None, intensity: str | None,
+                 va_wheel: int | None, cell: int, full: bool, expressions_lib: Path | None, device: str) -> None:
+    """Write a labelled grid: one row per IMAGE (largest face), one column per target.
+
+    The first column is the input. Prints the grid's path on stdout.
+    """
+    from affectsynth.images import load_image
+
+    targets = grid_targets(expressions, intensity, va_wheel)
+    if cell < 16:
+        raise click.BadParameter(f"expected >= 16, got {cell}", param_hint="--cell")
+    loaded = [(p.stem, load_image(p)) for p in images]
+    _write_grid(loaded, targets, out, cell=cell, crop=not full, device=device, expressions_lib=expressions_lib)
+    click.echo(str(out))
+
+
+@click.command("demo", epilog="""\b
+Example:
+  affectsynth demo --out demo/      # writes demo/astronaut.png and demo/grid.png
+""")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (created).")
+@click.option("--cell", type=int, default=256, show_default=True, help="Cell side in pixels.")
+@click.option("--device", default="cpu", show_default=True, help="torch device.")
+def demo_command(out_dir: Path, cell: int, device: str) -> None:
+    """Synthesise all 8 expression categories on scikit-image's public-domain `astronaut` photo.
+
+    Writes OUT/astronaut.png (the input) and OUT/grid.png (input + 8 categories) and prints
+    both paths on stdout.
+    """
+    import skimage.data
+
+    from affectsynth.images import save_png
+
+    photo = skimage.data.astronaut()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src = out_dir / "astronaut.png"
+    save_png(src, photo)
+    grid = out_dir / "grid.png"
+    _write_grid([("astronaut", photo)], grid_targets(None, None, None), grid, cell=cell, crop=True,
+                device=device, expressions_lib=None)
+    click.echo(str(src))
+    click.echo(str(grid))

@@ -1,0 +1,126 @@
+"""Fitter accuracy on synthetic faces from the model, and its input validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from affectsynth.fitting import (
+    UNOBSERVABLE_EXPRESSIONS, Camera, FaceModel, FitSettings, Landmarks, fit_landmarks, random_faces, reconstruct,
+)
+
+
+@pytest.fixture(scope="module")
+def model() -> FaceModel:
+    return FaceModel.default()
+
+
+@pytest.fixture(scope="module")
+def synthetic(model):
+    faces = random_faces(model, 24, seed=3)
+    fits = fit_landmarks(model, [f.landmarks for f in faces], [f.camera for f in faces])
+    return faces, fits
+
+
+def _aligned_error_mm(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean vertex distance after a similarity alignment of a onto b, in mm (model units are cm)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    a0, b0 = a - mu_a, b - mu_b
+    u, s, vt = np.linalg.svd(b0.T @ a0)
+    d = np.diag([1, 1, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ d @ vt
+    scale = (s * np.diag(d)).sum() / (a0**2).sum()
+    return float(np.linalg.norm(scale * a0 @ rot.T + mu_b - b, axis=1).mean() * 10)
+
+
+def test_shape_error_below_mean_face(model, synthetic):
+    faces, fits = synthetic
+    start, end = model.region("face")
+    fit_err, mean_err = [], []
+    for face, fit in zip(faces, fits):
+        truth = model.vertices(face.identity, face.expression)[start:end].numpy()
+        fitted = model.vertices(fit.identity, fit.expression)[start:end].numpy()
+        fit_err.append(_aligned_error_mm(fitted, truth))
+        mean_err.append(_aligned_error_mm(model.neutral[start:end].numpy(), truth))
+    assert np.mean(fit_err) < 2.5, f"face-region error {np.mean(fit_err):.2f} mm"
+    assert np.mean(fit_err) < 0.6 * np.mean(mean_err)
+
+
+def test_expression_weights_recovered(model, synthetic):
+    faces, fits = synthetic
+    observable = torch.tensor([n not in UNOBSERVABLE_EXPRESSIONS for n in model.expression_names])
+    active_err, inactive_small = [], []
+    for face, fit in zip(faces, fits):
+        active = face.expression > 0
+        active_err.append((fit.expression - face.expression)[active].abs().mean().item())
+        inactive_small.append((fit.expression[~active & observable] < 0.05).float().mean().item())
+        assert fit.expression.min() >= 0 and fit.expression.max() <= 1
+        for name in UNOBSERVABLE_EXPRESSIONS:
+            assert fit.expression_dict()[name] == 0.0
+    assert np.mean(active_err) < 0.1, f"active weight MAE {np.mean(active_err):.3f}"
+    assert np.mean(inactive_small) > 0.6, f"only {np.mean(inactive_small):.2f} of inactive weights < 0.05"
+
+
+def test_rotation_and_reprojection(model, synthetic):
+    faces, fits = synthetic
+    for face, fit in zip(faces, fits):
+        rel = fit.rotation.T @ face.rotation
+        angle = np.degrees(np.arccos(np.clip((rel.trace().item() - 1) / 2, -1, 1)))
+        assert angle < 2.0, f"rotation error {angle:.2f} deg at pose {face.pose_deg}"
+        assert fit.reprojection_error_px < 2.5
+        np.testing.assert_allclose(fit.pose_deg, face.pose_deg, atol=3.0)
+
+
+def test_batch_equals_single(model, synthetic):
+    faces, fits = synthetic
+    single = fit_landmarks(model, [faces[5].landmarks], [faces[5].camera])[0]
+    torch.testing.assert_close(single.expression, fits[5].expression, atol=2e-3, rtol=0)
+    torch.testing.assert_close(single.rotation, fits[5].rotation, atol=1e-4, rtol=0)
+
+
+def test_deterministic(model, synthetic):
+    faces, _ = synthetic
+    a = fit_landmarks(model, [f.landmarks for f in faces[:3]], [f.camera for f in faces[:3]])
+    b = fit_landmarks(model, [f.landmarks for f in faces[:3]], [f.camera for f in faces[:3]])
+    for x, y in zip(a, b):
+        assert torch.equal(x.expression, y.expression) and torch.equal(x.identity, y.identity)
+
+
+def test_ibug68_layout(model):
+    """68 points (the eos comparison): fewer constraints, so pose is looser than with 468."""
+    faces = random_faces(model, 12, seed=4, kind="ibug68")
+    fits = fit_landmarks(model, [f.landmarks for f in faces], [f.camera for f in faces])
+    angles = []
+    for face, fit in zip(faces, fits):
+        rel = fit.rotation.T @ face.rotation
+        angles.append(np.degrees(np.arccos(np.clip((rel.trace().item() - 1) / 2, -1, 1))))
+        assert fit.reprojection_error_px < 4.0
+    assert np.mean(angles) < 3.0 and np.max(angles) < 8.0, angles
+
+
+def test_neutral_reconstruction(model, synthetic):
+    faces, fits = synthetic
+    fit = fits[0]
+    neutral = reconstruct(model, fit, neutral=True)
+    expected = model.vertices(fit.identity, torch.zeros(53)) @ fit.rotation.T + fit.translation
+    torch.testing.assert_close(neutral, expected)
+    with pytest.raises(ValueError, match="either expression or neutral"):
+        reconstruct(model, fit, neutral=True, expression=torch.zeros(53))
+
+
+def test_errors(model):
+    lm68 = Landmarks.from_points(np.random.rand(68, 2) * 100, "ibug68")
+    lm468 = Landmarks.from_points(np.random.rand(468, 2) * 100, "mediapipe468")
+    cam = Camera.from_fov(100, 100)
+    with pytest.raises(ValueError, match="one landmark kind"):
+        fit_landmarks(model, [lm68, lm468], [cam, cam])
+    with pytest.raises(ValueError, match="cameras or image_sizes"):
+        fit_landmarks(model, [lm68])
+    with pytest.raises(ValueError, match="2 cameras for 1 faces"):
+        fit_landmarks(model, [lm68], [cam, cam])
+    with pytest.raises(ValueError, match="iterations"):
+        FitSettings(iterations=0)
+    with pytest.raises(ValueError, match="needs"):
+        Landmarks.from_points(np.zeros((10, 2)), "ibug68")
+    assert fit_landmarks(model, []) == []

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from affectsynth.images import ImageLoadError, is_image_path, load_image, restore_like, save_png, to_numpy_image
+
+
+@pytest.mark.parametrize("name", ["rgb.png", "gray.png", "rgba.png", "la.png", "palette.png", "cmyk.jpg",
+                                  "photo.JPG", "photo.webp", "photo.bmp", "photo.tiff", "gray16.png", "rgb16.png"])
+def test_loads_every_mode_as_rgb_uint8(awkward, photo, name):
+    a = load_image(awkward[name])
+    assert a.dtype == np.uint8 and a.shape == (128, 128, 3) and a.flags.c_contiguous
+    if name in ("rgb.png", "photo.bmp", "photo.tiff", "photo.webp", "rgba.png"):
+        np.testing.assert_array_equal(a, photo)
+    elif name in ("gray.png", "la.png"):
+        g = np.asarray(Image.fromarray(photo).convert("L"))
+        np.testing.assert_array_equal(a, np.repeat(g[..., None], 3, 2))
+    elif name == "gray16.png":  # scaled 65535 -> 255, not clipped to 255
+        np.testing.assert_array_equal(a[..., 0], photo[..., 1])
+    elif name == "rgb16.png":
+        np.testing.assert_array_equal(a, photo)
+    elif name == "palette.png":
+        np.testing.assert_array_equal(a, np.asarray(Image.open(awkward[name]).convert("RGB")))
+    else:  # CMYK JPEG: lossy, close to the photo
+        assert np.abs(a.astype(int) - photo).mean() < 12
+
+
+def test_exif_orientation_is_applied(awkward, photo):
+    a = load_image(awkward["exif_rot.jpg"])
+    assert a.shape == (96, 128, 3)  # stored 128 high x 96 wide, orientation 6 -> rotated
+    expect = np.rot90(photo[:, :96], k=-1)
+    assert np.abs(a.astype(int) - expect).mean() < 8
+
+
+@pytest.mark.parametrize("name,needle", [("empty.png", "empty file"), ("notimage.jpg", "not a recognised image"),
+                                         ("truncated.jpg", "truncated"), ("truncated.png", "decode"),
+                                         ("bomb.png", "too large")])
+def test_bad_files_raise_one_line_naming_the_file(awkward, name, needle):
+    with pytest.raises(ImageLoadError) as ei:
+        load_image(awkward[name])
+    msg = str(ei.value)
+    assert name in msg and needle in msg and "\n" not in msg
+    assert isinstance(ei.value, ValueError)
+
+
+def test_max_pixels_is_configurable(awkward):
+    with pytest.raises(ImageLoadError, match="too large"):
+        load_image(awkward["rgb.png"], max_pixels=1000)
+    assert load_image(awkward["rgb.png"], max_pixels=128 * 128).shape == (128, 128, 3)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        load_image(tmp_path / "nope.png")
+    with pytest.raises(ImageLoadError, match="directory"):
+        load_image(tmp_path)
+
+
+def test_is_image_path():
+    assert is_image_path("a/B.JPEG") and is_image_path("x.TiF") and not is_image_path("x.txt")
+
+
+def _variants(photo):
+    t = torch.from_numpy(photo.copy()).permute(2, 0, 1).contiguous()
+    return {
+        "pil_rgb": Image.fromarray(photo),
+        "pil_l": Image.fromarray(photo).convert("L"),
+        "pil_rgba": Image.fromarray(photo).convert("RGBA"),
+        "np_u8": photo.copy(),
+        "np_f32": photo.astype(np.float32) / 255,
+        "np_gray": photo[..., 0].copy(),
+        "np_rgba": np.concatenate([photo, np.full(photo.shape[:2] + (1,), 200, np.uint8)], 2),
+        "t_u8": t,
+        "t_f32": t.float() / 255,
+        "t_f64_gray": t[:1].double() / 255,
+        "t_bf16": (t.float() / 255).bfloat16(),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_variants(np.zeros((4, 4, 3), np.uint8))))
+def test_to_numpy_and_restore_round_trip(photo, kind):
+    x = _variants(photo)[kind]
+    a = to_numpy_image(x)
+    assert a.dtype == np.uint8 and a.shape == (128, 128, 3)
+    back = restore_like(x, a)
+    assert type(back) is type(x)
+    if isinstance(x, Image.Image):
+        assert back.mode == x.mode and back.size == x.size
+        np.testing.assert_array_equal(np.asarray(back), np.asarray(x))
+    elif isinstance(x, np.ndarray):
+        assert back.dtype == x.dtype and back.shape == x.shape
+        np.testing.assert_allclose(back, x, atol=1 / 255 if x.dtype.kind == "f" else 1)
+    else:
+        assert back.dtype == x.dtype and back.shape == x.shape and back.device == x.device
+        atol = 1 if not x.is_floating_point() else (4e-3 if x.dtype == torch.bfloat16 else 1 / 255 + 1e-6)
+        torch.testing.assert_close(back, x, atol=atol, rtol=0)
+
+
+def test_restore_like_changes_content_and_keeps_alpha(photo):
+    rgba = np.concatenate([photo, np.full(photo.shape[:2] + (1,), 7, np.uint8)], 2)
+    out = restore_like(rgba, 255 - photo)
+    np.testing.assert_array_equal(out[..., :3], 255 - photo)
+    assert (out[..., 3] == 7).all()
+
+
+@pytest.mark.parametrize("bad,exc", [(np.zeros((3, 8, 8), np.uint8), ValueError),
+                                     (np.full((4, 4, 3), 2.0, np.float32), ValueError),
+                                     (np.zeros((4, 4, 3), np.int32), TypeError),
+                                     (torch.zeros(5, 8, 8), ValueError),
+                                     ([[0, 1]], TypeError)])
+def test_to_numpy_image_rejects(bad, exc):
+    with pytest.raises(exc, match="to_numpy_image"):
+        to_numpy_image(bad)
+
+
+def test_save_png_is_lossless_and_atomic(tmp_path, photo):
+    p = tmp_path / "d" / "o.png"
+    save_png(p, photo)
+    np.testing.assert_array_equal(load_image(p), photo)
+    assert sorted(x.name for x in p.parent.iterdir()) == ["o.png"]
+    with pytest.raises(ValueError, match="save_png"):
+        save_png(p, photo.astype(np.float32))
