@@ -152,6 +152,23 @@ class FaceFit:
         """The same face with other blendshape weights."""
         return replace(self, expression=expression.to(self.expression))
 
+    def cropped(self, x0: float, y0: float, scale: float, width: int, height: int) -> "FaceFit":
+        """The same fit seen in a crop of the photo starting at (x0, y0), resized by `scale`.
+
+        Pixel coordinates map as ``p' = (p - (x0, y0)) * scale``; the 3D face and pose are unchanged.
+        """
+        if scale <= 0:
+            raise ValueError(f"FaceFit.cropped: scale must be > 0, got {scale}")
+        c = self.camera
+        cam = Camera(fx=c.fx * scale, fy=c.fy * scale, cx=(c.cx - x0) * scale, cy=(c.cy - y0) * scale,
+                     width=int(width), height=int(height))
+        shift = torch.tensor([x0, y0], dtype=self.landmarks.dtype, device=self.landmarks.device)
+        bx0, by0, bx1, by1 = self.bbox
+        return replace(
+            self, camera=cam, landmarks=(self.landmarks - shift) * scale, residuals=self.residuals * scale,
+            bbox=((bx0 - x0) * scale, (by0 - y0) * scale, (bx1 - x0) * scale, (by1 - y0) * scale),
+        )
+
     def to_dict(self) -> dict:
         """JSON-safe dict (lists and numbers only)."""
         d = {k: getattr(self, k).detach().cpu().tolist() for k in _TENSORS}

@@ -156,6 +156,13 @@ def _same_sign(a, b):
 
 
 @njit(cache=True, nogil=True)
+def _pix(pos, pb, v, xh, yh, fx, fy):
+    """Vertex v's projected position relative to the reference pixel centre, in pixels."""
+    w = np.float64(pos[pb, v, 3])
+    return pos[pb, v, 0] / w * xh - fx, pos[pb, v, 1] / w * yh - fy
+
+
+@njit(cache=True, nogil=True)
 def antialias_find_edges(pos, pos_index, tri, opp, tid, zw, height, width, items):
     """Find silhouette edges crossing between horizontally/vertically adjacent pixel centres.
 
@@ -216,32 +223,25 @@ def antialias_find_edges(pos, pos_index, tri, opp, tid, zw, height, width, items
                         rx = px
                         ry = py
                         ds = 1.0
-                    vi = (tri[t, 0], tri[t, 1], tri[t, 2])
+                    pb = pos_index[b]
+                    v0 = tri[t, 0]
+                    v1 = tri[t, 1]
+                    v2 = tri[t, 2]
                     fx = rx + 0.5 - xh
                     fy = ry + 0.5 - yh
-                    xs = np.empty(3)
-                    ys = np.empty(3)
-                    oxs = np.empty(3)
-                    oys = np.empty(3)
-                    for k in range(3):
-                        v = vi[k]
-                        w = pos[pos_index[b], v, 3]
-                        xs[k] = pos[pos_index[b], v, 0] / w * xh - fx
-                        ys[k] = pos[pos_index[b], v, 1] / w * yh - fy
-                        o = opp[t, k]
-                        if o < 0:
-                            oxs[k] = xs[k]
-                            oys[k] = ys[k]
-                        else:
-                            ow = pos[pos_index[b], o, 3]
-                            oxs[k] = pos[pos_index[b], o, 0] / ow * xh - fx
-                            oys[k] = pos[pos_index[b], o, 1] / ow * yh - fy
-                    x0, x1, x2 = xs[0], xs[1], xs[2]
-                    y0, y1, y2 = ys[0], ys[1], ys[2]
+                    x0, y0 = _pix(pos, pb, v0, xh, yh, fx, fy)
+                    x1, y1 = _pix(pos, pb, v1, xh, yh, fx, fy)
+                    x2, y2 = _pix(pos, pb, v2, xh, yh, fx, fy)
+                    o = opp[t, 0]
+                    ox0, oy0 = (x0, y0) if o < 0 else _pix(pos, pb, o, xh, yh, fx, fy)
+                    o = opp[t, 1]
+                    ox1, oy1 = (x1, y1) if o < 0 else _pix(pos, pb, o, xh, yh, fx, fy)
+                    o = opp[t, 2]
+                    ox2, oy2 = (x2, y2) if o < 0 else _pix(pos, pb, o, xh, yh, fx, fy)
                     bb = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-                    a0 = (x1 - oxs[0]) * (y2 - oys[0]) - (x2 - oxs[0]) * (y1 - oys[0])
-                    a1 = (x2 - oxs[1]) * (y0 - oys[1]) - (x0 - oxs[1]) * (y2 - oys[1])
-                    a2 = (x0 - oxs[2]) * (y1 - oys[2]) - (x1 - oxs[2]) * (y0 - oys[2])
+                    a0 = (x1 - ox0) * (y2 - oy0) - (x2 - ox0) * (y1 - oy0)
+                    a1 = (x2 - ox1) * (y0 - oy1) - (x0 - ox1) * (y2 - oy1)
+                    a2 = (x0 - ox2) * (y1 - oy2) - (x1 - ox2) * (y0 - oy2)
                     if not (_same_sign(a0, bb) or _same_sign(a1, bb) or _same_sign(a2, bb)):
                         continue
                     if d == 1:
@@ -286,8 +286,10 @@ def antialias_find_edges(pos, pos_index, tri, opp, tid, zw, height, width, items
                     items[n, 1] = p1
                     items[n, 2] = d
                     items[n, 3] = 1 if ds < 0.0 else 0
-                    items[n, 4] = vbase + vi[(best + 1) % 3]
-                    items[n, 5] = vbase + vi[(best + 2) % 3]
+                    va = v1 if best == 0 else (v2 if best == 1 else v0)
+                    vb = v2 if best == 0 else (v0 if best == 1 else v1)
+                    items[n, 4] = vbase + va
+                    items[n, 5] = vbase + vb
                     n += 1
     return n
 
@@ -492,9 +494,14 @@ def interp_bwd(attr, nv, attr_batched, tri, rast, pix_per_image, grad_out, grad_
 def _texel(i, n, boundary):
     """Index into [0, n) and validity (False only for the 'zero' mode outside the texture)."""
     if boundary == 0:
-        i = i % n
         if i < 0:
-            i += n
+            i += n  # common: one period below; avoid the (slow) integer modulo
+            if i < 0:
+                i %= n
+        elif i >= n:
+            i -= n
+            if i >= n:
+                i %= n
         return i, True
     if i < 0:
         return 0, boundary != 2
@@ -504,126 +511,172 @@ def _texel(i, n, boundary):
 
 
 @njit(cache=True, nogil=True)
-def _bilinear_setup(u, v, ht, wt, htf, wtf, half, one, boundary):
-    """Flat texel indices of the 4 taps (00, 01, 10, 11), fractions and per-tap validity masks.
+def tex_taps(uv, ht, wt, tex_batched, pix_per_image, boundary, consts, idx, frac):
+    """First pass of bilinear sampling: the 4 taps' flat texel indices and the fractions.
 
-    htf, wtf, half, one are Ht, Wt, 0.5, 1.0 in uv's dtype, so float32 inputs stay float32.
-    """
-    x = u * wtf - half
-    y = v * htf - half
-    xf = np.floor(x)
-    yf = np.floor(y)
-    fx = x - xf
-    fy = y - yf
-    xi = int(xf)
-    yi = int(yf)
-    if xi >= 0 and yi >= 0 and xi + 1 < wt and yi + 1 < ht:
-        i00 = yi * wt + xi
-        return i00, i00 + 1, i00 + wt, i00 + wt + 1, fx, fy, one, one, one, one
-    xa, oka = _texel(xi, wt, boundary)
-    xb, okb = _texel(xi + 1, wt, boundary)
-    ya, okc = _texel(yi, ht, boundary)
-    yb, okd = _texel(yi + 1, ht, boundary)
-    zero = one - one
-    m00 = one if (oka and okc) else zero
-    m01 = one if (okb and okc) else zero
-    m10 = one if (oka and okd) else zero
-    m11 = one if (okb and okd) else zero
-    return ya * wt + xa, ya * wt + xb, yb * wt + xa, yb * wt + xb, fx, fy, m00, m01, m10, m11
-
-
-@njit(cache=True, nogil=True)
-def tex_fwd(tex, ht, wt, tex_batched, uv, pix_per_image, boundary, linear, consts, out):
-    """Sample a texture at uv.
+    Splitting address computation from the texel gathers lets the gather loop keep many cache
+    misses in flight (about 2x faster on a 1024^2 texture than one fused loop).
 
     Args:
-        tex: [Bt * Ht * Wt, C] flattened texture.
+        uv: [N, 2] flattened uv of B images of pix_per_image pixels.
         ht: Ht.
         wt: Wt.
         tex_batched: Bt > 1 (else every image uses texture 0).
-        uv: [N, 2] flattened uv of B images of pix_per_image pixels.
         pix_per_image: H * W.
         boundary: 0 wrap, 1 clamp, 2 zero.
-        linear: bilinear (else nearest).
         consts: [4] (Ht, Wt, 0.5, 1.0) in uv's dtype (keeps float32 arithmetic in float32).
-        out: [N, C] output, zero-filled.
+        idx: [N, 4] int64 output: rows into the [Bt * Ht * Wt, C] texture for taps
+            (0, 0), (0, 1), (1, 0), (1, 1) as (row, col) offsets; -1 = zero tap ('zero' mode
+            outside, or non-finite uv).
+        frac: [N, 2] output (fx, fy) in uv's dtype.
     """
-    nc = tex.shape[1]
-    one = consts[3]
+    htf = consts[0]
+    wtf = consts[1]
+    half = consts[2]
     for i in range(uv.shape[0]):
         u = uv[i, 0]
         v = uv[i, 1]
         if not (math.isfinite(u) and math.isfinite(v)):
+            idx[i, 0] = -1
+            idx[i, 1] = -1
+            idx[i, 2] = -1
+            idx[i, 3] = -1
+            frac[i, 0] = 0.0
+            frac[i, 1] = 0.0
             continue
         base = (i // pix_per_image) * ht * wt if tex_batched else 0
-        if not linear:
-            xi, okx = _texel(int(math.floor(u * wt)), wt, boundary)
-            yi, oky = _texel(int(math.floor(v * ht)), ht, boundary)
-            if okx and oky:
-                t = base + yi * wt + xi
-                for k in range(nc):
-                    out[i, k] = tex[t, k]
+        x = u * wtf - half
+        y = v * htf - half
+        xf = np.floor(x)
+        yf = np.floor(y)
+        frac[i, 0] = x - xf
+        frac[i, 1] = y - yf
+        xi = int(xf)
+        yi = int(yf)
+        if xi >= 0 and yi >= 0 and xi + 1 < wt and yi + 1 < ht:
+            i00 = base + yi * wt + xi
+            idx[i, 0] = i00
+            idx[i, 1] = i00 + 1
+            idx[i, 2] = i00 + wt
+            idx[i, 3] = i00 + wt + 1
             continue
-        i00, i01, i10, i11, fx, fy, m00, m01, m10, m11 = _bilinear_setup(
-            u, v, ht, wt, consts[0], consts[1], consts[2], consts[3], boundary
-        )
-        w00 = m00 * (one - fx) * (one - fy)
-        w01 = m01 * fx * (one - fy)
-        w10 = m10 * (one - fx) * fy
-        w11 = m11 * fx * fy
-        i00 += base
-        i01 += base
-        i10 += base
-        i11 += base
-        for k in range(nc):
-            out[i, k] = w00 * tex[i00, k] + w01 * tex[i01, k] + w10 * tex[i10, k] + w11 * tex[i11, k]
+        xa, oka = _texel(xi, wt, boundary)
+        xb, okb = _texel(xi + 1, wt, boundary)
+        ya, okc = _texel(yi, ht, boundary)
+        yb, okd = _texel(yi + 1, ht, boundary)
+        idx[i, 0] = base + ya * wt + xa if (oka and okc) else -1
+        idx[i, 1] = base + ya * wt + xb if (okb and okc) else -1
+        idx[i, 2] = base + yb * wt + xa if (oka and okd) else -1
+        idx[i, 3] = base + yb * wt + xb if (okb and okd) else -1
 
 
 @njit(cache=True, nogil=True)
-def tex_bwd(tex, ht, wt, tex_batched, uv, pix_per_image, boundary, linear, consts, grad_out, grad_tex, grad_uv):
-    """Accumulate dL/dtex ([Bt * Ht * Wt, C]) and write dL/duv ([N, 2]), both zero-filled; see tex_fwd."""
+def tex_gather(tex, idx, frac, consts, out):
+    """Second pass of bilinear sampling: out [N, C] from tex [Bt * Ht * Wt, C]; see tex_taps."""
     nc = tex.shape[1]
     one = consts[3]
-    for i in range(uv.shape[0]):
-        u = uv[i, 0]
-        v = uv[i, 1]
-        if not (math.isfinite(u) and math.isfinite(v)):
+    for i in range(idx.shape[0]):
+        fx = frac[i, 0]
+        fy = frac[i, 1]
+        i00 = idx[i, 0]
+        i01 = idx[i, 1]
+        i10 = idx[i, 2]
+        i11 = idx[i, 3]
+        w00 = (one - fx) * (one - fy)
+        w01 = fx * (one - fy)
+        w10 = (one - fx) * fy
+        w11 = fx * fy
+        if i00 >= 0 and i01 >= 0 and i10 >= 0 and i11 >= 0:
+            for k in range(nc):
+                out[i, k] = w00 * tex[i00, k] + w01 * tex[i01, k] + w10 * tex[i10, k] + w11 * tex[i11, k]
             continue
-        base = (i // pix_per_image) * ht * wt if tex_batched else 0
-        if not linear:
-            xi, okx = _texel(int(math.floor(u * wt)), wt, boundary)
-            yi, oky = _texel(int(math.floor(v * ht)), ht, boundary)
-            if okx and oky:
-                t = base + yi * wt + xi
-                for k in range(nc):
-                    grad_tex[t, k] += grad_out[i, k]
-            continue
-        i00, i01, i10, i11, fx, fy, m00, m01, m10, m11 = _bilinear_setup(
-            u, v, ht, wt, consts[0], consts[1], consts[2], consts[3], boundary
-        )
-        i00 += base
-        i01 += base
-        i10 += base
-        i11 += base
-        w00 = m00 * (one - fx) * (one - fy)
-        w01 = m01 * fx * (one - fy)
-        w10 = m10 * (one - fx) * fy
-        w11 = m11 * fx * fy
-        gfx = one - one
-        gfy = one - one
+        for k in range(nc):
+            acc = one - one
+            if i00 >= 0:
+                acc += w00 * tex[i00, k]
+            if i01 >= 0:
+                acc += w01 * tex[i01, k]
+            if i10 >= 0:
+                acc += w10 * tex[i10, k]
+            if i11 >= 0:
+                acc += w11 * tex[i11, k]
+            out[i, k] = acc
+
+
+@njit(cache=True, nogil=True)
+def tex_scatter(tex, idx, frac, consts, grad_out, grad_tex, grad_uv):
+    """Backward of tex_gather: accumulate dL/dtex ([Bt * Ht * Wt, C]) and write dL/duv ([N, 2])."""
+    nc = tex.shape[1]
+    htf = consts[0]
+    wtf = consts[1]
+    one = consts[3]
+    zero = one - one
+    for i in range(idx.shape[0]):
+        fx = frac[i, 0]
+        fy = frac[i, 1]
+        i00 = idx[i, 0]
+        i01 = idx[i, 1]
+        i10 = idx[i, 2]
+        i11 = idx[i, 3]
+        w00 = (one - fx) * (one - fy)
+        w01 = fx * (one - fy)
+        w10 = (one - fx) * fy
+        w11 = fx * fy
+        gfx = zero
+        gfy = zero
         for k in range(nc):
             g = grad_out[i, k]
             if g == 0.0:
                 continue
-            t00 = m00 * tex[i00, k]
-            t01 = m01 * tex[i01, k]
-            t10 = m10 * tex[i10, k]
-            t11 = m11 * tex[i11, k]
+            t00 = tex[i00, k] if i00 >= 0 else zero
+            t01 = tex[i01, k] if i01 >= 0 else zero
+            t10 = tex[i10, k] if i10 >= 0 else zero
+            t11 = tex[i11, k] if i11 >= 0 else zero
             gfx += g * ((one - fy) * (t01 - t00) + fy * (t11 - t10))
             gfy += g * ((one - fx) * (t10 - t00) + fx * (t11 - t01))
-            grad_tex[i00, k] += g * w00
-            grad_tex[i01, k] += g * w01
-            grad_tex[i10, k] += g * w10
-            grad_tex[i11, k] += g * w11
-        grad_uv[i, 0] = gfx * consts[1]
-        grad_uv[i, 1] = gfy * consts[0]
+            if i00 >= 0:
+                grad_tex[i00, k] += g * w00
+            if i01 >= 0:
+                grad_tex[i01, k] += g * w01
+            if i10 >= 0:
+                grad_tex[i10, k] += g * w10
+            if i11 >= 0:
+                grad_tex[i11, k] += g * w11
+        grad_uv[i, 0] = gfx * wtf
+        grad_uv[i, 1] = gfy * htf
+
+
+@njit(cache=True, nogil=True)
+def tex_nearest_fwd(tex, ht, wt, tex_batched, uv, pix_per_image, boundary, out):
+    """Nearest-texel sampling: out [N, C] (zero-filled) from tex [Bt * Ht * Wt, C] at uv [N, 2]."""
+    nc = tex.shape[1]
+    for i in range(uv.shape[0]):
+        u = uv[i, 0]
+        v = uv[i, 1]
+        if not (math.isfinite(u) and math.isfinite(v)):
+            continue
+        base = (i // pix_per_image) * ht * wt if tex_batched else 0
+        xi, okx = _texel(int(math.floor(u * wt)), wt, boundary)
+        yi, oky = _texel(int(math.floor(v * ht)), ht, boundary)
+        if okx and oky:
+            t = base + yi * wt + xi
+            for k in range(nc):
+                out[i, k] = tex[t, k]
+
+
+@njit(cache=True, nogil=True)
+def tex_nearest_bwd(ht, wt, tex_batched, uv, pix_per_image, boundary, grad_out, grad_tex):
+    """Backward of tex_nearest_fwd w.r.t. the texture (uv gets no gradient)."""
+    nc = grad_tex.shape[1]
+    for i in range(uv.shape[0]):
+        u = uv[i, 0]
+        v = uv[i, 1]
+        if not (math.isfinite(u) and math.isfinite(v)):
+            continue
+        base = (i // pix_per_image) * ht * wt if tex_batched else 0
+        xi, okx = _texel(int(math.floor(u * wt)), wt, boundary)
+        yi, oky = _texel(int(math.floor(v * ht)), ht, boundary)
+        if okx and oky:
+            t = base + yi * wt + xi
+            for k in range(nc):
+                grad_tex[t, k] += grad_out[i, k]

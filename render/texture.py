@@ -35,15 +35,23 @@ class _TextureCpu(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, tex, uv, boundary, linear):  # type: ignore[override]
-        from affectsynth.render._cpu_kernels import tex_fwd  # noqa: PLC0415
+        from affectsynth.render import _cpu_kernels as k  # noqa: PLC0415
 
         t = tex.detach().contiguous()
         u = uv.detach().contiguous()
         nb, height, width, _ = u.shape
         bt, ht, wt, ch = t.shape
+        t2 = t.view(-1, ch).numpy()
+        u2 = u.view(-1, 2).numpy()
         out = torch.zeros(nb, height, width, ch, dtype=t.dtype)
-        tex_fwd(t.view(-1, ch).numpy(), ht, wt, bt > 1, u.view(-1, 2).numpy(), height * width,
-                boundary, linear, _consts(ht, wt, t.dtype), out.view(-1, ch).numpy())
+        if linear:
+            consts = _consts(ht, wt, t.dtype)
+            idx = np.empty((u2.shape[0], 4), dtype=np.int64)
+            frac = np.empty((u2.shape[0], 2), dtype=u2.dtype)
+            k.tex_taps(u2, ht, wt, bt > 1, height * width, boundary, consts, idx, frac)
+            k.tex_gather(t2, idx, frac, consts, out.view(-1, ch).numpy())
+        else:
+            k.tex_nearest_fwd(t2, ht, wt, bt > 1, u2, height * width, boundary, out.view(-1, ch).numpy())
         ctx.save_for_backward(t, u)
         ctx.opts = (boundary, linear)
         return out
@@ -51,16 +59,25 @@ class _TextureCpu(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_out):  # type: ignore[override]
-        from affectsynth.render._cpu_kernels import tex_bwd  # noqa: PLC0415
+        from affectsynth.render import _cpu_kernels as k  # noqa: PLC0415
 
         t, u = ctx.saved_tensors
         boundary, linear = ctx.opts
         bt, ht, wt, ch = t.shape
+        pix = u.shape[1] * u.shape[2]
+        u2 = u.view(-1, 2).numpy()
+        g2 = g_out.contiguous().view(-1, ch).numpy()
         g_tex = torch.zeros_like(t)
         g_uv = torch.zeros_like(u)
-        tex_bwd(t.view(-1, ch).numpy(), ht, wt, bt > 1, u.view(-1, 2).numpy(), u.shape[1] * u.shape[2],
-                boundary, linear, _consts(ht, wt, t.dtype), g_out.contiguous().view(-1, ch).numpy(), g_tex.view(-1, ch).numpy(),
-                g_uv.view(-1, 2).numpy())
+        if linear:
+            consts = _consts(ht, wt, t.dtype)
+            idx = np.empty((u2.shape[0], 4), dtype=np.int64)
+            frac = np.empty((u2.shape[0], 2), dtype=u2.dtype)
+            k.tex_taps(u2, ht, wt, bt > 1, pix, boundary, consts, idx, frac)
+            k.tex_scatter(t.view(-1, ch).numpy(), idx, frac, consts, g2, g_tex.view(-1, ch).numpy(),
+                          g_uv.view(-1, 2).numpy())
+        else:
+            k.tex_nearest_bwd(ht, wt, bt > 1, u2, pix, boundary, g2, g_tex.view(-1, ch).numpy())
         return (g_tex if ctx.needs_input_grad[0] else None,
                 g_uv if ctx.needs_input_grad[1] else None, None, None)
 

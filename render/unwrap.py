@@ -53,7 +53,7 @@ class UnwrapSettings:
         min_cos: texels whose normal makes a cosine below this with the view ray get weight 0.
         cos_ramp: weight ramps smoothly from 0 at ``min_cos`` to 1 at ``min_cos + cos_ramp``.
         depth_tol: relative depth tolerance of the visibility test (fraction of the depth).
-        max_depth_res: longest side of the depth buffer; larger face boxes render it downscaled.
+        max_depth_res: longest side of the depth buffer; larger boxes render it downscaled.
     """
 
     resolution: int = 1024
@@ -242,7 +242,7 @@ def unwrap_texture(
             Selected triangles' UVs must lie in the tile.
         uv_tile: (u0, v0): the texture covers uv in [u0, u0 + 1] x [v0, v0 + 1].
         photo_mask: optional [H, W] bool, photo pixels that may be sampled (False = not the
-            surface, e.g. an occluder, or teeth seen through open lips); texels landing on False
+            surface, e.g. an occluder, or geometry seen through a hole in the mesh); texels landing on False
             pixels count as unseen.
         min_cos: override of ``settings.min_cos``.
         settings: `UnwrapSettings`; None = defaults.

@@ -5,7 +5,7 @@ A flow ``f [H, W, 2]`` is *backward*: output pixel centre ``p`` takes the input 
 mesh moving from ``src_pix`` to ``dst_pix``: exact inside the moved mesh's footprint (rasterize the
 moved mesh, interpolate where each point came from), push-pull extended outside it, and faded to
 exactly zero ``margin`` pixels away from the footprint, so the background next to a moving contour
-(e.g. the neck under a dropping chin) is pulled along without tearing or doubled contours.
+(e.g. the background just below a contour that moves down) is pulled along without tearing or doubled contours.
 """
 
 from __future__ import annotations

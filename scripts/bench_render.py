@@ -112,7 +112,12 @@ def time_it(fn, *, min_run_time: float) -> dict:
     )
     times = np.asarray(m.times) * 1e3
     q1, q3 = np.percentile(times, [25, 75]) if len(times) > 1 else (times[0], times[0])
-    return {"median_ms": float(np.median(times)), "iqr_ms": float(q3 - q1), "runs": int(len(times) * m.number_per_run)}
+    return {
+        "median_ms": float(np.median(times)),
+        "iqr_ms": float(q3 - q1),
+        "min_ms": float(times.min()),
+        "runs": int(len(times) * m.number_per_run),
+    }
 
 
 def case(size: int, batch: int, mesh, *, render, ctx, min_run_time: float) -> dict:
@@ -123,10 +128,12 @@ def case(size: int, batch: int, mesh, *, render, ctx, min_run_time: float) -> di
     coverage = float((img.abs().sum(-1) > 0).float().mean())
     fwd = time_it(lambda: render(pos, tri, uv, tri_uv, attr, tex, size, ctx), min_run_time=min_run_time)
 
+    p = pos.clone().requires_grad_(True)
+    a = attr.clone().requires_grad_(True)
+    t = tex.clone().requires_grad_(True)
+
     def fwd_bwd():
-        p = pos.clone().requires_grad_(True)
-        a = attr.clone().requires_grad_(True)
-        t = tex.clone().requires_grad_(True)
+        p.grad = a.grad = t.grad = None
         out = render(p, tri, uv, tri_uv, a, t, size, ctx)
         (out * out).mean().backward()
         if p.grad is None or a.grad is None or t.grad is None or p.grad.shape != pos.shape:
@@ -136,8 +143,12 @@ def case(size: int, batch: int, mesh, *, render, ctx, min_run_time: float) -> di
     return {"size": size, "batch": batch, "coverage": coverage, "forward": fwd, "forward_backward": fb}
 
 
-def first_call_seconds() -> dict:
-    """Fresh-process cost of the first rasterize+interpolate+texture call (numba cache warm)."""
+def first_call_seconds(cache_dir: str | None = None) -> dict:
+    """Fresh-process cost of the first call of all four primitives with backward.
+
+    With `cache_dir` (an empty NUMBA_CACHE_DIR) numba must compile everything (cold); without it
+    the on-disk cache next to the package is used (the usual case after the first run).
+    """
     code = (
         "import time; t0 = time.perf_counter(); import torch; t1 = time.perf_counter();"
         "import affectsynth.render as r; t2 = time.perf_counter();"
@@ -148,9 +159,19 @@ def first_call_seconds() -> dict:
         "r.antialias(img, rast, p, tri).sum().backward(); t3 = time.perf_counter();"
         "print(t1 - t0, t2 - t1, t3 - t2)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = cache_dir
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     torch_s, import_s, first_s = (float(x) for x in out.stdout.split())
     return {"import_torch_s": torch_s, "import_render_s": import_s, "first_call_s": first_s}
+
+
+def _row(name: str, r: dict) -> str:
+    f, fb = r["forward"], r["forward_backward"]
+    return (f"{name:10s} {r['size']:5d} {r['batch']:2d} {r['coverage']:6.2f} "
+            f"{f['median_ms']:10.2f} ({f['iqr_ms']:5.2f}) [{f['min_ms']:6.2f}] "
+            f"{fb['median_ms']:12.2f} ({fb['iqr_ms']:5.2f}) [{fb['min_ms']:6.2f}]")
 
 
 def main() -> None:
@@ -189,33 +210,36 @@ def main() -> None:
     print("# pipeline: rasterize + interpolate(rgb attr) + interpolate(uv, uv topology) + texture, "
           "loss=mean(img^2) -> grads to pos, attr, tex")
 
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cold = first_call_seconds(tmp)
+    first_call_seconds()  # make sure the package cache is populated
     startup = first_call_seconds()
+    startup["first_call_cold_compile_s"] = cold["first_call_s"]
     print(f"# fresh process: import torch {startup['import_torch_s']:.2f} s, import affectsynth.render "
-          f"{startup['import_render_s']:.3f} s, first call (all 4 primitives + backward, cached numba) "
-          f"{startup['first_call_s']:.2f} s")
+          f"{startup['import_render_s']:.3f} s; first call of all 4 primitives + backward: "
+          f"{startup['first_call_s']:.2f} s with the numba cache, {cold['first_call_s']:.1f} s compiling cold")
 
     sizes = [256] if args.quick else [256, 512]
     batches = [1] if args.quick else [1, 8]
     results = []
     cpu = RasterizeCpuContext()
-    header = f"{'backend':10s} {'res':>5s} {'B':>2s} {'cover':>6s} {'fwd ms (IQR)':>18s} {'fwd+bwd ms (IQR)':>20s}"
+    header = (f"{'backend':10s} {'res':>5s} {'B':>2s} {'cover':>6s} {'fwd ms (IQR) [min]':>26s} "
+              f"{'fwd+bwd ms (IQR) [min]':>28s}")
     print(header)
     for size in sizes:
         for batch in batches:
             r = case(size, batch, mesh, render=render_fast, ctx=cpu, min_run_time=args.min_run_time)
             r["backend"] = "cpu"
             results.append(r)
-            print(f"{'cpu':10s} {size:5d} {batch:2d} {r['coverage']:6.2f} "
-                  f"{r['forward']['median_ms']:10.2f} ({r['forward']['iqr_ms']:5.2f}) "
-                  f"{r['forward_backward']['median_ms']:12.2f} ({r['forward_backward']['iqr_ms']:5.2f})")
+            print(_row("cpu", r))
     if not args.no_reference:
         ref = case(256, 1, mesh, render=render_reference, ctx=RasterizeReferenceContext(), min_run_time=args.min_run_time)
         ref["backend"] = "reference"
         results.append(ref)
         fast = next(r for r in results if r["backend"] == "cpu" and r["size"] == 256 and r["batch"] == 1)
-        print(f"{'reference':10s} {256:5d} {1:2d} {ref['coverage']:6.2f} "
-              f"{ref['forward']['median_ms']:10.2f} ({ref['forward']['iqr_ms']:5.2f}) "
-              f"{ref['forward_backward']['median_ms']:12.2f} ({ref['forward_backward']['iqr_ms']:5.2f})")
+        print(_row("reference", ref))
         print(f"# speed-up cpu vs pure-torch reference at 256, B=1: forward "
               f"{ref['forward']['median_ms'] / fast['forward']['median_ms']:.1f}x, forward+backward "
               f"{ref['forward_backward']['median_ms'] / fast['forward_backward']['median_ms']:.1f}x")
@@ -224,8 +248,10 @@ def main() -> None:
     else:
         print("# moderngl: installed, but no moderngl pipeline is implemented here; skipped")
     fast = next(r for r in results if r["backend"] == "cpu" and r["size"] == 256 and r["batch"] == 1)
-    print(f"# targets at 256, B=1, one thread: forward {fast['forward']['median_ms']:.2f} ms (<= 5), "
-          f"forward+backward {fast['forward_backward']['median_ms']:.2f} ms (<= 20)")
+    print(f"# targets at 256, B=1, one thread: forward median {fast['forward']['median_ms']:.2f} / min "
+          f"{fast['forward']['min_ms']:.2f} ms (<= 5), forward+backward median "
+          f"{fast['forward_backward']['median_ms']:.2f} / min {fast['forward_backward']['min_ms']:.2f} ms (<= 20)")
+    print(f"# load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)")
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "startup": startup, "results": results,
                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))

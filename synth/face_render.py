@@ -1,0 +1,161 @@
+"""Face-specific rendering glue: which triangles are skin, mouth, teeth; their materials; one window render.
+
+`render/` stays face-agnostic; this module knows the ICT-based model's materials and turns a mesh, the
+photo's texture and a camera window into colour and coverage with the four primitives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from affectsynth.fitting import Camera, FaceModel
+from affectsynth.render import antialias, interpolate, rasterize, texture
+from affectsynth.render.camera import crop_intrinsics, projection_matrix, to_clip
+from affectsynth.render.unwrap import vertex_normals
+
+__all__ = ["MouthMaterials", "FaceRenderer", "RenderedFace"]
+
+
+@dataclass(frozen=True)
+class MouthMaterials:
+    """Colours (linear-ish RGB in [0, 1]) of the mouth interior, and how it darkens with depth.
+
+    Attributes:
+        teeth: off-white of the front teeth.
+        gums_tongue: gums and tongue.
+        socket: the mouth cavity walls.
+        depth_falloff_cm: colour is multiplied by ``floor + (1 - floor) * exp(-depth / falloff)``,
+            depth measured behind the front teeth (teeth) or behind the lips (gums, tongue, cavity),
+            so the back of the mouth is dark and an opened mouth reads as a mouth.
+        floor: the darkest factor.
+    """
+
+    teeth: tuple[float, float, float] = (0.86, 0.83, 0.76)
+    gums_tongue: tuple[float, float, float] = (0.62, 0.30, 0.29)
+    socket: tuple[float, float, float] = (0.32, 0.13, 0.12)
+    depth_falloff_cm: float = 2.0
+    floor: float = 0.22
+
+
+@dataclass(frozen=True)
+class RenderedFace:
+    """A render of a window of the photo.
+
+    Attributes:
+        color: [h, w, 3] float32 in [0, 1], antialiased.
+        coverage: [h, w] float32 in [0, 1].
+        window: (x0, y0, w, h) in photo pixels.
+    """
+
+    color: Tensor
+    coverage: Tensor
+    window: tuple[int, int, int, int]
+
+
+class FaceRenderer:
+    """Renders the face model (skin textured from the photo, mouth interior from materials).
+
+    Built once per model; holds the triangle subsets and per-vertex mouth depth.
+    """
+
+    def __init__(self, model: FaceModel, materials: MouthMaterials | None = None):
+        self.model = model
+        self.materials = materials or MouthMaterials()
+        names = model.material_names
+        mat = model.triangle_material
+        self.skin = mat == names.index("M_Face")
+        self.teeth = mat == names.index("M_Teeth")
+        self.gums = mat == names.index("M_GumsTongue")
+        self.socket = mat == names.index("M_BackHead")  # the mouth socket in the face+mouth subset
+        self.drawn = self.skin | self.teeth | self.gums | self.socket
+        self.tri = model.triangles[self.drawn].contiguous()
+        self.tri_uv = model.triangle_uv[self.drawn].contiguous()
+        self.tri_kind = torch.zeros(int(self.drawn.sum()), dtype=torch.long, device=model.device)
+        for k, m in enumerate((self.teeth, self.gums, self.socket), start=1):
+            self.tri_kind[m[self.drawn]] = k
+        # skin-only triangle list for the motion field and texture unwrap
+        self.skin_tri = model.triangles[self.skin].contiguous()
+
+    @cached_property
+    def mouth_depth(self) -> Tensor:
+        """[V, 1] cm behind the front teeth (teeth) or the lips (rest of the mouth); 0 on the skin."""
+        m = self.model
+        lips_z = m.neutral[m.landmarks68[62], 2]
+        depth = (lips_z - m.neutral[:, 2]).clamp_min(0.0)
+        t0, t1 = m.region("teeth")
+        depth[t0:t1] = (m.neutral[t0:t1, 2].max() - m.neutral[t0:t1, 2]).clamp_min(0.0)
+        start, end = m.region("face")
+        depth[start:end] = 0.0
+        return depth[:, None]
+
+    def material_colors(self, skin_luminance: float) -> Tensor:
+        """[4, 3] colour per triangle kind (0 = skin placeholder, teeth, gums/tongue, socket).
+
+        The mouth's materials follow the photo's exposure, so teeth do not glow in a dark photo.
+        """
+        gain = float(min(1.25, max(0.45, skin_luminance / 0.55)))
+        mm = self.materials
+        rows = [(0.0, 0.0, 0.0), mm.teeth, mm.gums_tongue, mm.socket]
+        return torch.tensor(rows, dtype=torch.float32, device=self.model.device) * gain
+
+    def window_for(self, pix: Tensor, size: tuple[int, int], *, pad: int = 4) -> tuple[int, int, int, int]:
+        """Bounding window (x0, y0, w, h) of projected vertices `pix` [V, 2] (any mask applied), clipped."""
+        w_img, h_img = size
+        lo = pix.min(0).values.floor() - pad
+        hi = pix.max(0).values.ceil() + pad
+        x0, y0 = max(0, int(lo[0])), max(0, int(lo[1]))
+        x1, y1 = min(w_img, int(hi[0])), min(h_img, int(hi[1]))
+        return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
+
+    def render(
+        self,
+        vertices_cam: Tensor,
+        tex: Tensor,
+        camera: Camera,
+        window: tuple[int, int, int, int],
+        *,
+        skin_luminance: float = 0.55,
+        shading: Tensor | None = None,
+    ) -> RenderedFace:
+        """Render the mesh into a window of the photo.
+
+        Args:
+            vertices_cam: [V, 3] camera-space vertices (cm, OpenCV).
+            tex: [R, R, 3] face texture (the ICT [0, 1] UV tile), float32 in [0, 1].
+            camera: the photo's camera.
+            window: (x0, y0, w, h) photo pixels to render.
+            skin_luminance: mean luminance of the face in the photo (scales mouth colours).
+            shading: [V, 1] optional per-vertex multiplier of the skin colour (relighting).
+
+        Returns:
+            `RenderedFace` with colour and coverage of the window.
+        """
+        x0, y0, w, h = window
+        fx, fy, cx, cy, _, _ = crop_intrinsics(camera.fx, camera.fy, camera.cx, camera.cy, window)
+        proj = projection_matrix(fx, fy, cx, cy, w, h, near=1.0, far=1000.0, device=vertices_cam.device)
+        clip = to_clip(vertices_cam[None], proj)
+        rast, _ = rasterize(clip, self.tri, (h, w))
+        tid = rast[0, ..., 3].long() - 1
+        covered = tid >= 0
+        kind = torch.where(covered, self.tri_kind[tid.clamp_min(0)], torch.zeros_like(tid))
+        uv, _ = interpolate(self.model.uv[None], rast, self.tri_uv)
+        skin = texture(tex[None].contiguous(), uv, boundary_mode="clamp")[0]
+        if shading is not None:
+            shade, _ = interpolate(shading[None], rast, self.tri)
+            skin = skin * shade[0]
+        depth, _ = interpolate(self.mouth_depth[None], rast, self.tri)
+        mm = self.materials
+        darken = mm.floor + (1.0 - mm.floor) * torch.exp(-depth[0] / mm.depth_falloff_cm)
+        mouth = self.material_colors(skin_luminance)[kind] * darken
+        color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
+        rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
+        out = antialias(rgba[None], rast, clip, self.tri)[0]
+        return RenderedFace(out[..., :3].clamp(0, 1), out[..., 3].clamp(0, 1), (x0, y0, w, h))
+
+    def vertex_normals(self, vertices_cam: Tensor) -> Tensor:
+        """[V, 3] unit normals of the skin surface."""
+        return vertex_normals(vertices_cam, self.skin_tri)
