@@ -120,7 +120,7 @@ class MediaPipeDetector:
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_detector"] = state["_mesh"] = None  # graphs are rebuilt lazily in the new process
+        state["_detector"] = state["_mesh"] = state["_mesh_multi"] = None  # rebuilt lazily in the new process
         return state
 
     def _ensure(self) -> None:

@@ -16,7 +16,7 @@ from numba import njit
 __all__ = ["rasterize_ids", "antialias_find_edges", "topology_opposite"]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _project_vertices(pos, pb, height, width, sxy, sz):
     """Screen-space x, y (pixels) and z/w per vertex; NaN marks w <= 0."""
     hw = 0.5 * width
@@ -33,7 +33,7 @@ def _project_vertices(pos, pb, height, width, sxy, sz):
             sz[i] = np.nan
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def rasterize_ids(pos, tri, pos_index, tri_start, tri_count, height, width, ids, zbuf):
     """Z-buffer rasterization of triangle ids.
 
@@ -150,19 +150,19 @@ def topology_opposite(tri: np.ndarray) -> np.ndarray:
     return opp
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _same_sign(a, b):
     return (a >= 0.0) == (b >= 0.0)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _pix(pos, pb, v, xh, yh, fx, fy):
     """Vertex v's projected position relative to the reference pixel centre, in pixels."""
     w = np.float64(pos[pb, v, 3])
     return pos[pb, v, 0] / w * xh - fx, pos[pb, v, 1] / w * yh - fy
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def antialias_find_edges(pos, pos_index, tri, opp, tid, zw, height, width, items):
     """Find silhouette edges crossing between horizontally/vertically adjacent pixel centres.
 
@@ -181,7 +181,8 @@ def antialias_find_edges(pos, pos_index, tri, opp, tid, zw, height, width, items
         zw: [B, H, W] float32 z/w.
         height: H.
         width: W.
-        items: [2 * B * H * W, 6] int64 output rows
+        items: [M, 6] int64 output rows, M >= the number of adjacent pixel pairs with
+            different ids
             (pixel0 flat index, pixel1 flat index, down flag, ref is pixel1 flag, va, vb), where
             va, vb are flat indices into pos.reshape(-1, 4) of the crossing edge's endpoints.
 
@@ -299,7 +300,7 @@ def antialias_find_edges(pos, pos_index, tri, opp, tid, zw, height, width, items
 # for the formulas; these loops are the compiled equivalent and its hand-written adjoint.
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def rast_fill(pos, tri, pos_index, ids, rast, rast_db, want_db):
     """Fill rast [B, H, W, 4] (and rast_db when want_db) at pixels with ids > 0 (zero-filled)."""
     nb, height, width = ids.shape
@@ -353,7 +354,7 @@ def rast_fill(pos, tri, pos_index, ids, rast, rast_db, want_db):
                     rast_db[b, r, c, 3] = (g1y - v * gsy) * inv * sy
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def rast_grad(pos, tri, pos_index, ids, grad_rast, grad_pos):
     """Accumulate dL/dpos ([Bp, V, 4], zero-filled) from dL/drast's (u, v, z/w) channels."""
     nb, height, width = ids.shape
@@ -426,7 +427,7 @@ def rast_grad(pos, tri, pos_index, ids, grad_rast, grad_pos):
 # Interpolation.
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def interp_fwd(attr, nv, attr_batched, tri, rast, pix_per_image, out):
     """Interpolate attributes at covered pixels.
 
@@ -438,12 +439,19 @@ def interp_fwd(attr, nv, attr_batched, tri, rast, pix_per_image, out):
         rast: [N, 4] flattened rast of B images of pix_per_image pixels.
         pix_per_image: H * W.
         out: [N, A] output, zero-filled: u a0 + v a1 + (1 - u - v) a2.
+
+    Returns:
+        0, or the largest triangle_id + 1 found in rast that is out of range for tri.
     """
     na = attr.shape[1]
     nt = tri.shape[0]
+    bad = 0
     for i in range(rast.shape[0]):
         t = int(rast[i, 3] + 0.5) - 1
-        if t < 0 or t >= nt:
+        if t < 0:
+            continue
+        if t >= nt:
+            bad = max(bad, t + 1)
             continue
         base = (i // pix_per_image) * nv if attr_batched else 0
         u = rast[i, 0]
@@ -454,11 +462,12 @@ def interp_fwd(attr, nv, attr_batched, tri, rast, pix_per_image, out):
         for k in range(na):
             a2 = attr[i2, k]
             out[i, k] = a2 + u * (attr[i0, k] - a2) + v * (attr[i1, k] - a2)
+    return bad
 
 
-@njit(cache=True, nogil=True)
-def interp_bwd(attr, nv, attr_batched, tri, rast, pix_per_image, grad_out, grad_attr, grad_rast):
-    """Accumulate dL/dattr ([Ba * V, A]) and write dL/drast's (u, v) ([N, 4]), both zero-filled."""
+@njit(cache=True, nogil=True, error_model="numpy")
+def interp_bwd(attr, nv, attr_batched, tri, rast, pix_per_image, grad_out, want_attr, grad_attr, grad_rast):
+    """Accumulate dL/dattr ([Ba * V, A], if want_attr) and write dL/drast's (u, v) ([N, 4]), zero-filled."""
     na = attr.shape[1]
     nt = tri.shape[0]
     for i in range(rast.shape[0]):
@@ -479,9 +488,10 @@ def interp_bwd(attr, nv, attr_batched, tri, rast, pix_per_image, grad_out, grad_
             a2 = attr[i2, k]
             gu += g * (attr[i0, k] - a2)
             gv += g * (attr[i1, k] - a2)
-            grad_attr[i0, k] += g * u
-            grad_attr[i1, k] += g * v
-            grad_attr[i2, k] += g * wgt
+            if want_attr:
+                grad_attr[i0, k] += g * u
+                grad_attr[i1, k] += g * v
+                grad_attr[i2, k] += g * wgt
         grad_rast[i, 0] = gu
         grad_rast[i, 1] = gv
 
@@ -490,7 +500,7 @@ def interp_bwd(attr, nv, attr_batched, tri, rast, pix_per_image, grad_out, grad_
 # Texture sampling. boundary: 0 wrap, 1 clamp, 2 zero.
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _texel(i, n, boundary):
     """Index into [0, n) and validity (False only for the 'zero' mode outside the texture)."""
     if boundary == 0:
@@ -510,7 +520,7 @@ def _texel(i, n, boundary):
     return i, True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def tex_taps(uv, ht, wt, tex_batched, pix_per_image, boundary, consts, idx, frac):
     """First pass of bilinear sampling: the 4 taps' flat texel indices and the fractions.
 
@@ -525,7 +535,7 @@ def tex_taps(uv, ht, wt, tex_batched, pix_per_image, boundary, consts, idx, frac
         pix_per_image: H * W.
         boundary: 0 wrap, 1 clamp, 2 zero.
         consts: [4] (Ht, Wt, 0.5, 1.0) in uv's dtype (keeps float32 arithmetic in float32).
-        idx: [N, 4] int64 output: rows into the [Bt * Ht * Wt, C] texture for taps
+        idx: [N, 4] int32/int64 output: rows into the [Bt * Ht * Wt, C] texture for taps
             (0, 0), (0, 1), (1, 0), (1, 1) as (row, col) offsets; -1 = zero tap ('zero' mode
             outside, or non-finite uv).
         frac: [N, 2] output (fx, fy) in uv's dtype.
@@ -570,7 +580,7 @@ def tex_taps(uv, ht, wt, tex_batched, pix_per_image, boundary, consts, idx, frac
         idx[i, 3] = base + yb * wt + xb if (okb and okd) else -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def tex_gather(tex, idx, frac, consts, out):
     """Second pass of bilinear sampling: out [N, C] from tex [Bt * Ht * Wt, C]; see tex_taps."""
     nc = tex.shape[1]
@@ -603,7 +613,7 @@ def tex_gather(tex, idx, frac, consts, out):
             out[i, k] = acc
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def tex_scatter(tex, idx, frac, consts, grad_out, grad_tex, grad_uv):
     """Backward of tex_gather: accumulate dL/dtex ([Bt * Ht * Wt, C]) and write dL/duv ([N, 2])."""
     nc = tex.shape[1]
@@ -646,7 +656,7 @@ def tex_scatter(tex, idx, frac, consts, grad_out, grad_tex, grad_uv):
         grad_uv[i, 1] = gfy * htf
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def tex_nearest_fwd(tex, ht, wt, tex_batched, uv, pix_per_image, boundary, out):
     """Nearest-texel sampling: out [N, C] (zero-filled) from tex [Bt * Ht * Wt, C] at uv [N, 2]."""
     nc = tex.shape[1]
@@ -664,7 +674,7 @@ def tex_nearest_fwd(tex, ht, wt, tex_batched, uv, pix_per_image, boundary, out):
                 out[i, k] = tex[t, k]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def tex_nearest_bwd(ht, wt, tex_batched, uv, pix_per_image, boundary, grad_out, grad_tex):
     """Backward of tex_nearest_fwd w.r.t. the texture (uv gets no gradient)."""
     nc = grad_tex.shape[1]

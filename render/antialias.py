@@ -70,7 +70,9 @@ def _find_edges(pos: Tensor, rast: Tensor, tri: Tensor, topo: TopologyHash, pos_
     r = rast.detach()
     tid = (r[..., 3].round().to(torch.int32) - 1).contiguous()
     zw = r[..., 2].contiguous()
-    items = np.empty((2 * nb * height * width, 6), dtype=np.int64)
+    # Upper bound on work items: the number of adjacent pixel pairs with different ids.
+    bound = int((tid[:, :, 1:] != tid[:, :, :-1]).sum()) + int((tid[:, 1:, :] != tid[:, :-1, :]).sum())
+    items = np.empty((max(bound, 1), 6), dtype=np.int64)
     n = antialias_find_edges(
         p.numpy(), pos_index, tri.detach().to(torch.int32).contiguous().numpy(), topo.opposite,
         tid.numpy(), zw.numpy(), height, width, items,

@@ -190,6 +190,12 @@ def default_context(device: torch.device) -> Any:
     CPU tensors get a shared `RasterizeCpuContext`; CUDA tensors a shared
     `RasterizeCudaContext` per device.
 
+    Args:
+        device: the device of the tensors to rasterize.
+
+    Returns:
+        A raster context.
+
     Raises:
         ImportError: CUDA tensors but nvdiffrast is missing (message names the install command).
         ValueError: a device type with no backend.

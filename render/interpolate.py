@@ -51,8 +51,10 @@ class _InterpolateCpu(torch.autograd.Function):
         nb, height, width, _ = r.shape
         ba, nv, na = a.shape
         out = torch.zeros(nb, height, width, na, dtype=a.dtype)
-        interp_fwd(a.view(-1, na).numpy(), nv, ba > 1, t.numpy(), r.view(-1, 4).numpy(), height * width,
-                   out.view(-1, na).numpy())
+        bad = interp_fwd(a.view(-1, na).numpy(), nv, ba > 1, t.numpy(), r.view(-1, 4).numpy(), height * width,
+                         out.view(-1, na).numpy())
+        if bad:
+            raise ValueError(f"interpolate: rast refers to triangle {bad - 1} but tri has {t.shape[0]} rows")
         ctx.save_for_backward(a, r, t)
         return out
 
@@ -63,10 +65,12 @@ class _InterpolateCpu(torch.autograd.Function):
 
         a, r, t = ctx.saved_tensors
         ba, nv, na = a.shape
-        g_attr = torch.zeros_like(a)
+        want_attr = bool(ctx.needs_input_grad[0])
+        g_attr = torch.zeros_like(a) if want_attr else torch.zeros(1, 1, na, dtype=a.dtype)
         g_rast = torch.zeros_like(r)
         interp_bwd(a.view(-1, na).numpy(), nv, ba > 1, t.numpy(), r.view(-1, 4).numpy(), r.shape[1] * r.shape[2],
-                   g_out.contiguous().view(-1, na).numpy(), g_attr.view(-1, na).numpy(), g_rast.view(-1, 4).numpy())
+                   g_out.contiguous().view(-1, na).numpy(), want_attr, g_attr.view(-1, na).numpy(),
+                   g_rast.view(-1, 4).numpy())
         return (g_attr if ctx.needs_input_grad[0] else None,
                 g_rast if ctx.needs_input_grad[1] else None, None)
 
@@ -140,11 +144,6 @@ def interpolate(
 
     dt = torch.promote_types(attr.dtype, rast.dtype)
     if attr.device.type == "cpu" and not dl:
-        tid_max = float(rast.detach()[..., 3].max()) if rast.numel() else 0.0
-        if tid_max > tri.shape[0] + 0.5:
-            raise ValueError(
-                f"interpolate: rast refers to triangle {int(tid_max) - 1} but tri has {tri.shape[0]} rows"
-            )
         attr3 = attr.to(dt) if attr.dim() == 3 else attr.to(dt).unsqueeze(0)
         out = _InterpolateCpu.apply(attr3, rast.to(dt), tri)
         return out, torch.zeros(nb, height, width, 0, dtype=dt)

@@ -30,6 +30,11 @@ def _consts(ht: int, wt: int, dtype: torch.dtype) -> np.ndarray:
     return np.array([ht, wt, 0.5, 1.0], dtype=np.float32 if dtype == torch.float32 else np.float64)
 
 
+def _index_dtype(tex: Tensor) -> type:
+    """int32 texel indices when they fit (less memory traffic), else int64."""
+    return np.int32 if tex.shape[0] * tex.shape[1] * tex.shape[2] < 2**31 - 1 else np.int64
+
+
 class _TextureCpu(torch.autograd.Function):
     """Compiled texture sampling with a hand-written backward."""
 
@@ -46,7 +51,7 @@ class _TextureCpu(torch.autograd.Function):
         out = torch.zeros(nb, height, width, ch, dtype=t.dtype)
         if linear:
             consts = _consts(ht, wt, t.dtype)
-            idx = np.empty((u2.shape[0], 4), dtype=np.int64)
+            idx = np.empty((u2.shape[0], 4), dtype=_index_dtype(t))
             frac = np.empty((u2.shape[0], 2), dtype=u2.dtype)
             k.tex_taps(u2, ht, wt, bt > 1, height * width, boundary, consts, idx, frac)
             k.tex_gather(t2, idx, frac, consts, out.view(-1, ch).numpy())
@@ -71,7 +76,7 @@ class _TextureCpu(torch.autograd.Function):
         g_uv = torch.zeros_like(u)
         if linear:
             consts = _consts(ht, wt, t.dtype)
-            idx = np.empty((u2.shape[0], 4), dtype=np.int64)
+            idx = np.empty((u2.shape[0], 4), dtype=_index_dtype(t))
             frac = np.empty((u2.shape[0], 2), dtype=u2.dtype)
             k.tex_taps(u2, ht, wt, bt > 1, pix, boundary, consts, idx, frac)
             k.tex_scatter(t.view(-1, ch).numpy(), idx, frac, consts, g2, g_tex.view(-1, ch).numpy(),

@@ -33,18 +33,16 @@ def build_expressions_command(seq_dir: Path, out: Path, neutral_frames: int | No
     """
     from affectsynth.blendshapes.build import build_library_from_dir
 
-    try:
-        from affectsynth.fitting import FaceModel  # type: ignore[attr-defined]
-    except ImportError:
-        from affectsynth.fitting.face_model import FaceModel
+    from affectsynth.fitting import FaceModel
 
     opts = {k: v for k, v in {"neutral_frames": neutral_frames, "apex_frames": apex_frames,
                                "va_bins": va_bins, "smoothing": smoothing}.items() if v is not None}
     if no_fill_missing:
         opts["fill_missing"] = False
-    basis = FaceModel.default().expressions
+    face_model = FaceModel.default()
     try:
-        model = build_library_from_dir(seq_dir, basis, out, **opts)
+        # reference: the captures are rigidly aligned to the model's neutral before projection
+        model = build_library_from_dir(seq_dir, face_model.expressions, out, reference=face_model.neutral, **opts)
     except (ValueError, TypeError) as e:
         raise click.ClickException(f"build-expressions: {' '.join(str(e).split())}") from None
     names = getattr(model, "names", None)

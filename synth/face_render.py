@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from affectsynth.fitting import Camera, FaceModel
-from affectsynth.render import antialias, interpolate, rasterize, texture
+from affectsynth.render import antialias, antialias_construct_topology_hash, interpolate, rasterize, texture
 from affectsynth.render.camera import crop_intrinsics, projection_matrix, to_clip
 from affectsynth.render.unwrap import vertex_normals
 
@@ -79,6 +79,10 @@ class FaceRenderer:
             self.tri_kind[m[self.drawn]] = k
         # skin-only triangle list for the motion field and texture unwrap
         self.skin_tri = model.triangles[self.skin].contiguous()
+        # per-model constants, computed once: vertices each list uses, antialias edge adjacency
+        self.drawn_vertices = torch.unique(self.tri.long())
+        self.skin_vertices = torch.unique(self.skin_tri.long())
+        self.topology = antialias_construct_topology_hash(self.tri)
 
     @cached_property
     def mouth_depth(self) -> Tensor:
@@ -153,7 +157,7 @@ class FaceRenderer:
         mouth = self.material_colors(skin_luminance)[kind] * darken
         color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
         rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
-        out = antialias(rgba[None], rast, clip, self.tri)[0]
+        out = antialias(rgba[None], rast, clip, self.tri, topology_hash=self.topology)[0]
         return RenderedFace(out[..., :3].clamp(0, 1), out[..., 3].clamp(0, 1), (x0, y0, w, h))
 
     def vertex_normals(self, vertices_cam: Tensor) -> Tensor:

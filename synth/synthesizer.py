@@ -337,10 +337,10 @@ class Synthesizer:
             shading = _relight(r.vertex_normals(new), *light)
         old_pix = project_points(prepared.vertices, cam.fx, cam.fy, cam.cx, cam.cy)
         new_pix = project_points(new, cam.fx, cam.fy, cam.cx, cam.cy)
-        drawn_v = torch.unique(r.tri.long())
+        drawn_v = r.drawn_vertices
         window = r.window_for(torch.cat([new_pix[drawn_v], old_pix[drawn_v]]), (cam.width, cam.height))
         rendered = r.render(new, prepared.texture, cam, window, skin_luminance=prepared.skin_luminance, shading=shading)
-        skin_v = torch.unique(r.skin_tri.long())
+        skin_v = r.skin_vertices
         fwin = motion_window(old_pix[skin_v], new_pix[skin_v], (cam.height, cam.width), margin_px=self.settings.margin_px)
         flow = motion_field(old_pix, new_pix, r.skin_tri, (cam.height, cam.width), margin_px=self.settings.margin_px,
                             dst_depth=new[:, 2], window=fwin)

@@ -1,0 +1,104 @@
+"""`affectsynth fit` in-process: outputs for a face, a photo without a face, and an unreadable file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from affectsynth.cli import main
+from affectsynth.fitting import FaceModel
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, dev_photos):
+    """One CLI run over [unreadable file, astronaut, dogs.jpg]; the broken file comes first on purpose."""
+    import skimage.data
+
+    inputs = tmp_path_factory.mktemp("in")
+    out = tmp_path_factory.mktemp("out")
+    Image.fromarray(skimage.data.astronaut()).save(inputs / "astronaut.png")
+    (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a complete jpeg")
+    shutil.copy(dev_photos / "dogs.jpg", inputs / "dogs.jpg")
+    args = ["fit", str(inputs / "broken.jpg"), str(inputs / "astronaut.png"), str(inputs / "dogs.jpg"),
+            "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    return result, out
+
+
+def _read_obj_vertices(path) -> np.ndarray:
+    rows = [line.split()[1:4] for line in path.read_text().splitlines() if line.startswith("v ")]
+    return np.array(rows, dtype=np.float64)
+
+
+def test_exit_code_and_messages(run):
+    result, out = run
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 3, result.output
+    errors = [ln for ln in result.stderr.splitlines() if "broken.jpg" in ln]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    assert any("dogs.jpg" in ln and "no face" in ln for ln in result.stderr.splitlines())
+    # the failing file did not stop the others; nothing written for it
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut.json", "astronaut.obj", "dogs.json"]
+    assert set(result.stdout.split()) == {str(out / n) for n in ("astronaut.json", "astronaut.obj", "dogs.json")}
+
+
+def test_no_face_json(run):
+    _, out = run
+    doc = json.loads((out / "dogs.json").read_text())
+    assert doc["faces"] == [] and doc["image"] == "dogs.jpg"
+    assert doc["width"] > 0 and doc["height"] > 0
+
+
+def test_astronaut_json_schema(run):
+    _, out = run
+    doc = json.loads((out / "astronaut.json").read_text())
+    assert {"image", "width", "height", "landmarks68_vertices", "faces"} <= set(doc)
+    assert (doc["image"], doc["width"], doc["height"]) == ("astronaut.png", 512, 512)
+    assert len(doc["landmarks68_vertices"]) == 68
+    assert len(doc["faces"]) == 1
+    face = doc["faces"][0]
+    keys = {"bbox", "camera", "landmarks", "reprojection_error_px", "interocular_px", "pose_deg", "expression",
+            "identity", "fit_ms"}
+    assert keys <= set(face), keys - set(face)
+    assert set(face["camera"]) >= {"fx", "fy", "cx", "cy"}
+    assert set(face["pose_deg"]) == {"yaw", "pitch", "roll"}
+    assert len(face["landmarks"]) == 478 and len(face["bbox"]) == 4
+    assert len(face["expression"]) == 53 and all(0.0 <= w <= 1.0 for w in face["expression"].values())
+    assert 50 < face["interocular_px"] < 150  # the face is about 110 px wide in a 512 px photo
+    assert face["reprojection_error_px"] < 0.03 * face["interocular_px"]
+    assert all(abs(a) < 20 for a in face["pose_deg"].values())  # a near-frontal portrait
+    assert face["fit_ms"] > 0
+
+
+def test_obj_projects_onto_the_photo(run):
+    _, out = run
+    doc = json.loads((out / "astronaut.json").read_text())
+    face = doc["faces"][0]
+    cam = face["camera"]
+    verts = _read_obj_vertices(out / "astronaut.obj")
+    assert verts.shape == (18844, 3)
+    assert (verts[:, 2] > 0).all()  # in front of the camera (OpenCV, cm)
+
+    def project(p: np.ndarray) -> np.ndarray:
+        return np.c_[cam["fx"] * p[:, 0] / p[:, 2] + cam["cx"], cam["fy"] * p[:, 1] / p[:, 2] + cam["cy"]]
+
+    x0, y0, x1, y1 = face["bbox"]
+    m = 0.1 * (x1 - x0)
+    lm68 = project(verts[doc["landmarks68_vertices"]])
+    assert ((lm68[:, 0] > x0 - m) & (lm68[:, 0] < x1 + m) & (lm68[:, 1] > y0 - m) & (lm68[:, 1] < y1 + m)).all()
+    assert lm68[36, 0] < lm68[45, 0] and lm68[8, 1] > lm68[27, 1]  # not mirrored, not upside down
+
+    # the model's MediaPipe points on the OBJ mesh land on the detected landmarks
+    model = FaceModel.default()
+    mp = model.landmark_points(torch.tensor(verts, dtype=torch.float32)[None], "mediapipe468")[0].double().numpy()
+    detected = np.array(face["landmarks"])[:468]
+    err = np.linalg.norm(project(mp) - detected, axis=1) / face["interocular_px"]
+    inner = ~model.embedding("mediapipe468").is_contour.numpy()  # contour points slide along the silhouette
+    assert err[inner].mean() < 0.03, f"{100 * err[inner].mean():.2f}% IOD"
+    assert np.median(err) < 0.04
