@@ -78,6 +78,9 @@ class GenerateSettings:
         max_pixels: decompression-bomb limit passed to `load_image`.
         device: torch device for the Synthesizer.
         png_compress_level: zlib level of the output PNGs (0-9; lossless at every level).
+        head_rotation_deg: (max |yaw|, max |pitch|) of a random extra head rotation per output
+            (seeded, recorded in the manifest's pose columns); (0, 0) = off.
+        light_strength: strength in [0, 1] of a random relighting per output; 0 = off.
 
     Note:
         Outputs are renamed into place atomically but not fsync'd (about 3 ms each here); the
@@ -98,9 +101,16 @@ class GenerateSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     device: str = "cpu"
     png_compress_level: int = 1
+    head_rotation_deg: tuple[float, float] = (0.0, 0.0)
+    light_strength: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))
+        object.__setattr__(self, "head_rotation_deg", tuple(float(x) for x in self.head_rotation_deg))
+        if len(self.head_rotation_deg) != 2 or not all(0 <= a <= 30 for a in self.head_rotation_deg):
+            raise ValueError(f"--head-rotation: expected YAW,PITCH in [0, 30] degrees, got {self.head_rotation_deg}")
+        if not 0 <= self.light_strength <= 1:
+            raise ValueError(f"--relight: expected a strength in [0, 1], got {self.light_strength}")
         if not self.targets:
             raise ValueError("GenerateSettings: expected at least one target, got none")
         for t in self.targets:
@@ -355,7 +365,10 @@ def make_synthesizer(settings: GenerateSettings) -> Any:
     """Build the ``affectsynth.synthesizer.Synthesizer`` a run uses (imports torch)."""
     from affectsynth.synthesizer import Synthesizer
 
-    return Synthesizer(device=settings.device, expressions=settings.expressions_lib)
+    from affectsynth.synthesizer import SynthSettings
+
+    extras = SynthSettings(head_rotation_deg=settings.head_rotation_deg, light_strength=settings.light_strength)
+    return Synthesizer(device=settings.device, expressions=settings.expressions_lib, settings=extras)
 
 
 _WORKER_SYNTH: Any = None

@@ -85,6 +85,14 @@ Exit codes: 0 done, 1 fatal error, 2 bad usage, 3 finished but some inputs faile
 """
 
 
+def _pair(text: str, flag: str) -> tuple[float, float]:
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError:
+        raise click.UsageError(f"{flag}: expected two numbers like 10,5, got {text!r}") from None
+    return a, b
+
+
 @click.command("generate", epilog=EPILOG, context_settings={"max_content_width": 100})
 @click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
@@ -115,6 +123,10 @@ Exit codes: 0 done, 1 fatal error, 2 bad usage, 3 finished but some inputs faile
 @click.option("--device", default="cpu", show_default=True, help="torch device for synthesis.")
 @click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True, metavar="0-9",
               help="zlib level of the output PNGs (lossless at every level; 0 is fastest).")
+@click.option("--head-rotation", default="0,0", show_default=True, metavar="YAW,PITCH",
+              help="Random extra head rotation per output, up to these degrees (3D augmentation; off by default).")
+@click.option("--relight", type=click.FloatRange(0, 1), default=0.0, show_default=True, metavar="S",
+              help="Random relighting per output with strength up to S in [0, 1] (off by default).")
 @click.option("--dry-run", is_flag=True, help="List planned outputs and exit; nothing is loaded or written.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -124,7 +136,7 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
                      intensities: tuple[str, ...], va: tuple[str, ...], va_grid: int | None,
                      per_image: int | None, size: int | None, faces: str, workers: int | None, seed: int,
                      expressions_lib: Path | None, layout: str, min_face: float, device: str, png_compression: int,
-                     dry_run: bool,
+                     head_rotation: str, relight: float, dry_run: bool,
                      quiet: bool, fmt: str) -> None:
     """Synthesise expressions for every image under INPUT_DIR into OUTPUT_DIR.
 
@@ -144,7 +156,8 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
         settings = GenerateSettings(
             targets=tuple(targets), per_image=per_image, size=size, faces=faces, workers=workers, seed=seed,
             expressions_lib=str(expressions_lib) if expressions_lib else None, layout=layout,
-            min_face_px=min_face, device=device, png_compress_level=png_compression)
+            min_face_px=min_face, device=device, png_compress_level=png_compression,
+            head_rotation_deg=_pair(head_rotation, "--head-rotation"), light_strength=relight)
         check_dirs(input_dir, output_dir)
     except ValueError as e:
         raise click.UsageError(str(e)) from None

@@ -25,7 +25,7 @@ from torch import Tensor
 from affectsynth.blendshapes import AUs, Expression, ExpressionModel, VA
 from affectsynth.crop import crop_square, face_square_box
 from affectsynth.face_render import FaceRenderer, MouthMaterials
-from affectsynth.fitting import FaceFit, FaceModel, FitSettings, fit_image, get_detector, project, reconstruct
+from affectsynth.fitting import FaceFit, FaceModel, FitSettings, fit_image, fit_images, get_detector, project, reconstruct
 from affectsynth.render.camera import project_points
 from affectsynth.render.composite import CompositeSettings, composite
 from affectsynth.render.unwrap import fill_texture, mirror_texel_map, unwrap_texture
@@ -185,6 +185,11 @@ class Synthesizer:
         """All faces of a photo, largest first (see `affectsynth.fitting.fit_image`)."""
         image = _check_image(image)
         return fit_image(image, model=self.model, detector=self.detector, settings=self.fit_settings)
+
+    def fit_batch(self, images: Sequence[np.ndarray]) -> list[list[FaceFit]]:
+        """Faces of several photos; all faces are fitted in one batch (see `affectsynth.fitting.fit_images`)."""
+        images = [_check_image(im) for im in images]
+        return fit_images(images, model=self.model, detector=self.detector, settings=self.fit_settings)
 
     # ------------------------------------------------------------------ preparation
     def texture_resolution(self, fit: FaceFit) -> int:

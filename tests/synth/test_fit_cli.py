@@ -68,7 +68,7 @@ def test_astronaut_json_schema(run):
     assert keys <= set(face), keys - set(face)
     assert set(face["camera"]) >= {"fx", "fy", "cx", "cy"}
     assert set(face["pose_deg"]) == {"yaw", "pitch", "roll"}
-    assert len(face["landmarks"]) == 478 and len(face["bbox"]) == 4
+    assert len(face["landmarks"]) == 468 and len(face["bbox"]) == 4  # the fitted MediaPipe face points (no iris)
     assert len(face["expression"]) == 53 and all(0.0 <= w <= 1.0 for w in face["expression"].values())
     assert 50 < face["interocular_px"] < 150  # the face is about 110 px wide in a 512 px photo
     assert face["reprojection_error_px"] < 0.03 * face["interocular_px"]
