@@ -369,16 +369,21 @@ def fill_texture(
     weight: Tensor,
     *,
     mirror_uv: Tensor | None = None,
+    grow_px: int = 2,
 ) -> Tensor:
-    """Fill a texture's low-weight texels: mirror texel first, then push-pull inpainting.
+    """Fill a texture's low-weight texels: local growth, then mirror texel, then push-pull inpainting.
 
-    With mirror: ``c' = w c + (1 - w) m``, ``w' = w + (1 - w) w_m``, where m is the mirror texel's
-    colour (weight-normalised bilinear sample) and w_m its weight; then `push_pull_fill(c', w')`.
+    First, texels within `grow_px` of a seen texel take the push-pull colour of their neighbourhood
+    (so bilinear sampling at the edge of the seen area never mixes in mirrored colour). Then, with
+    a mirror map, ``c' = w c + (1 - w) m``, ``w' = w + (1 - w) w_m``, where m is the mirror texel's
+    colour (weight-normalised bilinear sample) and w_m its weight; finally `push_pull_fill(c', w')`.
+    Pass a binary weight (the visibility) to keep every seen texel's own colour.
 
     Args:
         texture: [R, R, C] float texture from `unwrap_texture`.
         weight: [R, R] float weights in [0, 1].
         mirror_uv: optional [R, R, 2] from `mirror_texel_map` (-1 = no mirror).
+        grow_px: width in texels of the local growth band (0 = none).
 
     Returns:
         [R, R, C] filled texture; texels of weight 1 unchanged.
@@ -393,6 +398,13 @@ def fill_texture(
         )
     w = weight.to(texture.dtype).clamp(0.0, 1.0)
     c = texture
+    if grow_px > 0:
+        seen = (w > 0).to(texture.dtype)[None, None]
+        near = torch.nn.functional.max_pool2d(seen, 2 * grow_px + 1, stride=1, padding=grow_px)[0, 0] > 0
+        band = near & (w < 1)
+        local = push_pull_fill(c, w)
+        c = torch.where(band[..., None], local * (1 - w[..., None]) + c * w[..., None], c)
+        w = torch.where(band, torch.ones_like(w), w)
     if mirror_uv is not None:
         if mirror_uv.shape != (*texture.shape[:2], 2):
             raise ValueError(f"fill_texture: mirror_uv must be {[*texture.shape[:2], 2]}, got {list(mirror_uv.shape)}")

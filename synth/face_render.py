@@ -17,7 +17,10 @@ from affectsynth.render import antialias, antialias_construct_topology_hash, int
 from affectsynth.render.camera import crop_intrinsics, projection_matrix, to_clip
 from affectsynth.render.unwrap import vertex_normals
 
-__all__ = ["MouthMaterials", "FaceRenderer", "RenderedFace"]
+__all__ = ["MouthMaterials", "FaceRenderer", "RenderedFace", "NARROW_FACE_VERTICES"]
+
+#: ICT-FaceKit's "narrow face area": vertices [0, 6706) are the front of the face (no ears, neck, skull).
+NARROW_FACE_VERTICES = 6706
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class MouthMaterials:
         floor: the darkest factor.
     """
 
-    teeth: tuple[float, float, float] = (0.86, 0.83, 0.76)
+    teeth: tuple[float, float, float] = (0.92, 0.89, 0.82)
     gums_tongue: tuple[float, float, float] = (0.62, 0.30, 0.29)
     socket: tuple[float, float, float] = (0.32, 0.13, 0.12)
     depth_falloff_cm: float = 2.0
@@ -67,7 +70,12 @@ class FaceRenderer:
         self.materials = materials or MouthMaterials()
         names = model.material_names
         mat = model.triangle_material
-        self.skin = mat == names.index("M_Face")
+        # The front of the face only: the outer ring of the face region (ears, sides of the head, neck)
+        # sits at the silhouette, where a small fit error samples background into the texture; the
+        # warped photo shows it instead.
+        front = (model.triangles.long() < NARROW_FACE_VERTICES).all(1)
+        self.all_skin = mat == names.index("M_Face")
+        self.skin = self.all_skin & front
         self.teeth = mat == names.index("M_Teeth")
         self.gums = mat == names.index("M_GumsTongue")
         self.socket = mat == names.index("M_BackHead")  # the mouth socket in the face+mouth subset
@@ -77,21 +85,23 @@ class FaceRenderer:
         self.tri_kind = torch.zeros(int(self.drawn.sum()), dtype=torch.long, device=model.device)
         for k, m in enumerate((self.teeth, self.gums, self.socket), start=1):
             self.tri_kind[m[self.drawn]] = k
-        # skin-only triangle list for the motion field and texture unwrap
+        # skin triangle lists: the rendered front (texture unwrap) and all skin (motion field)
         self.skin_tri = model.triangles[self.skin].contiguous()
+        self.motion_tri = model.triangles[self.all_skin].contiguous()
         # per-model constants, computed once: vertices each list uses, antialias edge adjacency
         self.drawn_vertices = torch.unique(self.tri.long())
-        self.skin_vertices = torch.unique(self.skin_tri.long())
+        self.motion_vertices = torch.unique(self.motion_tri.long())
         self.topology = antialias_construct_topology_hash(self.tri)
 
     @cached_property
     def mouth_depth(self) -> Tensor:
-        """[V, 1] cm behind the front teeth (teeth) or the lips (rest of the mouth); 0 on the skin."""
+        """[V, 1] shading depth in cm: half the distance behind the front teeth (teeth, which catch light
+        deeper into the mouth) or the distance behind the lips (rest of the mouth); 0 on the skin."""
         m = self.model
         lips_z = m.neutral[m.landmarks68[62], 2]
         depth = (lips_z - m.neutral[:, 2]).clamp_min(0.0)
         t0, t1 = m.region("teeth")
-        depth[t0:t1] = (m.neutral[t0:t1, 2].max() - m.neutral[t0:t1, 2]).clamp_min(0.0)
+        depth[t0:t1] = 0.5 * (m.neutral[t0:t1, 2].max() - m.neutral[t0:t1, 2]).clamp_min(0.0)
         start, end = m.region("face")
         depth[start:end] = 0.0
         return depth[:, None]

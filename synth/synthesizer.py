@@ -25,7 +25,9 @@ from torch import Tensor
 from affectsynth.blendshapes import AUs, Expression, ExpressionModel, VA
 from affectsynth.crop import crop_square, face_square_box
 from affectsynth.face_render import FaceRenderer, MouthMaterials
-from affectsynth.fitting import FaceFit, FaceModel, FitSettings, fit_image, fit_images, get_detector, project, reconstruct
+from affectsynth.fitting import (
+    FaceFit, FaceModel, FitSettings, fit_image, fit_images, get_detector, project, reconstruct, rotation_from_angles_deg,
+)
 from affectsynth.render.camera import project_points
 from affectsynth.render.composite import CompositeSettings, composite
 from affectsynth.render.unwrap import fill_texture, mirror_texel_map, unwrap_texture
@@ -117,11 +119,13 @@ def _digest(image: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _rotation(yaw_deg: float, pitch_deg: float) -> Tensor:
-    y, p = math.radians(yaw_deg), math.radians(pitch_deg)
-    ry = torch.tensor([[math.cos(y), 0, -math.sin(y)], [0, 1, 0], [math.sin(y), 0, math.cos(y)]])
-    rx = torch.tensor([[1, 0, 0], [0, math.cos(p), math.sin(p)], [0, -math.sin(p), math.cos(p)]])
-    return (ry @ rx).float()
+def _fit_digest(fit: FaceFit) -> str:
+    """Content hash of everything in a fit that changes the texture (coefficients, pose, camera)."""
+    h = hashlib.blake2b(digest_size=16)
+    for t in (fit.identity, fit.expression, fit.rotation, fit.translation):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(repr(fit.camera).encode())
+    return h.hexdigest()
 
 
 class Synthesizer:
@@ -202,7 +206,7 @@ class Synthesizer:
     def prepare(self, image: np.ndarray, fit: FaceFit) -> PreparedFace:
         """Unwrap the face's texture from the photo (cached by photo content and face)."""
         image = _check_image(image)
-        key = (_digest(image), tuple(round(x, 3) for x in fit.bbox), round(float(fit.translation[2]), 4))
+        key = (_digest(image), _fit_digest(fit))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
@@ -215,10 +219,11 @@ class Synthesizer:
         r = self.renderer
         mask = _mouth_opening_mask(fit, image.shape[:2])
         un = unwrap_texture(photo_f, verts, self.model.triangles, self.model.uv, self.model.triangle_uv,
-                            cam.fx, cam.fy, cam.cx, cam.cy, resolution=res, triangle_mask=r.skin,
+                            cam.fx, cam.fy, cam.cx, cam.cy, resolution=res, triangle_mask=r.skin, min_cos=0.05,
                             photo_mask=None if mask is None else torch.from_numpy(~mask).to(self.device))
         mirror = _mirror_map(self.model, r.skin, res)
-        tex = fill_texture(un.texture, un.weight, mirror_uv=mirror)
+        # every texel the photo sees keeps the photo's colour; only unseen ones are filled
+        tex = fill_texture(un.texture, un.visible.to(un.texture.dtype), mirror_uv=mirror)
         vis = un.weight > 0.5
         lum = float((un.texture[vis] @ torch.tensor([0.299, 0.587, 0.114], device=self.device)).mean()) if vis.any() else 0.55
         prepared = PreparedFace(fit=fit, texture=tex, vertices=verts, skin_luminance=lum, photo=photo)
@@ -331,11 +336,15 @@ class Synthesizer:
         new = reconstruct(model, fit, expression=weights)
         rotation, translation = fit.rotation.to(self.device), fit.translation.to(self.device)
         if any(abs(a) > 1e-6 for a in head_rotation_deg):
-            extra = _rotation(*head_rotation_deg).to(self.device)
+            # new head pose = fitted angles + (yaw, pitch), in the one convention of `pose_angles_deg`
+            yaw, pitch, roll = fit.pose_deg
+            target = torch.tensor(rotation_from_angles_deg(yaw + head_rotation_deg[0], pitch + head_rotation_deg[1], roll),
+                                  dtype=rotation.dtype, device=self.device)
+            extra = target @ rotation.T
             start, end = model.region("face")
             centre = prepared.vertices[start:end].mean(0)
             new = (new - centre) @ extra.T + centre
-            rotation = extra @ rotation
+            rotation = target
             translation = extra @ (translation - centre) + centre
         shading = None
         if light is not None and light[1] > 0:
@@ -345,9 +354,9 @@ class Synthesizer:
         drawn_v = r.drawn_vertices
         window = r.window_for(torch.cat([new_pix[drawn_v], old_pix[drawn_v]]), (cam.width, cam.height))
         rendered = r.render(new, prepared.texture, cam, window, skin_luminance=prepared.skin_luminance, shading=shading)
-        skin_v = r.skin_vertices
+        skin_v = r.motion_vertices
         fwin = motion_window(old_pix[skin_v], new_pix[skin_v], (cam.height, cam.width), margin_px=self.settings.margin_px)
-        flow = motion_field(old_pix, new_pix, r.skin_tri, (cam.height, cam.width), margin_px=self.settings.margin_px,
+        flow = motion_field(old_pix, new_pix, r.motion_tri, (cam.height, cam.width), margin_px=self.settings.margin_px,
                             dst_depth=new[:, 2], window=fwin)
         comp = composite(prepared.photo, rendered.color, rendered.coverage, window=window[:2], flow=flow,
                          flow_window=fwin[:2], settings=CompositeSettings(feather_px=self.settings.feather_px))

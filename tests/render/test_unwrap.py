@@ -11,6 +11,7 @@ from affectsynth.render.camera import projection_matrix, to_clip
 from affectsynth.render.interpolate import interpolate
 from affectsynth.render.rasterize import rasterize
 from affectsynth.render.texture import texture
+from affectsynth.render.inpaint import push_pull_fill
 from affectsynth.render.unwrap import (
     UnwrapResult,
     UnwrapSettings,
@@ -172,9 +173,16 @@ def test_mirror_map_and_fill():
     weight = torch.zeros(R, R)
     weight[:, : R // 2] = 1.0
     half = sym_tex * weight[..., None]
-    filled = fill_texture(half, weight, mirror_uv=mirror)
+    filled = fill_texture(half, weight, mirror_uv=mirror, grow_px=0)
     assert torch.equal(filled[:, : R // 2], sym_tex[:, : R // 2])
     torch.testing.assert_close(filled, sym_tex, atol=2e-2, rtol=0)
+    # with the default growth band, the 2 texels next to the seen half come from their neighbourhood
+    # (no mirrored colour next to seen texels), the rest still from the mirror
+    grown = fill_texture(half, weight, mirror_uv=mirror)
+    assert torch.equal(grown[:, : R // 2], sym_tex[:, : R // 2])
+    torch.testing.assert_close(grown[:, R // 2 + 2:], sym_tex[:, R // 2 + 2:], atol=2e-2, rtol=0)
+    local = push_pull_fill(half, weight)
+    torch.testing.assert_close(grown[:, R // 2: R // 2 + 2], local[:, R // 2: R // 2 + 2])
     # push-pull alone is much worse on the unseen half
     pp = fill_texture(half, weight)
     assert float((pp - sym_tex).abs().mean()) > 3 * float((filled - sym_tex).abs().mean())
