@@ -175,7 +175,7 @@ CATEGORY_AUS: Mapping[str, Mapping[str, float]] = MappingProxyType({
                                   "AU27": 0.2}),
     "fear": MappingProxyType({"AU1": 1.0, "AU2": 0.7, "AU4": 0.5, "AU5": 1.0, "AU7": 0.2,
                               "AU20": 1.0, "AU26": 0.7}),
-    "anger": MappingProxyType({"AU4": 1.0, "AU5": 0.3, "AU7": 1.0, "AU9": 0.25, "AU17": 0.5,
+    "anger": MappingProxyType({"AU4": 1.0, "AU5": 0.3, "AU7": 1.0, "AU9": 0.45, "AU10": 0.25, "AU17": 0.5,
                                "AU23": 1.0, "AU24": 0.5}),
     "disgust": MappingProxyType({"AU9": 1.0, "AU10": 0.6, "AU15": 0.6, "AU16": 0.4}),
     "contempt": MappingProxyType({"AU12_R": 0.7, "AU14_R": 1.0}),
