@@ -182,8 +182,14 @@ class _LandmarkProblem:
     cand_mean: Tensor  # [C*M, 3]
     cand_ident: Tensor  # [C*M, K, 3]
     cand_expr: Tensor  # [C*M, S, 3]
-    cand_normal: Tensor  # [C*M, 3] neutral-mesh vertex normals of the candidates
+    cand_normal: Tensor  # [C*M, 3] neutral-mesh (area-weighted, unnormalised) vertex normals of the candidates
+    cand_normal_ident: Tensor  # [K, C*M*3] their first-order change per identity coefficient
+    cand_normal_expr: Tensor  # [S, C*M*3] ... and per expression weight
     weights: Tensor  # [N] per-row weight
+    ident_flat: Tensor  # [K, Ni*3] the same bases flattened for one matmul per evaluation
+    expr_flat: Tensor  # [S, Ni*3]
+    cand_ident_flat: Tensor  # [K, C*M*3]
+    cand_expr_flat: Tensor  # [S, C*M*3]
 
 
 def _problem(model: FaceModel, kind: str, settings: FitSettings) -> _LandmarkProblem:
@@ -212,11 +218,40 @@ def _problem(model: FaceModel, kind: str, settings: FitSettings) -> _LandmarkPro
         cand_mean=model.neutral[safe],
         cand_ident=model.identity_basis[:k, safe].permute(1, 0, 2).contiguous(),
         cand_expr=model.expressions.deltas[:, safe].permute(1, 0, 2).contiguous(),
-        cand_normal=model.neutral_normals[safe],
+        **dict(zip(("cand_normal", "cand_normal_ident", "cand_normal_expr"), _normal_basis(model, safe, k))),
         weights=weights,
+        ident_flat=ident[:k, inner_idx].reshape(k, -1).contiguous(),
+        expr_flat=expr[:, inner_idx].reshape(expr.shape[0], -1).contiguous(),
+        cand_ident_flat=model.identity_basis[:k, safe].reshape(k, -1).contiguous(),
+        cand_expr_flat=model.expressions.deltas[:, safe].reshape(model.num_expressions, -1).contiguous(),
     )
     cache[key] = prob
     return prob
+
+
+def _normal_basis(model: FaceModel, vertices: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Area-weighted vertex normals of `vertices` on the neutral mesh and their exact first-order change
+    per identity mode and per blendshape (normals follow the face's shape, so the silhouette does too).
+
+    Returns:
+        (n0 [V', 3], d_ident [K, V'*3], d_expr [S, V'*3]); unnormalised (only directions matter).
+    """
+    tri = model.triangles.long()
+    skin = tri[(model.triangle_material == model.material_names.index("M_Face"))]
+    # incident triangles of each requested vertex, padded with -1
+    uniq, inverse = torch.unique(vertices, return_inverse=True)
+    hits = (skin[:, :, None] == uniq[None, None]).any(1)  # [T, U]
+    t_idx, u_idx = torch.nonzero(hits, as_tuple=True)
+    bases = torch.cat([model.identity_basis[:k], model.expressions.deltas])  # [K+S, V, 3]
+    v0, v1, v2 = (model.neutral[skin[t_idx, i]] for i in range(3))
+    e1, e2 = v1 - v0, v2 - v0
+    d0, d1, d2 = (bases[:, skin[t_idx, i]] for i in range(3))
+    n_face = torch.linalg.cross(e1, e2)
+    dn_face = torch.linalg.cross(d1 - d0, e2.expand_as(d1)) + torch.linalg.cross(e1.expand_as(d1), d2 - d0)
+    n0 = torch.zeros(len(uniq), 3, device=model.device).index_add_(0, u_idx, n_face)
+    dn = torch.zeros(bases.shape[0], len(uniq), 3, device=model.device).index_add_(1, u_idx, dn_face)
+    n0, dn = n0[inverse], dn[:, inverse]
+    return n0, dn[:k].reshape(k, -1).contiguous(), dn[k:].reshape(dn.shape[0] - k, -1).contiguous()
 
 
 def _landmark_kind_points(lm: Landmarks) -> np.ndarray:
@@ -327,20 +362,23 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
         torch.full((s,), settings.expression_prior, dtype=dt, device=dev),
     ])[free_cols]
     lam = torch.full((b,), settings.damping, dtype=dt, device=dev)
+    expr_rows = prob.expr[None, :, free_expr].contiguous()  # [1, Ni, S_free, 3]
+    p_full = 6 + k + int(free_expr.sum())
 
     def bases(ident: Tensor, expr: Tensor, rot: Tensor, trans: Tensor):
         """Per-face rows of the landmark model: contour rows re-picked on the current silhouette."""
         if c == 0:
             return prob.mean[None].expand(b, -1, -1), None, None, None
-        cand = prob.cand_mean + torch.einsum("bk,mkd->bmd", ident, prob.cand_ident) + torch.einsum("bs,msd->bmd", expr, prob.cand_expr)
+        cand = prob.cand_mean + (ident @ prob.cand_ident_flat + expr @ prob.cand_expr_flat).view(b, -1, 3)
         cam = cand @ rot.transpose(1, 2) + trans[:, None]
-        normal = prob.cand_normal @ rot.transpose(1, 2)
+        normal = prob.cand_normal + (ident @ prob.cand_normal_ident + expr @ prob.cand_normal_expr).view(b, -1, 3)
+        normal = normal @ rot.transpose(1, 2)
         pick = silhouette_pick(normal.reshape(b, c, m, 3), cam.reshape(b, c, m, 3), valid)
         flat = pick + cand_offset  # [B, C]
         return prob.cand_mean[flat], prob.cand_ident[flat], prob.cand_expr[flat], flat
 
     def points(ident, expr, cmean, cid, cex):
-        inner = prob.mean + torch.einsum("bk,nkd->bnd", ident, prob.ident) + torch.einsum("bs,nsd->bnd", expr, prob.expr)
+        inner = prob.mean + (ident @ prob.ident_flat + expr @ prob.expr_flat).view(b, ni, 3)
         if cid is None:
             return inner
         cont = cmean + torch.einsum("bk,bckd->bcd", ident, cid) + torch.einsum("bs,bcsd->bcd", expr, cex)
@@ -372,20 +410,22 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
         jp[..., 1, 1] = fz[..., 1]
         jp[..., :, 2] = -fz * cam[..., :2] / z[..., None]
         rp = cam - trans[:, None]  # R @ pts
-        parts = [jp @ -_skew(rp), jp]
+        jac = torch.empty(b, n, 2, 6 if pose_only else p_full, dtype=dt, device=dev)
+        jac[..., :3] = jp @ -_skew(rp)
+        jac[..., 3:6] = jp
         if not pose_only:
             jpr = jp @ rot[:, None]  # [B, N, 2, 3]
-            j_id = _row_jacobian(jpr[:, :ni], prob.ident[None])
-            j_ex = _row_jacobian(jpr[:, :ni], prob.expr[None, :, free_expr])
+            jac[:, :ni, :, 6:6 + k] = _row_jacobian(jpr[:, :ni], prob.ident[None])
+            jac[:, :ni, :, 6 + k:] = _row_jacobian(jpr[:, :ni], expr_rows)
             if cid is not None:
-                j_id = torch.cat([j_id, _row_jacobian(jpr[:, ni:], cid)], 1)
-                j_ex = torch.cat([j_ex, _row_jacobian(jpr[:, ni:], cex[:, :, free_expr])], 1)
-            parts += [j_id, j_ex]
-        jac = torch.cat(parts, -1).reshape(b, n * 2, -1)  # [B, 2N, P]
-        wr = wl.repeat_interleave(2, dim=1)[..., None]  # [B, 2N, 1]
-        jtw = (jac * wr).transpose(1, 2)
-        hess = jtw @ jac
-        grad = (jtw @ res.reshape(b, n * 2, 1))[..., 0]
+                jac[:, ni:, :, 6:6 + k] = _row_jacobian(jpr[:, ni:], cid)
+                jac[:, ni:, :, 6 + k:] = _row_jacobian(jpr[:, ni:], cex[:, :, free_expr])
+        # weighted least squares: scale rows by sqrt(weight) once
+        sw = wl.sqrt()
+        jac = (jac * sw[..., None, None]).reshape(b, n * 2, -1)  # [B, 2N, P]
+        jt = jac.transpose(1, 2)
+        hess = jt @ jac
+        grad = (jt @ (res * sw[..., None]).reshape(b, n * 2, 1))[..., 0]
         if pose_only:
             reg = torch.zeros(6, dtype=dt, device=dev)
         else:

@@ -4,7 +4,7 @@ The four primitives keep nvdiffrast's names, argument order and return arity, wi
 context as an optional keyword: `rasterize`, `interpolate`, `texture`, `antialias`. On top of them:
 cameras (`camera`), texture extraction from a photo (`unwrap`), hole filling (`inpaint`), image
 warps from mesh motion (`warp`) and the seamless composite (`composite`, `color`). Nothing here
-knows about faces.
+knows what the meshes depict.
 """
 
 from affectsynth.render._checks import ShapeError, check_shape

@@ -78,8 +78,9 @@ def stage_times(synth: Synthesizer, paths: list[Path], size: int, targets: list)
     return {k: {"median_ms": _median_iqr(v)[0] * 1e3, "iqr_ms": _median_iqr(v)[1] * 1e3, "n": len(v)} for k, v in stages.items() if v}
 
 
-def end_to_end(in_dir: Path, size: int, workers: int, targets: list, repeats: int) -> list[float]:
-    rates = []
+def end_to_end(in_dir: Path, size: int, workers: int, targets: list, repeats: int) -> list[tuple[int, float]]:
+    """(outputs, seconds) of `run_batch` over the photos in `in_dir`, start-up of the workers included."""
+    runs = []
     for _ in range(repeats):
         out = Path(tempfile.mkdtemp())
         settings = GenerateSettings(targets=tuple(targets), size=size, workers=workers, seed=0)
@@ -88,10 +89,16 @@ def end_to_end(in_dir: Path, size: int, workers: int, targets: list, repeats: in
         dt = time.perf_counter() - t
         if summary.n_failed:
             raise AssertionError(f"bench: {summary.n_failed} outputs failed")
-        n = len(list(out.rglob("*.png")))
-        rates.append(n / dt)
+        runs.append((len(list(out.rglob("*.png"))), dt))
         shutil.rmtree(out)
-    return rates
+    return runs
+
+
+def _subset(in_dir: Path, n: int) -> Path:
+    sub = Path(tempfile.mkdtemp())
+    for p in sorted(in_dir.glob("*.png"))[:n]:
+        shutil.copy(p, sub / p.name)
+    return sub
 
 
 def transform_rate(paths: list[Path], repeats: int = 3) -> dict:
@@ -137,17 +144,25 @@ def main() -> None:
     per_photo = sum(stages[k]["median_ms"] for k in ("load", "detect+fit", "crop", "prepare"))
     print(f"one process, one thread: {per_photo:.0f} ms per photo + {per_output:.0f} ms per output "
           f"-> {1000 * len(targets) / (per_photo + len(targets) * per_output):.1f} outputs/s")
-    base = end_to_end(in_dir, args.size, 1, targets, 1)
-    rates = end_to_end(in_dir, args.size, args.workers, targets, args.repeats)
+    half = _subset(in_dir, args.photos // 2)
+    base = end_to_end(in_dir, args.size, 1, targets, 1)[0]
+    small = end_to_end(half, args.size, args.workers, targets, args.repeats)
+    full = end_to_end(in_dir, args.size, args.workers, targets, args.repeats)
+    shutil.rmtree(half)
+    (n_s, t_s), (n_f, t_f) = min(small, key=lambda r: r[1]), min(full, key=lambda r: r[1])
+    steady = (n_f - n_s) / max(t_f - t_s, 1e-9)  # marginal rate: the workers' start-up cancels out
     peak_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
     print(f"generate --size {args.size}, {len(targets)} targets/photo, {args.photos} photos: "
-          f"workers=1 {base[0]:.1f} outputs/s; workers={args.workers} median {np.median(rates):.1f} outputs/s "
-          f"(ratio {np.median(rates) / base[0]:.2f}); peak RSS {peak_mb:.0f} MB")
+          f"workers=1 (in-process) {base[0] / base[1]:.1f} outputs/s; workers={args.workers}: {n_f / t_f:.1f} outputs/s "
+          f"end to end ({t_f:.1f} s incl. worker start-up), steady state {steady:.1f} outputs/s "
+          f"(marginal rate between {args.photos // 2} and {args.photos} photos; ratio to 1 worker {steady / (base[0] / base[1]):.2f}); "
+          f"peak RSS {peak_mb:.0f} MB")
+    rates = {"workers1": base, "half": small, "full": full, "steady_outputs_per_s": steady}
     tr = transform_rate(paths)
     print(f"AffectAugment 256 px: first epoch {tr['cold_images_per_s']:.1f} img/s, warm cache {tr['warm_images_per_s_median']:.1f} img/s")
     shutil.rmtree(in_dir)
     if args.json:
-        args.json.write_text(json.dumps({**info, "stages": stages, "workers1": base, "rates": rates, "peak_mb": peak_mb, "transform": tr}, indent=1))
+        args.json.write_text(json.dumps({**info, "stages": stages, "rates": rates, "peak_mb": peak_mb, "transform": tr}, indent=1))
 
 
 if __name__ == "__main__":

@@ -471,8 +471,8 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
     bar = make_progress(len(plan.jobs), desc="generate", unit="img", enabled=progress)
 
     def record(rows: list[ManifestRow]) -> None:
+        manifest.extend(rows)
         for r in rows:
-            manifest.append(r)
             if r.status == "ok":
                 summary.written += 1
             elif r.status == "skipped":

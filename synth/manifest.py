@@ -1,4 +1,4 @@
-"""The batch manifest: a CSV with one row per output, appended and fsync'd row by row.
+"""The batch manifest: a CSV with one row per output, appended and fsync'd per image (its rows together).
 
 Columns (:data:`COLUMNS`), in order:
 
@@ -295,15 +295,22 @@ class Manifest:
 
     def append(self, row: ManifestRow) -> None:
         """Append one row, flush and fsync it (opens the file if needed)."""
+        self.extend([row])
+
+    def extend(self, rows: "list[ManifestRow]") -> None:
+        """Append rows that arrive together (one image's outputs), then flush and fsync once."""
         if self._file is None:
             self.open()
-        d = row.to_csv_dict()
-        csv.writer(self._file, lineterminator="\n").writerow([d.get(c, "") for c in self.columns])
+        writer = csv.writer(self._file, lineterminator="\n")
+        for row in rows:
+            d = row.to_csv_dict()
+            writer.writerow([d.get(c, "") for c in self.columns])
         self._sync()
-        self.rows.append(row)
-        self._by_source.setdefault(row.source, []).append(row)
-        if row.status in ("ok", "skipped"):
-            self._done.add(row.output)
+        for row in rows:
+            self.rows.append(row)
+            self._by_source.setdefault(row.source, []).append(row)
+            if row.status in ("ok", "skipped"):
+                self._done.add(row.output)
 
     def close(self) -> None:
         """Close the file (rows are already on disk)."""

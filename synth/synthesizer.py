@@ -357,7 +357,7 @@ class Synthesizer:
         skin_v = r.motion_vertices
         fwin = motion_window(old_pix[skin_v], new_pix[skin_v], (cam.height, cam.width), margin_px=self.settings.margin_px)
         flow = motion_field(old_pix, new_pix, r.motion_tri, (cam.height, cam.width), margin_px=self.settings.margin_px,
-                            dst_depth=new[:, 2], window=fwin)
+                            dst_depth=new[:, 2], window=fwin, scale=0.5 if min(fwin[2:]) >= 96 else 1.0)
         comp = composite(prepared.photo, rendered.color, rendered.coverage, window=window[:2], flow=flow,
                          flow_window=fwin[:2], settings=CompositeSettings(feather_px=self.settings.feather_px))
         out_fit = FaceFit(

@@ -139,3 +139,20 @@ def test_gradcheck_warp():
     img = torch.rand(6, 7, 2, dtype=torch.float64)
     flow = (torch.rand(6, 7, 2, dtype=torch.float64) - 0.5).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda f: warp_image(img, f), (flow,))
+
+
+def test_coarse_motion_field_matches_full_resolution():
+    H, W = 96, 128
+    src, tri = disc_mesh((60.0, 45.0), 20.0)
+    dst = src + torch.tensor([6.0, 4.0])
+    full = motion_field(src, dst, tri, (H, W), margin_px=10.0)
+    coarse = motion_field(src, dst, tri, (H, W), margin_px=10.0, scale=0.5)
+    assert coarse.shape == full.shape
+    # same flow inside the moved disc, close everywhere, and still exactly zero far away
+    inner = (pixel_centres(H, W) - torch.tensor([66.0, 49.0])).norm(dim=-1) < 16
+    torch.testing.assert_close(coarse[inner], full[inner], atol=1e-3, rtol=0)
+    assert float((coarse - full).abs().max()) < 2.0
+    far = (pixel_centres(H, W) - torch.tensor([66.0, 49.0])).norm(dim=-1) > 20 + effective_margin(src, dst, 10.0) + 4
+    assert bool((coarse[far] == 0).all())
+    with pytest.raises(ValueError, match="scale"):
+        motion_field(src, dst, tri, (H, W), scale=0.0)
