@@ -104,23 +104,26 @@ class MediaPipeDetector:
         min_confidence: detection score threshold.
         crop_scale: face box enlargement for the mesh crop.
         min_face_px: faces smaller than this (box side, pixels) are ignored: too small to fit.
+        tile_min_side: photos whose longer side is at least this many pixels are also searched in
+            overlapping 2x2 and 3x3 tiles with the short-range detector, which finds the medium-size
+            faces of group photos that the full-range detector misses at its 192 px input.
     """
 
-    max_faces: int = 16
+    max_faces: int = 32
     min_confidence: float = 0.5
     crop_scale: float = 1.8
     min_face_px: float = 24.0
+    tile_min_side: int = 1000
     name: str = field(default="mediapipe", init=False)
 
     def __post_init__(self) -> None:
         if self.max_faces < 1:
             raise ValueError(f"MediaPipeDetector: max_faces must be >= 1, got {self.max_faces}")
-        self._detector = None
-        self._mesh = None
+        self._detector = self._detector_short = self._mesh = self._mesh_multi = None
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_detector"] = state["_mesh"] = state["_mesh_multi"] = None  # rebuilt lazily in the new process
+        state["_detector"] = state["_mesh"] = state["_mesh_multi"] = state["_detector_short"] = None  # rebuilt lazily in the new process
         return state
 
     def _ensure(self) -> None:
@@ -133,6 +136,9 @@ class MediaPipeDetector:
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=self.min_confidence
         )
+        self._detector_short = mp.solutions.face_detection.FaceDetection(
+            model_selection=0, min_detection_confidence=self.min_confidence
+        )
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.3
         )
@@ -141,14 +147,20 @@ class MediaPipeDetector:
         )
 
     def _boxes(self, image: np.ndarray) -> list[tuple[float, float, float, float, float]]:
+        boxes = _detections(self._detector, image, 0, 0)
         h, w = image.shape[:2]
-        result = self._detector.process(image)
-        boxes = []
-        for det in result.detections or []:
-            b = det.location_data.relative_bounding_box
-            x0, y0 = b.xmin * w, b.ymin * h
-            boxes.append((x0, y0, x0 + b.width * w, y0 + b.height * h, float(det.score[0])))
-        return boxes
+        if max(h, w) >= self.tile_min_side:
+            for n in (2, 3):
+                th, tw = int(np.ceil(h / n * 1.3)), int(np.ceil(w / n * 1.3))
+                for ty in np.linspace(0, h - th, n).astype(int):
+                    for tx in np.linspace(0, w - tw, n).astype(int):
+                        tile = np.ascontiguousarray(image[ty:ty + th, tx:tx + tw])
+                        boxes += _detections(self._detector_short, tile, tx, ty)
+        kept: list[tuple[float, float, float, float, float]] = []
+        for box in sorted(boxes, key=lambda b: -b[4]):
+            if all(_iou(box, k) < 0.3 for k in kept):
+                kept.append(box)
+        return kept
 
     def _mesh_points(self, mesh, image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         h, w = image.shape[:2]
@@ -202,10 +214,21 @@ class MediaPipeDetector:
         return Landmarks(points=pts, kind="mediapipe468", bbox=box, depth=depth, score=score, detector=self.name)
 
     def close(self) -> None:
-        for g in (self._detector, self._mesh, getattr(self, "_mesh_multi", None)):
+        for g in (self._detector, self._detector_short, self._mesh, self._mesh_multi):
             if g is not None:
                 g.close()
-        self._detector = self._mesh = self._mesh_multi = None
+        self._detector = self._detector_short = self._mesh = self._mesh_multi = None
+
+
+def _detections(detector, image: np.ndarray, x0: int, y0: int) -> list[tuple[float, float, float, float, float]]:
+    """Boxes (x0, y0, x1, y1, score) of one MediaPipe face detector run, shifted by (x0, y0)."""
+    h, w = image.shape[:2]
+    out = []
+    for det in detector.process(image).detections or []:
+        b = det.location_data.relative_bounding_box
+        bx, by = b.xmin * w + x0, b.ymin * h + y0
+        out.append((bx, by, bx + b.width * w, by + b.height * h, float(det.score[0])))
+    return out
 
 
 def _dedupe(faces: Sequence[Landmarks], iou_threshold: float = 0.5) -> list[Landmarks]:

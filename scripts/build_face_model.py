@@ -83,8 +83,10 @@ def _surface_embedding(mesh: trimesh.Trimesh, tri_ids_global: np.ndarray, points
 
     Candidates are the triangles around the 8 nearest vertices (no spatial-index dependency).
     """
-    tree = cKDTree(mesh.vertices)
+    used = np.unique(mesh.faces)
+    tree = cKDTree(mesh.vertices[used])
     _, near = tree.query(points, k=8)
+    near = used[near]
     vertex_faces = mesh.vertex_faces
     best_tri = np.zeros(len(points), np.int64)
     best_pt = np.zeros_like(points)
@@ -194,6 +196,8 @@ def _calibrate_mediapipe_embedding(arrays: dict, face_mesh, face_tri, photos: li
         inner = ~emb.is_contour
         offsets = []
         for f in fits:
+            if f.reprojection_error_px > 0.05 * f.interocular_px:  # a poor fit (profile, occlusion) teaches nothing
+                continue
             verts = model.vertices(f.identity, f.expression)
             pts = model.landmark_points(verts[None], "mediapipe468")[0]
             cam = pts @ f.rotation.T + f.translation
@@ -208,6 +212,7 @@ def _calibrate_mediapipe_embedding(arrays: dict, face_mesh, face_tri, photos: li
             d_model[(facing < 0.3) | ~inner] = float("nan")
             offsets.append(d_model.numpy())
         offset = np.nan_to_num(np.nanmedian(np.stack(offsets), 0))
+        offset *= np.minimum(1.0, 0.5 / np.maximum(np.linalg.norm(offset, axis=1, keepdims=True), 1e-9))  # <= 5 mm a round
         current = (arrays["neutral"][arrays["triangles"][arrays["mediapipe_triangle"]]] * arrays["mediapipe_barycentric"][..., None]).sum(1)
         tri, bary = _surface_embedding(face_mesh, face_tri, current + offset)
         arrays["mediapipe_triangle"], arrays["mediapipe_barycentric"] = tri, bary
