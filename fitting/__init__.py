@@ -8,7 +8,7 @@ from affectsynth.fitting.face_model import DEFAULT_MODEL_PATH, FaceModel, Landma
 from affectsynth.fitting.fit import UNOBSERVABLE_EXPRESSIONS, FitSettings, fit_landmarks, project, reconstruct
 from affectsynth.fitting.landmarks import LandmarkDetector, Landmarks, MediaPipeDetector, detectors, get_detector
 from affectsynth.fitting.photo import fit_image, fit_images
-from affectsynth.fitting.synthetic import SyntheticFace, random_faces, silhouette_landmarks
+from affectsynth.fitting.synthetic import SyntheticFace, aligned_error_mm, random_faces, silhouette_landmarks
 
 __all__ = [
     "Camera",
@@ -21,6 +21,7 @@ __all__ = [
     "Landmarks",
     "MediaPipeDetector",
     "UNOBSERVABLE_EXPRESSIONS",
+    "aligned_error_mm",
     "detectors",
     "fit_image",
     "fit_images",

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from affectsynth.render.camera import Intrinsics
 
 __all__ = ["FaceFit", "Camera", "MODEL_TO_OPENCV", "pose_angles_deg", "rotation_from_angles_deg"]
 
@@ -25,21 +27,9 @@ MODEL_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
 
 
 @dataclass(frozen=True)
-class Camera:
-    """Pinhole intrinsics in pixels (OpenCV), and the image size they belong to."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-
-    def __post_init__(self) -> None:
-        if not (self.fx > 0 and self.fy > 0):
-            raise ValueError(f"Camera: focal lengths must be > 0, got fx={self.fx}, fy={self.fy}")
-        if self.width < 1 or self.height < 1:
-            raise ValueError(f"Camera: image size must be positive, got {self.width}x{self.height}")
+class Camera(Intrinsics):
+    """Pinhole intrinsics in pixels (OpenCV) and the image size they belong to: the renderer's
+    `Intrinsics`, plus the fixed-field-of-view default the fitter uses for single photos."""
 
     @classmethod
     def from_fov(cls, width: int, height: int, *, diagonal_fov_deg: float = 35.0) -> "Camera":
@@ -48,9 +38,6 @@ class Camera:
             raise ValueError(f"Camera.from_fov: diagonal_fov_deg must be in [1, 150], got {diagonal_fov_deg}")
         f = math.hypot(width, height) / (2.0 * math.tan(math.radians(diagonal_fov_deg) / 2.0))
         return cls(fx=f, fy=f, cx=width / 2.0, cy=height / 2.0, width=int(width), height=int(height))
-
-    def to_dict(self) -> dict:
-        return {k.name: getattr(self, k.name) for k in fields(self)}
 
 
 def pose_angles_deg(rotation: np.ndarray) -> tuple[float, float, float]:
@@ -188,7 +175,7 @@ class FaceFit:
             tensors = {k: torch.tensor(d[k], dtype=torch.float32) for k in _TENSORS}
             return cls(
                 **tensors,
-                camera=Camera(**d["camera"]),
+                camera=Camera.from_dict(d["camera"]),
                 landmark_kind=str(d["landmark_kind"]),
                 bbox=tuple(float(x) for x in d["bbox"]),
                 expression_names=tuple(d.get("expression_names", ())),

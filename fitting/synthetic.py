@@ -13,7 +13,7 @@ from affectsynth.fitting.face_model import FaceModel
 from affectsynth.fitting.fit import UNOBSERVABLE_EXPRESSIONS, project, silhouette_pick
 from affectsynth.fitting.landmarks import Landmarks
 
-__all__ = ["SyntheticFace", "random_faces", "silhouette_landmarks"]
+__all__ = ["SyntheticFace", "aligned_error_mm", "random_faces", "silhouette_landmarks"]
 
 
 @dataclass(frozen=True)
@@ -98,3 +98,21 @@ def random_faces(
         out.append(SyntheticFace(identity, expression, rotation, translation, camera,
                                  Landmarks.from_points(pix.numpy(), kind, detector="synthetic"), angles))
     return out
+
+
+def aligned_error_mm(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean vertex distance after a similarity (Umeyama) alignment of `a` onto `b`, in mm.
+
+    The shape-accuracy measure of fitter tests and benchmarks: pose and scale do not count.
+
+    Args:
+        a: [V, 3] vertices in cm (the model's unit), e.g. a fitted face.
+        b: [V, 3] vertices in cm, e.g. the ground truth.
+    """
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    a0, b0 = a - mu_a, b - mu_b
+    u, s, vt = np.linalg.svd(b0.T @ a0)
+    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ d @ vt
+    scale = (s * np.diag(d)).sum() / (a0**2).sum()
+    return float(np.linalg.norm(scale * a0 @ rot.T + mu_b - b, axis=1).mean() * 10)

@@ -40,6 +40,7 @@ import torch
 
 from affectsynth.fitting import (
     UNOBSERVABLE_EXPRESSIONS,
+    aligned_error_mm,
     Camera,
     FaceModel,
     Landmarks,
@@ -75,17 +76,6 @@ def _timed(fn, repeats: int, warmup: int = 2) -> list[float]:
 def _rotation_error_deg(a: torch.Tensor, b: torch.Tensor) -> float:
     rel = a.double().T @ b.double()
     return float(np.degrees(np.arccos(np.clip((rel.trace().item() - 1) / 2, -1, 1))))
-
-
-def _aligned_error_mm(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean vertex distance after a similarity (Umeyama) alignment of a onto b, mm (inputs in cm)."""
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    a0, b0 = a - mu_a, b - mu_b
-    u, s, vt = np.linalg.svd(b0.T @ a0)
-    d = np.diag([1, 1, np.sign(np.linalg.det(u @ vt))])
-    rot = u @ d @ vt
-    scale = (s * np.diag(d)).sum() / (a0**2).sum()
-    return float(np.linalg.norm(scale * a0 @ rot.T + mu_b - b, axis=1).mean() * 10)
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -197,8 +187,8 @@ def bench_synthetic(model: FaceModel, n: int) -> dict:
     for face, fit in zip(faces, fits):
         truth = model.vertices(face.identity, face.expression)[start:end].numpy()
         fitted = model.vertices(fit.identity, fit.expression)[start:end].numpy()
-        fit_err.append(_aligned_error_mm(fitted, truth))
-        mean_err.append(_aligned_error_mm(mean_face, truth))
+        fit_err.append(aligned_error_mm(fitted, truth))
+        mean_err.append(aligned_error_mm(mean_face, truth))
         active = face.expression > 0
         active_mae.append((fit.expression - face.expression)[active].abs().mean().item())
         inactive_small.append((fit.expression[~active & observable] < 0.05).float().mean().item())

@@ -195,6 +195,12 @@ class Synthesizer:
         images = [_check_image(im) for im in images]
         return fit_images(images, model=self.model, detector=self.detector, settings=self.fit_settings)
 
+    def _largest_fit(self, image: np.ndarray, where: str) -> FaceFit:
+        fits = self.fit(image)
+        if not fits:
+            raise ValueError(f"Synthesizer.{where}: no face found in the image")
+        return fits[0]
+
     # ------------------------------------------------------------------ preparation
     def texture_resolution(self, fit: FaceFit) -> int:
         """Power-of-two texture side sized to the face (about 1.5x its pixel size)."""
@@ -294,11 +300,7 @@ class Synthesizer:
             ValueError: no face in the photo, or a malformed image.
         """
         image = _check_image(image)
-        if fit is None:
-            fits = self.fit(image)
-            if not fits:
-                raise ValueError("Synthesizer.synthesize: no face found in the image")
-            fit = fits[0]
+        fit = fit or self._largest_fit(image, "synthesize")
         labels = self._labels_for(target)
         prepared = self.prepare(image, fit)
         rng = np.random.default_rng(rng_seed)
@@ -323,11 +325,7 @@ class Synthesizer:
     def synthesize_many(self, image: np.ndarray, targets: Sequence[Target], fit: FaceFit | None = None, **kwargs) -> list[SynthResult]:
         """Several targets on one face: the fit and texture are computed once."""
         image = _check_image(image)
-        if fit is None:
-            fits = self.fit(image)
-            if not fits:
-                raise ValueError("Synthesizer.synthesize_many: no face found in the image")
-            fit = fits[0]
+        fit = fit or self._largest_fit(image, "synthesize_many")
         return [self.synthesize(image, t, fit=fit, **kwargs) for t in targets]
 
     def _render_composite(self, prepared: PreparedFace, weights: Tensor, head_rotation_deg, light):

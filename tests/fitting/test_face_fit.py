@@ -160,9 +160,9 @@ def test_camera_from_fov_and_validation():
     for bad in (0.0, 0.5, 151.0, 180.0):
         with pytest.raises(ValueError, match="diagonal_fov_deg"):
             Camera.from_fov(640, 480, diagonal_fov_deg=bad)
-    with pytest.raises(ValueError, match="focal"):
+    with pytest.raises(ValueError, match="fx, fy > 0"):
         Camera(fx=0.0, fy=500.0, cx=1.0, cy=1.0, width=10, height=10)
-    with pytest.raises(ValueError, match="image size"):
+    with pytest.raises(ValueError, match="width, height > 0"):
         Camera(fx=500.0, fy=500.0, cx=1.0, cy=1.0, width=0, height=10)
-    with pytest.raises(ValueError, match="image size"):
+    with pytest.raises(ValueError, match="width, height > 0"):
         Camera.from_fov(640, 0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from affectsynth.fitting import (
-    UNOBSERVABLE_EXPRESSIONS, Camera, FaceModel, FitSettings, Landmarks, fit_landmarks, random_faces, reconstruct,
+    UNOBSERVABLE_EXPRESSIONS, Camera, aligned_error_mm, FaceModel, FitSettings, Landmarks, fit_landmarks, random_faces, reconstruct,
 )
 
 
@@ -23,17 +23,6 @@ def synthetic(model):
     return faces, fits
 
 
-def _aligned_error_mm(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean vertex distance after a similarity alignment of a onto b, in mm (model units are cm)."""
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    a0, b0 = a - mu_a, b - mu_b
-    u, s, vt = np.linalg.svd(b0.T @ a0)
-    d = np.diag([1, 1, np.sign(np.linalg.det(u @ vt))])
-    rot = u @ d @ vt
-    scale = (s * np.diag(d)).sum() / (a0**2).sum()
-    return float(np.linalg.norm(scale * a0 @ rot.T + mu_b - b, axis=1).mean() * 10)
-
-
 def test_shape_error_below_mean_face(model, synthetic):
     faces, fits = synthetic
     start, end = model.region("face")
@@ -41,8 +30,8 @@ def test_shape_error_below_mean_face(model, synthetic):
     for face, fit in zip(faces, fits):
         truth = model.vertices(face.identity, face.expression)[start:end].numpy()
         fitted = model.vertices(fit.identity, fit.expression)[start:end].numpy()
-        fit_err.append(_aligned_error_mm(fitted, truth))
-        mean_err.append(_aligned_error_mm(model.neutral[start:end].numpy(), truth))
+        fit_err.append(aligned_error_mm(fitted, truth))
+        mean_err.append(aligned_error_mm(model.neutral[start:end].numpy(), truth))
     assert np.mean(fit_err) < 2.5, f"face-region error {np.mean(fit_err):.2f} mm"
     assert np.mean(fit_err) < 0.6 * np.mean(mean_err)
 
