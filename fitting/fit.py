@@ -59,8 +59,8 @@ class FitSettings:
         identity_modes: leading identity modes estimated (landmarks do not constrain more); the rest stay 0.
     """
 
-    iterations: int = 8
-    pose_iterations: int = 3
+    iterations: int = 7
+    pose_iterations: int = 2
     identity_prior: float = 3.0
     expression_prior: float = 3.0
     expression_l1: float = 2.0
@@ -302,7 +302,11 @@ def fit_landmarks(
     dev = model.device
     obs = torch.as_tensor(np.stack([_landmark_kind_points(lm) for lm in landmarks]), dtype=torch.float32, device=dev)
     intr = torch.tensor([[c.fx, c.fy, c.cx, c.cy] for c in cameras], dtype=torch.float32, device=dev)
-    state = _solve(model, kind, obs, intr, settings)
+    _problem(model, kind, settings)  # cached model-level tensors are built outside inference mode
+    model.landmark_basis(kind)
+    with torch.inference_mode():  # a closed-form solver: no autograd bookkeeping on ~1500 small ops
+        state = _solve(model, kind, obs, intr, settings)
+    state = {k: v.clone() for k, v in state.items()}  # ordinary tensors again, usable with autograd
     elapsed_ms = (time.perf_counter() - start) * 1000.0 / len(landmarks)
 
     ident = torch.zeros(len(landmarks), model.num_identity, dtype=torch.float32, device=dev)
@@ -362,7 +366,7 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
         torch.full((s,), settings.expression_prior, dtype=dt, device=dev),
     ])[free_cols]
     lam = torch.full((b,), settings.damping, dtype=dt, device=dev)
-    expr_rows = prob.expr[None, :, free_expr].contiguous()  # [1, Ni, S_free, 3]
+    shape_rows = torch.cat([prob.ident, prob.expr[:, free_expr]], 1)[None]  # [1, Ni, K + S_free, 3]
     p_full = 6 + k + int(free_expr.sum())
 
     def bases(ident: Tensor, expr: Tensor, rot: Tensor, trans: Tensor):
@@ -381,7 +385,7 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
         inner = prob.mean + (ident @ prob.ident_flat + expr @ prob.expr_flat).view(b, ni, 3)
         if cid is None:
             return inner
-        cont = cmean + torch.einsum("bk,bckd->bcd", ident, cid) + torch.einsum("bs,bcsd->bcd", expr, cex)
+        cont = cmean + (ident[:, None, None] @ cid)[:, :, 0] + (expr[:, None, None] @ cex)[:, :, 0]
         return torch.cat([inner, cont], 1)
 
     def residuals(pts, rot, trans):
@@ -415,11 +419,9 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
         jac[..., 3:6] = jp
         if not pose_only:
             jpr = jp @ rot[:, None]  # [B, N, 2, 3]
-            jac[:, :ni, :, 6:6 + k] = _row_jacobian(jpr[:, :ni], prob.ident[None])
-            jac[:, :ni, :, 6 + k:] = _row_jacobian(jpr[:, :ni], expr_rows)
+            jac[:, :ni, :, 6:] = _row_jacobian(jpr[:, :ni], shape_rows)
             if cid is not None:
-                jac[:, ni:, :, 6:6 + k] = _row_jacobian(jpr[:, ni:], cid)
-                jac[:, ni:, :, 6 + k:] = _row_jacobian(jpr[:, ni:], cex[:, :, free_expr])
+                jac[:, ni:, :, 6:] = _row_jacobian(jpr[:, ni:], torch.cat([cid, cex[:, :, free_expr]], 2))
         # weighted least squares: scale rows by sqrt(weight) once
         sw = wl.sqrt()
         jac = (jac * sw[..., None, None]).reshape(b, n * 2, -1)  # [B, 2N, P]
