@@ -6,7 +6,9 @@ each target then only deforms the mesh, renders the face window and composites i
 Expression weights: the target's blendshape weights replace the fitted ones (a smiling photo can be
 made sad), except the eyelid shapes (eyeBlink/eyeSquint/eyeWide), which are added on top of the
 person's own eyelid state: landmarks measure eye aperture relative to the model's neutral, and
-keeping it preserves the person's eyes.
+keeping it preserves the person's eyes. A target that widens the eyes releases the person's own
+squint and blink (and one that narrows them releases their widening), so surprise on a smiling
+photo still opens the eyes.
 """
 
 from __future__ import annotations
@@ -250,9 +252,20 @@ class Synthesizer:
 
     # ------------------------------------------------------------------ targets
     def target_weights(self, target: Target, fit: FaceFit) -> Tensor:
-        """[S] final blendshape weights for a target on this face (see the module docstring)."""
-        w = self.expressions.weights_tensor(target, self.model.expression_names, strict=False, device=self.device)
-        fitted = fit.expression.to(self.device)
+        """[S] final blendshape weights for a target on this face (see the module docstring).
+
+        Eyelid shapes add to the fitted ones, except that a target opening the eyes (eyeWide)
+        releases the person's squint and blink, and one closing them (eyeSquint, eyeBlink)
+        releases their widening, side by side.
+        """
+        names = self.model.expression_names
+        w = self.expressions.weights_tensor(target, names, strict=False, device=self.device)
+        fitted = fit.expression.to(self.device).clone()
+        for side in ("_L", "_R"):
+            wide, squint, blink = (names.index(n + side) for n in ("eyeWide", "eyeSquint", "eyeBlink"))
+            fitted[squint] *= 1 - w[wide]
+            fitted[blink] *= 1 - w[wide]
+            fitted[wide] *= 1 - torch.maximum(w[squint], w[blink])
         return torch.where(self._additive, (fitted + w).clamp(0, 1), w)
 
     def _labels_for(self, target: Target) -> dict[str, Any]:

@@ -226,3 +226,33 @@ def test_dev_photo_faces_synthesize(synth, dev_photos):
     assert res.image.shape == image.shape
     box = _mouth_box(res.labels["landmarks"])
     assert res.image[box].mean() < image[box].mean() - 20
+
+
+def test_target_weights_replace_mouth_and_keep_own_eyes(synth, fit):
+    names = synth.model.expression_names
+    own = torch.zeros(len(names))
+    own[names.index("mouthSmile_L")] = own[names.index("mouthSmile_R")] = 0.8  # a smiling photo...
+    own[names.index("eyeSquint_L")] = own[names.index("eyeWide_R")] = 0.5  # ...with its own eyelids
+    smiling = fit.with_expression(own)
+    sad = dict(zip(names, synth.target_weights(Expression("sadness"), smiling).tolist()))
+    assert sad["mouthSmile_L"] == 0.0 and sad["mouthSmile_R"] == 0.0  # the smile is replaced
+    assert sad["eyeSquint_L"] == pytest.approx(0.5) and sad["eyeWide_R"] == pytest.approx(0.5)  # eyes kept
+    surprised = dict(zip(names, synth.target_weights(Expression("surprise"), smiling).tolist()))
+    assert surprised["eyeWide_L"] == pytest.approx(1.0)
+    assert surprised["eyeSquint_L"] == pytest.approx(0.0, abs=1e-6)  # widening releases the squint
+    angry = dict(zip(names, synth.target_weights(Expression("anger"), smiling).tolist()))
+    assert angry["eyeSquint_R"] > 0.9 and angry["eyeWide_R"] < 0.5  # narrowing releases the widening
+
+
+def test_relighting_changes_one_side_and_is_labelled(synth, astronaut, fit):
+    base = synth.synthesize(astronaut, Expression("neutral"), fit=fit)
+    lit = synth.synthesize(astronaut, Expression("neutral"), fit=fit, light=(60.0, 1.0))
+    assert base.labels["lighting"] is None
+    assert lit.labels["lighting"] == {"azimuth_deg": 60.0, "strength": 1.0}
+    x0, y0, x1, y1 = (int(v) for v in fit.bbox)
+    cx = (x0 + x1) // 2
+    diff = lit.image.astype(float) - base.image.astype(float)
+    left, right = diff[y0:y1, x0:cx].mean(), diff[y0:y1, cx:x1].mean()
+    # light from the image's right (+x) brightens that side relative to the other
+    assert right - left > 2.0, (left, right)
+    assert np.array_equal(lit.image[:5, :5], astronaut[:5, :5])
