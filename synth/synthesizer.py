@@ -6,7 +6,8 @@ each target then only deforms the mesh, renders the face window and composites i
 Expression weights: the target's blendshape weights replace the fitted ones (a smiling photo can be
 made sad), except the eyelid shapes (eyeBlink/eyeSquint/eyeWide), which are added on top of the
 person's own eyelid state: landmarks measure eye aperture relative to the model's neutral, and
-keeping it preserves the person's eyes. A target that widens the eyes releases the person's own
+keeping it preserves the person's eyes. Shapes no category drives (jaw sideways, lip pucker, ...)
+also keep their fitted weights. A target that widens the eyes releases the person's own
 squint and blink (and one that narrows them releases their widening), so surprise on a smiling
 photo still opens the eyes.
 """
@@ -39,7 +40,7 @@ __all__ = ["Synthesizer", "SynthSettings", "SynthResult", "PreparedFace", "ADDIT
 
 Target = Expression | VA | AUs
 
-#: Shapes applied on top of the fitted weights instead of replacing them (see the module docstring).
+#: Eyelid shapes: always applied on top of the fitted weights (see the module docstring and `_kept_shapes`).
 ADDITIVE_SHAPES = ("eyeBlink_L", "eyeBlink_R", "eyeSquint_L", "eyeSquint_R", "eyeWide_L", "eyeWide_R")
 
 #: MediaPipe inner-lip contour: photo pixels inside it (teeth, mouth interior) are never unwrapped onto skin.
@@ -172,8 +173,7 @@ class Synthesizer:
         self._detector = None
         self._cache: OrderedDict[tuple, PreparedFace] = OrderedDict()
         self._cache_size = cache_size
-        names = self.model.expression_names
-        self._additive = torch.tensor([n in ADDITIVE_SHAPES for n in names], device=self.device)
+        self._additive = torch.tensor(_kept_shapes(self.model.expression_names, self.expressions), device=self.device)
 
     # ------------------------------------------------------------------ fitting
     @property
@@ -380,6 +380,18 @@ class Synthesizer:
         intr = torch.tensor([[cam.fx, cam.fy, cam.cx, cam.cy]], device=self.device)
         landmarks = project(pts[None], intr)[0].cpu().numpy().round(2)
         return comp.image.cpu().numpy(), out_fit, landmarks
+
+
+def _kept_shapes(names: Sequence[str], expressions: ExpressionModel) -> list[bool]:
+    """Per blendshape: True where the fitted weight is kept (the target adds to it), False where the
+    target replaces it. Kept: the eyelid shapes, and shapes no category of the expression model ever
+    drives (jaw sideways/forward, lip funnel/pucker, gaze...), which describe the person's own face and
+    pose; replacing them with 0 would move every output away from the photo for no label's sake.
+    mouthClose is always replaced: it only makes sense together with jawOpen.
+    """
+    driven = {n for n, w in zip(expressions.names, np.asarray(expressions.prototypes).max(0)) if w > 0}
+    driven |= {n[:-2] + other for n in driven if n[-2:] in ("_L", "_R") for other in ("_L", "_R")}  # both sides
+    return [n in ADDITIVE_SHAPES or (n not in driven and n != "mouthClose") for n in names]
 
 
 def _check_image(image: Any) -> np.ndarray:

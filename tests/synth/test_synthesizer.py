@@ -233,10 +233,12 @@ def test_target_weights_replace_mouth_and_keep_own_eyes(synth, fit):
     own = torch.zeros(len(names))
     own[names.index("mouthSmile_L")] = own[names.index("mouthSmile_R")] = 0.8  # a smiling photo...
     own[names.index("eyeSquint_L")] = own[names.index("eyeWide_R")] = 0.5  # ...with its own eyelids
+    own[names.index("jawForward")] = 0.4  # and a shape no category drives
     smiling = fit.with_expression(own)
     sad = dict(zip(names, synth.target_weights(Expression("sadness"), smiling).tolist()))
     assert sad["mouthSmile_L"] == 0.0 and sad["mouthSmile_R"] == 0.0  # the smile is replaced
     assert sad["eyeSquint_L"] == pytest.approx(0.5) and sad["eyeWide_R"] == pytest.approx(0.5)  # eyes kept
+    assert sad["jawForward"] == pytest.approx(0.4)  # the person's own jaw posture is kept
     surprised = dict(zip(names, synth.target_weights(Expression("surprise"), smiling).tolist()))
     assert surprised["eyeWide_L"] == pytest.approx(1.0)
     assert surprised["eyeSquint_L"] == pytest.approx(0.0, abs=1e-6)  # widening releases the squint
