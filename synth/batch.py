@@ -488,7 +488,7 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
         with manifest:
             if not plan.jobs:
                 pass
-            elif synthesizer is not None or settings.workers == 1:
+            elif synthesizer is not None or settings.workers == 1 or len(plan.jobs) < MIN_JOBS_PER_WORKER:
                 synth = synthesizer if synthesizer is not None else make_synthesizer(settings)
                 for job in plan.jobs:
                     record(process_image(synth, job))
@@ -498,6 +498,11 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
         bar.close()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+#: Below this many images a run stays in this process: starting worker processes (imports, models,
+#: about 3-4 s each) costs more than it saves.
+MIN_JOBS_PER_WORKER = 6
 
 
 def _run_pool(jobs: list[Job], settings: GenerateSettings, record: Callable[[list[ManifestRow]], None]) -> None:

@@ -112,7 +112,7 @@ def _pair(text: str, flag: str) -> tuple[float, float]:
 @click.option("--faces", type=click.Choice(["largest", "all"]), default="largest", show_default=True,
               help="Which faces of a photo to synthesise.")
 @click.option("--workers", type=int, default=None, metavar="N",
-              help="Worker processes (default: the number of CPU cores; 1 = in this process).")
+              help="Worker processes (default: the number of CPU cores; 1 = in this process; runs of under 6 images stay in-process).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of target draws and synthesis.")
 @click.option("--expressions-lib", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="LIB.npz", help="Expression library built by `affectsynth build-expressions`.")
