@@ -74,7 +74,7 @@ def measure(synth: Synthesizer, image: np.ndarray, fit, *, big: Synthesizer | No
 
     pix = project_points(prepared.vertices, cam.fx, cam.fy, cam.cx, cam.cy)
     window = r.window_for(pix[torch.unique(r.tri.long())], (cam.width, cam.height))
-    rend = r.render(prepared.vertices, prepared.texture, cam, window, skin_luminance=prepared.skin_luminance)
+    rend = r.render(prepared.vertices, prepared.texture, cam, window, skin_color=prepared.skin_color)
     x0, y0, w, h = window
     photo = image[y0:y0 + h, x0:x0 + w].astype(np.float32) / 255.0
     color = rend.color.numpy()
@@ -99,7 +99,7 @@ def measure(synth: Synthesizer, image: np.ndarray, fit, *, big: Synthesizer | No
     }
     if big is not None:
         pb = big.prepare(image, fit)
-        rb = big.renderer.render(pb.vertices, pb.texture, cam, window, skin_luminance=pb.skin_luminance)
+        rb = big.renderer.render(pb.vertices, pb.texture, cam, window, skin_color=pb.skin_color)
         out["psnr_1024"] = psnr(rb.color.numpy(), photo, mask)
     return out
 

@@ -19,6 +19,11 @@ from affectsynth.render.unwrap import vertex_normals
 
 __all__ = ["MouthMaterials", "FaceRenderer", "RenderedFace", "NARROW_FACE_VERTICES"]
 
+#: A typical skin colour in a photo and its saturation (max - min) / max: the mouth's materials are
+#: tuned for it and scaled to the photo's own skin.
+TYPICAL_SKIN = (0.72, 0.56, 0.47)
+REFERENCE_SKIN_SATURATION = 0.35
+
 #: ICT-FaceKit's "narrow face area": vertices [0, 6706) are the front of the face (no ears, neck, skull).
 NARROW_FACE_VERTICES = 6706
 
@@ -106,15 +111,25 @@ class FaceRenderer:
         depth[start:end] = 0.0
         return depth[:, None]
 
-    def material_colors(self, skin_luminance: float) -> Tensor:
+    def material_colors(self, skin_color: Tensor) -> Tensor:
         """[4, 3] colour per triangle kind (0 = skin placeholder, teeth, gums/tongue, socket).
 
-        The mouth's materials follow the photo's exposure, so teeth do not glow in a dark photo.
+        The mouth's materials follow the photo: their brightness scales with the skin's luminance
+        (teeth do not glow in a dark photo) and their saturation with the skin's, so a grayscale or
+        faded photo gets a grayscale or faded mouth.
+
+        Args:
+            skin_color: [3] mean RGB of the visible face in the photo, in [0, 1].
         """
-        gain = float(min(1.25, max(0.45, skin_luminance / 0.55)))
+        weights = torch.tensor([0.299, 0.587, 0.114], device=skin_color.device)
+        lum = float(skin_color @ weights)
+        gain = min(1.25, max(0.45, lum / 0.55))
+        sat = float((skin_color.max() - skin_color.min()) / skin_color.max().clamp_min(1e-6))
+        chroma = min(1.0, sat / REFERENCE_SKIN_SATURATION)
         mm = self.materials
-        rows = [(0.0, 0.0, 0.0), mm.teeth, mm.gums_tongue, mm.socket]
-        return torch.tensor(rows, dtype=torch.float32, device=self.model.device) * gain
+        rows = torch.tensor([(0.0, 0.0, 0.0), mm.teeth, mm.gums_tongue, mm.socket], dtype=torch.float32, device=skin_color.device)
+        gray = (rows @ weights)[:, None]
+        return (gray + (rows - gray) * chroma) * gain
 
     def window_for(self, pix: Tensor, size: tuple[int, int], *, pad: int = 4) -> tuple[int, int, int, int]:
         """Bounding window (x0, y0, w, h) of projected vertices `pix` [V, 2] (any mask applied), clipped."""
@@ -132,7 +147,7 @@ class FaceRenderer:
         camera: Camera,
         window: tuple[int, int, int, int],
         *,
-        skin_luminance: float = 0.55,
+        skin_color: Tensor | None = None,
         shading: Tensor | None = None,
     ) -> RenderedFace:
         """Render the mesh into a window of the photo.
@@ -142,7 +157,8 @@ class FaceRenderer:
             tex: [R, R, 3] face texture (the ICT [0, 1] UV tile), float32 in [0, 1].
             camera: the photo's camera.
             window: (x0, y0, w, h) photo pixels to render.
-            skin_luminance: mean luminance of the face in the photo (scales mouth colours).
+            skin_color: [3] mean RGB of the visible face in the photo (sets the mouth colours'
+                brightness and saturation); default a typical skin tone.
             shading: [V, 1] optional per-vertex multiplier of the skin colour (relighting).
 
         Returns:
@@ -164,7 +180,9 @@ class FaceRenderer:
         depth, _ = interpolate(self.mouth_depth[None], rast, self.tri)
         mm = self.materials
         darken = mm.floor + (1.0 - mm.floor) * torch.exp(-depth[0] / mm.depth_falloff_cm)
-        mouth = self.material_colors(skin_luminance)[kind] * darken
+        if skin_color is None:
+            skin_color = torch.tensor(TYPICAL_SKIN, device=vertices_cam.device)
+        mouth = self.material_colors(skin_color)[kind] * darken
         color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
         rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
         out = antialias(rgba[None], rast, clip, self.tri, topology_hash=self.topology)[0]

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from affectsynth.blendshapes import AUs, Expression, ExpressionModel, VA
 from affectsynth.crop import crop_square, face_square_box
-from affectsynth.face_render import FaceRenderer, MouthMaterials
+from affectsynth.face_render import TYPICAL_SKIN, FaceRenderer, MouthMaterials
 from affectsynth.fitting import (
     FaceFit, FaceModel, FitSettings, fit_image, fit_images, get_detector, project, reconstruct, rotation_from_angles_deg,
 )
@@ -87,14 +87,14 @@ class PreparedFace:
         fit: the face's fit in this photo.
         texture: [R, R, 3] float32 face texture unwrapped from the photo, holes filled.
         vertices: [V, 3] camera-space vertices of the fitted face.
-        skin_luminance: mean luminance of the visible face.
+        skin_color: [3] mean RGB of the visible face, in [0, 1].
         photo: [H, W, 3] uint8 the photo (as a tensor).
     """
 
     fit: FaceFit
     texture: Tensor
     vertices: Tensor
-    skin_luminance: float
+    skin_color: Tensor
     photo: Tensor
 
 
@@ -233,8 +233,8 @@ class Synthesizer:
         # every texel the photo sees keeps the photo's colour; only unseen ones are filled
         tex = fill_texture(un.texture, un.visible.to(un.texture.dtype), mirror_uv=mirror)
         vis = un.weight > 0.5
-        lum = float((un.texture[vis] @ torch.tensor([0.299, 0.587, 0.114], device=self.device)).mean()) if vis.any() else 0.55
-        prepared = PreparedFace(fit=fit, texture=tex, vertices=verts, skin_luminance=lum, photo=photo)
+        skin = un.texture[vis].mean(0) if vis.any() else torch.tensor(TYPICAL_SKIN, device=self.device)
+        prepared = PreparedFace(fit=fit, texture=tex, vertices=verts, skin_color=skin, photo=photo)
         self._cache[key] = prepared
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -364,7 +364,7 @@ class Synthesizer:
         new_pix = project_points(new, cam.fx, cam.fy, cam.cx, cam.cy)
         drawn_v = r.drawn_vertices
         window = r.window_for(torch.cat([new_pix[drawn_v], old_pix[drawn_v]]), (cam.width, cam.height))
-        rendered = r.render(new, prepared.texture, cam, window, skin_luminance=prepared.skin_luminance, shading=shading)
+        rendered = r.render(new, prepared.texture, cam, window, skin_color=prepared.skin_color, shading=shading)
         skin_v = r.motion_vertices
         fwin = motion_window(old_pix[skin_v], new_pix[skin_v], (cam.height, cam.width), margin_px=self.settings.margin_px)
         flow = motion_field(old_pix, new_pix, r.motion_tri, (cam.height, cam.width), margin_px=self.settings.margin_px,

@@ -58,7 +58,7 @@ def _round_trip_psnr(synth: Synthesizer, image: np.ndarray, fit) -> float:
     r, cam = synth.renderer, prepared.fit.camera
     pix = project_points(prepared.vertices, cam.fx, cam.fy, cam.cx, cam.cy)
     window = r.window_for(pix[torch.unique(r.tri.long())], (cam.width, cam.height))
-    out = r.render(prepared.vertices, prepared.texture, cam, window, skin_luminance=prepared.skin_luminance)
+    out = r.render(prepared.vertices, prepared.texture, cam, window, skin_color=prepared.skin_color)
     x0, y0, w, h = window
     fx, fy, cx, cy, _, _ = crop_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy, window)
     clip = to_clip(prepared.vertices[None], projection_matrix(fx, fy, cx, cy, w, h, near=1.0, far=1000.0))
@@ -258,3 +258,12 @@ def test_relighting_changes_one_side_and_is_labelled(synth, astronaut, fit):
     # light from the image's right (+x) brightens that side relative to the other
     assert right - left > 2.0, (left, right)
     assert np.array_equal(lit.image[:5, :5], astronaut[:5, :5])
+
+
+def test_grayscale_photo_stays_grayscale(synth, astronaut):
+    """FER-style gray photos: the mouth interior and teeth take the photo's (lack of) colour."""
+    gray = np.repeat(astronaut.mean(-1, keepdims=True).astype(np.uint8), 3, axis=-1)
+    out = synth.synthesize(gray, Expression("surprise")).image
+    spread = out.max(-1).astype(int) - out.min(-1).astype(int)
+    assert spread.max() <= 2, f"colour appeared in a gray photo (max channel spread {spread.max()})"
+    assert np.abs(out.astype(int) - gray.astype(int)).max() > 30  # the mouth did open
