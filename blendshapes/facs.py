@@ -169,7 +169,7 @@ EMFACS_CORE: Mapping[str, tuple[str, ...]] = MappingProxyType({
 #: clearly open.
 CATEGORY_AUS: Mapping[str, Mapping[str, float]] = MappingProxyType({
     "neutral": MappingProxyType({}),
-    "happiness": MappingProxyType({"AU6": 1.0, "AU7": 0.3, "AU12": 1.0, "AU25": 0.5}),
+    "happiness": MappingProxyType({"AU6": 1.0, "AU7": 0.3, "AU12": 1.0, "AU25": 0.9, "AU26": 0.12}),
     "sadness": MappingProxyType({"AU1": 1.0, "AU4": 0.7, "AU15": 1.0, "AU17": 0.5}),
     "surprise": MappingProxyType({"AU1": 1.0, "AU2": 1.0, "AU5": 1.0, "AU26": 1.0,
                                   "AU27": 0.2}),
