@@ -46,6 +46,28 @@ def disc_mesh(n: int = 12, *, radius: float = 0.6) -> tuple[torch.Tensor, torch.
     return verts, tri
 
 
+def pixel_disc_mesh(centre: tuple[float, float], radius: float, n_ring: int = 24, n_rad: int = 4):
+    """A 2D disc mesh in pixels (rings of vertices around a centre): points [V, 2], tri [T, 3] int32."""
+    pts = [centre]
+    for r in range(1, n_rad + 1):
+        for k in range(n_ring):
+            a = 2 * math.pi * k / n_ring
+            pts.append((centre[0] + radius * r / n_rad * math.cos(a), centre[1] + radius * r / n_rad * math.sin(a)))
+    tri = [(0, 1 + k, 1 + (k + 1) % n_ring) for k in range(n_ring)]
+    for r in range(1, n_rad):
+        base, nxt = 1 + (r - 1) * n_ring, 1 + r * n_ring
+        for k in range(n_ring):
+            k1 = (k + 1) % n_ring
+            tri += [(base + k, nxt + k, nxt + k1), (base + k, nxt + k1, base + k1)]
+    return torch.tensor(pts, dtype=torch.float32), torch.tensor(tri, dtype=torch.int32)
+
+
+@pytest.fixture
+def make_pixel_disc():
+    """Factory fixture: `make_pixel_disc(centre, radius, n_ring=24, n_rad=4)` (see `pixel_disc_mesh`)."""
+    return pixel_disc_mesh
+
+
 @pytest.fixture
 def grid() -> tuple[torch.Tensor, torch.Tensor]:
     return grid_mesh()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -12,32 +11,16 @@ from affectsynth.render.composite import CompositeResult, CompositeSettings, com
 from affectsynth.render.warp import motion_field, motion_window, pixel_centres
 
 
-def disc_mesh(centre: tuple[float, float], radius: float, n_ring: int = 24, n_rad: int = 3):
-    """A 2D disc mesh in pixels: points [V, 2], tri [T, 3] int32."""
-    pts = [centre]
-    for r in range(1, n_rad + 1):
-        for k in range(n_ring):
-            a = 2 * math.pi * k / n_ring
-            pts.append((centre[0] + radius * r / n_rad * math.cos(a), centre[1] + radius * r / n_rad * math.sin(a)))
-    tri = [(0, 1 + k, 1 + (k + 1) % n_ring) for k in range(n_ring)]
-    for r in range(1, n_rad):
-        base, nxt = 1 + (r - 1) * n_ring, 1 + r * n_ring
-        for k in range(n_ring):
-            k1 = (k + 1) % n_ring
-            tri += [(base + k, nxt + k, nxt + k1), (base + k, nxt + k1, base + k1)]
-    return torch.tensor(pts, dtype=torch.float32), torch.tensor(tri, dtype=torch.int32)
-
-
 def disc_coverage(h: int, w: int, centre: tuple[float, float], radius: float) -> torch.Tensor:
     d = (pixel_centres(h, w) - torch.tensor(centre)).norm(dim=-1)
     return (radius + 0.5 - d).clamp(0, 1)  # antialiased-like coverage
 
 
-def test_outside_margin_bit_identical_uint8():
+def test_outside_margin_bit_identical_uint8(make_pixel_disc):
     g = torch.Generator().manual_seed(0)
     H, W = 120, 160
     photo = torch.randint(0, 256, (H, W, 3), generator=g, dtype=torch.uint8)
-    src, tri = disc_mesh((80.0, 60.0), 25.0)
+    src, tri = make_pixel_disc((80.0, 60.0), 25.0)
     dst = src + torch.stack([torch.zeros(src.shape[0]), (src[:, 1] - 60).clamp(min=0) * 0.3], -1)
     win = motion_window(src, dst, (H, W), margin_px=10.0)
     flow = motion_field(src, dst, tri, (H, W), margin_px=10.0, window=win)

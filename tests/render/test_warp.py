@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -15,22 +14,6 @@ from affectsynth.render.warp import (
     sample_bilinear,
     warp_image,
 )
-
-
-def disc_mesh(centre: tuple[float, float], radius: float, n_ring: int = 24, n_rad: int = 4):
-    """A 2D disc mesh in pixels: points [V, 2], tri [T, 3] int32."""
-    pts = [centre]
-    for r in range(1, n_rad + 1):
-        for k in range(n_ring):
-            a = 2 * math.pi * k / n_ring
-            pts.append((centre[0] + radius * r / n_rad * math.cos(a), centre[1] + radius * r / n_rad * math.sin(a)))
-    tri = [(0, 1 + k, 1 + (k + 1) % n_ring) for k in range(n_ring)]
-    for r in range(1, n_rad):
-        base, nxt = 1 + (r - 1) * n_ring, 1 + r * n_ring
-        for k in range(n_ring):
-            k1 = (k + 1) % n_ring
-            tri += [(base + k, nxt + k, nxt + k1), (base + k, nxt + k1, base + k1)]
-    return torch.tensor(pts, dtype=torch.float32), torch.tensor(tri, dtype=torch.int32)
 
 
 def stripes(h: int, w: int) -> torch.Tensor:
@@ -58,9 +41,9 @@ def test_integer_flow_shifts_and_batch():
     assert s.shape == (2, 5, 7, 4)
 
 
-def test_motion_field_translation_moves_pattern():
+def test_motion_field_translation_moves_pattern(make_pixel_disc):
     H, W = 96, 128
-    src, tri = disc_mesh((60.0, 45.0), 20.0)
+    src, tri = make_pixel_disc((60.0, 45.0), 20.0)
     shift = torch.tensor([6.0, 4.0])
     dst = src + shift
     flow = motion_field(src, dst, tri, (H, W), margin_px=10.0)
@@ -83,11 +66,11 @@ def test_motion_field_translation_moves_pattern():
     torch.testing.assert_close(windowed, flow[y0:y0 + h, x0:x0 + w], atol=1e-4, rtol=0)
 
 
-def test_chin_drop_no_fold_no_double_contour():
+def test_chin_drop_no_fold_no_double_contour(make_pixel_disc):
     # the lower half of a "face" moves down; a horizontal edge just below the chin must move
     # with it, appear once, and the backward map must stay one-to-one (no tearing, no folds)
     H, W = 120, 100
-    src, tri = disc_mesh((50.0, 50.0), 25.0, n_ring=32)
+    src, tri = make_pixel_disc((50.0, 50.0), 25.0, n_ring=32)
     drop = ((src[:, 1] - 50.0).clamp(min=0) / 25.0) * 12.0  # chin (bottom) moves 12 px down
     dst = src + torch.stack([torch.zeros_like(drop), drop], -1)
     flow = motion_field(src, dst, tri, (H, W), margin_px=8.0)
@@ -107,10 +90,10 @@ def test_chin_drop_no_fold_no_double_contour():
     assert float(det.min()) > 0.0
 
 
-def test_depth_picks_front_surface():
+def test_depth_picks_front_surface(make_pixel_disc):
     H, W = 40, 40
-    a, ta = disc_mesh((20.0, 20.0), 10.0)
-    b, tb = disc_mesh((20.0, 20.0), 10.0)
+    a, ta = make_pixel_disc((20.0, 20.0), 10.0)
+    b, tb = make_pixel_disc((20.0, 20.0), 10.0)
     src = torch.cat([a, b + torch.tensor([5.0, 0.0])])  # b came from 5 px to the right
     dst = torch.cat([a, b])
     tri = torch.cat([ta, tb + a.shape[0]])
@@ -121,8 +104,8 @@ def test_depth_picks_front_surface():
     torch.testing.assert_close(flow[20, 20], torch.tensor([0.0, 0.0]), atol=1e-4, rtol=0)
 
 
-def test_errors():
-    src, tri = disc_mesh((20.0, 20.0), 10.0)
+def test_errors(make_pixel_disc):
+    src, tri = make_pixel_disc((20.0, 20.0), 10.0)
     with pytest.raises(ValueError, match="motion_field: src_pix"):
         motion_field(src, src[:-1], tri, (40, 40))
     with pytest.raises(ValueError, match="motion_field: tri"):
@@ -141,9 +124,9 @@ def test_gradcheck_warp():
     assert torch.autograd.gradcheck(lambda f: warp_image(img, f), (flow,))
 
 
-def test_coarse_motion_field_matches_full_resolution():
+def test_coarse_motion_field_matches_full_resolution(make_pixel_disc):
     H, W = 96, 128
-    src, tri = disc_mesh((60.0, 45.0), 20.0)
+    src, tri = make_pixel_disc((60.0, 45.0), 20.0)
     dst = src + torch.tensor([6.0, 4.0])
     full = motion_field(src, dst, tri, (H, W), margin_px=10.0)
     coarse = motion_field(src, dst, tri, (H, W), margin_px=10.0, scale=0.5)
