@@ -131,6 +131,13 @@ class FaceRenderer:
         gray = (rows @ weights)[:, None]
         return (gray + (rows - gray) * chroma) * gain
 
+    def teeth_visibility(self, vertices: Tensor) -> float:
+        """0 for closed lips (inner-lip gap <= 1 mm), rising to 1 at a 5 mm gap."""
+        lm = self.model.landmarks68
+        upper, lower = vertices[lm[[61, 62, 63]]], vertices[lm[[67, 66, 65]]]
+        gap = float((upper - lower).norm(dim=-1).max())
+        return min(1.0, max(0.0, (gap - 0.1) / 0.4))
+
     def window_for(self, pix: Tensor, size: tuple[int, int], *, pad: int = 4) -> tuple[int, int, int, int]:
         """Bounding window (x0, y0, w, h) of projected vertices `pix` [V, 2] (any mask applied), clipped."""
         w_img, h_img = size
@@ -182,7 +189,11 @@ class FaceRenderer:
         darken = mm.floor + (1.0 - mm.floor) * torch.exp(-depth[0] / mm.depth_falloff_cm)
         if skin_color is None:
             skin_color = torch.tensor(TYPICAL_SKIN, device=vertices_cam.device)
-        mouth = self.material_colors(skin_color)[kind] * darken
+        colors = self.material_colors(skin_color)
+        # Teeth show only once the lips part: through a lip gap of a millimetre the line between
+        # closed lips is dark in photos, not white.
+        colors[1] = colors[3] + (colors[1] - colors[3]) * self.teeth_visibility(vertices_cam)
+        mouth = colors[kind] * darken
         color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
         rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
         out = antialias(rgba[None], rast, clip, self.tri, topology_hash=self.topology)[0]
