@@ -74,6 +74,10 @@ class GenerateSettings:
         expressions_lib: an expression library .npz for the Synthesizer (None = default).
         layout: output naming, "nested" or "flat" (see `affectsynth.naming`).
         min_face_px: faces whose box is smaller (shorter side, pixels) are skipped.
+        max_yaw_deg, max_pitch_deg: faces turned further are skipped ("extreme-pose"): the model
+            cannot texture what the photo does not show.
+        max_fit_error: faces whose mean landmark error exceeds this fraction of the eye distance
+            are skipped ("poor-fit": occluded or mis-detected faces).
         crop_scale: crop side / face box longer side for ``size``.
         max_pixels: decompression-bomb limit passed to `load_image`.
         device: torch device for the Synthesizer.
@@ -97,6 +101,9 @@ class GenerateSettings:
     expressions_lib: str | None = None
     layout: str = "nested"
     min_face_px: float = 24.0
+    max_yaw_deg: float = 60.0
+    max_pitch_deg: float = 40.0
+    max_fit_error: float = 0.08
     crop_scale: float = 1.6
     max_pixels: int = DEFAULT_MAX_PIXELS
     device: str = "cpu"
@@ -132,6 +139,9 @@ class GenerateSettings:
             raise ValueError(f"--layout: expected one of {LAYOUTS}, got {self.layout!r}")
         if not 0 <= self.png_compress_level <= 9:
             raise ValueError(f"--png-compression: expected 0..9, got {self.png_compress_level}")
+        if not (self.max_yaw_deg > 0 and self.max_pitch_deg > 0 and self.max_fit_error > 0):
+            raise ValueError("GenerateSettings: max_yaw_deg, max_pitch_deg and max_fit_error must be > 0, got "
+                             f"{self.max_yaw_deg}, {self.max_pitch_deg}, {self.max_fit_error}")
         if self.min_face_px < 0 or self.crop_scale <= 0:
             raise ValueError("GenerateSettings: min_face_px must be >= 0 and crop_scale > 0, "
                              f"got {self.min_face_px}, {self.crop_scale}")
@@ -310,7 +320,7 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
     Returns:
         One row per output attempted: ``ok``; ``error`` with reason ``unreadable``,
         ``fit-failed``, ``synth-failed`` or ``write-failed``; ``skipped`` with reason
-        ``no-face`` or ``face-too-small``.
+        ``no-face``, ``face-too-small``, ``extreme-pose`` or ``poor-fit``.
     """
     s = job.settings
     try:
@@ -333,6 +343,17 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
             rows += _fail_rows(job, "skipped", "face-too-small",
                                f"face {k} is {x1 - x0:.0f}x{y1 - y0:.0f} px, under {s.min_face_px:g} px",
                                n_faces=n_faces, face=k)
+            continue
+        yaw, pitch, _ = fit.pose_deg
+        if abs(yaw) > s.max_yaw_deg or abs(pitch) > s.max_pitch_deg:
+            rows += _fail_rows(job, "skipped", "extreme-pose",
+                               f"face {k} is turned yaw {yaw:.0f}, pitch {pitch:.0f} deg, beyond "
+                               f"{s.max_yaw_deg:g}/{s.max_pitch_deg:g} deg", n_faces=n_faces, face=k)
+            continue
+        if fit.reprojection_error_px > s.max_fit_error * max(fit.interocular_px, 1e-6):
+            rows += _fail_rows(job, "skipped", "poor-fit",
+                               f"face {k}: landmark error {fit.reprojection_error_px:.1f} px is over "
+                               f"{100 * s.max_fit_error:g}% of the eye distance", n_faces=n_faces, face=k)
             continue
         face_image, face_fit = image, fit
         if s.size is not None:  # synthesise on the face crop: same result as cropping afterwards, far cheaper

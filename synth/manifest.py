@@ -10,7 +10,8 @@ face, n_faces, yaw, pitch, roll, weights``
 * ``status``: ``ok`` (written), ``error`` (failed; retried by a rerun) or ``skipped`` (nothing
   to synthesise, e.g. no face; not retried).
 * ``error``: one line, ``<reason>: <detail>`` where ``<reason>`` is a short code such as
-  ``unreadable``, ``no-face``, ``face-too-small``, ``fit-failed``, ``synth-failed``.
+  ``unreadable``, ``no-face``, ``face-too-small``, ``extreme-pose``, ``poor-fit``, ``fit-failed``,
+  ``synth-failed``.
 * ``face``: face index (0 = largest); ``n_faces``: faces found in the source (empty if unknown).
 * ``yaw, pitch, roll``: head pose of the synthesised face in degrees.
 * ``weights``: JSON object ``{"blendshape": weight, ...}`` of the synthesised face's

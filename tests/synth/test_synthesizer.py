@@ -267,3 +267,19 @@ def test_grayscale_photo_stays_grayscale(synth, astronaut):
     spread = out.max(-1).astype(int) - out.min(-1).astype(int)
     assert spread.max() <= 2, f"colour appeared in a gray photo (max channel spread {spread.max()})"
     assert np.abs(out.astype(int) - gray.astype(int)).max() > 30  # the mouth did open
+
+
+@pytest.mark.parametrize("limits, reason", [({"max_yaw_deg": 0.01}, "extreme-pose"), ({"max_fit_error": 1e-4}, "poor-fit")])
+def test_generate_skips_faces_it_cannot_synthesize_well(tmp_path, synth, astronaut, limits, reason):
+    """Faces turned beyond the limits, or fitted badly, get a skipped row with the reason."""
+    from affectsynth.batch import GenerateSettings, plan_jobs, process_image
+    from affectsynth.images import save_png
+
+    save_png(tmp_path / "in" / "a.png", astronaut)
+    settings = GenerateSettings(targets=(Expression("happiness"),), workers=1, **limits)
+    job = plan_jobs(tmp_path / "in", tmp_path / "out", settings).jobs[0]
+    rows = process_image(synth, job)
+    assert [r.status for r in rows] == ["skipped"] and rows[0].reason == reason, rows
+    ok = process_image(synth, plan_jobs(tmp_path / "in", tmp_path / "out",
+                                        GenerateSettings(targets=(Expression("happiness"),), workers=1)).jobs[0])
+    assert [r.status for r in ok] == ["ok"]
