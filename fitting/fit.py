@@ -238,7 +238,7 @@ def _normal_basis(model: FaceModel, vertices: Tensor, k: int) -> tuple[Tensor, T
     """
     tri = model.triangles.long()
     skin = tri[(model.triangle_material == model.material_names.index("M_Face"))]
-    # incident triangles of each requested vertex, padded with -1
+    # (skin triangle, requested vertex) incidence pairs
     uniq, inverse = torch.unique(vertices, return_inverse=True)
     hits = (skin[:, :, None] == uniq[None, None]).any(1)  # [T, U]
     t_idx, u_idx = torch.nonzero(hits, as_tuple=True)
@@ -372,14 +372,14 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
     def bases(ident: Tensor, expr: Tensor, rot: Tensor, trans: Tensor):
         """Per-face rows of the landmark model: contour rows re-picked on the current silhouette."""
         if c == 0:
-            return prob.mean[None].expand(b, -1, -1), None, None, None
+            return prob.mean[None].expand(b, -1, -1), None, None
         cand = prob.cand_mean + (ident @ prob.cand_ident_flat + expr @ prob.cand_expr_flat).view(b, -1, 3)
         cam = cand @ rot.transpose(1, 2) + trans[:, None]
         normal = prob.cand_normal + (ident @ prob.cand_normal_ident + expr @ prob.cand_normal_expr).view(b, -1, 3)
         normal = normal @ rot.transpose(1, 2)
         pick = silhouette_pick(normal.reshape(b, c, m, 3), cam.reshape(b, c, m, 3), valid)
         flat = pick + cand_offset  # [B, C]
-        return prob.cand_mean[flat], prob.cand_ident[flat], prob.cand_expr[flat], flat
+        return prob.cand_mean[flat], prob.cand_ident[flat], prob.cand_expr[flat]
 
     def points(ident, expr, cmean, cid, cex):
         inner = prob.mean + (ident @ prob.ident_flat + expr @ prob.expr_flat).view(b, ni, 3)
@@ -400,7 +400,7 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
     total = settings.pose_iterations + settings.iterations
     for it in range(total):
         pose_only = it < settings.pose_iterations
-        cmean, cid, cex, _ = bases(ident, expr, rot, trans)
+        cmean, cid, cex = bases(ident, expr, rot, trans)
         pts = points(ident, expr, cmean, cid, cex)
         cam, res = residuals(pts, rot, trans)
         dist = res.norm(dim=-1)
@@ -465,7 +465,7 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
         expr = torch.where(accept[:, None], new_expr, expr)
 
     # Residuals of every landmark of the layout (also those the solve skipped), in pixels.
-    cmean, cid, cex, _ = bases(ident, expr, rot, trans)
+    cmean, cid, cex = bases(ident, expr, rot, trans)
     cam, _ = residuals(points(ident, expr, cmean, cid, cex), rot, trans)
     full_mean, full_id, full_ex = model.landmark_basis(kind)
     full = full_mean + torch.einsum("bk,knd->bnd", ident, full_id[:k]) + torch.einsum("bs,snd->bnd", expr, full_ex)

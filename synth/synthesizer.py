@@ -275,7 +275,7 @@ class Synthesizer:
             return {"target_kind": "expression", "expression": target.name, "intensity": s,
                     "valence": v * s, "arousal": a * s, "aus": None}
         if isinstance(target, VA):
-            c = target.clamped() if hasattr(target, "clamped") else target
+            c = target.clamped()
             return {"target_kind": "va", "expression": "", "intensity": None,
                     "valence": float(c.valence), "arousal": float(c.arousal), "aus": None}
         if isinstance(target, AUs):
