@@ -13,100 +13,126 @@ import math
 import numpy as np
 from numba import njit
 
+from affectsynth.render._prefetch import prefetch_row
+
 __all__ = ["rasterize_ids", "antialias_find_edges", "topology_opposite"]
 
 
+# Depth test on a 64-bit key per pixel: (quantised z/w << 32) | triangle index. One integer
+# min per candidate pixel replaces a float compare plus two stores, needs no branch, and breaks
+# depth ties towards the lower triangle index for free. z/w in [-1, 1] is quantised to 31 bits
+# (a step of 2^-30, like a fixed-point GPU depth buffer); `_reference.visibility_reference`
+# applies the same quantisation.
+DEPTH_SCALE = 1073741824.0  # 2^30: (z/w + 1) in [0, 2] -> [0, 2^31]
+DEPTH_MAX = 2147483647.0  # 2^31 - 1
+KEY_EMPTY = np.int64(0x7FFFFFFFFFFFFFFF)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def _project_vertices(pos, pb, height, width, sxy, sz):
+def _project_vertices(pos, pb, height, width, sx, sy, sz):
     """Screen-space x, y (pixels) and z/w per vertex; NaN marks w <= 0."""
     hw = 0.5 * width
     hh = 0.5 * height
     for i in range(pos.shape[1]):
         w = np.float64(pos[pb, i, 3])
         if w > 0.0:
-            sxy[i, 0] = (pos[pb, i, 0] / w + 1.0) * hw
-            sxy[i, 1] = (pos[pb, i, 1] / w + 1.0) * hh
+            sx[i] = (pos[pb, i, 0] / w + 1.0) * hw
+            sy[i] = (pos[pb, i, 1] / w + 1.0) * hh
             sz[i] = pos[pb, i, 2] / w
         else:
-            sxy[i, 0] = np.nan
-            sxy[i, 1] = np.nan
+            sx[i] = np.nan
+            sy[i] = np.nan
             sz[i] = np.nan
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def rasterize_ids(pos, tri, pos_index, tri_start, tri_count, height, width, ids, zbuf):
+def _depth_keys(sx, sy, sz, tri, t_begin, t_end, height, width, key):
+    """Min-reduce (quantised z/w, triangle index) keys of triangles [t_begin, t_end) into key [H * W]."""
+    for t in range(t_begin, t_end):
+        i0 = tri[t, 0]
+        i1 = tri[t, 1]
+        i2 = tri[t, 2]
+        x0 = sx[i0]
+        y0 = sy[i0]
+        x1 = sx[i1]
+        y1 = sy[i1]
+        x2 = sx[i2]
+        y2 = sy[i2]
+        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        # NaN (w <= 0) and infinite areas fail this test.
+        if not (area != 0.0 and abs(area) < 1e300):
+            continue
+        xmin = min(x0, min(x1, x2))
+        xmax = max(x0, max(x1, x2))
+        ymin = min(y0, min(y1, y2))
+        ymax = max(y0, max(y1, y2))
+        if xmax < 0.0 or ymax < 0.0 or xmin > width or ymin > height:
+            continue
+        j0 = max(0, int(math.ceil(xmin - 0.5)))
+        j1 = min(width - 1, int(math.floor(xmax - 0.5)))
+        r0 = max(0, int(math.ceil(ymin - 0.5)))
+        r1 = min(height - 1, int(math.floor(ymax - 0.5)))
+        if j0 > j1 or r0 > r1:
+            continue
+        z0 = sz[i0]
+        z1 = sz[i1]
+        z2 = sz[i2]
+        inv = 1.0 / area
+        sgn = 1.0 if area > 0.0 else -1.0  # exact negation keeps shared edges watertight
+        for r in range(r0, r1 + 1):
+            py = r + 0.5
+            row = r * width
+            for j in range(j0, j1 + 1):
+                px = j + 0.5
+                e0 = (x1 - px) * (y2 - py) - (x2 - px) * (y1 - py)
+                e1 = (x2 - px) * (y0 - py) - (x0 - px) * (y2 - py)
+                e2 = (x0 - px) * (y1 - py) - (x1 - px) * (y0 - py)
+                z = (e0 * z0 + e1 * z1 + e2 * z2) * inv
+                ok = (sgn * e0 >= 0.0) & (sgn * e1 >= 0.0) & (sgn * e2 >= 0.0) & (z >= -1.0) & (z <= 1.0)
+                k = (np.int64(min((z + 1.0) * DEPTH_SCALE, DEPTH_MAX)) << 32) | t
+                k = k if ok else KEY_EMPTY
+                key[row + j] = min(key[row + j], k)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rasterize_ids(pos, tri, pos_index, tri_start, tri_count, height, width, ids, key):
     """Z-buffer rasterization of triangle ids.
 
     Args:
         pos: [Bp, V, 4] float32/float64 clip-space positions.
-        tri: [T, 3] int32 vertex indices (validated by the caller).
+        tri: [T, 3] int32 vertex indices (validated by the caller; T < 2^31).
         pos_index: [B] int64, which pos batch each output image uses.
         tri_start: [B] int64, first triangle of each output image.
         tri_count: [B] int64, number of triangles of each output image.
         height: raster height H.
         width: raster width W.
-        ids: [B, H, W] int32 output, zero-filled; receives triangle_id + 1 (0 = empty).
-        zbuf: [B, H, W] float64 scratch, +inf-filled; receives z/w of the nearest triangle.
+        ids: [B, H, W] int32 output; receives triangle_id + 1 (0 = empty).
+        key: [H * W] int64 scratch (contents ignored).
 
     A pixel (row i, col j) with centre (j + 0.5, i + 0.5) is covered when its three edge
     functions have the sign of the triangle's area (edges inclusive, so shared edges leave no
     holes), all three vertices have w > 0 (triangles crossing the w = 0 plane are dropped) and
-    -1 <= z/w <= 1. Nearest z/w wins; ties keep the lower triangle id.
+    -1 <= z/w <= 1. The nearest z/w, quantised to steps of 2^-30, wins; ties keep the lower
+    triangle id.
     """
     nb = ids.shape[0]
     nv = pos.shape[1]
-    sxy = np.empty((nv, 2))
+    sx = np.empty(nv)
+    sy = np.empty(nv)
     sz = np.empty(nv)
     last_pb = -1
     for b in range(nb):
         pb = pos_index[b]
         if pb != last_pb:
-            _project_vertices(pos, pb, height, width, sxy, sz)
+            _project_vertices(pos, pb, height, width, sx, sy, sz)
             last_pb = pb
-        t_end = tri_start[b] + tri_count[b]
-        for t in range(tri_start[b], t_end):
-            i0 = tri[t, 0]
-            i1 = tri[t, 1]
-            i2 = tri[t, 2]
-            x0 = sxy[i0, 0]
-            y0 = sxy[i0, 1]
-            x1 = sxy[i1, 0]
-            y1 = sxy[i1, 1]
-            x2 = sxy[i2, 0]
-            y2 = sxy[i2, 1]
-            area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-            # NaN (w <= 0) and infinite areas fail this test.
-            if not (area != 0.0 and abs(area) < 1e300):
-                continue
-            xmin = min(x0, min(x1, x2))
-            xmax = max(x0, max(x1, x2))
-            ymin = min(y0, min(y1, y2))
-            ymax = max(y0, max(y1, y2))
-            if xmax < 0.0 or ymax < 0.0 or xmin > width or ymin > height:
-                continue
-            j0 = max(0, int(math.ceil(xmin - 0.5)))
-            j1 = min(width - 1, int(math.floor(xmax - 0.5)))
-            r0 = max(0, int(math.ceil(ymin - 0.5)))
-            r1 = min(height - 1, int(math.floor(ymax - 0.5)))
-            if j0 > j1 or r0 > r1:
-                continue
-            z0 = sz[i0]
-            z1 = sz[i1]
-            z2 = sz[i2]
-            inv = 1.0 / area
-            sgn = 1.0 if area > 0.0 else -1.0  # exact negation keeps shared edges watertight
-            for r in range(r0, r1 + 1):
-                py = r + 0.5
-                for j in range(j0, j1 + 1):
-                    px = j + 0.5
-                    e0 = (x1 - px) * (y2 - py) - (x2 - px) * (y1 - py)
-                    e1 = (x2 - px) * (y0 - py) - (x0 - px) * (y2 - py)
-                    e2 = (x0 - px) * (y1 - py) - (x1 - px) * (y0 - py)
-                    z = (e0 * z0 + e1 * z1 + e2 * z2) * inv
-                    inside = (sgn * e0 >= 0.0) & (sgn * e1 >= 0.0) & (sgn * e2 >= 0.0)
-                    if inside & (z >= -1.0) & (z <= 1.0) & (z < zbuf[b, r, j]):
-                        zbuf[b, r, j] = z
-                        ids[b, r, j] = t + 1
+        key[:] = KEY_EMPTY
+        _depth_keys(sx, sy, sz, tri, tri_start[b], tri_start[b] + tri_count[b], height, width, key)
+        for r in range(height):
+            row = r * width
+            for j in range(width):
+                k = key[row + j]
+                ids[b, r, j] = 0 if k == KEY_EMPTY else np.int32(k & 0xFFFFFFFF) + 1
 
 
 def topology_opposite(tri: np.ndarray) -> np.ndarray:
@@ -302,7 +328,7 @@ def antialias_find_edges(pos, pos_index, tri, opp, tid, zw, height, width, items
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def rast_fill(pos, tri, pos_index, ids, rast, rast_db, want_db):
-    """Fill rast [B, H, W, 4] (and rast_db when want_db) at pixels with ids > 0 (zero-filled)."""
+    """Fill rast [B, H, W, 4] (and rast_db when want_db) from ids; empty pixels get zeros."""
     nb, height, width = ids.shape
     sx = 2.0 / width
     sy = 2.0 / height
@@ -313,6 +339,11 @@ def rast_fill(pos, tri, pos_index, ids, rast, rast_db, want_db):
             for c in range(width):
                 t = ids[b, r, c] - 1
                 if t < 0:
+                    for k in range(4):
+                        rast[b, r, c, k] = 0.0
+                    if want_db:
+                        for k in range(4):
+                            rast_db[b, r, c, k] = 0.0
                     continue
                 i0 = tri[t, 0]
                 i1 = tri[t, 1]
@@ -438,7 +469,7 @@ def interp_fwd(attr, nv, attr_batched, tri, rast, pix_per_image, out):
         tri: [T, 3] int32.
         rast: [N, 4] flattened rast of B images of pix_per_image pixels.
         pix_per_image: H * W.
-        out: [N, A] output, zero-filled: u a0 + v a1 + (1 - u - v) a2.
+        out: [N, A] output: u a0 + v a1 + (1 - u - v) a2, 0 at empty pixels.
 
     Returns:
         0, or the largest triangle_id + 1 found in rast that is out of range for tri.
@@ -448,10 +479,11 @@ def interp_fwd(attr, nv, attr_batched, tri, rast, pix_per_image, out):
     bad = 0
     for i in range(rast.shape[0]):
         t = int(rast[i, 3] + 0.5) - 1
-        if t < 0:
-            continue
-        if t >= nt:
-            bad = max(bad, t + 1)
+        if t < 0 or t >= nt:
+            if t >= nt:
+                bad = max(bad, t + 1)
+            for k in range(na):
+                out[i, k] = 0.0
             continue
         base = (i // pix_per_image) * nv if attr_batched else 0
         u = rast[i, 0]
@@ -498,6 +530,8 @@ def interp_bwd(attr, nv, attr_batched, tri, rast, pix_per_image, grad_out, want_
 
 # ----------------------------------------------------------------------------------------------
 # Texture sampling. boundary: 0 wrap, 1 clamp, 2 zero.
+
+PREFETCH_AHEAD = 16  # pixels; 8-64 measured alike on a 1024^2 texture, none is ~1.5x slower
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -582,10 +616,21 @@ def tex_taps(uv, ht, wt, tex_batched, pix_per_image, boundary, consts, idx, frac
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def tex_gather(tex, idx, frac, consts, out):
-    """Second pass of bilinear sampling: out [N, C] from tex [Bt * Ht * Wt, C]; see tex_taps."""
+    """Second pass of bilinear sampling: out [N, C] from tex [Bt * Ht * Wt, C]; see tex_taps.
+
+    Writes every row of `out` (it need not be zero-filled).
+    """
     nc = tex.shape[1]
     one = consts[3]
-    for i in range(idx.shape[0]):
+    n = idx.shape[0]
+    for i in range(n):
+        if i + PREFETCH_AHEAD < n:  # both texel rows of a pixel a few pixels ahead
+            ahead = idx[i + PREFETCH_AHEAD, 0]
+            if ahead >= 0:
+                prefetch_row(tex, ahead)
+            ahead = idx[i + PREFETCH_AHEAD, 2]
+            if ahead >= 0:
+                prefetch_row(tex, ahead)
         fx = frac[i, 0]
         fy = frac[i, 1]
         i00 = idx[i, 0]

@@ -7,6 +7,9 @@ from torch import Tensor
 
 __all__ = ["visibility_reference", "rasterize_reference", "antialias_reference"]
 
+_DEPTH_SCALE = 2.0**30  # same quantisation as render._cpu_kernels.DEPTH_SCALE / DEPTH_MAX
+_DEPTH_MAX = 2.0**31 - 1
+
 
 def _screen(pos: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
     w = pos[..., 3]
@@ -14,6 +17,11 @@ def _screen(pos: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tenso
     y = (pos[..., 1] / w + 1.0) * (0.5 * height)
     z = pos[..., 2] / w
     return x, y, z
+
+
+def _quantised_depth(zw: Tensor) -> Tensor:
+    """z/w in [-1, 1] as the integer depth the CPU kernel compares (31-bit fixed point)."""
+    return torch.floor(((zw + 1.0) * _DEPTH_SCALE).clamp(0.0, _DEPTH_MAX))
 
 
 def visibility_reference(
@@ -31,8 +39,8 @@ def visibility_reference(
 
     Vectorised pure torch in float64: candidate (triangle, pixel) pairs are enumerated, tested
     with the same coverage rule as the compiled kernel (inclusive edges, w > 0 at all vertices,
-    -1 <= z/w <= 1), and resolved per pixel by the smallest z/w, ties to the lower id. Written
-    independently of the compiled kernel.
+    -1 <= z/w <= 1), and resolved per pixel by the smallest z/w quantised to steps of 2^-30
+    (the compiled kernel's depth keys), ties to the lower id. Written independently of it.
 
     Args:
         pos: [Bp, V, 4] clip-space positions.
@@ -96,6 +104,7 @@ def visibility_reference(
                 inside_neg = (e0 <= 0) & (e1 <= 0) & (e2 <= 0) & (area < 0)
                 zz = (e0 * vz[:, 0] + e1 * vz[:, 1] + e2 * vz[:, 2]) / area
                 keep = (inside_pos | inside_neg) & (zz >= -1) & (zz <= 1) & torch.isfinite(area)
+                zz = _quantised_depth(zz)
                 pix = (row * width + col)[keep]
                 cand_pix.append(pix)
                 cand_id.append(pair_t[keep] + s)

@@ -68,8 +68,8 @@ class RasterizeCpuContext:
             raise ValueError(f"RasterizeCpuContext: tensors must be on the CPU, got {p.device}")
         p = p.contiguous().numpy()
         nb = int(pos_index.numel())
-        ids = torch.zeros(nb, height, width, dtype=torch.int32)
-        zbuf = torch.full((nb, height, width), float("inf"), dtype=torch.float64)
+        ids = torch.empty(nb, height, width, dtype=torch.int32)
+        key = torch.empty(height * width, dtype=torch.int64)
         _cpu_kernels.rasterize_ids(
             p,
             tri.detach().to(torch.int32).contiguous().numpy(),
@@ -79,7 +79,7 @@ class RasterizeCpuContext:
             int(height),
             int(width),
             ids.numpy(),
-            zbuf.numpy(),
+            key.numpy(),
         )
         return ids
 

@@ -137,8 +137,8 @@ class _BarycentricsCpu(torch.autograd.Function):
         nb, height, width = ids.shape
         p = pos3.detach().contiguous()
         t = tri.detach().to(torch.int32).contiguous()
-        rast = torch.zeros(nb, height, width, 4, dtype=p.dtype)
-        rast_db = torch.zeros(nb, height, width, 4 if grad_db else 0, dtype=p.dtype)
+        rast = torch.empty(nb, height, width, 4, dtype=p.dtype)  # rast_fill writes every pixel
+        rast_db = torch.empty(nb, height, width, 4 if grad_db else 0, dtype=p.dtype)
         rast_fill(p.numpy(), t.numpy(), pos_index.numpy(), ids.numpy(), rast.numpy(), rast_db.numpy(), grad_db)
         ctx.save_for_backward(p, t, ids, pos_index)
         return rast, rast_db

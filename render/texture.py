@@ -48,7 +48,7 @@ class _TextureCpu(torch.autograd.Function):
         bt, ht, wt, ch = t.shape
         t2 = t.view(-1, ch).numpy()
         u2 = u.view(-1, 2).numpy()
-        out = torch.zeros(nb, height, width, ch, dtype=t.dtype)
+        out = (torch.empty if linear else torch.zeros)(nb, height, width, ch, dtype=t.dtype)
         if linear:
             consts = _consts(ht, wt, t.dtype)
             idx = np.empty((u2.shape[0], 4), dtype=_index_dtype(t))
