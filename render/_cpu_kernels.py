@@ -475,17 +475,23 @@ def interp_fwd(attr, nv, attr_batched, tri, rast, pix_per_image, out):
         0, or the largest triangle_id + 1 found in rast that is out of range for tri.
     """
     na = attr.shape[1]
-    nt = tri.shape[0]
+    nt = np.uint64(tri.shape[0])
     bad = 0
+    # Image index without a per-pixel integer division (it costs ~2x in these loops).
+    base = 0
+    image_end = pix_per_image
     for i in range(rast.shape[0]):
-        t = int(rast[i, 3] + 0.5) - 1
-        if t < 0 or t >= nt:
-            if t >= nt:
+        if i == image_end:
+            image_end += pix_per_image
+            if attr_batched:
+                base += nv
+        t = np.int64(rast[i, 3]) - 1  # ids are exact in float; truncated as nvdiffrast does
+        if np.uint64(t) >= nt:  # empty (t = -1) or out of range, in one compare
+            if t >= 0:
                 bad = max(bad, t + 1)
             for k in range(na):
                 out[i, k] = 0.0
             continue
-        base = (i // pix_per_image) * nv if attr_batched else 0
         u = rast[i, 0]
         v = rast[i, 1]
         i0 = base + tri[t, 0]
@@ -501,12 +507,18 @@ def interp_fwd(attr, nv, attr_batched, tri, rast, pix_per_image, out):
 def interp_bwd(attr, nv, attr_batched, tri, rast, pix_per_image, grad_out, want_attr, grad_attr, grad_rast):
     """Accumulate dL/dattr ([Ba * V, A], if want_attr) and write dL/drast's (u, v) ([N, 4]), zero-filled."""
     na = attr.shape[1]
-    nt = tri.shape[0]
+    nt = np.uint64(tri.shape[0])
+    # Image index without a per-pixel integer division (it costs ~2x in these loops).
+    base = 0
+    image_end = pix_per_image
     for i in range(rast.shape[0]):
-        t = int(rast[i, 3] + 0.5) - 1
-        if t < 0 or t >= nt:
+        if i == image_end:
+            image_end += pix_per_image
+            if attr_batched:
+                base += nv
+        t = np.int64(rast[i, 3]) - 1
+        if np.uint64(t) >= nt:  # empty or out of range
             continue
-        base = (i // pix_per_image) * nv if attr_batched else 0
         u = rast[i, 0]
         v = rast[i, 1]
         wgt = 1.0 - u - v
@@ -577,7 +589,14 @@ def tex_taps(uv, ht, wt, tex_batched, pix_per_image, boundary, consts, idx, frac
     htf = consts[0]
     wtf = consts[1]
     half = consts[2]
+    # Image index without a per-pixel integer division (it costs ~2x in these loops).
+    base = 0
+    image_end = pix_per_image
     for i in range(uv.shape[0]):
+        if i == image_end:
+            image_end += pix_per_image
+            if tex_batched:
+                base += ht * wt
         u = uv[i, 0]
         v = uv[i, 1]
         if not (math.isfinite(u) and math.isfinite(v)):
@@ -588,7 +607,6 @@ def tex_taps(uv, ht, wt, tex_batched, pix_per_image, boundary, consts, idx, frac
             frac[i, 0] = 0.0
             frac[i, 1] = 0.0
             continue
-        base = (i // pix_per_image) * ht * wt if tex_batched else 0
         x = u * wtf - half
         y = v * htf - half
         xf = np.floor(x)
@@ -705,12 +723,18 @@ def tex_scatter(tex, idx, frac, consts, grad_out, grad_tex, grad_uv):
 def tex_nearest_fwd(tex, ht, wt, tex_batched, uv, pix_per_image, boundary, out):
     """Nearest-texel sampling: out [N, C] (zero-filled) from tex [Bt * Ht * Wt, C] at uv [N, 2]."""
     nc = tex.shape[1]
+    # Image index without a per-pixel integer division (it costs ~2x in these loops).
+    base = 0
+    image_end = pix_per_image
     for i in range(uv.shape[0]):
+        if i == image_end:
+            image_end += pix_per_image
+            if tex_batched:
+                base += ht * wt
         u = uv[i, 0]
         v = uv[i, 1]
         if not (math.isfinite(u) and math.isfinite(v)):
             continue
-        base = (i // pix_per_image) * ht * wt if tex_batched else 0
         xi, okx = _texel(int(math.floor(u * wt)), wt, boundary)
         yi, oky = _texel(int(math.floor(v * ht)), ht, boundary)
         if okx and oky:
@@ -723,12 +747,18 @@ def tex_nearest_fwd(tex, ht, wt, tex_batched, uv, pix_per_image, boundary, out):
 def tex_nearest_bwd(ht, wt, tex_batched, uv, pix_per_image, boundary, grad_out, grad_tex):
     """Backward of tex_nearest_fwd w.r.t. the texture (uv gets no gradient)."""
     nc = grad_tex.shape[1]
+    # Image index without a per-pixel integer division (it costs ~2x in these loops).
+    base = 0
+    image_end = pix_per_image
     for i in range(uv.shape[0]):
+        if i == image_end:
+            image_end += pix_per_image
+            if tex_batched:
+                base += ht * wt
         u = uv[i, 0]
         v = uv[i, 1]
         if not (math.isfinite(u) and math.isfinite(v)):
             continue
-        base = (i // pix_per_image) * ht * wt if tex_batched else 0
         xi, okx = _texel(int(math.floor(u * wt)), wt, boundary)
         yi, oky = _texel(int(math.floor(v * ht)), ht, boundary)
         if okx and oky:
