@@ -1,8 +1,12 @@
-"""Compiled (numba) CPU kernels: z-buffer visibility and antialiasing edge discovery.
+"""Compiled (numba) CPU kernels behind the render primitives.
 
-These kernels only make discrete decisions (which triangle covers a pixel, which edge crosses
-between two pixels). All differentiable quantities are recomputed from the inputs in torch, so
-the kernels need no backward pass. Compiled code is cached on disk (``cache=True``), so a new
+- visibility: a depth test on packed (depth, triangle) keys gives triangle ids per pixel;
+- barycentrics: perspective-correct (u, v, z/w) and their pixel derivatives, with the adjoint;
+- interpolation and texture sampling, each with a hand-written backward;
+- antialiasing: discovery of silhouette edges between adjacent pixels.
+
+Discrete decisions (coverage, edges) carry no gradient; the differentiable quantities have
+explicit forward/backward loops. Compiled code is cached on disk (``cache=True``), so a new
 process loads it instead of recompiling.
 """
 

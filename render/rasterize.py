@@ -200,8 +200,9 @@ def rasterize(
 
     Note:
         A pixel is covered when its centre is inside the triangle (edges inclusive), all three
-        vertices have w > 0 and -1 <= z/w <= 1; the nearest z/w wins, ties go to the lower
-        triangle id. Triangles crossing the w = 0 plane are dropped entirely on the CPU
+        vertices have w > 0 and -1 <= z/w <= 1; the nearest z/w wins (on the CPU compared in
+        steps of 2^-30, like a fixed-point depth buffer), ties go to the lower triangle id.
+        Triangles crossing the w = 0 plane are dropped entirely on the CPU
         (nvdiffrast clips them); keep geometry in front of the camera. No backface culling.
 
     Example:

@@ -4,7 +4,8 @@ Usage:
     OMP_NUM_THREADS=1 python scripts/bench_render.py [--json PATH] [--repeats N] [--quick]
 
 Prints medians and IQRs (torch.utils.benchmark, blocked_autorange) for resolution {256, 512} x
-batch {1, 8}, the pure-torch reference in the same run with the ratio, and moderngl if present.
+batch {1, 8}, the pure-torch reference in the same run with the ratio, and moderngl (Mesa llvmpipe,
+one thread) on the same mesh if it is installed.
 The mesh is the embedded face model (affectsynth.fitting.FaceModel) when available, else the
 shared ICT-FaceKit npz.
 """
@@ -143,6 +144,62 @@ def case(size: int, batch: int, mesh, *, render, ctx, min_run_time: float) -> di
     return {"size": size, "batch": batch, "coverage": coverage, "forward": fwd, "forward_backward": fb}
 
 
+def moderngl_forward(size: int, mesh, *, min_run_time: float) -> dict:
+    """The same forward pass on OpenGL (Mesa llvmpipe, one thread): colour x bilinear texture.
+
+    Each call uploads the positions and colours (they change between calls in real use), draws,
+    and reads the image back as a tensor; the texture is uploaded once (favourable to GL).
+    """
+    os.environ.setdefault("LP_NUM_THREADS", "1")  # llvmpipe's rasterizer threads, read at context creation
+    import moderngl  # noqa: PLC0415  (optional, only for this comparison)
+
+    verts, tri, uv, tri_uv, _ = mesh
+    pos, tri, uv, tri_uv, attr, tex = build_inputs(size, 1, mesh)
+    # GL needs one index per (position, uv) pair: unify the two topologies once.
+    pairs = torch.stack([tri.long().reshape(-1), tri_uv.long().reshape(-1)], 1)
+    unified, corner = torch.unique(pairs, dim=0, return_inverse=True)
+    vi, ui = unified[:, 0], unified[:, 1]
+    uvs = uv[ui].contiguous()
+    ctx = moderngl.create_standalone_context(backend="egl")
+    prog = ctx.program(
+        vertex_shader="""#version 330
+        in vec4 in_pos; in vec3 in_col; in vec2 in_uv; out vec3 col; out vec2 tc;
+        void main() { gl_Position = in_pos; col = in_col; tc = in_uv; }""",
+        fragment_shader="""#version 330
+        uniform sampler2D tex; in vec3 col; in vec2 tc; out vec4 frag;
+        void main() { frag = vec4(texture(tex, tc).rgb * col, 1.0); }""",
+    )
+    gl_tex = ctx.texture((tex.shape[2], tex.shape[1]), 3, tex[0].numpy().tobytes(), dtype="f4")
+    gl_tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+    gl_tex.use(0)
+    vbo_pos = ctx.buffer(reserve=vi.numel() * 16)
+    vbo_col = ctx.buffer(reserve=vi.numel() * 12)
+    vbo_uv = ctx.buffer(uvs.numpy().astype("f4").tobytes())
+    ibo = ctx.buffer(corner.to(torch.int32).numpy().tobytes())
+    vao = ctx.vertex_array(prog, [(vbo_pos, "4f", "in_pos"), (vbo_col, "3f", "in_col"), (vbo_uv, "2f", "in_uv")],
+                           index_buffer=ibo, index_element_size=4)
+    fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer((size, size), 4, dtype="f4")],
+                          depth_attachment=ctx.depth_renderbuffer((size, size)))
+    fbo.use()
+    ctx.enable(moderngl.DEPTH_TEST)
+
+    def render() -> torch.Tensor:
+        vbo_pos.write(pos[0][vi].numpy().tobytes())
+        vbo_col.write(attr[0][vi].numpy().tobytes())
+        fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        vao.render(moderngl.TRIANGLES)
+        data = fbo.read(components=3, dtype="f4")
+        return torch.frombuffer(bytearray(data), dtype=torch.float32).view(1, size, size, 3)
+
+    img = render()
+    coverage = float((img.abs().sum(-1) > 0).float().mean())
+    fwd = time_it(render, min_run_time=min_run_time)
+    renderer = ctx.info.get("GL_RENDERER", "?")
+    ctx.release()
+    return {"backend": "moderngl", "size": size, "batch": 1, "coverage": coverage, "forward": fwd,
+            "renderer": renderer, "lp_num_threads": os.environ.get("LP_NUM_THREADS")}
+
+
 def first_call_seconds(cache_dir: str | None = None) -> dict:
     """Fresh-process cost of the first call of all four primitives with backward.
 
@@ -244,9 +301,18 @@ def main() -> None:
               f"{ref['forward']['median_ms'] / fast['forward']['median_ms']:.1f}x, forward+backward "
               f"{ref['forward_backward']['median_ms'] / fast['forward_backward']['median_ms']:.1f}x")
     if importlib.util.find_spec("moderngl") is None:
-        print("# moderngl: not installed, skipped")
+        print("# moderngl: not installed, skipped (pip install moderngl; needs system EGL/Mesa)")
     else:
-        print("# moderngl: installed, but no moderngl pipeline is implemented here; skipped")
+        fast = next(r for r in results if r["backend"] == "cpu" and r["size"] == 256 and r["batch"] == 1)
+        try:
+            gl = moderngl_forward(256, mesh, min_run_time=args.min_run_time)
+        except Exception as exc:  # noqa: BLE001  (any GL/EGL failure only skips this optional row)
+            print(f"# moderngl: installed but unusable here ({type(exc).__name__}: {exc}); skipped")
+        else:
+            results.append(gl)
+            print(f"# moderngl ({gl['renderer']}, forward only, not differentiable) 256 B=1: "
+                  f"{gl['forward']['median_ms']:.2f} ms (IQR {gl['forward']['iqr_ms']:.2f}); cpu is "
+                  f"{gl['forward']['median_ms'] / fast['forward']['median_ms']:.1f}x faster")
     fast = next(r for r in results if r["backend"] == "cpu" and r["size"] == 256 and r["batch"] == 1)
     print(f"# targets at 256, B=1, one thread: forward median {fast['forward']['median_ms']:.2f} / min "
           f"{fast['forward']['min_ms']:.2f} ms (<= 5), forward+backward median "
