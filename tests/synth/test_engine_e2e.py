@@ -71,7 +71,9 @@ def test_batch_over_awkward_inputs(tmp_path, astronaut, awkward_writer):
     for row in rows:
         if row["status"] == "ok":
             p = out / row["output"]
-            assert is_readable_image(p) and Image.open(p).size == (64, 64)
+            assert is_readable_image(p)
+            with Image.open(p) as im:
+                assert im.size == (64, 64)
             assert row["expression"] == "happiness" and row["weights"].startswith("{")
     assert "failed: unreadable" in r.stderr
     # resume: nothing new to write, errors retried (and fail again)
@@ -94,16 +96,18 @@ def test_sigkill_then_resume(tmp_path, astronaut):
     cmd = [sys.executable, "-m", "affectsynth.cli", "generate", str(inp), str(out),
            "--expressions", "happiness,sadness,surprise", "--workers", "2", "--quiet"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        m = out / "manifest.csv"
-        if m.exists() and sum(1 for ln in m.read_text().splitlines()[1:] if ",ok," in ln) >= 4:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed; use more inputs"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    log = tmp_path / "first_run.log"  # a file, not a pipe: an unread pipe could block the child
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=log_file, stderr=log_file)
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            m = out / "manifest.csv"
+            if m.exists() and sum(1 for ln in m.read_text().splitlines()[1:] if ",ok," in ln) >= 4:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the run finished before it could be killed: {log.read_text()[-2000:]}"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     p2 = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert p2.returncode == 0, p2.stderr
     rows = [r for r in _rows(out) if r["status"] == "ok"]
@@ -118,7 +122,7 @@ def test_transform_on_a_real_face(astronaut):
     from affectsynth.transform import AffectAugment
 
     aug = AffectAugment(("happiness", "surprise"), p=1.0, seed=0, label_preset="fer2013")
-    t = torch.from_numpy(astronaut).permute(2, 0, 1).float() / 255
+    t = torch.from_numpy(astronaut.copy()).permute(2, 0, 1).float() / 255
     img, label = aug((t, torch.tensor(6)))
     assert img.shape == t.shape and img.dtype == t.dtype and int(label) in (3, 5)
     assert (img - t).abs().max() > 0.05
@@ -132,7 +136,8 @@ def test_demo_writes_grid(tmp_path):
     assert r.exit_code == 0, r.output
     paths = r.stdout.split()
     assert paths == [str(tmp_path / "astronaut.png"), str(tmp_path / "grid.png")]
-    assert Image.open(tmp_path / "grid.png").size[0] > 9 * 128
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.size[0] > 9 * 128
 
 
 class _Faces(torch.utils.data.Dataset):
@@ -144,7 +149,7 @@ class _Faces(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         img, label = self.aug((self.imgs[i], 6))
-        return torch.from_numpy(np.ascontiguousarray(img)), torch.as_tensor(label)
+        return torch.from_numpy(np.array(img)), torch.as_tensor(label)  # a writable copy
 
 
 def test_transform_in_dataloader_with_two_workers(astronaut):

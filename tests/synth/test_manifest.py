@@ -30,7 +30,8 @@ def test_append_then_reopen_knows_done(tmp_path):
     m2 = Manifest(tmp_path / "manifest.csv")
     assert m2.done_outputs == {"o1.png", "o3.png"}
     assert not m2.is_done("o2.png")
-    rows = list(csv.DictReader(open(tmp_path / "manifest.csv", newline="")))
+    with open(tmp_path / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 3 and rows[1]["error"] == "unreadable: ImageLoadError: b.jpg: empty file"
     assert rows[0]["weights"] == '{"jawOpen":0.1235}'
     back = ManifestRow.from_csv_dict(rows[0])
