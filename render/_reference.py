@@ -7,7 +7,7 @@ from torch import Tensor
 
 __all__ = ["visibility_reference", "rasterize_reference", "antialias_reference"]
 
-_DEPTH_SCALE = 2.0**30  # same quantisation as render._cpu_kernels.DEPTH_SCALE / DEPTH_MAX
+_DEPTH_SCALE = 2.0**30  # same quantisation as render._kernels.visibility.DEPTH_SCALE / DEPTH_MAX
 _DEPTH_MAX = 2.0**31 - 1
 
 

@@ -49,7 +49,7 @@ def antialias_construct_topology_hash(tri: Tensor) -> TopologyHash:
         >>> h.opposite.tolist()
         [[3, -1, -1], [-1, -1, 0]]
     """
-    from affectsynth.render._cpu_kernels import topology_opposite  # noqa: PLC0415
+    from affectsynth.render._kernels.antialias import topology_opposite  # noqa: PLC0415
 
     check_tensor(tri, name="tri", where="antialias_construct_topology_hash", dtypes=_INTS)
     check_shape(tri, "T 3", name="tri", where="antialias_construct_topology_hash")
@@ -58,7 +58,7 @@ def antialias_construct_topology_hash(tri: Tensor) -> TopologyHash:
 
 
 def _find_edges(pos: Tensor, rast: Tensor, tri: Tensor, topo: TopologyHash, pos_batched: bool) -> Tensor:
-    from affectsynth.render._cpu_kernels import antialias_find_edges  # noqa: PLC0415
+    from affectsynth.render._kernels.antialias import antialias_find_edges  # noqa: PLC0415
 
     nb, height, width, _ = rast.shape
     p = pos.detach().contiguous()

@@ -61,7 +61,7 @@ class RasterizeCpuContext:
         tri_count: Tensor,
     ) -> Tensor:
         """Triangle id + 1 per pixel ([B, H, W] int32, 0 = empty); see `rasterize`."""
-        from affectsynth.render import _cpu_kernels  # noqa: PLC0415  (numba import is slow)
+        from affectsynth.render._kernels.visibility import rasterize_ids  # noqa: PLC0415  (numba import is slow)
 
         p = pos.detach()
         if p.device.type != "cpu":
@@ -70,7 +70,7 @@ class RasterizeCpuContext:
         nb = int(pos_index.numel())
         ids = torch.empty(nb, height, width, dtype=torch.int32)
         key = torch.empty(height * width, dtype=torch.int64)
-        _cpu_kernels.rasterize_ids(
+        rasterize_ids(
             p,
             tri.detach().to(torch.int32).contiguous().numpy(),
             pos_index.numpy(),

@@ -43,7 +43,7 @@ class _InterpolateCpu(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, attr3, rast, tri):  # type: ignore[override]
-        from affectsynth.render._cpu_kernels import interp_fwd  # noqa: PLC0415
+        from affectsynth.render._kernels.interpolation import interp_fwd  # noqa: PLC0415
 
         a = attr3.detach().contiguous()
         r = rast.detach().contiguous()
@@ -61,7 +61,7 @@ class _InterpolateCpu(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_out):  # type: ignore[override]
-        from affectsynth.render._cpu_kernels import interp_bwd  # noqa: PLC0415
+        from affectsynth.render._kernels.interpolation import interp_bwd  # noqa: PLC0415
 
         a, r, t = ctx.saved_tensors
         ba, nv, na = a.shape

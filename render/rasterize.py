@@ -132,7 +132,7 @@ class _BarycentricsCpu(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pos3, tri, ids, pos_index, grad_db):  # type: ignore[override]
-        from affectsynth.render._cpu_kernels import rast_fill  # noqa: PLC0415
+        from affectsynth.render._kernels.barycentrics import rast_fill  # noqa: PLC0415
 
         nb, height, width = ids.shape
         p = pos3.detach().contiguous()
@@ -146,7 +146,7 @@ class _BarycentricsCpu(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_rast, g_db):  # type: ignore[override]
-        from affectsynth.render._cpu_kernels import rast_grad  # noqa: PLC0415
+        from affectsynth.render._kernels.barycentrics import rast_grad  # noqa: PLC0415
 
         p, t, ids, pos_index = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:

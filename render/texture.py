@@ -40,7 +40,7 @@ class _TextureCpu(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, tex, uv, boundary, linear):  # type: ignore[override]
-        from affectsynth.render import _cpu_kernels as k  # noqa: PLC0415
+        from affectsynth.render._kernels import texture as k  # noqa: PLC0415
 
         t = tex.detach().contiguous()
         u = uv.detach().contiguous()
@@ -64,7 +64,7 @@ class _TextureCpu(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_out):  # type: ignore[override]
-        from affectsynth.render import _cpu_kernels as k  # noqa: PLC0415
+        from affectsynth.render._kernels import texture as k  # noqa: PLC0415
 
         t, u = ctx.saved_tensors
         boundary, linear = ctx.opts
@@ -138,7 +138,7 @@ def texture(
         )
     if boundary_mode not in _BOUNDARIES:
         raise ValueError(f"texture: boundary_mode must be one of {list(_BOUNDARIES)}, got {boundary_mode!r}")
-    nb, height, width = dims["B"], dims["H"], dims["W"]
+    nb = dims["B"]
     bt, ht, wt, ch = tex.shape
     if bt not in (1, nb):
         raise ValueError(f"texture: tex batch must be 1 or {nb} (uv's), got {bt}")

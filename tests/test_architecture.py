@@ -48,9 +48,11 @@ class Module:
 def _modules() -> list[Module]:
     mods = []
     for folder, (pkg, key) in FOLDERS.items():
-        for path in sorted((ROOT / folder).glob("*.py")):
-            is_init = path.stem == "__init__"
-            mods.append(Module(path, pkg if is_init else f"{pkg}.{path.stem}", key, is_init))
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            is_init = parts[-1] == "__init__"
+            dotted = ".".join((pkg, *(parts[:-1] if is_init else parts)))
+            mods.append(Module(path, dotted, key, is_init))
     return mods
 
 
@@ -239,7 +241,7 @@ def test_face_scanner_sees_face_words_and_spares_graphics_words() -> None:
     assert sorted(hits) == ["expression", "face", "landmarks", "mediapipe", "mouth", "teeth"]
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "render").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((ROOT / "render").rglob("*.py")), ids=lambda p: p.relative_to(ROOT / "render").as_posix())
 def test_render_never_mentions_faces(path: Path) -> None:
     hits = face_mentions(path)
     assert not hits, "render must stay face-agnostic:\n" + "\n".join(hits)

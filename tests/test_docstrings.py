@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"synth": "affectsynth", "fitting": "affectsynth.fitting", "blendshapes": "affectsynth.blendshapes",
            "render": "affectsynth.render"}
 MODULE_NAMES = sorted(
-    pkg if path.stem == "__init__" else f"{pkg}.{path.stem}"
+    ".".join((pkg, *(parts[:-1] if parts[-1] == "__init__" else parts)))
     for folder, pkg in FOLDERS.items()
-    for path in (ROOT / folder).glob("*.py")
+    for path in (ROOT / folder).rglob("*.py")
+    for parts in [path.relative_to(ROOT / folder).with_suffix("").parts]
 )
 ARGS_HEADER = re.compile(r"^(?P<indent>\s*)(?:Args|Arguments|Parameters|Keyword Args|Keyword Arguments|Other Parameters):\s*$")
 NAME = r"\*{0,2}[A-Za-z_]\w*"
