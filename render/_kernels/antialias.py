@@ -61,6 +61,16 @@ def _pix(pos, pb, v, xh, yh, fx, fy):
     return pos[pb, v, 0] / w * xh - fx, pos[pb, v, 1] / w * yh - fy
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _edge(k, x0, y0, x1, y1, x2, y2, a0, a1, a2):
+    """Edge k of a triangle (from vertex (k+1)%3 to (k+2)%3) and its fold sign a_k: (xa, ya, xb, yb, a_k)."""
+    if k == 0:
+        return x1, y1, x2, y2, a0
+    if k == 1:
+        return x2, y2, x0, y0, a1
+    return x0, y0, x1, y1, a2
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def antialias_find_edges(pos, pos_index, tri, opp, tid, zw, height, width, items):
     """Find silhouette edges crossing between horizontally/vertically adjacent pixel centres.
@@ -152,12 +162,7 @@ def antialias_find_edges(pos, pos_index, tri, opp, tid, zw, height, width, items
                     best = -1
                     best_dc = -1e300
                     for k in range(3):
-                        if k == 0:
-                            xa, ya, xb, yb, ak = x1, y1, x2, y2, a0
-                        elif k == 1:
-                            xa, ya, xb, yb, ak = x2, y2, x0, y0, a1
-                        else:
-                            xa, ya, xb, yb, ak = x0, y0, x1, y1, a2
+                        xa, ya, xb, yb, ak = _edge(k, x0, y0, x1, y1, x2, y2, a0, a1, a2)
                         if _same_sign(ya, yb):
                             continue
                         dx = xb - xa
@@ -168,12 +173,7 @@ def antialias_find_edges(pos, pos_index, tri, opp, tid, zw, height, width, items
                             best = k
                     if best < 0:
                         continue
-                    if best == 0:
-                        xa, ya, xb, yb, ak = x1, y1, x2, y2, a0
-                    elif best == 1:
-                        xa, ya, xb, yb, ak = x2, y2, x0, y0, a1
-                    else:
-                        xa, ya, xb, yb, ak = x0, y0, x1, y1, a2
+                    xa, ya, xb, yb, ak = _edge(best, x0, y0, x1, y1, x2, y2, a0, a1, a2)
                     if not _same_sign(ak, bb):
                         continue
                     if abs(yb - ya) < abs(xb - xa):

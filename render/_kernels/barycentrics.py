@@ -11,6 +11,29 @@ from numba import njit
 __all__ = ["rast_fill", "rast_grad"]
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _pixel_edges(pos, pb, i0, i1, i2, nx, ny):
+    """Homogeneous edge functions of a triangle at NDC pixel centre (nx, ny), in float64.
+
+    Returns (w0, w1, w2, hx0, hx1, hx2, hy0, hy1, hy2, e0, e1, e2) with hx_k = x_k - nx w_k,
+    hy_k = y_k - ny w_k and e_k the 2D cross products of the other two corners' (hx, hy):
+    e_k / (e0 + e1 + e2) is vertex k's perspective-correct barycentric.
+    """
+    w0 = np.float64(pos[pb, i0, 3])
+    w1 = np.float64(pos[pb, i1, 3])
+    w2 = np.float64(pos[pb, i2, 3])
+    hx0 = pos[pb, i0, 0] - nx * w0
+    hx1 = pos[pb, i1, 0] - nx * w1
+    hx2 = pos[pb, i2, 0] - nx * w2
+    hy0 = pos[pb, i0, 1] - ny * w0
+    hy1 = pos[pb, i1, 1] - ny * w1
+    hy2 = pos[pb, i2, 1] - ny * w2
+    e0 = hx1 * hy2 - hy1 * hx2
+    e1 = hx2 * hy0 - hy2 * hx0
+    e2 = hx0 * hy1 - hy0 * hx1
+    return w0, w1, w2, hx0, hx1, hx2, hy0, hy1, hy2, e0, e1, e2
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def rast_fill(pos, tri, pos_index, ids, rast, rast_db, want_db):
     """Fill rast [B, H, W, 4] (and rast_db when want_db) from ids; empty pixels get zeros."""
@@ -34,18 +57,7 @@ def rast_fill(pos, tri, pos_index, ids, rast, rast_db, want_db):
                 i1 = tri[t, 1]
                 i2 = tri[t, 2]
                 nx = (c + 0.5) * sx - 1.0
-                w0 = np.float64(pos[pb, i0, 3])
-                w1 = np.float64(pos[pb, i1, 3])
-                w2 = np.float64(pos[pb, i2, 3])
-                hx0 = pos[pb, i0, 0] - nx * w0
-                hx1 = pos[pb, i1, 0] - nx * w1
-                hx2 = pos[pb, i2, 0] - nx * w2
-                hy0 = pos[pb, i0, 1] - ny * w0
-                hy1 = pos[pb, i1, 1] - ny * w1
-                hy2 = pos[pb, i2, 1] - ny * w2
-                e0 = hx1 * hy2 - hy1 * hx2
-                e1 = hx2 * hy0 - hy2 * hx0
-                e2 = hx0 * hy1 - hy0 * hx1
+                w0, w1, w2, hx0, hx1, hx2, hy0, hy1, hy2, e0, e1, e2 = _pixel_edges(pos, pb, i0, i1, i2, nx, ny)
                 inv = 1.0 / (e0 + e1 + e2)
                 rast[b, r, c, 0] = e0 * inv
                 rast[b, r, c, 1] = e1 * inv
@@ -93,21 +105,10 @@ def rast_grad(pos, tri, pos_index, ids, grad_rast, grad_pos):
                 i1 = tri[t, 1]
                 i2 = tri[t, 2]
                 nx = (c + 0.5) * sx - 1.0
-                w0 = np.float64(pos[pb, i0, 3])
-                w1 = np.float64(pos[pb, i1, 3])
-                w2 = np.float64(pos[pb, i2, 3])
                 z0 = np.float64(pos[pb, i0, 2])
                 z1 = np.float64(pos[pb, i1, 2])
                 z2 = np.float64(pos[pb, i2, 2])
-                hx0 = pos[pb, i0, 0] - nx * w0
-                hx1 = pos[pb, i1, 0] - nx * w1
-                hx2 = pos[pb, i2, 0] - nx * w2
-                hy0 = pos[pb, i0, 1] - ny * w0
-                hy1 = pos[pb, i1, 1] - ny * w1
-                hy2 = pos[pb, i2, 1] - ny * w2
-                e0 = hx1 * hy2 - hy1 * hx2
-                e1 = hx2 * hy0 - hy2 * hx0
-                e2 = hx0 * hy1 - hy0 * hx1
+                w0, w1, w2, hx0, hx1, hx2, hy0, hy1, hy2, e0, e1, e2 = _pixel_edges(pos, pb, i0, i1, i2, nx, ny)
                 s = e0 + e1 + e2
                 u = e0 / s
                 v = e1 / s

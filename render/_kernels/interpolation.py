@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from affectsynth.render._kernels.pixels import next_image
+
 __all__ = ["interp_fwd", "interp_bwd"]
 
 
@@ -27,14 +29,10 @@ def interp_fwd(attr, nv, attr_batched, tri, rast, pix_per_image, out):
     na = attr.shape[1]
     nt = np.uint64(tri.shape[0])
     bad = 0
-    # Image index without a per-pixel integer division (it costs ~2x in these loops).
     base = 0
     image_end = pix_per_image
     for i in range(rast.shape[0]):
-        if i == image_end:
-            image_end += pix_per_image
-            if attr_batched:
-                base += nv
+        image_end, base = next_image(i, image_end, base, pix_per_image, nv, attr_batched)
         t = np.int64(rast[i, 3]) - 1  # ids are exact in float; truncated as nvdiffrast does
         if np.uint64(t) >= nt:  # empty (t = -1) or out of range, in one compare
             if t >= 0:
@@ -58,14 +56,10 @@ def interp_bwd(attr, nv, attr_batched, tri, rast, pix_per_image, grad_out, want_
     """Accumulate dL/dattr ([Ba * V, A], if want_attr) and write dL/drast's (u, v) ([N, 4]), zero-filled."""
     na = attr.shape[1]
     nt = np.uint64(tri.shape[0])
-    # Image index without a per-pixel integer division (it costs ~2x in these loops).
     base = 0
     image_end = pix_per_image
     for i in range(rast.shape[0]):
-        if i == image_end:
-            image_end += pix_per_image
-            if attr_batched:
-                base += nv
+        image_end, base = next_image(i, image_end, base, pix_per_image, nv, attr_batched)
         t = np.int64(rast[i, 3]) - 1
         if np.uint64(t) >= nt:  # empty or out of range
             continue

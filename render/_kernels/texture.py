@@ -7,6 +7,7 @@ import math
 import numpy as np
 from numba import njit
 
+from affectsynth.render._kernels.pixels import next_image
 from affectsynth.render._kernels.prefetch import prefetch_row
 
 __all__ = ["tex_taps", "tex_gather", "tex_scatter", "tex_nearest_fwd", "tex_nearest_bwd"]
@@ -57,14 +58,10 @@ def tex_taps(uv, ht, wt, tex_batched, pix_per_image, boundary, consts, idx, frac
     htf = consts[0]
     wtf = consts[1]
     half = consts[2]
-    # Image index without a per-pixel integer division (it costs ~2x in these loops).
     base = 0
     image_end = pix_per_image
     for i in range(uv.shape[0]):
-        if i == image_end:
-            image_end += pix_per_image
-            if tex_batched:
-                base += ht * wt
+        image_end, base = next_image(i, image_end, base, pix_per_image, ht * wt, tex_batched)
         u = uv[i, 0]
         v = uv[i, 1]
         if not (math.isfinite(u) and math.isfinite(v)):
@@ -187,26 +184,26 @@ def tex_scatter(tex, idx, frac, consts, grad_out, grad_tex, grad_uv):
         grad_uv[i, 1] = gfy * htf
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _nearest_texel(u, v, ht, wt, base, boundary):
+    """Row of the texel under (u, v) in the flattened textures, or -1 (non-finite uv, or outside in 'zero' mode)."""
+    if not (math.isfinite(u) and math.isfinite(v)):
+        return -1
+    xi, okx = _texel(int(math.floor(u * wt)), wt, boundary)
+    yi, oky = _texel(int(math.floor(v * ht)), ht, boundary)
+    return base + yi * wt + xi if (okx and oky) else -1
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def tex_nearest_fwd(tex, ht, wt, tex_batched, uv, pix_per_image, boundary, out):
     """Nearest-texel sampling: out [N, C] (zero-filled) from tex [Bt * Ht * Wt, C] at uv [N, 2]."""
     nc = tex.shape[1]
-    # Image index without a per-pixel integer division (it costs ~2x in these loops).
     base = 0
     image_end = pix_per_image
     for i in range(uv.shape[0]):
-        if i == image_end:
-            image_end += pix_per_image
-            if tex_batched:
-                base += ht * wt
-        u = uv[i, 0]
-        v = uv[i, 1]
-        if not (math.isfinite(u) and math.isfinite(v)):
-            continue
-        xi, okx = _texel(int(math.floor(u * wt)), wt, boundary)
-        yi, oky = _texel(int(math.floor(v * ht)), ht, boundary)
-        if okx and oky:
-            t = base + yi * wt + xi
+        image_end, base = next_image(i, image_end, base, pix_per_image, ht * wt, tex_batched)
+        t = _nearest_texel(uv[i, 0], uv[i, 1], ht, wt, base, boundary)
+        if t >= 0:
             for k in range(nc):
                 out[i, k] = tex[t, k]
 
@@ -215,21 +212,11 @@ def tex_nearest_fwd(tex, ht, wt, tex_batched, uv, pix_per_image, boundary, out):
 def tex_nearest_bwd(ht, wt, tex_batched, uv, pix_per_image, boundary, grad_out, grad_tex):
     """Backward of tex_nearest_fwd w.r.t. the texture (uv gets no gradient)."""
     nc = grad_tex.shape[1]
-    # Image index without a per-pixel integer division (it costs ~2x in these loops).
     base = 0
     image_end = pix_per_image
     for i in range(uv.shape[0]):
-        if i == image_end:
-            image_end += pix_per_image
-            if tex_batched:
-                base += ht * wt
-        u = uv[i, 0]
-        v = uv[i, 1]
-        if not (math.isfinite(u) and math.isfinite(v)):
-            continue
-        xi, okx = _texel(int(math.floor(u * wt)), wt, boundary)
-        yi, oky = _texel(int(math.floor(v * ht)), ht, boundary)
-        if okx and oky:
-            t = base + yi * wt + xi
+        image_end, base = next_image(i, image_end, base, pix_per_image, ht * wt, tex_batched)
+        t = _nearest_texel(uv[i, 0], uv[i, 1], ht, wt, base, boundary)
+        if t >= 0:
             for k in range(nc):
                 grad_tex[t, k] += grad_out[i, k]
