@@ -40,6 +40,11 @@ class MouthMaterials:
             depth measured behind the front teeth (teeth) or behind the lips (gums, tongue, cavity),
             so the back of the mouth is dark and an opened mouth reads as a mouth.
         floor: the darkest factor.
+        ambient: shading of a mouth surface seen edge-on; one facing the camera gets 1 (the
+            facing ratio |n . v| interpolates between), so teeth look rounded, not cut out.
+        teeth_gap_px: teeth-coloured closing of the teeth in the image: gaps up to this many
+            pixels between teeth (the model's crowns stand apart, photos show them touching) take
+            the teeth's colour instead of showing the dark mouth behind. 0 = off.
     """
 
     teeth: tuple[float, float, float] = (0.92, 0.89, 0.82)
@@ -47,6 +52,8 @@ class MouthMaterials:
     socket: tuple[float, float, float] = (0.32, 0.13, 0.12)
     depth_falloff_cm: float = 2.0
     floor: float = 0.22
+    ambient: float = 0.55
+    teeth_gap_px: int = 1
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ class FaceRenderer:
             self.tri_kind[m[self.drawn]] = k
         # skin triangle lists: the rendered front (texture unwrap) and all skin (motion field)
         self.skin_tri = model.triangles[self.skin].contiguous()
+        self.mouth_tri = model.triangles[self.teeth | self.gums | self.socket].contiguous()
         self.motion_tri = model.triangles[self.all_skin].contiguous()
         # per-model constants, computed once: vertices each list uses, antialias edge adjacency
         self.drawn_vertices = torch.unique(self.tri.long())
@@ -184,9 +192,13 @@ class FaceRenderer:
         if shading is not None:
             shade, _ = interpolate(shading[None], rast, self.tri)
             skin = skin * shade[0]
-        depth, _ = interpolate(self.mouth_depth[None], rast, self.tri)
         mm = self.materials
-        darken = mm.floor + (1.0 - mm.floor) * torch.exp(-depth[0] / mm.depth_falloff_cm)
+        normals = vertex_normals(vertices_cam, self.mouth_tri)
+        facing = (normals * vertices_cam).sum(-1).abs() / vertices_cam.norm(dim=-1).clamp_min(1e-6)
+        depth_facing, _ = interpolate(torch.stack([self.mouth_depth[:, 0], facing], -1)[None], rast, self.tri)
+        depth, facing = depth_facing[0, ..., :1], depth_facing[0, ..., 1:]
+        darken = mm.floor + (1.0 - mm.floor) * torch.exp(-depth / mm.depth_falloff_cm)
+        darken = darken * (mm.ambient + (1.0 - mm.ambient) * facing.clamp(0.0, 1.0))
         if skin_color is None:
             skin_color = torch.tensor(TYPICAL_SKIN, device=vertices_cam.device)
         colors = self.material_colors(skin_color)
@@ -194,6 +206,8 @@ class FaceRenderer:
         # closed lips is dark in photos, not white.
         colors[1] = colors[3] + (colors[1] - colors[3]) * self.teeth_visibility(vertices_cam)
         mouth = colors[kind] * darken
+        if mm.teeth_gap_px > 0:
+            mouth, kind = _close_teeth_gaps(mouth, kind, mm.teeth_gap_px)
         color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
         rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
         out = antialias(rgba[None], rast, clip, self.tri, topology_hash=self.topology)[0]
@@ -202,3 +216,25 @@ class FaceRenderer:
     def vertex_normals(self, vertices_cam: Tensor) -> Tensor:
         """[V, 3] unit normals of the skin surface."""
         return vertex_normals(vertices_cam, self.skin_tri)
+
+
+def _close_teeth_gaps(mouth: Tensor, kind: Tensor, gap_px: int) -> tuple[Tensor, Tensor]:
+    """Fill mouth-interior pixels lying in gaps of at most `gap_px` between teeth pixels (a
+    morphological closing of the teeth mask) with the mean colour of the teeth around them."""
+    F = torch.nn.functional
+    teeth = (kind == 1).to(mouth.dtype)[None, None]
+    size = 2 * gap_px + 1
+    dilated = F.max_pool2d(teeth, size, stride=1, padding=gap_px)
+    # erosion = complement of the dilated complement; outside the window counts as "not teeth"
+    closed = 1.0 - F.max_pool2d(F.pad(1.0 - dilated, (gap_px,) * 4, value=1.0), size, stride=1)
+    closed = closed[0, 0] > 0.5
+    gap = closed & (kind >= 2)  # gums, tongue or socket showing between teeth
+    if not bool(gap.any()):
+        return mouth, kind
+    w = teeth[0, 0][..., None]
+    box = torch.ones(1, 1, size, size, dtype=mouth.dtype, device=mouth.device)
+    num = F.conv2d((mouth * w).permute(2, 0, 1)[:, None], box, padding=gap_px)[:, 0].permute(1, 2, 0)
+    den = F.conv2d(teeth, box, padding=gap_px)[0, 0][..., None]
+    filled = num / den.clamp_min(1e-6)
+    mouth = torch.where(gap[..., None], filled, mouth)
+    return mouth, torch.where(gap, torch.ones_like(kind), kind)
