@@ -221,6 +221,22 @@ class FaceRenderer:
 def _close_teeth_gaps(mouth: Tensor, kind: Tensor, gap_px: int) -> tuple[Tensor, Tensor]:
     """Fill mouth-interior pixels lying in gaps of at most `gap_px` between teeth pixels (a
     morphological closing of the teeth mask) with the mean colour of the teeth around them."""
+    is_teeth = kind == 1
+    rows, cols = is_teeth.any(1).nonzero(), is_teeth.any(0).nonzero()
+    if rows.numel() == 0:
+        return mouth, kind
+    # only the teeth's bounding box (plus the gap) can change: work on that crop
+    r0, r1 = max(0, int(rows[0]) - gap_px), int(rows[-1]) + gap_px + 1
+    c0, c1 = max(0, int(cols[0]) - gap_px), int(cols[-1]) + gap_px + 1
+    box = (slice(r0, r1), slice(c0, c1))
+    sub_mouth, sub_kind = _close_teeth_gaps_in(mouth[box], kind[box], gap_px)
+    mouth, kind = mouth.clone(), kind.clone()
+    mouth[box], kind[box] = sub_mouth, sub_kind
+    return mouth, kind
+
+
+def _close_teeth_gaps_in(mouth: Tensor, kind: Tensor, gap_px: int) -> tuple[Tensor, Tensor]:
+    """`_close_teeth_gaps` on a crop that holds all teeth pixels with a `gap_px` margin."""
     F = torch.nn.functional
     teeth = (kind == 1).to(mouth.dtype)[None, None]
     size = 2 * gap_px + 1
@@ -232,9 +248,9 @@ def _close_teeth_gaps(mouth: Tensor, kind: Tensor, gap_px: int) -> tuple[Tensor,
     if not bool(gap.any()):
         return mouth, kind
     w = teeth[0, 0][..., None]
-    box = torch.ones(1, 1, size, size, dtype=mouth.dtype, device=mouth.device)
-    num = F.conv2d((mouth * w).permute(2, 0, 1)[:, None], box, padding=gap_px)[:, 0].permute(1, 2, 0)
-    den = F.conv2d(teeth, box, padding=gap_px)[0, 0][..., None]
+    ones = torch.ones(1, 1, size, size, dtype=mouth.dtype, device=mouth.device)
+    num = F.conv2d((mouth * w).permute(2, 0, 1)[:, None], ones, padding=gap_px)[:, 0].permute(1, 2, 0)
+    den = F.conv2d(teeth, ones, padding=gap_px)[0, 0][..., None]
     filled = num / den.clamp_min(1e-6)
     mouth = torch.where(gap[..., None], filled, mouth)
     return mouth, torch.where(gap, torch.ones_like(kind), kind)
