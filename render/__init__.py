@@ -39,7 +39,9 @@ from affectsynth.render.unwrap import (
     uv_tile_triangles,
     vertex_normals,
 )
-from affectsynth.render.warp import effective_margin, motion_field, motion_window, pixel_centres, sample_bilinear, warp_image
+from affectsynth.render.warp import (
+    effective_margin, motion_field, motion_window, pixel_centres, sample_bilinear, sample_image, warp_image,
+)
 
 __all__ = [
     "CompositeResult",
@@ -74,6 +76,7 @@ __all__ = [
     "push_pull_fill",
     "rasterize",
     "sample_bilinear",
+    "sample_image",
     "texture",
     "to_clip",
     "unwrap_texture",

@@ -20,7 +20,7 @@ from scipy.ndimage import distance_transform_edt
 from torch import Tensor
 
 from affectsynth.render.color import match_color
-from affectsynth.render.warp import pixel_centres, sample_bilinear
+from affectsynth.render.warp import pixel_centres, sample_image
 
 __all__ = ["CompositeSettings", "CompositeResult", "composite", "feather_mask"]
 
@@ -34,12 +34,15 @@ class CompositeSettings:
         erode_px: the ramp starts this far inside the coverage, pixels (>= 0).
         coverage_threshold: coverage above which a pixel counts as inside for the distance.
         color_match: match the render's per-channel mean/std to the warped photo under it.
+        warp_mode: interpolation of the warped photo, "bicubic" (keeps fine texture when pixels
+            move by fractions of a pixel) or "bilinear".
     """
 
     feather_px: float = 4.0
     erode_px: float = 1.0
     coverage_threshold: float = 0.5
     color_match: bool = False
+    warp_mode: str = "bicubic"
 
     def __post_init__(self) -> None:
         if self.feather_px < 0 or self.erode_px < 0:
@@ -47,6 +50,8 @@ class CompositeSettings:
                 f"CompositeSettings: feather_px and erode_px must be >= 0, got "
                 f"{self.feather_px}, {self.erode_px}"
             )
+        if self.warp_mode not in ("bilinear", "bicubic"):
+            raise ValueError(f"CompositeSettings: warp_mode must be 'bilinear' or 'bicubic', got {self.warp_mode!r}")
         if not 0.0 <= self.coverage_threshold < 1.0:
             raise ValueError(
                 f"CompositeSettings: coverage_threshold must be in [0, 1), got {self.coverage_threshold}"
@@ -130,6 +135,7 @@ def composite(
     window: tuple[int, int] = (0, 0),
     flow: Tensor | None = None,
     flow_window: tuple[int, int] = (0, 0),
+    opacity: Tensor | None = None,
     settings: CompositeSettings | None = None,
 ) -> CompositeResult:
     """Paste a rendered window over the photo, warping the photo around it by a flow.
@@ -144,6 +150,8 @@ def composite(
             whose top-left pixel is photo pixel ``flow_window``; the photo is warped by it
             (samples may come from anywhere in the photo).
         flow_window: (x0, y0) of the flow in the photo.
+        opacity: optional [h, w] in [0, 1] multiplying the render's feathered alpha: 0 where the
+            (warped) photo itself should show, e.g. where it is as good as the render and sharper.
         settings: `CompositeSettings` (feathering, colour match); None = defaults.
 
     Returns:
@@ -165,6 +173,8 @@ def composite(
         )
     if render_mask.shape != rendered.shape[:2]:
         raise ValueError(f"composite: render_mask must be {list(rendered.shape[:2])}, got {list(render_mask.shape)}")
+    if opacity is not None and opacity.shape != rendered.shape[:2]:
+        raise ValueError(f"composite: opacity must be {list(rendered.shape[:2])}, got {list(opacity.shape)}")
     if flow is not None and (flow.ndim != 3 or flow.shape[-1] != 2):
         raise ValueError(f"composite: flow must be [fh, fw, 2], got {list(flow.shape)}")
     H, W, C = photo.shape
@@ -187,6 +197,8 @@ def composite(
     alpha_full = feather_mask(
         render_mask, feather_px=s.feather_px, erode_px=s.erode_px, threshold=s.coverage_threshold
     ).to(device)
+    if opacity is not None:
+        alpha_full = alpha_full * opacity.to(device=device, dtype=alpha_full.dtype).clamp(0.0, 1.0)
     if X1 <= X0 or Y1 <= Y0:
         return CompositeResult(out, used, alpha_full)
 
@@ -207,7 +219,7 @@ def composite(
             src = _to_float(photo[py0:py1, px0:px1])
             coords = pixel_centres(Y1 - Y0, X1 - X0, device=device) + fl
             coords = coords + torch.tensor([X0 - px0, Y0 - py0], dtype=torch.float32, device=device)
-            warped = sample_bilinear(src, coords.to(src.dtype))
+            warped = sample_image(src, coords.to(src.dtype), mode=s.warp_mode)
             base = torch.where(moved[..., None], warped, base)
 
     # render alpha in the region's frame

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from affectsynth.fitting import Camera, FaceModel
 from affectsynth.render import antialias, antialias_construct_topology_hash, interpolate, rasterize, texture
-from affectsynth.render.camera import crop_intrinsics, projection_matrix, to_clip
+from affectsynth.render.camera import crop_intrinsics, project_points, projection_matrix, to_clip
 from affectsynth.render.unwrap import vertex_normals
 
 __all__ = ["MouthMaterials", "FaceRenderer", "RenderedFace", "NARROW_FACE_VERTICES"]
@@ -45,6 +45,9 @@ class MouthMaterials:
         teeth_gap_px: teeth-coloured closing of the teeth in the image: gaps up to this many
             pixels between teeth (the model's crowns stand apart, photos show them touching) take
             the teeth's colour instead of showing the dark mouth behind. 0 = off.
+        min_opening: openings between the lips thinner than this fraction of the mouth's width
+            (vertically, in the image) are drawn in the shadowed cavity colour: a slit between
+            nearly closed lips is dark in photos, not a white line of teeth. 0 = off.
     """
 
     teeth: tuple[float, float, float] = (0.92, 0.89, 0.82)
@@ -54,6 +57,7 @@ class MouthMaterials:
     floor: float = 0.22
     ambient: float = 0.55
     teeth_gap_px: int = 1
+    min_opening: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -64,11 +68,15 @@ class RenderedFace:
         color: [h, w, 3] float32 in [0, 1], antialiased.
         coverage: [h, w] float32 in [0, 1].
         window: (x0, y0, w, h) in photo pixels.
+        photo_weight: [h, w] float32 in [0, 1], how far the (warped) photo can stand in for the
+            render: the skin's `photo_weight` texture where skin is drawn, 0 on the mouth
+            materials; None when no such texture was given.
     """
 
     color: Tensor
     coverage: Tensor
     window: tuple[int, int, int, int]
+    photo_weight: Tensor | None = None
 
 
 class FaceRenderer:
@@ -164,6 +172,7 @@ class FaceRenderer:
         *,
         skin_color: Tensor | None = None,
         shading: Tensor | None = None,
+        photo_weight: Tensor | None = None,
     ) -> RenderedFace:
         """Render the mesh into a window of the photo.
 
@@ -175,6 +184,8 @@ class FaceRenderer:
             skin_color: [3] mean RGB of the visible face in the photo (sets the mouth colours'
                 brightness and saturation); default a typical skin tone.
             shading: [V, 1] optional per-vertex multiplier of the skin colour (relighting).
+            photo_weight: [R, R] optional texture (same UVs as `tex`) of how reliably the photo
+                saw each texel; rendered into `RenderedFace.photo_weight`.
 
         Returns:
             `RenderedFace` with colour and coverage of the window.
@@ -188,7 +199,10 @@ class FaceRenderer:
         covered = tid >= 0
         kind = torch.where(covered, self.tri_kind[tid.clamp_min(0)], torch.zeros_like(tid))
         uv, _ = interpolate(self.model.uv[None], rast, self.tri_uv)
+        if photo_weight is not None:  # sampled with the skin in one pass
+            tex = torch.cat([tex, photo_weight[..., None].to(tex.dtype)], -1)
         skin = texture(tex[None].contiguous(), uv, boundary_mode="clamp")[0]
+        skin, skin_weight = (skin[..., :3], skin[..., 3]) if photo_weight is not None else (skin, None)
         if shading is not None:
             shade, _ = interpolate(shading[None], rast, self.tri)
             skin = skin * shade[0]
@@ -208,10 +222,20 @@ class FaceRenderer:
         mouth = colors[kind] * darken
         if mm.teeth_gap_px > 0:
             mouth, kind = _close_teeth_gaps(mouth, kind, mm.teeth_gap_px)
+        if mm.min_opening > 0:
+            lm = self.model.landmarks68
+            corners = project_points(vertices_cam[lm[[48, 54]]], fx, fy, cx, cy)
+            # at least 2 px: on small faces a one-pixel line of teeth reads as a white scratch
+            min_px = max(2, int(round(mm.min_opening * float((corners[0] - corners[1]).norm()))))
+            shown = _opening_thickness(kind > 0, min_px)[..., None]
+            mouth = colors[3] * 0.5 + (mouth - colors[3] * 0.5) * shown
         color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
         rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
         out = antialias(rgba[None], rast, clip, self.tri, topology_hash=self.topology)[0]
-        return RenderedFace(out[..., :3].clamp(0, 1), out[..., 3].clamp(0, 1), (x0, y0, w, h))
+        weight = None
+        if skin_weight is not None:
+            weight = torch.where(covered & (kind == 0), skin_weight, torch.zeros_like(skin_weight)).clamp(0, 1)
+        return RenderedFace(out[..., :3].clamp(0, 1), out[..., 3].clamp(0, 1), (x0, y0, w, h), weight)
 
     def vertex_normals(self, vertices_cam: Tensor) -> Tensor:
         """[V, 3] unit normals of the skin surface."""
@@ -254,3 +278,34 @@ def _close_teeth_gaps_in(mouth: Tensor, kind: Tensor, gap_px: int) -> tuple[Tens
     filled = num / den.clamp_min(1e-6)
     mouth = torch.where(gap[..., None], filled, mouth)
     return mouth, torch.where(gap, torch.ones_like(kind), kind)
+
+
+def _opening_thickness(mask: Tensor, min_px: int) -> Tensor:
+    """[h, w] in [0, 1] per pixel of `mask`: 0 where its vertical run is shorter than `min_px`,
+    rising to 1 at twice that, smoothed along rows (no dashes where a slanted slit's run length
+    alternates); 1 outside the mask.
+
+    Computed as the fraction of vertical openings, of heights `min_px` .. `2 min_px`, that keep the
+    pixel, on the mask's bounding box only.
+    """
+    F = torch.nn.functional
+    out = torch.ones(mask.shape, dtype=torch.float32, device=mask.device)
+    rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
+    if rows.numel() == 0:
+        return out
+    box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    m = mask[box].to(torch.float32)[None, None]
+    kept = torch.zeros_like(m)
+    heights = range(min_px, 2 * min_px + 1)
+    for h in heights:
+        top = h // 2
+        eroded = 1.0 - F.max_pool2d(F.pad(1.0 - m, (0, 0, top, h - 1 - top), value=1.0), (h, 1), stride=1)
+        kept += F.max_pool2d(F.pad(eroded, (0, 0, h - 1 - top, top), value=0.0), (h, 1), stride=1)
+    frac = kept / len(heights)
+
+    def row_mean(x: Tensor) -> Tensor:
+        return F.avg_pool2d(F.pad(x, (1, 1, 0, 0)), (1, 3), stride=1)
+
+    frac = row_mean(frac * m) / row_mean(m).clamp_min(1e-6)  # mean over mask neighbours only
+    out[box] = torch.where(mask[box], frac[0, 0], out[box])
+    return out

@@ -60,6 +60,10 @@ class SynthSettings:
         head_rotation_deg: (max |yaw|, max |pitch|) random extra head rotation; (0, 0) = off.
         light_strength: random relighting strength in [0, 1]; 0 = off.
         materials: mouth interior colours.
+        reuse_photo: where the photo saw the skin, show the photo warped by the face's motion
+            instead of the re-rendered texture: one resampling instead of two keeps the skin's
+            detail (pores, stubble, freckles) and so the person's look. The render still draws
+            the mouth interior, skin the photo did not see, and any relit or re-posed face.
     """
 
     texture_min: int = 128
@@ -69,6 +73,7 @@ class SynthSettings:
     head_rotation_deg: tuple[float, float] = (0.0, 0.0)
     light_strength: float = 0.0
     materials: MouthMaterials = field(default_factory=MouthMaterials)
+    reuse_photo: bool = True
 
     def __post_init__(self) -> None:
         if not 16 <= self.texture_min <= self.texture_max <= 4096:
@@ -89,6 +94,8 @@ class PreparedFace:
         vertices: [V, 3] camera-space vertices of the fitted face.
         skin_color: [3] mean RGB of the visible face, in [0, 1].
         photo: [H, W, 3] uint8 the photo (as a tensor).
+        photo_weight: [R, R] float32 in [0, 1], texels the photo saw clearly (1) fading to 0 at
+            the edges of what it saw (see `SynthSettings.reuse_photo`).
     """
 
     fit: FaceFit
@@ -96,6 +103,7 @@ class PreparedFace:
     vertices: Tensor
     skin_color: Tensor
     photo: Tensor
+    photo_weight: Tensor
 
 
 @dataclass(frozen=True)
@@ -234,7 +242,8 @@ class Synthesizer:
         tex = fill_texture(un.texture, un.visible.to(un.texture.dtype), mirror_uv=mirror)
         vis = un.weight > 0.5
         skin = un.texture[vis].mean(0) if vis.any() else torch.tensor(TYPICAL_SKIN, device=self.device)
-        prepared = PreparedFace(fit=fit, texture=tex, vertices=verts, skin_color=skin, photo=photo)
+        prepared = PreparedFace(fit=fit, texture=tex, vertices=verts, skin_color=skin, photo=photo,
+                                photo_weight=_seen_weight(un.visible))
         self._cache[key] = prepared
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -364,13 +373,17 @@ class Synthesizer:
         new_pix = project_points(new, cam.fx, cam.fy, cam.cx, cam.cy)
         drawn_v = r.drawn_vertices
         window = r.window_for(torch.cat([new_pix[drawn_v], old_pix[drawn_v]]), (cam.width, cam.height))
-        rendered = r.render(new, prepared.texture, cam, window, skin_color=prepared.skin_color, shading=shading)
+        reuse = self.settings.reuse_photo and shading is None and not any(abs(a) > 1e-6 for a in head_rotation_deg)
+        rendered = r.render(new, prepared.texture, cam, window, skin_color=prepared.skin_color, shading=shading,
+                            photo_weight=prepared.photo_weight if reuse else None)
+        opacity = None if rendered.photo_weight is None else 1.0 - rendered.photo_weight
         skin_v = r.motion_vertices
         fwin = motion_window(old_pix[skin_v], new_pix[skin_v], (cam.height, cam.width), margin_px=self.settings.margin_px)
         flow = motion_field(old_pix, new_pix, r.motion_tri, (cam.height, cam.width), margin_px=self.settings.margin_px,
                             dst_depth=new[:, 2], window=fwin, scale=0.5 if min(fwin[2:]) >= 96 else 1.0)
         comp = composite(prepared.photo, rendered.color, rendered.coverage, window=window[:2], flow=flow,
-                         flow_window=fwin[:2], settings=CompositeSettings(feather_px=self.settings.feather_px))
+                         flow_window=fwin[:2], opacity=opacity,
+                         settings=CompositeSettings(feather_px=self.settings.feather_px))
         out_fit = FaceFit(
             identity=fit.identity, expression=weights.detach(), rotation=rotation, translation=translation,
             camera=cam, landmarks=fit.landmarks, landmark_kind=fit.landmark_kind, residuals=fit.residuals,
@@ -423,6 +436,16 @@ def _mouth_opening_mask(fit: FaceFit, shape: tuple[int, int]) -> np.ndarray | No
     mask = Image.new("L", (shape[1], shape[0]), 0)
     ImageDraw.Draw(mask).polygon([tuple(p) for p in pts.tolist()], fill=255, outline=255)
     return np.asarray(mask) > 0
+
+
+def _seen_weight(visible: Tensor, *, erode: int = 2, blur: int = 5) -> Tensor:
+    """[R, R] weight of texels the photo saw: the visibility eroded by `erode` texels (edges of what
+    the photo saw carry background and fit error) and box-blurred over `blur` texels (no seam
+    where the warped photo hands over to the render)."""
+    F = torch.nn.functional
+    seen = visible.to(torch.float32)[None, None]
+    seen = -F.max_pool2d(-seen, 2 * erode + 1, stride=1, padding=erode)
+    return F.avg_pool2d(seen, blur, stride=1, padding=blur // 2, count_include_pad=False)[0, 0]
 
 
 def _relight(normals: Tensor, azimuth_deg: float, strength: float) -> Tensor:

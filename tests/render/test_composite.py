@@ -122,3 +122,22 @@ def test_result_to_and_detach():
     moved = res.to("cpu").detach()
     assert moved.image.dtype == torch.uint8 and torch.equal(moved.image, res.image)
     assert torch.equal(moved.mask_used, res.mask_used)
+
+
+def test_opacity_lets_the_warped_photo_show_through():
+    """Opacity 0 shows the photo (warped by the flow) under the render; 1 keeps the render."""
+    photo = torch.rand(40, 40, 3)
+    rendered = torch.full((20, 20, 3), 0.9)
+    cov = torch.ones(20, 20)
+    flow = torch.zeros(40, 40, 2)
+    flow[..., 0] = 2.0  # the photo moves by two pixels everywhere
+    opacity = torch.ones(20, 20)
+    opacity[:, :10] = 0.0
+    settings = CompositeSettings(feather_px=0.0, erode_px=0.0, warp_mode="bilinear")
+    res = composite(photo, rendered, cov, window=(10, 10), flow=flow, opacity=opacity, settings=settings)
+    torch.testing.assert_close(res.image[15, 12], photo[15, 14])  # left half: the warped photo
+    torch.testing.assert_close(res.image[15, 25], torch.full((3,), 0.9))  # right half: the render
+    with pytest.raises(ValueError, match="opacity"):
+        composite(photo, rendered, cov, opacity=torch.ones(5, 5))
+    with pytest.raises(ValueError, match="warp_mode"):
+        CompositeSettings(warp_mode="nearest")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from affectsynth.blendshapes import Expression
-from affectsynth.face_render import FaceRenderer, MouthMaterials, _close_teeth_gaps
+from affectsynth.face_render import FaceRenderer, MouthMaterials, _close_teeth_gaps, _opening_thickness
 from affectsynth.fitting import reconstruct
 from affectsynth.render import rasterize
 from affectsynth.render.camera import crop_intrinsics, project_points, projection_matrix, to_clip
@@ -73,10 +73,20 @@ def test_teeth_show_as_a_row_not_a_comb(smile):
 
 def test_teeth_are_shaded_not_flat(smile):
     """Facing-ratio shading spreads the teeth's brightness (rounded), where ambient 1 keeps one tone."""
-    no_depth = dataclasses.replace(MouthMaterials(), depth_falloff_cm=1e9, teeth_gap_px=0)
+    no_depth = dataclasses.replace(MouthMaterials(), depth_falloff_cm=1e9, teeth_gap_px=0, min_opening=0.0)
     flat, kind = _render(*smile, dataclasses.replace(no_depth, ambient=1.0))
     shaded, _ = _render(*smile, no_depth)
     inner = kind == 1
     inner[1:-1, 1:-1] &= inner[:-2, 1:-1] & inner[2:, 1:-1] & inner[1:-1, :-2] & inner[1:-1, 2:]  # off the edges
     assert inner.sum() > 30
     assert shaded.mean(-1)[inner].std() > 2 * flat.mean(-1)[inner].std() + 0.01
+
+
+def test_thin_openings_between_the_lips_are_shadow_thick_ones_show_the_mouth():
+    mask = torch.zeros(20, 30, dtype=torch.bool)
+    mask[5:7, 2:12] = True  # a 2-pixel slit
+    mask[4:16, 16:28] = True  # a 12-pixel opening
+    shown = _opening_thickness(mask, 3)
+    assert float(shown[5:7, 4:10].max()) == 0.0
+    assert float(shown[6:14, 18:26].min()) == 1.0
+    assert float(shown[~mask].min()) == 1.0  # outside the mouth: untouched
