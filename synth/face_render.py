@@ -285,8 +285,8 @@ def _opening_thickness(mask: Tensor, min_px: int) -> Tensor:
     rising to 1 at twice that, smoothed along rows (no dashes where a slanted slit's run length
     alternates); 1 outside the mask.
 
-    Computed as the fraction of vertical openings, of heights `min_px` .. `2 min_px`, that keep the
-    pixel, on the mask's bounding box only.
+    The ramp is the fraction of vertical openings of heights `min_px` .. `2 min_px` that keep the
+    pixel (an opening of height h keeps the runs of at least h pixels), from each pixel's run length.
     """
     F = torch.nn.functional
     out = torch.ones(mask.shape, dtype=torch.float32, device=mask.device)
@@ -294,18 +294,18 @@ def _opening_thickness(mask: Tensor, min_px: int) -> Tensor:
     if rows.numel() == 0:
         return out
     box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
-    m = mask[box].to(torch.float32)[None, None]
-    kept = torch.zeros_like(m)
-    heights = range(min_px, 2 * min_px + 1)
-    for h in heights:
-        top = h // 2
-        eroded = 1.0 - F.max_pool2d(F.pad(1.0 - m, (0, 0, top, h - 1 - top), value=1.0), (h, 1), stride=1)
-        kept += F.max_pool2d(F.pad(eroded, (0, 0, h - 1 - top, top), value=0.0), (h, 1), stride=1)
-    frac = kept / len(heights)
+    m = mask[box]
+    h = m.shape[0]
+    row = torch.arange(h, device=m.device)[:, None].expand_as(m)
+    gap_above = torch.cummax(torch.where(m, torch.full_like(row, -1), row), dim=0).values
+    gap_below = torch.flip(torch.cummin(torch.flip(torch.where(m, torch.full_like(row, h), row), [0]), dim=0).values, [0])
+    run = (gap_below - gap_above - 1).to(torch.float32)
+    frac = ((run - min_px + 1) / (min_px + 1)).clamp(0.0, 1.0)[None, None]
+    mf = m.to(torch.float32)[None, None]
 
     def row_mean(x: Tensor) -> Tensor:
         return F.avg_pool2d(F.pad(x, (1, 1, 0, 0)), (1, 3), stride=1)
 
-    frac = row_mean(frac * m) / row_mean(m).clamp_min(1e-6)  # mean over mask neighbours only
-    out[box] = torch.where(mask[box], frac[0, 0], out[box])
+    frac = row_mean(frac * mf) / row_mean(mf).clamp_min(1e-6)  # mean over mask neighbours only
+    out[box] = torch.where(m, frac[0, 0], out[box])
     return out
