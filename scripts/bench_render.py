@@ -153,7 +153,6 @@ def moderngl_forward(size: int, mesh, *, min_run_time: float) -> dict:
     os.environ.setdefault("LP_NUM_THREADS", "1")  # llvmpipe's rasterizer threads, read at context creation
     import moderngl  # noqa: PLC0415  (optional, only for this comparison)
 
-    verts, tri, uv, tri_uv, _ = mesh
     pos, tri, uv, tri_uv, attr, tex = build_inputs(size, 1, mesh)
     # GL needs one index per (position, uv) pair: unify the two topologies once.
     pairs = torch.stack([tri.long().reshape(-1), tri_uv.long().reshape(-1)], 1)

@@ -199,10 +199,7 @@ class FaceRenderer:
         covered = tid >= 0
         kind = torch.where(covered, self.tri_kind[tid.clamp_min(0)], torch.zeros_like(tid))
         uv, _ = interpolate(self.model.uv[None], rast, self.tri_uv)
-        if photo_weight is not None:  # sampled with the skin in one pass
-            tex = torch.cat([tex, photo_weight[..., None].to(tex.dtype)], -1)
         skin = texture(tex[None].contiguous(), uv, boundary_mode="clamp")[0]
-        skin, skin_weight = (skin[..., :3], skin[..., 3]) if photo_weight is not None else (skin, None)
         if shading is not None:
             shade, _ = interpolate(shading[None], rast, self.tri)
             skin = skin * shade[0]
@@ -233,8 +230,9 @@ class FaceRenderer:
         rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
         out = antialias(rgba[None], rast, clip, self.tri, topology_hash=self.topology)[0]
         weight = None
-        if skin_weight is not None:
-            weight = torch.where(covered & (kind == 0), skin_weight, torch.zeros_like(skin_weight)).clamp(0, 1)
+        if photo_weight is not None:
+            seen = texture(photo_weight[None, :, :, None].to(uv.dtype).contiguous(), uv, boundary_mode="clamp")[0, ..., 0]
+            weight = torch.where(covered & (kind == 0), seen, torch.zeros_like(seen)).clamp(0, 1)
         return RenderedFace(out[..., :3].clamp(0, 1), out[..., 3].clamp(0, 1), (x0, y0, w, h), weight)
 
     def vertex_normals(self, vertices_cam: Tensor) -> Tensor:
@@ -242,17 +240,22 @@ class FaceRenderer:
         return vertex_normals(vertices_cam, self.skin_tri)
 
 
+def _bounding_box(mask: Tensor, *, margin: int = 0) -> tuple[slice, slice] | None:
+    """(rows, cols) slices of the [h, w] mask's True pixels grown by `margin` (clipped at 0; slices
+    clip at the far end themselves), or None for an empty mask."""
+    rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
+    if rows.numel() == 0:
+        return None
+    return (slice(max(0, int(rows[0]) - margin), int(rows[-1]) + margin + 1),
+            slice(max(0, int(cols[0]) - margin), int(cols[-1]) + margin + 1))
+
+
 def _close_teeth_gaps(mouth: Tensor, kind: Tensor, gap_px: int) -> tuple[Tensor, Tensor]:
     """Fill mouth-interior pixels lying in gaps of at most `gap_px` between teeth pixels (a
     morphological closing of the teeth mask) with the mean colour of the teeth around them."""
-    is_teeth = kind == 1
-    rows, cols = is_teeth.any(1).nonzero(), is_teeth.any(0).nonzero()
-    if rows.numel() == 0:
+    box = _bounding_box(kind == 1, margin=gap_px)  # only the teeth's box plus the gap can change
+    if box is None:
         return mouth, kind
-    # only the teeth's bounding box (plus the gap) can change: work on that crop
-    r0, r1 = max(0, int(rows[0]) - gap_px), int(rows[-1]) + gap_px + 1
-    c0, c1 = max(0, int(cols[0]) - gap_px), int(cols[-1]) + gap_px + 1
-    box = (slice(r0, r1), slice(c0, c1))
     sub_mouth, sub_kind = _close_teeth_gaps_in(mouth[box], kind[box], gap_px)
     mouth, kind = mouth.clone(), kind.clone()
     mouth[box], kind[box] = sub_mouth, sub_kind
@@ -290,10 +293,9 @@ def _opening_thickness(mask: Tensor, min_px: int) -> Tensor:
     """
     F = torch.nn.functional
     out = torch.ones(mask.shape, dtype=torch.float32, device=mask.device)
-    rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
-    if rows.numel() == 0:
+    box = _bounding_box(mask)
+    if box is None:
         return out
-    box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
     m = mask[box]
     h = m.shape[0]
     row = torch.arange(h, device=m.device)[:, None].expand_as(m)

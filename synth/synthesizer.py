@@ -355,7 +355,8 @@ class Synthesizer:
         cam = fit.camera
         new = reconstruct(model, fit, expression=weights)
         rotation, translation = fit.rotation.to(self.device), fit.translation.to(self.device)
-        if any(abs(a) > 1e-6 for a in head_rotation_deg):
+        rotated = any(abs(a) > 1e-6 for a in head_rotation_deg)
+        if rotated:
             # new head pose = fitted angles + (yaw, pitch), in the one convention of `pose_angles_deg`
             yaw, pitch, roll = fit.pose_deg
             target = torch.tensor(rotation_from_angles_deg(yaw + head_rotation_deg[0], pitch + head_rotation_deg[1], roll),
@@ -373,7 +374,7 @@ class Synthesizer:
         new_pix = project_points(new, cam.fx, cam.fy, cam.cx, cam.cy)
         drawn_v = r.drawn_vertices
         window = r.window_for(torch.cat([new_pix[drawn_v], old_pix[drawn_v]]), (cam.width, cam.height))
-        reuse = self.settings.reuse_photo and shading is None and not any(abs(a) > 1e-6 for a in head_rotation_deg)
+        reuse = self.settings.reuse_photo and shading is None and not rotated
         rendered = r.render(new, prepared.texture, cam, window, skin_color=prepared.skin_color, shading=shading,
                             photo_weight=prepared.photo_weight if reuse else None)
         opacity = None if rendered.photo_weight is None else 1.0 - rendered.photo_weight
