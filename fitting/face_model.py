@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,6 +18,9 @@ from torch import Tensor
 
 from affectsynth.blendshapes.basis import BlendshapeBasis
 from affectsynth.render.unwrap import vertex_normals
+
+if TYPE_CHECKING:  # pragma: no cover
+    from affectsynth.fitting.face_fit import FaceFit
 
 __all__ = ["FaceModel", "LandmarkEmbedding", "DEFAULT_MODEL_PATH", "LANDMARK_KINDS"]
 
@@ -205,6 +209,27 @@ class FaceModel:
             expr = expression[None] if expression.dim() == 1 else expression
             verts = self.expressions.apply(verts, expr.to(verts.dtype))
         return verts[0] if unbatched else verts
+
+    def reconstruct(self, fit: "FaceFit", *, expression: Tensor | None = None, neutral: bool = False) -> Tensor:
+        """Camera-space vertices of a fitted face: ``rotation @ vertices(identity, expression) + translation``.
+
+        Args:
+            fit: a fit made with this model.
+            expression: [S] weights to use instead of the fitted ones.
+            neutral: zero expression (the neutral reconstruction of the same identity and pose).
+
+        Returns:
+            [V, 3] float32 camera-space vertices (cm, OpenCV axes), on the model's device.
+
+        Raises:
+            ValueError: both ``expression`` and ``neutral`` given.
+        """
+        if neutral and expression is not None:
+            raise ValueError("FaceModel.reconstruct: give either expression or neutral=True, not both")
+        dev = self.device
+        weights = torch.zeros_like(fit.expression) if neutral else (fit.expression if expression is None else expression)
+        verts = self.vertices(fit.identity.to(dev), weights.to(dev))
+        return verts @ fit.rotation.to(dev).T + fit.translation.to(dev)
 
     @cached_property
     def neutral_normals(self) -> Tensor:

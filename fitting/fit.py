@@ -18,6 +18,8 @@ moderate field of view is robust.
 
 from __future__ import annotations
 
+import warnings
+
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -478,20 +480,7 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
 def reconstruct(
     model: FaceModel, fit: FaceFit, *, expression: Tensor | None = None, neutral: bool = False
 ) -> Tensor:
-    """Camera-space vertices of a fitted face.
-
-    Args:
-        model: the model the fit was made with.
-        fit: the fit.
-        expression: [S] weights to use instead of the fitted ones.
-        neutral: zero expression (the neutral reconstruction of the same identity and pose).
-
-    Returns:
-        [V, 3] float32 camera-space vertices (cm, OpenCV axes).
-    """
-    if neutral and expression is not None:
-        raise ValueError("reconstruct: give either expression or neutral=True, not both")
-    dev = model.device
-    weights = torch.zeros_like(fit.expression) if neutral else (fit.expression if expression is None else expression)
-    verts = model.vertices(fit.identity.to(dev), weights.to(dev))
-    return verts @ fit.rotation.to(dev).T + fit.translation.to(dev)
+    """Deprecated: use `FaceModel.reconstruct` (``model.reconstruct(fit, ...)``)."""
+    warnings.warn("affectsynth.fitting.reconstruct(model, fit) is deprecated: use model.reconstruct(fit)",
+                  DeprecationWarning, stacklevel=2)
+    return model.reconstruct(fit, expression=expression, neutral=neutral)

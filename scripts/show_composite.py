@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from affectsynth.fitting.face_model import FaceModel
-from affectsynth.fitting.fit import fit_landmarks, reconstruct
+from affectsynth.fitting.fit import fit_landmarks
 from affectsynth.fitting.landmarks import MediaPipeDetector
 from affectsynth.render.antialias import antialias
 from affectsynth.render.camera import crop_intrinsics, project_points, projection_matrix, to_clip
@@ -75,12 +75,12 @@ def main(photo: str, out_dir: str, exprs: tuple[str, ...], resolution: int) -> N
     mat = model.triangle_material
     names = model.material_names
     face = mat == names.index("M_Face")
-    old = reconstruct(model, fit)
+    old = model.reconstruct(fit)
     weights = fit.expression.clone()
     for e in exprs:
         k, v = e.split("=")
         weights[model.expression_names.index(k)] = float(v)
-    new = reconstruct(model, fit, expression=weights)
+    new = model.reconstruct(fit, expression=weights)
 
     image = torch.from_numpy(img8).float() / 255
     t0 = time.perf_counter()

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
-from affectsynth.fitting import FaceModel, MediaPipeDetector, fit_image, reconstruct
+from affectsynth.fitting import FaceModel, MediaPipeDetector, fit_image
 from affectsynth.render import interpolate, rasterize
 from affectsynth.render.camera import projection_matrix, to_clip
 from affectsynth.render.unwrap import vertex_normals
@@ -88,7 +88,7 @@ def _overlay(image: np.ndarray, model: FaceModel, fits, lines: int) -> Image.Ima
     skin = torch.nonzero(model.material_mask("M_Face")).flatten()
     seg_tri, seg_w, tri = _uv_grid_segments(model, skin, lines)
     for fit in fits:
-        verts = reconstruct(model, fit)
+        verts = model.reconstruct(fit)
         uv = _project(verts, fit.camera)
         v = verts.detach().double().numpy()
         # cull back-facing triangles (their wireframe would show the far side of the head)
@@ -115,7 +115,7 @@ def _neutral_render(image: np.ndarray, model: FaceModel, fits) -> Image.Image:
     tri_one = model.triangles.long()
     verts, tris, normals = [], [], []
     for i, fit in enumerate(fits):
-        v = reconstruct(model, fit, neutral=True).detach()
+        v = model.reconstruct(fit, neutral=True).detach()
         verts.append(v)
         tris.append(tri_one + i * model.num_vertices)
         normals.append(vertex_normals(v, model.triangles))

@@ -95,7 +95,7 @@ def main() -> None:
         row_m = [mouth_crop(image, lm, args.cell)]
         for t in mouth_targets.values():
             res = synth.synthesize(image, t, fit=fit)
-            row_m.append(mouth_crop(res.image, np.asarray(res.labels["landmarks"]), args.cell))
+            row_m.append(mouth_crop(res.image, np.asarray(res.labels.landmarks), args.cell))
         rows_aus.append(row_a)
         rows_cat.append(row_c)
         rows_mouth.append(row_m)

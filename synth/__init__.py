@@ -18,7 +18,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "Synthesizer": "affectsynth.synthesizer",
     "SynthSettings": "affectsynth.synthesizer",
-    "SynthResult": "affectsynth.synthesizer",
+    "SynthResult": "affectsynth.result",
+    "SynthLabels": "affectsynth.result",
     "AffectAugment": "affectsynth.transform",
     "AffectAugmentedImageFolder": "affectsynth.dataset",
     "load_image": "affectsynth.images",
@@ -36,6 +37,7 @@ __all__ = [
     "AffectPath",
     "Expression",
     "ExpressionModel",
+    "SynthLabels",
     "SynthResult",
     "SynthSettings",
     "Synthesizer",

@@ -22,10 +22,12 @@ import numpy as np
 
 from affectsynth.atomic import remove_stale_temps
 from affectsynth.crop import crop_square
+from affectsynth.gates import FaceGates
 from affectsynth.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, save_png
 from affectsynth.manifest import Manifest, ManifestRow
 from affectsynth.naming import LAYOUTS, find_images, output_relpath, safe_join, source_relpath, target_slug
 from affectsynth.progress import make_progress
+from affectsynth.result import SynthLabels, TargetLabels
 
 __all__ = [
     "MANIFEST_NAME",
@@ -45,6 +47,10 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.csv"
+
+#: Below this many images a run stays in this process: starting worker processes (imports, models,
+#: about 3-4 s each) costs more than it saves.
+MIN_JOBS_PER_WORKER = 6
 
 
 def item_seed(*parts: Any) -> int:
@@ -139,12 +145,14 @@ class GenerateSettings:
             raise ValueError(f"--layout: expected one of {LAYOUTS}, got {self.layout!r}")
         if not 0 <= self.png_compress_level <= 9:
             raise ValueError(f"--png-compression: expected 0..9, got {self.png_compress_level}")
-        if not (self.max_yaw_deg > 0 and self.max_pitch_deg > 0 and self.max_fit_error > 0):
-            raise ValueError("GenerateSettings: max_yaw_deg, max_pitch_deg and max_fit_error must be > 0, got "
-                             f"{self.max_yaw_deg}, {self.max_pitch_deg}, {self.max_fit_error}")
-        if self.min_face_px < 0 or self.crop_scale <= 0:
-            raise ValueError("GenerateSettings: min_face_px must be >= 0 and crop_scale > 0, "
-                             f"got {self.min_face_px}, {self.crop_scale}")
+        if self.crop_scale <= 0:
+            raise ValueError(f"GenerateSettings: crop_scale must be > 0, got {self.crop_scale}")
+        self.gates  # validates the gate limits (FaceGates raises)
+
+    @property
+    def gates(self) -> FaceGates:
+        """The face gates these settings ask for (applied by the Synthesizer, `Synthesizer.check`)."""
+        return FaceGates(self.min_face_px, self.max_yaw_deg, self.max_pitch_deg, self.max_fit_error)
 
 
 @dataclass(frozen=True)
@@ -269,40 +277,13 @@ def _fail_rows(job: Job, status: str, reason: str, detail: str, *, n_faces: int 
 
 
 def _target_fields(t: Any) -> dict[str, Any]:
-    kind = getattr(t, "kind", "")
-    if kind == "expression":
-        return {"target_kind": kind, "expression": t.name, "intensity": t.intensity}
-    if kind == "va":
-        return {"target_kind": kind, "valence": t.valence, "arousal": t.arousal}
-    return {"target_kind": kind}
+    """Manifest target fields of a target that produced no image (no VA label for expressions:
+    only synthesis knows the expression model)."""
+    return TargetLabels.of(t).to_row()
 
 
-def _pose(labels: dict) -> tuple[float | None, float | None, float | None]:
-    p = labels.get("pose_deg")
-    if p is None:
-        return None, None, None
-    if isinstance(p, dict):
-        return p.get("yaw"), p.get("pitch"), p.get("roll")
-    vals = [float(v) for v in p]
-    return (vals + [None, None, None])[:3]  # type: ignore[return-value]
-
-
-def _ok_row(job: Job, target: Any, face: int, n_faces: int, out: str, seed: int, labels: dict) -> ManifestRow:
-    base = _target_fields(target)
-    yaw, pitch, roll = _pose(labels)
-
-    def pick(key: str) -> Any:
-        v = labels.get(key)
-        return base.get(key) if v is None else v
-
-    return ManifestRow(
-        job.rel_source, out, "ok", "",
-        target_kind=str(labels.get("target_kind") or base.get("target_kind", "")),
-        expression=str(pick("expression") or ""),
-        intensity=pick("intensity"), valence=pick("valence"), arousal=pick("arousal"),
-        seed=seed, face=face, n_faces=n_faces, yaw=yaw, pitch=pitch, roll=roll,
-        weights=ManifestRow.weights_json(labels.get("weights")),
-    )
+def _ok_row(job: Job, face: int, n_faces: int, out: str, seed: int, labels: SynthLabels) -> ManifestRow:
+    return ManifestRow(job.rel_source, out, "ok", "", seed=seed, face=face, n_faces=n_faces, **labels.to_row())
 
 
 def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
@@ -337,23 +318,10 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
     kept = fits[:1] if s.faces == "largest" else fits
     rows: list[ManifestRow] = []
     for k, fit in enumerate(kept):
-        x0, y0, x1, y1 = (float(v) for v in fit.bbox)
-        short = min(x1 - x0, y1 - y0)
-        if short < s.min_face_px:
-            rows += _fail_rows(job, "skipped", "face-too-small",
-                               f"face {k} is {x1 - x0:.0f}x{y1 - y0:.0f} px, under {s.min_face_px:g} px",
+        rejection = synthesizer.check(fit, s.gates)
+        if rejection is not None:
+            rows += _fail_rows(job, "skipped", rejection.reason, f"face {k}: {rejection.detail}",
                                n_faces=n_faces, face=k)
-            continue
-        yaw, pitch, _ = fit.pose_deg
-        if abs(yaw) > s.max_yaw_deg or abs(pitch) > s.max_pitch_deg:
-            rows += _fail_rows(job, "skipped", "extreme-pose",
-                               f"face {k} is turned yaw {yaw:.0f}, pitch {pitch:.0f} deg, beyond "
-                               f"{s.max_yaw_deg:g}/{s.max_pitch_deg:g} deg", n_faces=n_faces, face=k)
-            continue
-        if fit.reprojection_error_px > s.max_fit_error * max(fit.interocular_px, 1e-6):
-            rows += _fail_rows(job, "skipped", "poor-fit",
-                               f"face {k}: landmark error {fit.reprojection_error_px:.1f} px is over "
-                               f"{100 * s.max_fit_error:g}% of the eye distance", n_faces=n_faces, face=k)
             continue
         face_image, face_fit = image, fit
         if s.size is not None:  # synthesise on the face crop: same result as cropping afterwards, far cheaper
@@ -376,7 +344,7 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
                 rows.append(ManifestRow(job.rel_source, out, "error", f"write-failed: {_reason_detail(e)}",
                                         **_target_fields(t), seed=seed, face=k, n_faces=n_faces))
                 continue
-            rows.append(_ok_row(job, t, k, n_faces, out, seed, dict(res.labels or {})))
+            rows.append(_ok_row(job, k, n_faces, out, seed, res.labels))
     return rows
 
 
@@ -384,11 +352,10 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
 
 def make_synthesizer(settings: GenerateSettings) -> Any:
     """Build the ``affectsynth.synthesizer.Synthesizer`` a run uses (imports torch)."""
-    from affectsynth.synthesizer import Synthesizer
+    from affectsynth.synthesizer import Synthesizer, SynthSettings
 
-    from affectsynth.synthesizer import SynthSettings
-
-    extras = SynthSettings(head_rotation_deg=settings.head_rotation_deg, light_strength=settings.light_strength)
+    extras = SynthSettings(head_rotation_deg=settings.head_rotation_deg, light_strength=settings.light_strength,
+                           gates=settings.gates)
     return Synthesizer(device=settings.device, expressions=settings.expressions_lib, settings=extras)
 
 
@@ -519,11 +486,6 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
         bar.close()
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-#: Below this many images a run stays in this process: starting worker processes (imports, models,
-#: about 3-4 s each) costs more than it saves.
-MIN_JOBS_PER_WORKER = 6
 
 
 def _run_pool(jobs: list[Job], settings: GenerateSettings, record: Callable[[list[ManifestRow]], None]) -> None:

@@ -47,11 +47,10 @@ def write_fit_outputs(out_dir: Path, stem: str, image_name: str, width: int, hei
     import trimesh
 
     from affectsynth.atomic import atomic_write_bytes, atomic_write_text
-    from affectsynth.fitting import reconstruct
 
     written = []
     if fits:
-        verts = reconstruct(model, fits[0]).detach().cpu().numpy()
+        verts = model.reconstruct(fits[0]).detach().cpu().numpy()
         mesh = trimesh.Trimesh(verts, model.triangles.cpu().numpy(), process=False)
         obj = trimesh.exchange.obj.export_obj(mesh, include_normals=False, include_texture=False)
         atomic_write_bytes(out_dir / f"{stem}.obj", obj.encode())

@@ -111,14 +111,9 @@ def make_grid(rows: Sequence[Sequence[np.ndarray]], row_labels: Sequence[str] | 
 
 def target_label(target: object) -> str:
     """Short column label of a target: ``happiness 1.0``, ``V+0.50 A-0.25``, ``AU12 0.8 ...``."""
-    kind = getattr(target, "kind", None)
-    if kind == "expression":
-        return f"{target.name} {target.intensity:.2g}"  # type: ignore[attr-defined]
-    if kind == "va":
-        return f"V{target.valence:+.2f} A{target.arousal:+.2f}"  # type: ignore[attr-defined]
-    if kind == "aus":
-        return " ".join(f"{k} {v:.1f}" for k, v in target.units.items())  # type: ignore[attr-defined]
-    return str(target)
+    from affectsynth.result import TargetLabels
+
+    return TargetLabels.of(target).text()
 
 
 def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.ndarray]], targets: Sequence[object],
@@ -135,8 +130,9 @@ def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.nda
         crop_scale: crop side / face box longer side.
 
     Returns:
-        (rows, row_labels, col_labels); column 0 is the input. A photo without a face gets
-        only its input cell and "(no face)" in its label.
+        (rows, row_labels, col_labels); column 0 is the input. A photo without a face, or whose face
+        the synthesizer's gates refuse (`Synthesizer.check`), gets only its input cell and the
+        reason in its label ("(no face)", "(extreme-pose)", ...).
     """
     from affectsynth.batch import crop_square
 
@@ -149,6 +145,11 @@ def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.nda
             row_labels.append(f"{name} (no face)")
             continue
         fit = fits[0]
+        rejection = synthesizer.check(fit)  # type: ignore[attr-defined]
+        if rejection is not None:
+            rows.append([img])
+            row_labels.append(f"{name} ({rejection.reason})")
+            continue
         prep = (lambda a: crop_square(a, fit.bbox, cell, scale=crop_scale)) if crop else (lambda a: a)
         row: list[np.ndarray | None] = [prep(img)]
         for k, t in enumerate(targets):

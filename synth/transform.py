@@ -19,7 +19,6 @@ import json
 import math
 import os
 import sys
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,20 +26,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from affectsynth.atomic import atomic_write_text
+from affectsynth.cache import LRUCache, image_digest
 from affectsynth.images import restore_like, to_numpy_image
-from affectsynth.labels import LabelPreset, canonical_category, get_preset
+from affectsynth.labels import LabelPreset, UnsupportedTargetError, canonical_category, get_preset
 
 __all__ = ["AffectAugment", "AugmentParams", "image_digest"]
 
 _CACHE_VERSION = 1
-
-
-def image_digest(image: np.ndarray) -> str:
-    """Hex blake2b-128 of an ``[H, W, 3] uint8`` image's shape and bytes (the cache/seed key)."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(repr(tuple(image.shape)).encode())
-    h.update(np.ascontiguousarray(image).data)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -92,7 +84,8 @@ class AffectAugment:
 
     Attributes:
         stats: per-process counters: "applied", "passed" (not drawn), "unfitted" (no face: passed
-            through with the original label), "failed" (synthesis raised: passed through),
+            through with the original label), "rejected" (a face the synthesizer's gates refuse,
+            `Synthesizer.check`: passed through), "failed" (synthesis raised: passed through),
             "cache_hits", "disk_hits", "fits". DataLoader workers count in their own copies.
         last_params: the :class:`AugmentParams` of the last call.
         last_error: one line describing the last "failed" item, or None.
@@ -134,9 +127,9 @@ class AffectAugment:
         self._synthesizer = synthesizer
         self._templates = self._parse_targets(targets)
         self.epoch = 0
-        self._lru: OrderedDict[str, Any] = OrderedDict()
+        self._lru: LRUCache[Any] = LRUCache(cache)
         self.stats: dict[str, int] = dict.fromkeys(
-            ("applied", "passed", "unfitted", "failed", "cache_hits", "disk_hits", "fits"), 0)
+            ("applied", "passed", "unfitted", "rejected", "failed", "cache_hits", "disk_hits", "fits"), 0)
         self.last_params: AugmentParams | None = None
         self.last_error: str | None = None
 
@@ -177,7 +170,6 @@ class AffectAugment:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_synthesizer"] = None  # rebuilt lazily in the receiving process
-        state["_lru"] = OrderedDict()
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -261,9 +253,6 @@ class AffectAugment:
         if self.cache <= 0:
             return
         self._lru[digest] = fit
-        self._lru.move_to_end(digest)
-        while len(self._lru) > self.cache:
-            self._lru.popitem(last=False)
 
     def fit_for(self, image: np.ndarray, digest: str | None = None) -> Any:
         """The largest face's fit for an ``[H, W, 3] uint8`` image, or None if no face (cached).
@@ -273,9 +262,8 @@ class AffectAugment:
         """
         digest = digest or image_digest(image)
         if digest in self._lru:
-            self._lru.move_to_end(digest)
             self.stats["cache_hits"] += 1
-            return self._lru[digest]
+            return self._lru.get(digest)
         path = self._disk_path(digest)
         if path is not None and path.is_file():
             try:
@@ -329,6 +317,11 @@ class AffectAugment:
         if fit is None:
             self.stats["unfitted"] += 1
             return sample
+        rejection = self._get_synthesizer().check(fit)
+        if rejection is not None:  # the engine's face gates: the same faces `generate` skips
+            self.stats["rejected"] += 1
+            self.last_error = f"check: {rejection}"
+            return sample
         try:
             res = self._get_synthesizer().synthesize(arr, params.target, fit=fit, rng_seed=params.seed)
         except Exception as e:  # a bad item must not stop training (STYLE 5)
@@ -337,33 +330,31 @@ class AffectAugment:
             return sample
         self.stats["applied"] += 1
         new_image = restore_like(image, np.asarray(res.image))
-        new_label = self.rewrite_label(label, params.target, dict(getattr(res, "labels", None) or {}))
+        new_label = self.rewrite_label(label, params.target, res.labels)
         return rebuild(new_image, new_label)
 
-    def rewrite_label(self, label: Any, target: Any, labels: dict | None = None) -> Any:
+    def rewrite_label(self, label: Any, target: Any, labels: Any = None) -> Any:
         """The new label for a synthesised item (see ``label_preset``); keeps a tensor/numpy label's type.
 
         Args:
             label: the original label (int, numpy scalar/array, tensor, or None).
             target: the synthesised target.
-            labels: the synthesis labels (for "va": their ``valence`` / ``arousal``).
+            labels: the synthesis labels (`affectsynth.result.SynthLabels`); for "va" their
+                target's valence / arousal; without them, where this transform's synthesizer's
+                expression model puts the target.
+
+        Raises:
+            UnsupportedTargetError: a VA label for a target the model places nowhere (AUs).
         """
         if self.preset is None:
             return label
-        labels = labels or {}
         if self.preset.kind == "class":
             idx = self.preset.index_of(target.name)
             return _like(label, idx, integer=True)
-        v, a = labels.get("valence"), labels.get("arousal")
-        if v is None or a is None:
-            if getattr(target, "kind", None) == "va":
-                v, a = target.valence, target.arousal
-            else:
-                from affectsynth.blendshapes.model import ExpressionModel
-
-                av, aa = ExpressionModel.default().va_anchors[target.name]
-                v, a = av * target.intensity, aa * target.intensity
-        return _like(label, [float(v), float(a)], integer=False)
+        fields = labels.target if labels is not None else self._get_synthesizer().target_labels(target)
+        if fields.valence is None or fields.arousal is None:
+            raise UnsupportedTargetError(f"AffectAugment: target {fields.text()!r} has no valence-arousal label")
+        return _like(label, [fields.valence, fields.arousal], integer=False)
 
 
 def _like(label: Any, value: Any, *, integer: bool) -> Any:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from affectsynth.fitting import (
-    UNOBSERVABLE_EXPRESSIONS, Camera, aligned_error_mm, FaceModel, FitSettings, Landmarks, fit_landmarks, random_faces, reconstruct,
+    UNOBSERVABLE_EXPRESSIONS, Camera, aligned_error_mm, FaceModel, FitSettings, Landmarks, fit_landmarks, random_faces,
 )
 
 
@@ -91,11 +91,11 @@ def test_ibug68_layout(model):
 def test_neutral_reconstruction(model, synthetic):
     faces, fits = synthetic
     fit = fits[0]
-    neutral = reconstruct(model, fit, neutral=True)
+    neutral = model.reconstruct(fit, neutral=True)
     expected = model.vertices(fit.identity, torch.zeros(53)) @ fit.rotation.T + fit.translation
     torch.testing.assert_close(neutral, expected)
     with pytest.raises(ValueError, match="either expression or neutral"):
-        reconstruct(model, fit, neutral=True, expression=torch.zeros(53))
+        model.reconstruct(fit, neutral=True, expression=torch.zeros(53))
 
 
 def test_errors(model):

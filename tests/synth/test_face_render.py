@@ -10,7 +10,6 @@ import torch
 
 from affectsynth.blendshapes import Expression
 from affectsynth.face_render import FaceRenderer, MouthMaterials, _close_teeth_gaps, _opening_thickness
-from affectsynth.fitting import reconstruct
 from affectsynth.render import rasterize
 from affectsynth.render.camera import crop_intrinsics, project_points, projection_matrix, to_clip
 from affectsynth.synthesizer import Synthesizer
@@ -39,7 +38,7 @@ def smile():
     fit = synth.fit(image)[0]
     prepared = synth.prepare(image, fit)
     weights = synth.target_weights(Expression("happiness"), prepared.fit)
-    verts = reconstruct(synth.model, prepared.fit, expression=weights)
+    verts = synth.model.reconstruct(prepared.fit, expression=weights)
     cam = prepared.fit.camera
     pix = project_points(verts, cam.fx, cam.fy, cam.cx, cam.cy)
     return synth, prepared, verts, pix

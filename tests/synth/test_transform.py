@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from affectsynth.blendshapes.targets import VA, AUs, Expression
 from affectsynth.labels import UnsupportedTargetError
+from affectsynth.result import SynthLabels, TargetLabels
 from affectsynth.transform import AffectAugment, AugmentParams, image_digest
 
 
@@ -123,9 +124,10 @@ def test_label_rewriting():
     an = AffectAugment(("contempt",), label_preset="affectnet")
     assert an.rewrite_label(0, Expression("contempt")) == 7
     va = AffectAugment("va", label_preset="va")
-    lab = va.rewrite_label(torch.zeros(2), VA(0.5, -0.25), {"valence": 0.4, "arousal": -0.2})
-    torch.testing.assert_close(lab, torch.tensor([0.4, -0.2]))
-    lab = va.rewrite_label(None, VA(0.5, -0.25), {})
+    labels = SynthLabels(TargetLabels("va", valence=0.4, arousal=-0.2), {}, (0.0, 0.0, 0.0))
+    lab = va.rewrite_label(torch.zeros(2), VA(0.5, -0.25), labels)
+    torch.testing.assert_close(lab, torch.tensor([0.4, -0.2]))  # the synthesis labels win
+    lab = va.rewrite_label(None, VA(0.5, -0.25))
     assert lab.dtype == torch.float32 and lab.tolist() == [0.5, -0.25]
     none = AffectAugment(("happiness",), label_preset=None)
     assert none.rewrite_label("orig", Expression("happiness")) == "orig"

@@ -1,0 +1,173 @@
+"""One target on one prepared face: deform, (re-pose, relight), render the face window, composite.
+
+Steps, each a function: `turn_head` (optional extra head rotation about the face's centre),
+`relight_shading` (optional per-vertex relighting), `render_and_composite` (render the face
+window, warp the photo around it by the projected vertex motion, paste), `output_landmarks`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from affectsynth.face_render import FaceRenderer
+from affectsynth.fitting import FaceFit, rotation_from_angles_deg
+from affectsynth.prepare import PreparedFace
+from affectsynth.render.camera import project_points
+from affectsynth.render.composite import CompositeSettings, composite
+from affectsynth.render.warp import motion_field, motion_window
+
+__all__ = ["ComposeSettings", "Composed", "compose_target", "output_landmarks", "relight_shading", "turn_head"]
+
+
+@dataclass(frozen=True)
+class ComposeSettings:
+    """How a render is pasted into the photo (the `SynthSettings` fields that matter here).
+
+    Attributes:
+        margin_px: how far around the face the photo is warped to follow the face's motion.
+        feather_px: softness of the render's edge in the composite.
+        reuse_photo: show the warped photo where it saw the skin (see `SynthSettings.reuse_photo`).
+    """
+
+    margin_px: float = 12.0
+    feather_px: float = 3.0
+    reuse_photo: bool = True
+
+
+@dataclass(frozen=True)
+class Composed:
+    """The output of `compose_target`.
+
+    Attributes:
+        image: [H, W, 3] uint8 the photo with the new face.
+        fit: the output face as a fit (same identity and camera; new expression and pose).
+        landmarks: [468, 2] float64 MediaPipe-layout points of the new face, pixels, rounded to 0.01.
+    """
+
+    image: np.ndarray
+    fit: FaceFit
+    landmarks: np.ndarray
+
+
+def turn_head(vertices: Tensor, fit: FaceFit, centre: Tensor, head_rotation_deg: tuple[float, float]
+              ) -> tuple[Tensor, Tensor, Tensor]:
+    """Turn a face by extra (yaw, pitch) about ``centre``, in the angle convention of `pose_angles_deg`.
+
+    Args:
+        vertices: [V, 3] camera-space vertices of the new expression.
+        fit: the photo's fit (its pose is the starting point).
+        centre: [3] camera-space point the head turns about (the face's centroid).
+        head_rotation_deg: (yaw, pitch) added to the fitted angles.
+
+    Returns:
+        (vertices [V, 3], rotation [3, 3], translation [3]) of the turned face.
+    """
+    rotation = fit.rotation.to(vertices.device)
+    yaw, pitch, roll = fit.pose_deg
+    target = torch.tensor(rotation_from_angles_deg(yaw + head_rotation_deg[0], pitch + head_rotation_deg[1], roll),
+                          dtype=rotation.dtype, device=vertices.device)
+    extra = target @ rotation.T
+    turned = (vertices - centre) @ extra.T + centre
+    translation = extra @ (fit.translation.to(vertices.device) - centre) + centre
+    return turned, target, translation
+
+
+def relight_shading(normals: Tensor, azimuth_deg: float, strength: float) -> Tensor:
+    """[V, 1] shading ratio: a light turned by `azimuth_deg` from the camera axis vs the frontal light.
+
+    Args:
+        normals: [V, 3] unit vertex normals, camera space.
+        azimuth_deg: the new light's direction, degrees from the camera axis about the vertical.
+        strength: in [0, 1]; 0 gives all ones.
+    """
+    a = math.radians(azimuth_deg)
+    new_light = torch.tensor([math.sin(a), -0.3, -math.cos(a)], device=normals.device)
+    new_light = new_light / new_light.norm()
+    old_light = torch.tensor([0.0, 0.0, -1.0], device=normals.device)
+    ambient = 0.55
+
+    def lambert(light: Tensor) -> Tensor:
+        return ambient + (1 - ambient) * (normals @ light).clamp_min(0)
+
+    ratio = lambert(new_light) / lambert(old_light)
+    return (1 - strength + strength * ratio)[:, None]
+
+
+def render_and_composite(prepared: PreparedFace, new: Tensor, renderer: FaceRenderer, settings: ComposeSettings, *,
+                         shading: Tensor | None, reuse_photo: bool) -> Tensor:
+    """[H, W, 3] uint8 the photo with the face ``new`` pasted in.
+
+    Renders the window covering the face at its old and new place, warps the photo around the
+    face by the projected motion of the skin (faded out over ``margin_px``), pastes the render
+    over it with a feathered edge; where ``reuse_photo``, the warped photo shows through the
+    render wherever the photo saw the skin.
+
+    Args:
+        prepared: the face's photo-level work.
+        new: [V, 3] camera-space vertices of the output face.
+        renderer: the face renderer.
+        settings: margins and feathering.
+        shading: [V, 1] per-vertex multiplier of the skin colour (relighting), or None.
+        reuse_photo: let the warped photo stand in for the render where it saw the skin.
+    """
+    cam = prepared.fit.camera
+    old_pix = project_points(prepared.vertices, cam.fx, cam.fy, cam.cx, cam.cy)
+    new_pix = project_points(new, cam.fx, cam.fy, cam.cx, cam.cy)
+    drawn_v = renderer.drawn_vertices
+    window = renderer.window_for(torch.cat([new_pix[drawn_v], old_pix[drawn_v]]), (cam.width, cam.height))
+    rendered = renderer.render(new, prepared.texture, cam, window, skin_color=prepared.skin_color, shading=shading,
+                               photo_weight=prepared.photo_weight if reuse_photo else None)
+    opacity = None if rendered.photo_weight is None else 1.0 - rendered.photo_weight
+    skin_v = renderer.motion_vertices
+    size = (cam.height, cam.width)
+    fwin = motion_window(old_pix[skin_v], new_pix[skin_v], size, margin_px=settings.margin_px)
+    flow = motion_field(old_pix, new_pix, renderer.motion_tri, size, margin_px=settings.margin_px,
+                        dst_depth=new[:, 2], window=fwin, scale=0.5 if min(fwin[2:]) >= 96 else 1.0)
+    comp = composite(prepared.photo, rendered.color, rendered.coverage, window=window[:2], flow=flow,
+                     flow_window=fwin[:2], opacity=opacity, settings=CompositeSettings(feather_px=settings.feather_px))
+    return comp.image
+
+
+def output_landmarks(renderer: FaceRenderer, vertices: Tensor, fit: FaceFit) -> np.ndarray:
+    """[468, 2] float64 MediaPipe-layout points of a face's vertices in its photo, pixels (0.01 px)."""
+    cam = fit.camera
+    pts = renderer.model.landmark_points(vertices[None], "mediapipe468")[0]
+    return project_points(pts, cam.fx, cam.fy, cam.cx, cam.cy).cpu().numpy().round(2)
+
+
+def compose_target(prepared: PreparedFace, weights: Tensor, renderer: FaceRenderer, settings: ComposeSettings, *,
+                   head_rotation_deg: tuple[float, float] = (0.0, 0.0),
+                   light: tuple[float, float] | None = None) -> Composed:
+    """Synthesise one set of final blendshape weights on a prepared face.
+
+    Args:
+        prepared: the face's photo-level work (`affectsynth.prepare.prepare_face`).
+        weights: [S] float32 final blendshape weights (`affectsynth.weights.output_weights`).
+        renderer: the face renderer.
+        settings: compositing settings.
+        head_rotation_deg: extra (yaw, pitch) head rotation, degrees; (0, 0) keeps the pose.
+        light: (azimuth_deg, strength) relighting, or None.
+
+    Returns:
+        `Composed`: image, output fit, output landmarks.
+    """
+    fit, model = prepared.fit, renderer.model
+    new = model.reconstruct(fit, expression=weights)
+    rotation, translation = fit.rotation, fit.translation
+    rotated = any(abs(a) > 1e-6 for a in head_rotation_deg)
+    if rotated:
+        start, end = model.region("face")
+        new, rotation, translation = turn_head(new, fit, prepared.vertices[start:end].mean(0), head_rotation_deg)
+    shading = None
+    if light is not None and light[1] > 0:
+        shading = relight_shading(renderer.vertex_normals(new), *light)
+    reuse = settings.reuse_photo and shading is None and not rotated
+    image = render_and_composite(prepared, new, renderer, settings, shading=shading, reuse_photo=reuse)
+    out_fit = dataclasses.replace(fit, expression=weights.detach(), rotation=rotation, translation=translation)
+    return Composed(image.cpu().numpy(), out_fit, output_landmarks(renderer, new, out_fit))

@@ -1,0 +1,77 @@
+"""Face quality gates: which fitted faces synthesis accepts, shared by every entry point.
+
+A face too small to texture, turned further than the photo shows, or fitted poorly would give
+an output whose face does not match its label. `check_face` says why a face is refused; the
+`Synthesizer` applies it (``Synthesizer.check``), the batch engine writes the reason as a
+``skipped`` row, the transform passes such items through unchanged and counts them, the grid
+labels the row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["FaceGates", "FaceRejection", "check_face"]
+
+
+@dataclass(frozen=True)
+class FaceGates:
+    """Limits a face must meet to be synthesised.
+
+    Attributes:
+        min_face_px: shorter side of the face box, pixels.
+        max_yaw_deg, max_pitch_deg: head turn limits: the model cannot texture what the photo
+            does not show.
+        max_fit_error: mean landmark error as a fraction of the eye distance (occluded or
+            mis-detected faces fit poorly).
+    """
+
+    min_face_px: float = 24.0
+    max_yaw_deg: float = 60.0
+    max_pitch_deg: float = 40.0
+    max_fit_error: float = 0.08
+
+    def __post_init__(self) -> None:
+        if not (self.max_yaw_deg > 0 and self.max_pitch_deg > 0 and self.max_fit_error > 0):
+            raise ValueError("FaceGates: max_yaw_deg, max_pitch_deg and max_fit_error must be > 0, got "
+                             f"{self.max_yaw_deg}, {self.max_pitch_deg}, {self.max_fit_error}")
+        if self.min_face_px < 0:
+            raise ValueError(f"FaceGates: min_face_px must be >= 0, got {self.min_face_px}")
+
+
+@dataclass(frozen=True)
+class FaceRejection:
+    """Why a face is not synthesised.
+
+    Attributes:
+        reason: short code: "face-too-small", "extreme-pose" or "poor-fit".
+        detail: one line with the measured value and the limit.
+    """
+
+    reason: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+
+def check_face(fit: Any, gates: FaceGates) -> FaceRejection | None:
+    """The first gate ``fit`` fails, or None when the face may be synthesised.
+
+    Args:
+        fit: an ``affectsynth.fitting.FaceFit`` (uses ``bbox``, ``pose_deg``,
+            ``reprojection_error_px``, ``interocular_px``).
+        gates: the limits.
+    """
+    x0, y0, x1, y1 = (float(v) for v in fit.bbox)
+    if min(x1 - x0, y1 - y0) < gates.min_face_px:
+        return FaceRejection("face-too-small", f"{x1 - x0:.0f}x{y1 - y0:.0f} px, under {gates.min_face_px:g} px")
+    yaw, pitch, _ = fit.pose_deg
+    if abs(yaw) > gates.max_yaw_deg or abs(pitch) > gates.max_pitch_deg:
+        return FaceRejection("extreme-pose", f"turned yaw {yaw:.0f}, pitch {pitch:.0f} deg, beyond "
+                                             f"{gates.max_yaw_deg:g}/{gates.max_pitch_deg:g} deg")
+    if fit.reprojection_error_px > gates.max_fit_error * max(fit.interocular_px, 1e-6):
+        return FaceRejection("poor-fit", f"landmark error {fit.reprojection_error_px:.1f} px is over "
+                                         f"{100 * gates.max_fit_error:g}% of the eye distance")
+    return None

@@ -1,0 +1,126 @@
+"""Per-face preparation: the photo-level work shared by all targets of one face.
+
+`prepare_face` unwraps the face's texture from the photo (holes filled from the mirror texel,
+then by diffusion), records which texels the photo saw clearly (`PreparedFace.photo_weight`)
+and the mean skin colour. Each target then only deforms, renders and composites
+(`affectsynth.compose`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from affectsynth.face_render import TYPICAL_SKIN, FaceRenderer
+from affectsynth.fitting import FaceFit
+from affectsynth.render.unwrap import fill_texture, mirror_texel_map, unwrap_texture
+
+__all__ = ["PreparedFace", "fit_digest", "prepare_face", "texture_resolution"]
+
+#: MediaPipe inner-lip contour: photo pixels inside it (teeth, mouth interior) are never unwrapped onto skin.
+_INNER_LIPS_MEDIAPIPE = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+_INNER_LIPS_IBUG = (60, 61, 62, 63, 64, 65, 66, 67)
+
+
+@dataclass(frozen=True)
+class PreparedFace:
+    """Photo-level work for one face, shared by all its targets.
+
+    Attributes:
+        fit: the face's fit in this photo.
+        texture: [R, R, 3] float32 face texture unwrapped from the photo, holes filled.
+        vertices: [V, 3] camera-space vertices of the fitted face.
+        skin_color: [3] mean RGB of the visible face, in [0, 1].
+        photo: [H, W, 3] uint8 the photo (as a tensor).
+        photo_weight: [R, R] float32 in [0, 1], texels the photo saw clearly (1) fading to 0 at
+            the edges of what it saw (see `SynthSettings.reuse_photo`).
+    """
+
+    fit: FaceFit
+    texture: Tensor
+    vertices: Tensor
+    skin_color: Tensor
+    photo: Tensor
+    photo_weight: Tensor
+
+
+def fit_digest(fit: FaceFit) -> str:
+    """Content hash of everything in a fit that changes the texture (coefficients, pose, camera)."""
+    h = hashlib.blake2b(digest_size=16)
+    for t in (fit.identity, fit.expression, fit.rotation, fit.translation):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(repr(fit.camera).encode())
+    return h.hexdigest()
+
+
+def texture_resolution(fit: FaceFit, texture_min: int, texture_max: int) -> int:
+    """Power-of-two texture side sized to the face (about 1.5x its pixel size), within the bounds."""
+    x0, y0, x1, y1 = fit.bbox
+    side = max(x1 - x0, y1 - y0) * 1.5
+    res = 2 ** math.ceil(math.log2(max(side, 1.0)))
+    return int(min(texture_max, max(texture_min, res)))
+
+
+def prepare_face(image: np.ndarray, fit: FaceFit, renderer: FaceRenderer, *, resolution: int,
+                 device: torch.device) -> PreparedFace:
+    """Unwrap one face's texture from its photo.
+
+    Args:
+        image: [H, W, 3] uint8 RGB photo.
+        fit: a fit of a face of this photo.
+        renderer: the face model's renderer (its model, skin triangles).
+        resolution: texture side R (see `texture_resolution`).
+        device: where the tensors live.
+    """
+    model = renderer.model
+    fit = fit.to(device)
+    photo = torch.from_numpy(np.array(image, copy=True)).to(device)
+    photo_f = photo.float() / 255.0
+    verts = model.reconstruct(fit)
+    cam = fit.camera
+    mask = _mouth_opening_mask(fit, image.shape[:2])
+    un = unwrap_texture(photo_f, verts, model.triangles, model.uv, model.triangle_uv,
+                        cam.fx, cam.fy, cam.cx, cam.cy, resolution=resolution, triangle_mask=renderer.skin, min_cos=0.05,
+                        photo_mask=None if mask is None else torch.from_numpy(~mask).to(device))
+    # every texel the photo sees keeps the photo's colour; only unseen ones are filled
+    tex = fill_texture(un.texture, un.visible.to(un.texture.dtype), mirror_uv=_mirror_map(renderer, resolution))
+    vis = un.weight > 0.5
+    skin = un.texture[vis].mean(0) if vis.any() else torch.tensor(TYPICAL_SKIN, device=device)
+    return PreparedFace(fit=fit, texture=tex, vertices=verts, skin_color=skin, photo=photo,
+                        photo_weight=_seen_weight(un.visible))
+
+
+@lru_cache(maxsize=16)
+def _mirror_map(renderer: FaceRenderer, res: int) -> Tensor:
+    """Texel -> mirror texel map of the rendered skin tile (depends on the model and resolution only)."""
+    m = renderer.model
+    return mirror_texel_map(m.uv, m.triangle_uv, m.triangles, m.symmetry, res, triangle_mask=renderer.skin)
+
+
+def _mouth_opening_mask(fit: FaceFit, shape: tuple[int, int]) -> np.ndarray | None:
+    """[H, W] bool: pixels inside the detected inner-lip contour (teeth and mouth interior)."""
+    from PIL import Image, ImageDraw
+
+    idx = {"mediapipe468": _INNER_LIPS_MEDIAPIPE, "ibug68": _INNER_LIPS_IBUG}.get(fit.landmark_kind)
+    if idx is None:
+        return None
+    pts = fit.landmarks[list(idx)].cpu().numpy()
+    mask = Image.new("L", (shape[1], shape[0]), 0)
+    ImageDraw.Draw(mask).polygon([tuple(p) for p in pts.tolist()], fill=255, outline=255)
+    return np.asarray(mask) > 0
+
+
+def _seen_weight(visible: Tensor, *, erode: int = 2, blur: int = 5) -> Tensor:
+    """[R, R] weight of texels the photo saw: the visibility eroded by `erode` texels (edges of what
+    the photo saw carry background and fit error) and box-blurred over `blur` texels (no seam
+    where the warped photo hands over to the render)."""
+    F = torch.nn.functional
+    seen = visible.to(torch.float32)[None, None]
+    seen = -F.max_pool2d(-seen, 2 * erode + 1, stride=1, padding=erode)
+    return F.avg_pool2d(seen, blur, stride=1, padding=blur // 2, count_include_pad=False)[0, 0]

@@ -1,0 +1,160 @@
+"""What synthesis returns: the image, and labels typed so that they cannot drift from the face.
+
+`TargetLabels` is the one place where a target becomes label fields (the manifest's target
+columns, a grid's column text, the transform's new label); `SynthLabels` adds what synthesis
+measured on the output face (final weights, pose, landmarks) and writes the manifest's fields
+with `to_row`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+__all__ = ["SynthLabels", "SynthResult", "TargetLabels"]
+
+
+@dataclass(frozen=True)
+class TargetLabels:
+    """The label fields of one target, before synthesis.
+
+    Attributes:
+        kind: "expression", "va" or "aus".
+        expression: the category for expression targets, else "".
+        intensity: the expression's intensity in [0, 1], else None.
+        variant: the expression variant shown (EMFACS prototype), else None.
+        valence, arousal: where the expression model puts this target in the valence-arousal
+            plane (a VA target clamped to the unit disk; an expression at its intensity); None
+            for AU targets, which the model places nowhere.
+        aus: AU key -> intensity for AU targets, else None.
+    """
+
+    kind: str
+    expression: str = ""
+    intensity: float | None = None
+    variant: str | None = None
+    valence: float | None = None
+    arousal: float | None = None
+    aus: Mapping[str, float] | None = None
+
+    @classmethod
+    def of(cls, target: Any, expression_va: Callable[[Any], tuple[float, float]] | None = None) -> "TargetLabels":
+        """Label fields of an `Expression`, `VA` or `AUs` target.
+
+        Args:
+            target: the target.
+            expression_va: the expression model's map from an `Expression` to its (valence,
+                arousal); without it expression targets carry no VA label.
+
+        Raises:
+            TypeError: ``target`` is not a target.
+        """
+        kind = getattr(target, "kind", None)
+        if kind == "expression":
+            v, a = expression_va(target) if expression_va is not None else (None, None)
+            return cls("expression", target.name, float(target.intensity), getattr(target, "variant", None),
+                       None if v is None else float(v), None if a is None else float(a))
+        if kind == "va":
+            c = target.clamped()
+            return cls("va", valence=float(c.valence), arousal=float(c.arousal))
+        if kind == "aus":
+            return cls("aus", aus=MappingProxyType(dict(target.units)))
+        raise TypeError(f"TargetLabels.of: target must be Expression, VA or AUs, got {type(target).__name__}")
+
+    def text(self) -> str:
+        """Short human text: ``happiness 1.0``, ``V+0.50 A-0.25``, ``AU12 0.8 AU6 0.5``."""
+        if self.kind == "expression":
+            return f"{self.expression} {self.intensity:.2g}" + (f" {self.variant}" if self.variant else "")
+        if self.kind == "va":
+            return f"V{self.valence:+.2f} A{self.arousal:+.2f}"
+        return " ".join(f"{k} {v:.1f}" for k, v in (self.aus or {}).items())
+
+    def to_row(self) -> dict[str, Any]:
+        """The manifest's target fields (``target_kind, expression, intensity, valence, arousal``)."""
+        return {"target_kind": self.kind, "expression": self.expression, "intensity": self.intensity,
+                "valence": self.valence, "arousal": self.arousal}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return {"target_kind": self.kind, "expression": self.expression, "intensity": self.intensity,
+                "variant": self.variant, "valence": self.valence, "arousal": self.arousal,
+                "aus": None if self.aus is None else dict(self.aus)}
+
+
+@dataclass(frozen=True, eq=False)
+class SynthLabels:
+    """Labels of one synthesised face.
+
+    Attributes:
+        target: the target's label fields.
+        weights: blendshape name -> final weight of the output face (weights under 1e-4
+            omitted, rounded to 5 decimals): the target's weights after the photo's own eyelid
+            and undriven shapes were kept (see `affectsynth.weights`).
+        pose_deg: (yaw, pitch, roll) of the output face in degrees (see `affectsynth.fitting.FaceFit`).
+        head_rotation_deg: (yaw, pitch) extra head rotation applied, degrees ((0, 0) = none).
+        lighting: (azimuth_deg, strength) of the relighting applied, or None.
+        landmarks: [468, 2] float64 MediaPipe-layout points of the output face, pixels of the
+            output image (rounded to 0.01 px).
+    """
+
+    target: TargetLabels
+    weights: Mapping[str, float]
+    pose_deg: tuple[float, float, float]
+    head_rotation_deg: tuple[float, float] = (0.0, 0.0)
+    lighting: tuple[float, float] | None = None
+    landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)), repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", MappingProxyType(dict(self.weights)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SynthLabels) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # holds an array: not hashable
+
+    def to_row(self) -> dict[str, Any]:
+        """The manifest fields these labels fill (target fields, pose, weights)."""
+        from affectsynth.manifest import ManifestRow
+
+        yaw, pitch, roll = self.pose_deg
+        return {**self.target.to_row(), "yaw": yaw, "pitch": pitch, "roll": roll,
+                "weights": ManifestRow.weights_json(self.weights)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of every field (the layout the labels dict of earlier versions had)."""
+        yaw, pitch, roll = self.pose_deg
+        return {**self.target.to_dict(), "weights": dict(self.weights),
+                "pose_deg": {"yaw": yaw, "pitch": pitch, "roll": roll},
+                "head_rotation_deg": {"yaw": self.head_rotation_deg[0], "pitch": self.head_rotation_deg[1]},
+                "lighting": None if self.lighting is None else {"azimuth_deg": self.lighting[0],
+                                                                 "strength": self.lighting[1]},
+                "landmarks": np.asarray(self.landmarks).tolist()}
+
+    def __getitem__(self, key: str) -> Any:
+        """Deprecated dict access (``labels["weights"]``): use the attributes or `to_dict`."""
+        warnings.warn("SynthLabels[...] is deprecated: use attributes (labels.weights, labels.target.valence) "
+                      "or labels.to_dict()", DeprecationWarning, stacklevel=2)
+        return self.to_dict()[key]
+
+
+@dataclass(frozen=True, repr=False)
+class SynthResult:
+    """One synthesised image and its labels.
+
+    Attributes:
+        image: [H, W, 3] uint8, the input's size.
+        labels: `SynthLabels` of the output face.
+        fit: the output face as a fit (same identity and camera; new expression and pose).
+    """
+
+    image: np.ndarray
+    labels: SynthLabels
+    fit: Any
+
+    def __repr__(self) -> str:
+        return (f"SynthResult(image={list(self.image.shape)} {self.image.dtype}, "
+                f"target={self.labels.target.text()!r}, pose_deg={tuple(round(a, 1) for a in self.labels.pose_deg)})")

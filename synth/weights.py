@@ -1,0 +1,64 @@
+"""The target-weight policy: which of the photo's own blendshape weights an output keeps.
+
+The target's blendshape weights replace the fitted ones (a smiling photo can be made sad),
+except:
+
+* the eyelid shapes (`ADDITIVE_SHAPES`: eyeBlink/eyeSquint/eyeWide), which are added on top
+  of the person's own eyelid state: landmarks measure eye aperture relative to the model's
+  neutral, and keeping it preserves the person's eyes. A target that widens the eyes releases
+  the person's own squint and blink (and one that narrows them releases their widening), side
+  by side, so surprise on a smiling photo still opens the eyes;
+* shapes that no category of the expression model drives (jaw sideways/forward, lip
+  pucker/funnel, gaze, ...): they describe the person's own face and pose, and replacing them
+  with 0 would move every output away from the photo for no label's sake. mouthClose is always
+  replaced: it only makes sense together with jawOpen.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["ADDITIVE_SHAPES", "kept_shapes", "output_weights"]
+
+#: Eyelid shapes: always applied on top of the fitted weights.
+ADDITIVE_SHAPES = ("eyeBlink_L", "eyeBlink_R", "eyeSquint_L", "eyeSquint_R", "eyeWide_L", "eyeWide_R")
+
+
+def kept_shapes(names: Sequence[str], driven_names: Sequence[str], driven_max: np.ndarray) -> list[bool]:
+    """Per blendshape of ``names``: True where the fitted weight is kept (the target adds to it).
+
+    Args:
+        names: the face model's blendshape names.
+        driven_names: the expression model's shape names.
+        driven_max: [S] float, each expression-model shape's largest prototype weight (0 = no
+            category drives it).
+    """
+    driven = {n for n, w in zip(driven_names, np.asarray(driven_max)) if w > 0}
+    driven |= {n[:-2] + other for n in driven if n[-2:] in ("_L", "_R") for other in ("_L", "_R")}  # both sides
+    return [n in ADDITIVE_SHAPES or (n not in driven and n != "mouthClose") for n in names]
+
+
+def output_weights(target: Tensor, fitted: Tensor, kept: Tensor, names: Sequence[str]) -> Tensor:
+    """[S] final blendshape weights of an output face (see the module docstring).
+
+    Args:
+        target: [S] float32 the target's weights in ``names`` order.
+        fitted: [S] float32 the photo's fitted weights.
+        kept: [S] bool, `kept_shapes` of ``names``.
+        names: the blendshape names (must hold eyeWide/eyeSquint/eyeBlink _L/_R).
+
+    Returns:
+        [S] float32 in [0, 1]: kept shapes ``clamp(fitted' + target)``, the others ``target``,
+        where ``fitted'`` has the eyelid releases applied.
+    """
+    fitted = fitted.to(target.device).clone()
+    for side in ("_L", "_R"):
+        wide, squint, blink = (names.index(n + side) for n in ("eyeWide", "eyeSquint", "eyeBlink"))
+        fitted[squint] *= 1 - target[wide]
+        fitted[blink] *= 1 - target[wide]
+        fitted[wide] *= 1 - torch.maximum(target[squint], target[blink])
+    return torch.where(kept, (fitted + target).clamp(0, 1), target)
