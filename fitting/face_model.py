@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from affectsynth.blendshapes.basis import BlendshapeBasis
-from affectsynth.render.unwrap import vertex_normals
+from affectsynth.render.mesh import vertex_normals
 
 if TYPE_CHECKING:  # pragma: no cover
     from affectsynth.fitting.face_fit import FaceFit

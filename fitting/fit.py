@@ -31,6 +31,7 @@ from torch import Tensor
 from affectsynth.fitting.face_fit import Camera, FaceFit
 from affectsynth.fitting.face_model import FaceModel
 from affectsynth.fitting.landmarks import Landmarks
+from affectsynth.render.camera import project_points
 
 __all__ = ["FitSettings", "fit_landmarks", "reconstruct", "project", "silhouette_pick", "UNOBSERVABLE_EXPRESSIONS"]
 
@@ -100,18 +101,10 @@ def _rodrigues(w: Tensor) -> Tensor:
 
 
 def project(points: Tensor, intrinsics: Tensor) -> Tensor:
-    """Pinhole projection of camera-space points (OpenCV).
-
-    Args:
-        points: [B, N, 3] camera-space points, z > 0.
-        intrinsics: [B, 4] (fx, fy, cx, cy).
-
-    Returns:
-        [B, N, 2] continuous pixel coordinates.
-    """
-    z = points[..., 2:3]
-    f, c = intrinsics[:, None, :2], intrinsics[:, None, 2:]
-    return points[..., :2] / z * f + c
+    """Deprecated: use `affectsynth.render.camera.project_points` (``project_points(points, intrinsics[:, None])``)."""
+    warnings.warn("affectsynth.fitting.project is deprecated: use affectsynth.render.camera.project_points",
+                  DeprecationWarning, stacklevel=2)
+    return project_points(points, intrinsics[:, None, :])
 
 
 def silhouette_pick(normals: Tensor, points: Tensor, valid: Tensor) -> Tensor:
@@ -392,7 +385,7 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
 
     def residuals(pts, rot, trans):
         cam = pts @ rot.transpose(1, 2) + trans[:, None]
-        return cam, (project(cam, intr) - obs) * norm
+        return cam, (project_points(cam, intr[:, None]) - obs) * norm
 
     def energy(res, ident, expr, wl):
         data = (wl * res.pow(2).sum(-1)).sum(-1)
@@ -473,7 +466,7 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
     full = full_mean + torch.einsum("bk,knd->bnd", ident, full_id[:k]) + torch.einsum("bs,snd->bnd", expr, full_ex)
     full_cam = full @ rot.transpose(1, 2) + trans[:, None]
     full_cam[:, prob.order[ni:]] = cam[:, ni:]
-    res_layout = (project(full_cam, intr) - obs_layout).norm(dim=-1)
+    res_layout = (project_points(full_cam, intr[:, None]) - obs_layout).norm(dim=-1)
     return {"identity": ident, "expression": expr, "rotation": rot, "translation": trans, "residuals": res_layout}
 
 

@@ -10,7 +10,8 @@ from torch import Tensor
 
 from affectsynth.fitting.face_fit import Camera, rotation_from_angles_deg
 from affectsynth.fitting.face_model import FaceModel
-from affectsynth.fitting.fit import UNOBSERVABLE_EXPRESSIONS, project, silhouette_pick
+from affectsynth.fitting.fit import UNOBSERVABLE_EXPRESSIONS, silhouette_pick
+from affectsynth.render.camera import project_points
 from affectsynth.fitting.landmarks import Landmarks
 
 __all__ = ["SyntheticFace", "aligned_error_mm", "random_faces", "silhouette_landmarks"]
@@ -40,20 +41,19 @@ def silhouette_landmarks(model: FaceModel, vertices: Tensor, rotation: Tensor, t
         [N, 2] pixel coordinates.
     """
     emb = model.embedding(kind)
-    intr = torch.tensor([[camera.fx, camera.fy, camera.cx, camera.cy]], dtype=vertices.dtype)
     pts = model.landmark_points(vertices[None], kind)[0] @ rotation.T + translation
-    pix = project(pts[None], intr)[0]
+    pix = project_points(pts, camera)
     ci = torch.nonzero(emb.is_contour).flatten()
     if ci.numel():
         cand = emb.contour_bands[ci]
         safe = cand.clamp_min(0)
-        from affectsynth.render.unwrap import vertex_normals
+        from affectsynth.render.mesh import vertex_normals
 
         normals = vertex_normals(vertices, model.triangles)[safe] @ rotation.T  # [C, M, 3]
         cam = vertices[safe] @ rotation.T + translation
         pick = silhouette_pick(normals[None], cam[None], (cand >= 0)[None])[0]
         chosen = cam[torch.arange(len(ci)), pick]
-        pix[ci] = project(chosen[None], intr)[0]
+        pix[ci] = project_points(chosen, camera)
     return pix
 
 

@@ -2,7 +2,7 @@
 
 The four primitives keep nvdiffrast's names, argument order and return arity, with the raster
 context as an optional keyword: `rasterize`, `interpolate`, `texture`, `antialias`. On top of them:
-cameras (`camera`), texture extraction from a photo (`unwrap`), hole filling (`inpaint`), image
+cameras (`camera`), mesh geometry (`mesh`), texture extraction from a photo (`unwrap`), hole filling (`inpaint`), image
 warps from mesh motion (`warp`) and the seamless composite (`composite`, `color`). Nothing here
 knows what the meshes depict.
 """
@@ -37,8 +37,8 @@ from affectsynth.render.unwrap import (
     mirror_texel_map,
     unwrap_texture,
     uv_tile_triangles,
-    vertex_normals,
 )
+from affectsynth.render.mesh import vertex_normals
 from affectsynth.render.warp import (
     effective_margin, motion_field, motion_window, pixel_centres, sample_bilinear, sample_image, warp_image,
 )

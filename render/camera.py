@@ -6,7 +6,8 @@ Conventions (every other module follows these; none redefines them):
 * Pixels are continuous image coordinates ``(u, v)``: the top-left corner of the image is (0, 0),
   u grows to the right, v downwards; pixel (row i, col j) covers [j, j+1) x [i, i+1) and its centre
   is (j + 0.5, i + 0.5) (as MediaPipe's normalised points times the image size, and nvdiffrast).
-* A camera-space point (x, y, z), z > 0, projects to ``(fx * x / z + cx, fy * y / z + cy)``.
+* A camera-space point (x, y, z), z > 0, projects to ``(x / z * fx + cx, y / z * fy + cy)``
+  (`project_points`, the one projection: the fitter and the renderer both use it).
 * Clip space is nvdiffrast's: ``ndc = clip[:3] / clip[3]``; raster row 0 is ndc y = -1, so with
   y-down pixels no flip is needed: ``x_ndc = 2 u / W - 1``, ``y_ndc = 2 v / H - 1``. Depth
   ``z_ndc`` is -1 at ``near`` and +1 at ``far`` (OpenGL), smaller = closer; ``w_clip = z``.
@@ -20,6 +21,7 @@ Note:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +70,10 @@ class Intrinsics:
     def crop(self, x0: int, y0: int, width: int, height: int) -> Intrinsics:
         """The same camera seen through the window (x0, y0, width, height) at full resolution."""
         return Intrinsics(*crop_intrinsics(self.fx, self.fy, self.cx, self.cy, (x0, y0, width, height)))
+
+    def project(self, points_cam: Tensor) -> Tensor:
+        """[..., 2] pixel coordinates of camera-space points [..., 3]; see `project_points`."""
+        return project_points(points_cam, self)
 
     def projection_matrix(
         self,
@@ -186,29 +192,42 @@ def to_clip(points_cam: Tensor, proj: Tensor) -> Tensor:
     return torch.einsum("bvj,bij->bvi", homo, proj)
 
 
-def project_points(points_cam: Tensor, fx: Any, fy: Any, cx: Any, cy: Any) -> Tensor:
+def project_points(points_cam: Tensor, camera: "Intrinsics | Tensor", *deprecated: Any) -> Tensor:
     """Pinhole projection of camera-space points to continuous pixel coordinates.
 
     Args:
         points_cam: [..., 3] camera-space points (OpenCV, z > 0).
-        fx: focal length x, pixels (float or tensor broadcastable to ``[...]``).
-        fy: focal length y, pixels.
-        cx: principal point x, pixels.
-        cy: principal point y, pixels.
+        camera: an `Intrinsics`, or a tensor [..., 4] of (fx, fy, cx, cy) broadcastable to
+            ``points_cam[..., :1]`` (e.g. [B, 1, 4] for a batch of cameras and [B, N, 3] points).
+        *deprecated: the old call ``project_points(points, fx, fy, cx, cy)`` (warns).
 
     Returns:
-        [..., 2] pixel coordinates (u, v), dtype/device of ``points_cam``.
+        [..., 2] pixel coordinates (u, v) = (x / z * fx + cx, y / z * fy + cy), dtype/device of
+        ``points_cam``.
 
     Example:
-        >>> project_points(torch.tensor([1.0, -1.0, 2.0]), 100.0, 100.0, 50.0, 50.0).tolist()
+        >>> cam = Intrinsics(100.0, 100.0, 50.0, 50.0, 100, 100)
+        >>> project_points(torch.tensor([1.0, -1.0, 2.0]), cam).tolist()
         [100.0, 0.0]
     """
     if points_cam.shape[-1] != 3:
         raise ValueError(f"project_points: points_cam must be [..., 3], got {list(points_cam.shape)}")
-    z = points_cam[..., 2]
-    u = fx * points_cam[..., 0] / z + cx
-    v = fy * points_cam[..., 1] / z + cy
-    return torch.stack([u, v], dim=-1)
+    if deprecated:
+        if len(deprecated) != 3:
+            raise TypeError("project_points: expected (points_cam, camera), or the deprecated (points_cam, fx, fy, cx, cy)")
+        warnings.warn("project_points(points, fx, fy, cx, cy) is deprecated: pass the camera (an Intrinsics)",
+                      DeprecationWarning, stacklevel=2)
+        camera = torch.tensor([float(camera), *(float(a) for a in deprecated)], dtype=points_cam.dtype,
+                              device=points_cam.device)
+    z = points_cam[..., 2:3]
+    if isinstance(camera, Intrinsics):
+        f = torch.tensor([camera.fx, camera.fy], dtype=points_cam.dtype, device=points_cam.device)
+        c = torch.tensor([camera.cx, camera.cy], dtype=points_cam.dtype, device=points_cam.device)
+    elif isinstance(camera, Tensor) and camera.shape[-1] == 4:
+        f, c = camera[..., :2], camera[..., 2:]
+    else:
+        raise TypeError(f"project_points: camera must be an Intrinsics or a [..., 4] tensor, got {type(camera).__name__}")
+    return points_cam[..., :2] / z * f + c
 
 
 def clip_to_pixels(clip: Tensor, width: int, height: int) -> Tensor:

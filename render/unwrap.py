@@ -27,9 +27,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from affectsynth.render.camera import crop_intrinsics, project_points, projection_matrix, to_clip
+from affectsynth.render.camera import Intrinsics, project_points, to_clip
 from affectsynth.render.inpaint import push_pull_fill
 from affectsynth.render.interpolate import interpolate
+from affectsynth.render.mesh import vertex_normals
 from affectsynth.render.rasterize import rasterize
 from affectsynth.render.warp import sample_bilinear
 
@@ -40,7 +41,6 @@ __all__ = [
     "fill_texture",
     "mirror_texel_map",
     "uv_tile_triangles",
-    "vertex_normals",
 ]
 
 
@@ -101,25 +101,6 @@ class UnwrapResult:
         return replace(self, texture=self.texture.detach(), weight=self.weight.detach())
 
 
-def vertex_normals(vertices: Tensor, tri: Tensor) -> Tensor:
-    """Area-weighted unit vertex normals (counter-clockwise triangles face outwards).
-
-    Args:
-        vertices: [V, 3] float positions.
-        tri: [T, 3] int triangles.
-
-    Returns:
-        [V, 3] unit normals (0 for unused vertices), dtype of ``vertices``.
-    """
-    t = tri.long()
-    v0, v1, v2 = vertices[t[:, 0]], vertices[t[:, 1]], vertices[t[:, 2]]
-    fn = torch.cross(v1 - v0, v2 - v0, dim=-1)
-    n = torch.zeros_like(vertices)
-    for k in range(3):
-        n.index_add_(0, t[:, k], fn)
-    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
 def uv_tile_triangles(uv: Tensor, tri_uv: Tensor, *, tile: tuple[int, int] = (0, 0), eps: float = 1e-4) -> Tensor:
     """[T] bool: triangles whose three UV corners lie in the unit tile ``tile`` (u0, v0).
 
@@ -169,8 +150,7 @@ def _check_common(image: Tensor, vertices_cam: Tensor, tri: Tensor, uv: Tensor, 
 
 
 def _depth_buffer(
-    vertices_cam: Tensor, tri: Tensor, fx: float, fy: float, cx: float, cy: float,
-    size: tuple[int, int], max_res: int, ctx: Any,
+    vertices_cam: Tensor, tri: Tensor, camera: Intrinsics, size: tuple[int, int], max_res: int, ctx: Any,
 ) -> tuple[Tensor, Tensor, tuple[float, float, float]]:
     """Camera-z buffer of the mesh over the photo window it covers, possibly downscaled.
 
@@ -178,7 +158,7 @@ def _depth_buffer(
     photo pixel p maps to buffer pixel (p - (x0, y0)) * s.
     """
     H, W = size
-    pix = project_points(vertices_cam, fx, fy, cx, cy)
+    pix = project_points(vertices_cam, camera)
     lo = pix.min(dim=0).values
     hi = pix.max(dim=0).values
     x0 = max(0, int(math.floor(float(lo[0]))) - 1)
@@ -191,12 +171,12 @@ def _depth_buffer(
     s = min(1.0, max_res / max(w, h))
     bw, bh = max(1, int(round(w * s))), max(1, int(round(h * s)))
     sx, sy = bw / w, bh / h
-    kfx, kfy, kcx, kcy, _, _ = crop_intrinsics(fx, fy, cx, cy, (x0, y0, w, h))
+    k = camera.crop(x0, y0, w, h)
     z = vertices_cam[:, 2]
     near = max(float(z.min()) * 0.5, 1e-6)
     far = float(z.max()) * 2.0 + near
-    P = projection_matrix(kfx * sx, kfy * sy, kcx * sx, kcy * sy, bw, bh, near=near, far=far,
-                          dtype=torch.float32, device=vertices_cam.device)
+    buffer_cam = Intrinsics(k.fx * sx, k.fy * sy, k.cx * sx, k.cy * sy, bw, bh)
+    P = buffer_cam.projection_matrix(near=near, far=far, dtype=torch.float32, device=vertices_cam.device)
     clip = to_clip(vertices_cam[None].float(), P)
     tri_i = tri.to(torch.int32)
     rast, _ = rasterize(clip, tri_i, (bh, bw), ctx=ctx, grad_db=False)
@@ -212,10 +192,7 @@ def unwrap_texture(
     tri: Tensor,
     uv: Tensor,
     tri_uv: Tensor,
-    fx: float,
-    fy: float,
-    cx: float,
-    cy: float,
+    camera: Intrinsics,
     *,
     resolution: int | None = None,
     triangle_mask: Tensor | None = None,
@@ -233,10 +210,7 @@ def unwrap_texture(
         tri: [T, 3] int triangles (all of them occlude, selected or not).
         uv: [U, 2] float texture coordinates.
         tri_uv: [T, 3] int indices into ``uv`` per triangle corner.
-        fx: focal length x of the photo's camera, pixels.
-        fy: focal length y, pixels.
-        cx: principal point x, pixels.
-        cy: principal point y, pixels.
+        camera: the photo's camera (`Intrinsics`; its size is the photo's).
         resolution: texture size R; None = ``settings.resolution``.
         triangle_mask: [T] bool triangles to unwrap; None = those whose UVs lie in ``uv_tile``.
             Selected triangles' UVs must lie in the tile.
@@ -282,9 +256,9 @@ def unwrap_texture(
     n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     safe_p = torch.where(covered[..., None], p, torch.tensor([0.0, 0.0, 1.0], device=device))
     cos = -(n * safe_p).sum(-1) / safe_p.norm(dim=-1).clamp_min(1e-12)
-    pix = project_points(safe_p, fx, fy, cx, cy)  # [R, R, 2] photo pixels
+    pix = project_points(safe_p, camera)  # [R, R, 2] photo pixels
 
-    zbuf, zcover, (bx0, by0, sx, sy) = _depth_buffer(verts, tri, fx, fy, cx, cy, (H, W), s.max_depth_res, ctx)
+    zbuf, zcover, (bx0, by0, sx, sy) = _depth_buffer(verts, tri, camera, (H, W), s.max_depth_res, ctx)
     bh, bw = zbuf.shape
     bu = ((pix[..., 0] - bx0) * sx).floor().long()
     bv = ((pix[..., 1] - by0) * sy).floor().long()

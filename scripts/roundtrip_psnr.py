@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from affectsynth.synthesizer import Synthesizer
-from affectsynth.render import interpolate, rasterize
-from affectsynth.render.camera import crop_intrinsics, projection_matrix, to_clip
-from affectsynth.synthesizer import SynthSettings, _mouth_opening_mask
+from affectsynth.prepare import _mouth_opening_mask
+from affectsynth.render import interpolate
+from affectsynth.render.camera import project_points
+from affectsynth.synthesizer import SynthSettings, Synthesizer
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "assets" / "dev-photos"
 
@@ -39,18 +39,11 @@ def skin_mask_and_uvpix(synth: Synthesizer, prepared, window) -> tuple[np.ndarra
     """Skin-only mask of the window (no antialias), and per-pixel projected photo position of the surface."""
     r = synth.renderer
     cam = prepared.fit.camera
-    x0, y0, w, h = window
-    fx, fy, cx, cy, _, _ = crop_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy, window)
-    proj = projection_matrix(fx, fy, cx, cy, w, h, near=1.0, far=1000.0, device=prepared.vertices.device)
-    clip = to_clip(prepared.vertices[None], proj)
-    rast, _ = rasterize(clip, r.tri, (h, w))
-    tid = rast[0, ..., 3].long() - 1
-    kind = torch.where(tid >= 0, r.tri_kind[tid.clamp_min(0)], torch.full_like(tid, -1))
-    p, _ = interpolate(prepared.vertices[None], rast, r.tri)
-    p = p[0]
-    z = p[..., 2].clamp_min(1e-6)
-    pix = torch.stack([cam.fx * p[..., 0] / z + cam.cx, cam.fy * p[..., 1] / z + cam.cy], -1)
-    return (kind == 0).numpy(), pix.numpy(), tid.numpy()
+    raster = r.rasterize_window(prepared.vertices, cam, window)
+    p, _ = interpolate(prepared.vertices[None], raster.rast, r.tri)
+    pix = project_points(p[0], cam)
+    tid = raster.rast[0, ..., 3].long() - 1
+    return (raster.kind == 0).numpy(), pix.numpy(), tid.numpy()
 
 
 def bilinear(img: np.ndarray, pix: np.ndarray) -> np.ndarray:
@@ -70,9 +63,7 @@ def measure(synth: Synthesizer, image: np.ndarray, fit, *, big: Synthesizer | No
     prepared = synth.prepare(image, fit)
     r = synth.renderer
     cam = prepared.fit.camera
-    from affectsynth.render.camera import project_points
-
-    pix = project_points(prepared.vertices, cam.fx, cam.fy, cam.cx, cam.cy)
+    pix = project_points(prepared.vertices, cam)
     window = r.window_for(pix[torch.unique(r.tri.long())], (cam.width, cam.height))
     rend = r.render(prepared.vertices, prepared.texture, cam, window, skin_color=prepared.skin_color)
     x0, y0, w, h = window

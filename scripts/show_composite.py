@@ -20,7 +20,7 @@ from affectsynth.fitting.face_model import FaceModel
 from affectsynth.fitting.fit import fit_landmarks
 from affectsynth.fitting.landmarks import MediaPipeDetector
 from affectsynth.render.antialias import antialias
-from affectsynth.render.camera import crop_intrinsics, project_points, projection_matrix, to_clip
+from affectsynth.render.camera import project_points, to_clip
 from affectsynth.render.composite import CompositeSettings, composite
 from affectsynth.render.rasterize import rasterize
 from affectsynth.render.texture import texture
@@ -35,7 +35,7 @@ def _u8(x: torch.Tensor) -> np.ndarray:
 def _render(verts_cam, tri, uv, tri_uv, mat, tex, cam, window, material_colors):
     """Render the window (x0, y0, w, h) of the photo: colour [h, w, 3], coverage [h, w]."""
     x0, y0, w, h = window
-    P = projection_matrix(*crop_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy, window), near=1.0, far=1000.0)
+    P = cam.crop(*window).projection_matrix(near=1.0, far=1000.0)
     clip = to_clip(verts_cam[None], P)
     rast, _ = rasterize(clip, tri, (h, w))
     tid = rast[0, ..., 3].long() - 1
@@ -84,7 +84,7 @@ def main(photo: str, out_dir: str, exprs: tuple[str, ...], resolution: int) -> N
 
     image = torch.from_numpy(img8).float() / 255
     t0 = time.perf_counter()
-    un = unwrap_texture(image, old, tri, uv, tri_uv, cam.fx, cam.fy, cam.cx, cam.cy,
+    un = unwrap_texture(image, old, tri, uv, tri_uv, cam,
                         resolution=resolution, triangle_mask=face)
     t1 = time.perf_counter()
     mirror = mirror_texel_map(uv, tri_uv, tri, model.symmetry, resolution, triangle_mask=face)
@@ -93,8 +93,8 @@ def main(photo: str, out_dir: str, exprs: tuple[str, ...], resolution: int) -> N
     print(f"unwrap {t1 - t0:.3f} s, mirror+fill {t2 - t1:.3f} s at {resolution}")
     iio.imwrite(out / f"{stem}_texture.png", _u8(torch.cat([un.texture, un.weight[..., None].expand(-1, -1, 3), filled], 1)))
 
-    src_pix = project_points(old, cam.fx, cam.fy, cam.cx, cam.cy)
-    dst_pix = project_points(new, cam.fx, cam.fy, cam.cx, cam.cy)
+    src_pix = project_points(old, cam)
+    dst_pix = project_points(new, cam)
     used_v = torch.unique(tri[face].long())
     keep = torch.zeros(old.shape[0], dtype=torch.bool)
     keep[used_v] = True

@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageOps
 from affectsynth.fitting import FaceModel, MediaPipeDetector, fit_image
 from affectsynth.render import interpolate, rasterize
 from affectsynth.render.camera import projection_matrix, to_clip
-from affectsynth.render.unwrap import vertex_normals
+from affectsynth.render.mesh import vertex_normals
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_PHOTOS = ROOT.parent / "shared" / "assets" / "dev-photos"

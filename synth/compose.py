@@ -117,8 +117,8 @@ def render_and_composite(prepared: PreparedFace, new: Tensor, renderer: FaceRend
         reuse_photo: let the warped photo stand in for the render where it saw the skin.
     """
     cam = prepared.fit.camera
-    old_pix = project_points(prepared.vertices, cam.fx, cam.fy, cam.cx, cam.cy)
-    new_pix = project_points(new, cam.fx, cam.fy, cam.cx, cam.cy)
+    old_pix = project_points(prepared.vertices, cam)
+    new_pix = project_points(new, cam)
     drawn_v = renderer.drawn_vertices
     window = renderer.window_for(torch.cat([new_pix[drawn_v], old_pix[drawn_v]]), (cam.width, cam.height))
     rendered = renderer.render(new, prepared.texture, cam, window, skin_color=prepared.skin_color, shading=shading,
@@ -136,9 +136,8 @@ def render_and_composite(prepared: PreparedFace, new: Tensor, renderer: FaceRend
 
 def output_landmarks(renderer: FaceRenderer, vertices: Tensor, fit: FaceFit) -> np.ndarray:
     """[468, 2] float64 MediaPipe-layout points of a face's vertices in its photo, pixels (0.01 px)."""
-    cam = fit.camera
     pts = renderer.model.landmark_points(vertices[None], "mediapipe468")[0]
-    return project_points(pts, cam.fx, cam.fy, cam.cx, cam.cy).cpu().numpy().round(2)
+    return project_points(pts, fit.camera).cpu().numpy().round(2)
 
 
 def compose_target(prepared: PreparedFace, weights: Tensor, renderer: FaceRenderer, settings: ComposeSettings, *,

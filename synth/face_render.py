@@ -14,10 +14,10 @@ from torch import Tensor
 
 from affectsynth.fitting import Camera, FaceModel
 from affectsynth.render import antialias, antialias_construct_topology_hash, interpolate, rasterize, texture
-from affectsynth.render.camera import crop_intrinsics, project_points, projection_matrix, to_clip
-from affectsynth.render.unwrap import vertex_normals
+from affectsynth.render.camera import Intrinsics, project_points, to_clip
+from affectsynth.render.mesh import vertex_normals
 
-__all__ = ["MouthMaterials", "FaceRenderer", "RenderedFace", "NARROW_FACE_VERTICES"]
+__all__ = ["MouthMaterials", "FaceRenderer", "RenderedFace", "WindowRaster", "NARROW_FACE_VERTICES"]
 
 #: A typical skin colour in a photo and its saturation (max - min) / max: the mouth's materials are
 #: tuned for it and scaled to the photo's own skin.
@@ -61,6 +61,23 @@ class MouthMaterials:
 
 
 @dataclass(frozen=True)
+class WindowRaster:
+    """The face's triangles rasterized into a window of the photo.
+
+    Attributes:
+        rast: [1, h, w, 4] rasterizer output (u, v, z/w, triangle_id + 1) over `FaceRenderer.tri`.
+        clip: [1, V, 4] clip-space vertices.
+        camera: the window's camera (the photo's camera cropped to the window).
+        kind: [h, w] int64 material per pixel: -1 nothing, 0 skin, 1 teeth, 2 gums/tongue, 3 socket.
+    """
+
+    rast: Tensor
+    clip: Tensor
+    camera: Intrinsics
+    kind: Tensor
+
+
+@dataclass(frozen=True)
 class RenderedFace:
     """A render of a window of the photo.
 
@@ -71,12 +88,14 @@ class RenderedFace:
         photo_weight: [h, w] float32 in [0, 1], how far the (warped) photo can stand in for the
             render: the skin's `photo_weight` texture where skin is drawn, 0 on the mouth
             materials; None when no such texture was given.
+        kind: [h, w] int64 material of the rasterized surface per pixel (see `WindowRaster.kind`).
     """
 
     color: Tensor
     coverage: Tensor
     window: tuple[int, int, int, int]
     photo_weight: Tensor | None = None
+    kind: Tensor | None = None
 
 
 class FaceRenderer:
@@ -163,6 +182,22 @@ class FaceRenderer:
         x1, y1 = min(w_img, int(hi[0])), min(h_img, int(hi[1]))
         return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
 
+    def rasterize_window(self, vertices_cam: Tensor, camera: Camera, window: tuple[int, int, int, int]) -> WindowRaster:
+        """Rasterize the drawn triangles into a window of the photo, at photo resolution.
+
+        Args:
+            vertices_cam: [V, 3] camera-space vertices (cm, OpenCV).
+            camera: the photo's camera.
+            window: (x0, y0, w, h) photo pixels.
+        """
+        x0, y0, w, h = window
+        cam = camera.crop(x0, y0, w, h)
+        clip = to_clip(vertices_cam[None], cam.projection_matrix(near=1.0, far=1000.0, device=vertices_cam.device))
+        rast, _ = rasterize(clip, self.tri, (h, w))
+        tid = rast[0, ..., 3].long() - 1
+        kind = torch.where(tid >= 0, self.tri_kind[tid.clamp_min(0)], torch.full_like(tid, -1))
+        return WindowRaster(rast, clip, cam, kind)
+
     def render(
         self,
         vertices_cam: Tensor,
@@ -190,14 +225,9 @@ class FaceRenderer:
         Returns:
             `RenderedFace` with colour and coverage of the window.
         """
-        x0, y0, w, h = window
-        fx, fy, cx, cy, _, _ = crop_intrinsics(camera.fx, camera.fy, camera.cx, camera.cy, window)
-        proj = projection_matrix(fx, fy, cx, cy, w, h, near=1.0, far=1000.0, device=vertices_cam.device)
-        clip = to_clip(vertices_cam[None], proj)
-        rast, _ = rasterize(clip, self.tri, (h, w))
-        tid = rast[0, ..., 3].long() - 1
-        covered = tid >= 0
-        kind = torch.where(covered, self.tri_kind[tid.clamp_min(0)], torch.zeros_like(tid))
+        raster = self.rasterize_window(vertices_cam, camera, window)
+        rast, clip, covered = raster.rast, raster.clip, raster.kind >= 0
+        kind = raster.kind.clamp_min(0)
         uv, _ = interpolate(self.model.uv[None], rast, self.tri_uv)
         skin = texture(tex[None].contiguous(), uv, boundary_mode="clamp")[0]
         if shading is not None:
@@ -221,7 +251,7 @@ class FaceRenderer:
             mouth, kind = _close_teeth_gaps(mouth, kind, mm.teeth_gap_px)
         if mm.min_opening > 0:
             lm = self.model.landmarks68
-            corners = project_points(vertices_cam[lm[[48, 54]]], fx, fy, cx, cy)
+            corners = project_points(vertices_cam[lm[[48, 54]]], raster.camera)
             # at least 2 px: on small faces a one-pixel line of teeth reads as a white scratch
             min_px = max(2, int(round(mm.min_opening * float((corners[0] - corners[1]).norm()))))
             shown = _opening_thickness(kind > 0, min_px)[..., None]
@@ -233,7 +263,7 @@ class FaceRenderer:
         if photo_weight is not None:
             seen = texture(photo_weight[None, :, :, None].to(uv.dtype).contiguous(), uv, boundary_mode="clamp")[0, ..., 0]
             weight = torch.where(covered & (kind == 0), seen, torch.zeros_like(seen)).clamp(0, 1)
-        return RenderedFace(out[..., :3].clamp(0, 1), out[..., 3].clamp(0, 1), (x0, y0, w, h), weight)
+        return RenderedFace(out[..., :3].clamp(0, 1), out[..., 3].clamp(0, 1), window, weight, raster.kind)
 
     def vertex_normals(self, vertices_cam: Tensor) -> Tensor:
         """[V, 3] unit normals of the skin surface."""

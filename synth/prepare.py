@@ -86,7 +86,7 @@ def prepare_face(image: np.ndarray, fit: FaceFit, renderer: FaceRenderer, *, res
     cam = fit.camera
     mask = _mouth_opening_mask(fit, image.shape[:2])
     un = unwrap_texture(photo_f, verts, model.triangles, model.uv, model.triangle_uv,
-                        cam.fx, cam.fy, cam.cx, cam.cy, resolution=resolution, triangle_mask=renderer.skin, min_cos=0.05,
+                        cam, resolution=resolution, triangle_mask=renderer.skin, min_cos=0.05,
                         photo_mask=None if mask is None else torch.from_numpy(~mask).to(device))
     # every texel the photo sees keeps the photo's colour; only unseen ones are filled
     tex = fill_texture(un.texture, un.visible.to(un.texture.dtype), mirror_uv=_mirror_map(renderer, resolution))

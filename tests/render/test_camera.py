@@ -18,6 +18,7 @@ from affectsynth.render.camera import (
 )
 
 FX, FY, CX, CY, W, H = 410.0, 380.0, 150.3, 97.6, 301, 203
+CAM = Intrinsics(FX, FY, CX, CY, W, H)
 
 
 def _points(n: int = 50, seed: int = 0) -> torch.Tensor:
@@ -33,7 +34,7 @@ def test_projection_matrix_matches_project_points():
     assert clip.shape == (1, 50, 4)
     torch.testing.assert_close(clip[0, :, 3], pts[:, 2])
     pix = clip_to_pixels(clip, W, H)[0]
-    torch.testing.assert_close(pix, project_points(pts, FX, FY, CX, CY))
+    torch.testing.assert_close(pix, project_points(pts, CAM))
     # pixel -> ndc convention: x_ndc = 2u/W - 1, y_ndc = 2v/H - 1 (no flip)
     torch.testing.assert_close(pixels_to_ndc(pix, W, H), clip[0, :, :2] / clip[0, :, 3:])
 
@@ -46,7 +47,7 @@ def test_depth_range_and_orientation():
     torch.testing.assert_close(z[:2], torch.tensor([-1.0, 1.0], dtype=torch.float64))
     assert -1 < z[2] < 1
     # y down: a point below the axis lands at larger v, i.e. larger ndc y (raster row grows)
-    below = project_points(torch.tensor([0.0, 1.0, 10.0]), FX, FY, CX, CY)
+    below = project_points(torch.tensor([0.0, 1.0, 10.0]), CAM)
     assert below[1] > CY
 
 
@@ -83,7 +84,9 @@ def test_errors():
     with pytest.raises(ValueError, match="to_clip: proj"):
         to_clip(torch.zeros(1, 4, 3), torch.eye(3))
     with pytest.raises(ValueError, match="project_points"):
-        project_points(torch.zeros(4, 2), 1.0, 1.0, 0.0, 0.0)
+        project_points(torch.zeros(4, 2), CAM)
+    with pytest.raises(TypeError, match="project_points: camera"):
+        project_points(torch.zeros(4, 3), (FX, FY, CX, CY))
     with pytest.raises(ValueError, match="clip_to_pixels"):
         clip_to_pixels(torch.zeros(4, 3), W, H)
     with pytest.raises(ValueError, match="crop_intrinsics"):
@@ -117,7 +120,7 @@ def test_round_trip_project_rasterize(centre):
 
     pts, tri = _fan(centre, z=30.0)
     P = projection_matrix(FX, FY, CX, CY, W, H)
-    pix = project_points(pts[0], FX, FY, CX, CY)
+    pix = project_points(pts[0], CAM)
     torch.testing.assert_close(pix, torch.tensor(centre), atol=1e-3, rtol=0)
     rast, _ = rasterize(to_clip(pts[None], P), tri, (H, W))
     col, row = int(pix[0]), int(pix[1])
@@ -133,3 +136,18 @@ def test_round_trip_project_rasterize(centre):
     assert int(hit[3]) > 0 and float(hit[0]) > 0.95
     if centre != (100.5, 60.5):  # off the shared vertex, no tie: the very same triangle
         torch.testing.assert_close(hit, rast[0, row, col], atol=1e-4, rtol=0)
+
+
+def test_project_points_takes_a_camera_or_batched_intrinsics():
+    """One projection for the renderer (an Intrinsics) and the fitter ([B, 1, 4] per-face cameras)."""
+    pts = _points().float()
+    one = project_points(pts, CAM)
+    torch.testing.assert_close(CAM.project(pts), one)
+    other = Intrinsics(2 * FX, FY, CX + 5, CY, W, H)
+    batch = torch.tensor([[[FX, FY, CX, CY]], [[2 * FX, FY, CX + 5, CY]]])
+    both = project_points(torch.stack([pts, pts]), batch)
+    torch.testing.assert_close(both[0], one)
+    torch.testing.assert_close(both[1], project_points(pts, other))
+    with pytest.warns(DeprecationWarning):
+        old = project_points(pts, FX, FY, CX, CY)
+    torch.testing.assert_close(old, one)

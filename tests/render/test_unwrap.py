@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from affectsynth.render.camera import projection_matrix, to_clip
+from affectsynth.render.camera import Intrinsics, projection_matrix, to_clip
 from affectsynth.render.interpolate import interpolate
 from affectsynth.render.rasterize import rasterize
 from affectsynth.render.texture import texture
@@ -19,12 +19,13 @@ from affectsynth.render.unwrap import (
     mirror_texel_map,
     unwrap_texture,
     uv_tile_triangles,
-    vertex_normals,
 )
+from affectsynth.render.mesh import vertex_normals
 
 H, W = 120, 160
 FX = FY = 200.0
 CX, CY = W / 2, H / 2
+CAM = Intrinsics(FX, FY, CX, CY, W, H)
 
 
 def uv_sphere(n_lat: int = 16, n_lon: int = 32):
@@ -59,7 +60,7 @@ def pattern_texture(res: int, channels: int = 3) -> torch.Tensor:
 
 def render_textured(verts_cam, tri, uv, tri_uv, tex):
     """Photo of a textured mesh: image [H, W, C], mask [H, W], interpolated uv [1, H, W, 2]."""
-    P = projection_matrix(FX, FY, CX, CY, W, H)
+    P = CAM.projection_matrix()
     n = tri.shape[0]
     tri_c = torch.arange(3 * n, dtype=torch.int32).view(n, 3)
     clip = to_clip(verts_cam[tri.long().reshape(-1)][None], P)
@@ -85,7 +86,7 @@ def sphere_scene():
 
 def test_unwrap_rerender_reproduces_photo(sphere_scene):
     verts_cam, tri, uv, tri_uv, img, mask, uvi = sphere_scene
-    res = unwrap_texture(img, verts_cam, tri, uv, tri_uv, FX, FY, CX, CY, resolution=128)
+    res = unwrap_texture(img, verts_cam, tri, uv, tri_uv, CAM, resolution=128)
     assert isinstance(res, UnwrapResult)
     assert res.texture.shape == (128, 128, 3) and res.weight.shape == (128, 128)
     assert res.visible.dtype == torch.bool
@@ -104,21 +105,21 @@ def test_unwrap_rerender_reproduces_photo(sphere_scene):
 
 def test_photo_mask_excludes_pixels(sphere_scene):
     verts_cam, tri, uv, tri_uv, img, _, _ = sphere_scene
-    full = unwrap_texture(img, verts_cam, tri, uv, tri_uv, FX, FY, CX, CY, resolution=64)
+    full = unwrap_texture(img, verts_cam, tri, uv, tri_uv, CAM, resolution=64)
     keep = torch.ones(H, W, dtype=torch.bool)
     keep[:, : W // 2] = False  # left half of the photo is not the surface
-    part = unwrap_texture(img, verts_cam, tri, uv, tri_uv, FX, FY, CX, CY, resolution=64, photo_mask=keep)
+    part = unwrap_texture(img, verts_cam, tri, uv, tri_uv, CAM, resolution=64, photo_mask=keep)
     assert not bool((part.visible & ~full.visible).any())
     lost = int((full.visible & ~part.visible).sum())
     assert 0.3 * int(full.visible.sum()) < lost < 0.7 * int(full.visible.sum())
     assert bool((part.weight[~part.visible] == 0).all())
     with pytest.raises(ValueError, match="photo_mask"):
-        unwrap_texture(img, verts_cam, tri, uv, tri_uv, FX, FY, CX, CY, photo_mask=keep[:-1])
+        unwrap_texture(img, verts_cam, tri, uv, tri_uv, CAM, photo_mask=keep[:-1])
 
 
 def test_back_of_sphere_is_invisible(sphere_scene):
     verts_cam, tri, uv, tri_uv, img, _, _ = sphere_scene
-    res = unwrap_texture(img, verts_cam, tri, uv, tri_uv, FX, FY, CX, CY, resolution=64)
+    res = unwrap_texture(img, verts_cam, tri, uv, tri_uv, CAM, resolution=64)
     # lat-long map: u = longitude / 2 pi; the camera sees z < centre, i.e. sin(lon) < 0, u in (0.5, 1)
     cols = (torch.arange(64) + 0.5) / 64
     front = (cols > 0.6) & (cols < 0.9)
@@ -139,13 +140,13 @@ def test_occlusion_by_other_geometry():
     uvs = torch.cat([uv, uv + torch.tensor([1.0, 0.0])])  # small sphere in tile (1, 0)
     tri_uvs = torch.cat([tri_uv, tri_uv + uv.shape[0]])
     img = torch.ones(H, W, 3) * 0.5
-    alone = unwrap_texture(img, big, tri, uv, tri_uv, FX, FY, CX, CY, resolution=64)
-    both = unwrap_texture(img, verts, tris, uvs, tri_uvs, FX, FY, CX, CY, resolution=64)
+    alone = unwrap_texture(img, big, tri, uv, tri_uv, CAM, resolution=64)
+    both = unwrap_texture(img, verts, tris, uvs, tri_uvs, CAM, resolution=64)
     lost = alone.visible & ~both.visible
     assert int(lost.sum()) > 50  # front centre of the big sphere is hidden
     assert not bool((both.visible & ~alone.visible).any())
     # the small sphere (tile 1) is unwrapped on its own with uv_tile
-    small_res = unwrap_texture(img, verts, tris, uvs, tri_uvs, FX, FY, CX, CY, resolution=64, uv_tile=(1, 0))
+    small_res = unwrap_texture(img, verts, tris, uvs, tri_uvs, CAM, resolution=64, uv_tile=(1, 0))
     assert int(small_res.visible.sum()) > 200
 
 
@@ -201,13 +202,13 @@ def test_vertex_normals_and_tile_selection():
 def test_errors(sphere_scene):
     verts_cam, tri, uv, tri_uv, img, _, _ = sphere_scene
     with pytest.raises(ValueError, match="unwrap_texture: image"):
-        unwrap_texture(img[..., 0], verts_cam, tri, uv, tri_uv, FX, FY, CX, CY)
+        unwrap_texture(img[..., 0], verts_cam, tri, uv, tri_uv, CAM)
     with pytest.raises(ValueError, match="unwrap_texture: vertices_cam"):
-        unwrap_texture(img, verts_cam[:, :2], tri, uv, tri_uv, FX, FY, CX, CY)
+        unwrap_texture(img, verts_cam[:, :2], tri, uv, tri_uv, CAM)
     with pytest.raises(ValueError, match="tri_uv"):
-        unwrap_texture(img, verts_cam, tri, uv, tri_uv[:-1], FX, FY, CX, CY)
+        unwrap_texture(img, verts_cam, tri, uv, tri_uv[:-1], CAM)
     with pytest.raises(ValueError, match="triangle_mask"):
-        unwrap_texture(img, verts_cam, tri, uv, tri_uv, FX, FY, CX, CY, triangle_mask=torch.ones(3, dtype=torch.bool))
+        unwrap_texture(img, verts_cam, tri, uv, tri_uv, CAM, triangle_mask=torch.ones(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="UnwrapSettings"):
         UnwrapSettings(resolution=0)
     with pytest.raises(ValueError, match="fill_texture"):
@@ -218,7 +219,7 @@ def test_errors(sphere_scene):
 
 def test_result_to_and_detach(sphere_scene):
     verts_cam, tri, uv, tri_uv, img, _, _ = sphere_scene
-    res = unwrap_texture(img, verts_cam, tri, uv, tri_uv, FX, FY, CX, CY, resolution=16)
+    res = unwrap_texture(img, verts_cam, tri, uv, tri_uv, CAM, resolution=16)
     moved = res.to(torch.float64).detach()
     assert moved.texture.dtype == torch.float64 and moved.visible.dtype == torch.bool
     assert torch.equal(moved.visible, res.visible)

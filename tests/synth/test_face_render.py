@@ -10,8 +10,7 @@ import torch
 
 from affectsynth.blendshapes import Expression
 from affectsynth.face_render import FaceRenderer, MouthMaterials, _close_teeth_gaps, _opening_thickness
-from affectsynth.render import rasterize
-from affectsynth.render.camera import crop_intrinsics, project_points, projection_matrix, to_clip
+from affectsynth.render.camera import project_points
 from affectsynth.synthesizer import Synthesizer
 
 
@@ -40,7 +39,7 @@ def smile():
     weights = synth.target_weights(Expression("happiness"), prepared.fit)
     verts = synth.model.reconstruct(prepared.fit, expression=weights)
     cam = prepared.fit.camera
-    pix = project_points(verts, cam.fx, cam.fy, cam.cx, cam.cy)
+    pix = project_points(verts, cam)
     return synth, prepared, verts, pix
 
 
@@ -50,12 +49,7 @@ def _render(synth, prepared, verts, pix, materials):
     cam = prepared.fit.camera
     window = r.window_for(pix[r.drawn_vertices], (cam.width, cam.height))
     out = r.render(verts, prepared.texture, cam, window, skin_color=prepared.skin_color)
-    fx, fy, cx, cy, _, _ = crop_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy, window)
-    _, _, w, h = window
-    clip = to_clip(verts[None], projection_matrix(fx, fy, cx, cy, w, h, near=1.0, far=1000.0))
-    tid = rasterize(clip, r.tri, (h, w))[0][0, ..., 3].long() - 1
-    kind = torch.where(tid >= 0, r.tri_kind[tid.clamp_min(0)], torch.zeros_like(tid))
-    return out.color.numpy(), kind.numpy()
+    return out.color.numpy(), out.kind.clamp_min(0).numpy()
 
 
 def test_teeth_show_as_a_row_not_a_comb(smile):

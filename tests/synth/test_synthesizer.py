@@ -12,8 +12,7 @@ from PIL import Image
 
 from affectsynth.blendshapes import AUs, Expression, VA
 from affectsynth.crop import crop_square
-from affectsynth.render import rasterize
-from affectsynth.render.camera import crop_intrinsics, project_points, projection_matrix, to_clip
+from affectsynth.render.camera import project_points
 from affectsynth.prepare import _mouth_opening_mask
 from affectsynth.result import SynthLabels
 from affectsynth.synthesizer import SynthSettings, Synthesizer
@@ -58,15 +57,11 @@ def _round_trip_psnr(synth: Synthesizer, image: np.ndarray, fit) -> float:
     skin (coverage > 0.5, skin triangles, outside the photo's inner-lip polygon)."""
     prepared = synth.prepare(image, fit)
     r, cam = synth.renderer, prepared.fit.camera
-    pix = project_points(prepared.vertices, cam.fx, cam.fy, cam.cx, cam.cy)
-    window = r.window_for(pix[torch.unique(r.tri.long())], (cam.width, cam.height))
+    pix = project_points(prepared.vertices, cam)
+    window = r.window_for(pix[r.drawn_vertices], (cam.width, cam.height))
     out = r.render(prepared.vertices, prepared.texture, cam, window, skin_color=prepared.skin_color)
     x0, y0, w, h = window
-    fx, fy, cx, cy, _, _ = crop_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy, window)
-    clip = to_clip(prepared.vertices[None], projection_matrix(fx, fy, cx, cy, w, h, near=1.0, far=1000.0))
-    rast, _ = rasterize(clip, r.tri, (h, w))
-    tid = rast[0, ..., 3].long() - 1
-    skin = ((tid >= 0) & (r.tri_kind[tid.clamp_min(0)] == 0)).numpy()
+    skin = (out.kind == 0).numpy()
     lips = _mouth_opening_mask(prepared.fit, image.shape[:2])[y0:y0 + h, x0:x0 + w]
     mask = skin & (out.coverage.numpy() > 0.5) & ~lips
     photo = image[y0:y0 + h, x0:x0 + w].astype(np.float32) / 255.0
