@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from torch import Tensor
 
 from affectsynth.render.camera import Intrinsics
 
-__all__ = ["FaceFit", "Camera", "MODEL_TO_OPENCV", "pose_angles_deg", "rotation_from_angles_deg"]
+__all__ = ["FIT_SCHEMA_VERSION", "FaceFit", "Camera", "MODEL_TO_OPENCV", "pose_angles_deg", "rotation_from_angles_deg"]
 
 #: Rotation that turns model axes (+y up, +z to the viewer) into OpenCV camera axes (y down, z forward).
 MODEL_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
@@ -157,50 +158,103 @@ class FaceFit:
         )
 
     def to_dict(self) -> dict:
-        """JSON-safe dict (lists and numbers only)."""
-        d = {k: getattr(self, k).detach().cpu().tolist() for k in _TENSORS}
+        """JSON-safe dict, the fit schema (`FIT_SCHEMA_VERSION`) that `affectsynth fit` writes per face.
+
+        Keys: ``version``; ``identity`` [K]; ``expression`` {blendshape name: weight} (a list in
+        model order when the fit has no names); ``rotation`` [3][3] model -> camera;
+        ``translation`` [3] cm; ``camera`` (fx, fy, cx, cy, width, height); ``landmarks`` [N][2]
+        pixels and their ``landmark_kind``; ``residuals`` [N] pixels; ``bbox``; ``fit_ms``,
+        ``detect_ms``; and, for reading only (`from_dict` recomputes them): ``pose_deg``
+        {yaw, pitch, roll}, ``reprojection_error_px``, ``interocular_px``.
+        """
+        d: dict = {"version": FIT_SCHEMA_VERSION}
+        d.update({k: getattr(self, k).detach().cpu().tolist() for k in _TENSORS})
+        if self.expression_names:
+            d["expression"] = dict(zip(self.expression_names, d["expression"]))
+        yaw, pitch, roll = self.pose_deg
         d.update(
             camera=self.camera.to_dict(),
             landmark_kind=self.landmark_kind,
             bbox=list(self.bbox),
-            expression_names=list(self.expression_names),
             fit_ms=self.fit_ms,
             detect_ms=self.detect_ms,
+            pose_deg={"yaw": yaw, "pitch": pitch, "roll": roll},
+            reprojection_error_px=self.reprojection_error_px,
+            interocular_px=self.interocular_px,
         )
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "FaceFit":
+        """Inverse of `to_dict` (also reads fits saved before the schema had a version).
+
+        Raises:
+            ValueError: a malformed fit, or one written by a newer schema version.
+        """
+        version = d.get("version", 1) if isinstance(d, dict) else None
+        if not isinstance(version, int) or version > FIT_SCHEMA_VERSION:
+            raise ValueError(f"FaceFit.from_dict: fit schema version {version!r}; this version reads <= {FIT_SCHEMA_VERSION}")
         try:
+            d = dict(d)
+            names = tuple(d.get("expression_names", ()))
+            if isinstance(d.get("expression"), dict):
+                names = tuple(d["expression"])
+                d["expression"] = list(d["expression"].values())
             tensors = {k: torch.tensor(d[k], dtype=torch.float32) for k in _TENSORS}
             return cls(
                 **tensors,
                 camera=Camera.from_dict(d["camera"]),
                 landmark_kind=str(d["landmark_kind"]),
                 bbox=tuple(float(x) for x in d["bbox"]),
-                expression_names=tuple(d.get("expression_names", ())),
+                expression_names=names,
                 fit_ms=float(d.get("fit_ms", 0.0)),
                 detect_ms=float(d.get("detect_ms", 0.0)),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"FaceFit.from_dict: malformed fit ({exc!r})") from exc
 
     def save(self, path: str | Path) -> None:
-        """Write as JSON (atomically: temporary file, then rename)."""
+        """Write as JSON (`to_dict`), atomically: a temporary file, flushed to disk, then renamed."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict()))
-        tmp.replace(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.to_dict(), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
-    def load(cls, path: str | Path) -> "FaceFit":
+    def load(cls, path: str | Path, *, face: int = 0) -> "FaceFit":
+        """Read a fit saved by `save`, or face ``face`` of a photo's JSON written by ``affectsynth fit``.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not a fit, or the photo has no face ``face`` (the message says how many it has).
+        """
+        fits = cls.load_all(path)
+        if not 0 <= face < len(fits):
+            raise ValueError(f"FaceFit.load: '{path}' holds {len(fits)} face(s); face {face} does not exist")
+        return fits[face]
+
+    @classmethod
+    def load_all(cls, path: str | Path) -> "list[FaceFit]":
+        """Every fit in a file: the one of a `save`, or all faces of an ``affectsynth fit`` JSON."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"FaceFit.load: no such file '{path}'")
         try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except (json.JSONDecodeError, ValueError) as exc:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(doc, dict) and "faces" in doc:
+                return [cls.from_dict(f) for f in doc["faces"]]
+            return [cls.from_dict(doc)]
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
             raise ValueError(f"FaceFit.load: '{path}' is not a saved fit ({exc})") from exc
 
+
+#: Version of the fit JSON schema (`FaceFit.to_dict`, ``affectsynth fit``'s per-face entries).
+FIT_SCHEMA_VERSION = 2
 
 _TENSORS = ("identity", "expression", "rotation", "translation", "landmarks", "residuals")

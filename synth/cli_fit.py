@@ -12,33 +12,17 @@ __all__ = ["fit_command", "fit_to_json", "write_fit_outputs"]
 
 
 def fit_to_json(image_name: str, width: int, height: int, fits, model) -> dict:
-    """The JSON document of one photo (see `affectsynth fit --help` for the schema)."""
-    faces = []
-    for f in fits:
-        yaw, pitch, roll = f.pose_deg
-        faces.append(
-            {
-                "bbox": [round(x, 2) for x in f.bbox],
-                "camera": {"fx": f.camera.fx, "fy": f.camera.fy, "cx": f.camera.cx, "cy": f.camera.cy},
-                "landmarks": [[round(x, 3), round(y, 3)] for x, y in f.landmarks.tolist()],
-                "landmark_kind": f.landmark_kind,
-                "reprojection_error_px": round(f.reprojection_error_px, 4),
-                "interocular_px": round(f.interocular_px, 3),
-                "pose_deg": {"yaw": round(yaw, 3), "pitch": round(pitch, 3), "roll": round(roll, 3)},
-                "expression": {k: round(v, 5) for k, v in f.expression_dict().items()},
-                "identity": [round(x, 5) for x in f.identity.tolist()],
-                "rotation": [[round(x, 7) for x in row] for row in f.rotation.tolist()],
-                "translation_cm": [round(x, 5) for x in f.translation.tolist()],
-                "fit_ms": round(f.fit_ms, 3),
-                "detect_ms": round(f.detect_ms, 3),
-            }
-        )
+    """The JSON document of one photo: the photo's fields and one `FaceFit.to_dict` per face
+    (readable with ``FaceFit.load(path, face=k)``; see `affectsynth fit --help`)."""
+    from affectsynth.fitting.face_fit import FIT_SCHEMA_VERSION
+
     return {
+        "version": FIT_SCHEMA_VERSION,
         "image": image_name,
         "width": int(width),
         "height": int(height),
         "landmarks68_vertices": model.landmarks68.tolist(),
-        "faces": faces,
+        "faces": [f.to_dict() for f in fits],
     }
 
 
@@ -73,11 +57,12 @@ def fit_command(images: tuple[Path, ...], out_dir: Path, max_faces: int | None, 
     Writes, per photo, DIR/<stem>.obj (the fitted mesh of the largest face, with its expression, in that
     face's OpenCV camera coordinates in cm: x right, y down, z forward; vertex (x, y, z) projects to
     (fx*x/z + cx, fy*y/z + cy) in continuous pixel coordinates, top-left corner (0, 0)) and
-    DIR/<stem>.json: image, width, height, landmarks68_vertices (0-based OBJ vertex indices in iBUG
-    order) and per face bbox, camera, landmarks, reprojection_error_px, interocular_px, pose_deg
-    (yaw, pitch, roll; zero when facing the camera; positive yaw turns the nose to the image's
-    right, positive pitch tilts it down, positive roll turns the face counter-clockwise in the image),
-    expression (blendshape weights), identity, fit_ms.
+    DIR/<stem>.json: version, image, width, height, landmarks68_vertices (0-based OBJ vertex indices
+    in iBUG order) and per face the fit (FaceFit.load(path, face=k) reads it back): identity,
+    expression (blendshape weights), rotation, translation (cm), camera, bbox, landmarks,
+    landmark_kind, residuals, reprojection_error_px, interocular_px, pose_deg (yaw, pitch, roll;
+    zero when facing the camera; positive yaw turns the nose to the image's right, positive pitch
+    tilts it down, positive roll turns the face counter-clockwise in the image), fit_ms, detect_ms.
 
     \b
     Examples:

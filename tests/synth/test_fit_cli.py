@@ -55,6 +55,25 @@ def test_no_face_json(run):
     assert doc["width"] > 0 and doc["height"] > 0
 
 
+def test_fit_json_reads_back_as_face_fit(run):
+    """What `affectsynth fit` writes is what `FaceFit.load` reads: same mesh, same pose, same camera."""
+    from affectsynth.fitting import FaceFit
+
+    _, out = run
+    path = out / "astronaut.json"
+    fit = FaceFit.load(path, face=0)
+    assert json.loads(path.read_text())["version"] == 2
+    model = FaceModel.default()
+    verts = model.reconstruct(fit).numpy()
+    np.testing.assert_allclose(verts, _read_obj_vertices(out / "astronaut.obj"), atol=1e-4)  # OBJ: 6 decimals
+    assert fit.expression_names == model.expression_names
+    assert len(FaceFit.load_all(path)) == 1
+    torch.testing.assert_close(FaceFit.load_all(path)[0].rotation, fit.rotation)
+    with pytest.raises(ValueError, match="holds 1 face"):
+        FaceFit.load(path, face=1)
+    assert FaceFit.load_all(out / "dogs.json") == []
+
+
 def test_astronaut_json_schema(run):
     _, out = run
     doc = json.loads((out / "astronaut.json").read_text())
