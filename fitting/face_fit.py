@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from affectsynth.fitting.landmarks import EYE_CORNERS
 from affectsynth.render.camera import Intrinsics
 
 __all__ = ["FIT_SCHEMA_VERSION", "FaceFit", "Camera", "MODEL_TO_OPENCV", "pose_angles_deg", "rotation_from_angles_deg"]
@@ -117,7 +118,7 @@ class FaceFit:
     @property
     def interocular_px(self) -> float:
         """Distance between the outer eye corners of the detected landmarks (300-W's normaliser)."""
-        idx = {"mediapipe468": (33, 263), "ibug68": (36, 45)}[self.landmark_kind]
+        idx = EYE_CORNERS[self.landmark_kind]
         return float(torch.linalg.norm(self.landmarks[idx[0]] - self.landmarks[idx[1]]))
 
     @property

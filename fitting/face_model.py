@@ -8,7 +8,7 @@ ICT-FaceKit (MIT) and MediaPipe's canonical face (Apache-2.0).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -247,20 +247,7 @@ class FaceModel:
 
         The fitter works on these small bases instead of the full mesh.
         """
-        return self._landmark_basis(kind)
-
-    def _landmark_basis(self, kind: str) -> tuple[Tensor, Tensor, Tensor]:
-        cache = self.__dict__.setdefault("_lm_basis_cache", {})
-        if kind not in cache:
-            emb = self.embedding(kind)
-            corners = self.triangles.long()[emb.triangle]
-            w = emb.barycentric[..., None]
-
-            def at(x: Tensor) -> Tensor:
-                return (x[..., corners, :] * w).sum(-2)
-
-            cache[kind] = (at(self.neutral), at(self.identity_basis), at(self.expressions.deltas))
-        return cache[kind]
+        return _landmark_basis(self, kind)
 
     def to(self, device: torch.device | str) -> "FaceModel":
         """A copy of the model on another device."""
@@ -274,8 +261,6 @@ class FaceModel:
                 v = v.to(device)
             elif k == "_embeddings":
                 v = {kk: e.to(device) for kk, e in v.items()}
-            elif k == "_lm_basis_cache":
-                v = {}
             new.__dict__[k] = v
         new.device = torch.device(device)
         return new
@@ -285,3 +270,16 @@ class FaceModel:
             f"FaceModel(vertices={self.num_vertices}, triangles={int(self.triangles.shape[0])}, "
             f"identity={self.num_identity}, expressions={self.num_expressions}, source={self.source!r})"
         )
+
+
+@lru_cache(maxsize=16)
+def _landmark_basis(model: FaceModel, kind: str) -> tuple[Tensor, Tensor, Tensor]:
+    """`FaceModel.landmark_basis`, built once per model and layout."""
+    emb = model.embedding(kind)
+    corners = model.triangles.long()[emb.triangle]
+    w = emb.barycentric[..., None]
+
+    def at(x: Tensor) -> Tensor:
+        return (x[..., corners, :] * w).sum(-2)
+
+    return at(model.neutral), at(model.identity_basis), at(model.expressions.deltas)

@@ -22,6 +22,7 @@ import warnings
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -30,7 +31,7 @@ from torch import Tensor
 
 from affectsynth.fitting.face_fit import Camera, FaceFit
 from affectsynth.fitting.face_model import FaceModel
-from affectsynth.fitting.landmarks import Landmarks
+from affectsynth.fitting.landmarks import EYE_CORNERS, Landmarks
 from affectsynth.render.camera import project_points
 
 __all__ = ["FitSettings", "fit_landmarks", "reconstruct", "project", "silhouette_pick", "UNOBSERVABLE_EXPRESSIONS"]
@@ -188,11 +189,13 @@ class _LandmarkProblem:
 
 
 def _problem(model: FaceModel, kind: str, settings: FitSettings) -> _LandmarkProblem:
-    cache = model.__dict__.setdefault("_fit_problem_cache", {})
-    key = (kind, settings.contour_weight, settings.identity_modes)
-    if key in cache:
-        return cache[key]
-    k = min(settings.identity_modes, model.num_identity)
+    """The model-level tensors of a landmark fit (built once per model, layout and settings)."""
+    return _build_problem(model, kind, settings.contour_weight, settings.identity_modes)
+
+
+@lru_cache(maxsize=16)
+def _build_problem(model: FaceModel, kind: str, contour_weight: float, identity_modes: int) -> _LandmarkProblem:
+    k = min(identity_modes, model.num_identity)
     mean, ident, expr = model.landmark_basis(kind)
     emb = model.embedding(kind)
     used = torch.zeros(emb.num_landmarks, dtype=torch.bool, device=model.device)
@@ -202,7 +205,7 @@ def _problem(model: FaceModel, kind: str, settings: FitSettings) -> _LandmarkPro
     cand = emb.contour_bands[contour_idx]
     safe = cand.clamp_min(0).flatten()
     weights = torch.ones(inner_idx.numel() + contour_idx.numel(), dtype=torch.float32, device=model.device)
-    weights[inner_idx.numel():] = settings.contour_weight
+    weights[inner_idx.numel():] = contour_weight
     prob = _LandmarkProblem(
         order=torch.cat([inner_idx, contour_idx]),
         num_inner=int(inner_idx.numel()),
@@ -220,7 +223,6 @@ def _problem(model: FaceModel, kind: str, settings: FitSettings) -> _LandmarkPro
         cand_ident_flat=model.identity_basis[:k, safe].reshape(k, -1).contiguous(),
         cand_expr_flat=model.expressions.deltas[:, safe].reshape(model.num_expressions, -1).contiguous(),
     )
-    cache[key] = prob
     return prob
 
 
@@ -339,7 +341,7 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
     rows_b = torch.arange(b, device=dev)[:, None]
 
     # residual normalisation: percent of the inter-ocular distance
-    eyes = {"mediapipe468": (33, 263), "ibug68": (36, 45)}[kind]
+    eyes = EYE_CORNERS[kind]
     iod = (obs_layout[:, eyes[0]] - obs_layout[:, eyes[1]]).norm(dim=-1).clamp_min(1.0)  # [B]
     norm = (100.0 / iod)[:, None, None]  # px -> percent IOD
 

@@ -14,12 +14,17 @@ from typing import Protocol, Sequence
 import numpy as np
 
 __all__ = [
+    "EYE_CORNERS",
     "Landmarks",
     "LandmarkDetector",
     "MediaPipeDetector",
     "detectors",
     "get_detector",
 ]
+
+
+#: Outer eye corners (subject's right, subject's left) per layout: 300-W's inter-ocular distance.
+EYE_CORNERS: dict[str, tuple[int, int]] = {"mediapipe468": (33, 263), "ibug68": (36, 45)}
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class Landmarks:
 
     def eye_corners(self) -> tuple[np.ndarray, np.ndarray]:
         """Outer eye corners (subject's right, subject's left), as in 300-W's inter-ocular distance."""
-        idx = {"mediapipe468": (33, 263), "ibug68": (36, 45)}[self.kind]
+        idx = EYE_CORNERS[self.kind]
         return self.points[idx[0]], self.points[idx[1]]
 
     @property

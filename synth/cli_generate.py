@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from affectsynth.labels import CATEGORIES, expression_targets, parse_float_list, parse_va, va_grid_points
+from affectsynth.cli_targets import expression_names_option, expression_targets_option, intensities_option
+from affectsynth.labels import CATEGORIES, parse_va, va_grid_points
 
 __all__ = ["build_targets", "generate_command"]
 
@@ -25,27 +26,9 @@ def build_targets(expressions: str | None, intensities: tuple[str, ...], va: tup
     if intensities and expressions is None and (va or va_grid):
         raise click.UsageError("--intensity applies to --expressions only; add --expressions "
                                "(e.g. --expressions happiness,sadness) or drop --intensity")
-    try:
-        ints = parse_float_list(intensities, what="--intensity") if intensities else [1.0]
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--intensity") from None
-    for i in ints:
-        if not 0.0 <= i <= 1.0:
-            raise click.BadParameter(f"intensity must be in [0, 1], got {i}", param_hint="--intensity")
-    names: list[str] = []
-    if expressions is not None:
-        for n in expressions.split(","):
-            n = n.strip()
-            if not n:
-                raise click.BadParameter(f"empty name in {expressions!r}; write e.g. happiness,sadness",
-                                         param_hint="--expressions")
-            names.extend(CATEGORIES if n.lower() == "all" else [n])
-    elif not va and not va_grid:
-        names = list(CATEGORIES)
-    try:
-        targets = expression_targets(names, ints)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--expressions") from None
+    ints = intensities_option(intensities)
+    names = expression_names_option(expressions, default=() if (va or va_grid) else CATEGORIES)
+    targets = expression_targets_option(names, ints)
     points: list[tuple[float, float]] = []
     for text in va:
         try:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from affectsynth.labels import CATEGORIES, expression_targets, parse_float_list, va_wheel_points
+from affectsynth.cli_targets import expression_names_option, expression_targets_option, intensities_option
+from affectsynth.labels import va_wheel_points
 
 __all__ = ["demo_command", "grid_command", "grid_targets"]
 
@@ -24,16 +25,7 @@ def grid_targets(expressions: str | None, intensity: str | None, va_wheel: int |
             return [VA(v, a) for v, a in va_wheel_points(va_wheel)]
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--va-wheel") from None
-    names = list(CATEGORIES)
-    if expressions is not None:
-        names = [n.strip() for n in expressions.split(",")]
-        if "all" in (n.lower() for n in names):
-            names = list(CATEGORIES)
-    try:
-        ints = parse_float_list(intensity, what="--intensity") if intensity is not None else [1.0]
-        return expression_targets(names, ints)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--expressions/--intensity") from None
+    return expression_targets_option(expression_names_option(expressions), intensities_option(intensity))
 
 
 def _write_grid(images: list[tuple[str, "object"]], targets: list, out: Path, *, cell: int, crop: bool,
