@@ -83,16 +83,15 @@ Example:
 @click.option("--cell", type=int, default=256, show_default=True, help="Cell side in pixels.")
 @click.option("--device", default="cpu", show_default=True, help="torch device.")
 def demo_command(out_dir: Path, cell: int, device: str) -> None:
-    """Synthesise all 8 expression categories on scikit-image's public-domain `astronaut` photo.
+    """Synthesise all 8 expression categories on the shipped public-domain `astronaut` photo (NASA).
 
     Writes OUT/astronaut.png (the input) and OUT/grid.png (input + 8 categories) and prints
     both paths on stdout.
     """
-    import skimage.data
-
     from affectsynth.images import save_png
+    from affectsynth.sample_data import astronaut
 
-    photo = skimage.data.astronaut()
+    photo = astronaut()
     out_dir.mkdir(parents=True, exist_ok=True)
     src = out_dir / "astronaut.png"
     save_png(src, photo)
