@@ -301,3 +301,39 @@ def test_generate_skips_faces_it_cannot_synthesize_well(tmp_path, synth, astrona
     ok = process_image(synth, plan_jobs(tmp_path / "in", tmp_path / "out",
                                         GenerateSettings(targets=(Expression("happiness"),), workers=1)).jobs[0])
     assert [r.status for r in ok] == ["ok"]
+
+
+# ---------------------------------------------------------------------------------- batch API and gates
+def test_fit_batch_matches_fitting_each_photo(synth, astronaut):
+    """Fitting several photos in one batch finds the same faces as fitting them one by one."""
+    small = np.asarray(Image.fromarray(astronaut).resize((256, 256)))
+    blank = np.full((64, 64, 3), 127, np.uint8)
+    batch = synth.fit_batch([astronaut, blank, small])
+    assert [len(f) for f in batch] == [1, 0, 1]
+    for one, alone in ((batch[0][0], synth.fit(astronaut)[0]), (batch[2][0], synth.fit(small)[0])):
+        assert one.image_size == alone.image_size
+        # the batched solver runs the same iterations: poses agree within a fraction of a degree
+        assert np.allclose(one.pose_deg, alone.pose_deg, atol=0.5), (one.pose_deg, alone.pose_deg)
+        assert abs(one.reprojection_error_px - alone.reprojection_error_px) < 0.1 * alone.reprojection_error_px + 0.05
+
+
+def test_synthesize_many_equals_one_by_one(synth, astronaut, fit):
+    targets = [Expression("sadness"), VA(0.3, 0.7), AUs({"AU12": 0.5})]
+    many = synth.synthesize_many(astronaut, targets, fit=fit, rng_seed=3)
+    for t, res in zip(targets, many):
+        one = synth.synthesize(astronaut, t, fit=fit, rng_seed=3)
+        np.testing.assert_array_equal(res.image, one.image)
+        assert res.labels == one.labels
+    assert len({r.image.tobytes() for r in many}) == 3  # three different faces
+
+
+def test_gates_refuse_faces_everywhere(astronaut, fit):
+    """A face the gates refuse is refused by synthesize, reported by check (the reason generate writes)."""
+    from affectsynth.gates import FaceGates
+
+    strict = Synthesizer(settings=SynthSettings(gates=FaceGates(min_face_px=10_000)))
+    rejection = strict.check(fit)
+    assert rejection is not None and rejection.reason == "face-too-small" and "px" in rejection.detail
+    with pytest.raises(ValueError, match="face-too-small"):
+        strict.synthesize(astronaut, Expression("happiness"), fit=fit)
+    assert Synthesizer().check(fit) is None
