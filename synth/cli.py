@@ -17,6 +17,7 @@ import click
 __all__ = [
     "EXIT_FATAL",
     "EXIT_OK",
+    "EXIT_BROKEN_PIPE",
     "EXIT_SOME_FAILED",
     "EXIT_USAGE",
     "SUBCOMMANDS",
@@ -26,6 +27,8 @@ __all__ = [
 
 EXIT_OK = 0
 EXIT_FATAL = 1
+#: Exit status when stdout's reader went away (128 + SIGPIPE, as a Unix tool killed by the signal).
+EXIT_BROKEN_PIPE = 141
 EXIT_USAGE = 2
 EXIT_SOME_FAILED = 3
 
@@ -89,12 +92,24 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as Unix tools do
+            _silence_stdout()
+            ctx.exit(EXIT_BROKEN_PIPE)
         except Exception as e:  # one line per fatal error; traceback only on request
             if debug_enabled():
                 raise
             click.echo(f"affectsynth: error: {_one_line(e)} (AFFECTSYNTH_DEBUG=1 shows the traceback)",
                        err=True)
             ctx.exit(EXIT_FATAL)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush does not raise BrokenPipeError again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (e.g. a test runner's buffer)
+        pass
 
 
 def _unavailable(name: str, short: str, why: str) -> click.Command:

@@ -29,14 +29,16 @@ def grid_targets(expressions: str | None, intensity: str | None, va_wheel: int |
 
 
 def _write_grid(images: list[tuple[str, "object"]], targets: list, out: Path, *, cell: int, crop: bool,
-                device: str, expressions_lib: Path | None) -> None:
+                device: str, expressions_lib: Path | None, seed: int) -> list[str]:
+    """Synthesise and save the grid; returns the row labels of photos that got no synthesised cells."""
     from affectsynth.grid import make_grid, synthesize_grid_rows
     from affectsynth.images import save_png
     from affectsynth.synthesizer import Synthesizer
 
     synth = Synthesizer(device=device, expressions=str(expressions_lib) if expressions_lib else None)
-    rows, row_labels, col_labels = synthesize_grid_rows(synth, images, targets, crop=crop, cell=cell)
+    rows, row_labels, col_labels = synthesize_grid_rows(synth, images, targets, crop=crop, cell=cell, seed=seed)
     save_png(out, make_grid(rows, row_labels, col_labels, cell=cell))
+    return [label for row, label in zip(rows, row_labels) if len(row) == 1]
 
 
 GRID_EPILOG = """\b
@@ -58,11 +60,15 @@ Examples:
 @click.option("--expressions-lib", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="LIB.npz",
               help="Expression library built by `affectsynth build-expressions`.")
 @click.option("--device", default="cpu", show_default=True, help="torch device.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthesis draws (variants, ...).")
 def grid_command(images: tuple[Path, ...], out: Path, expressions: str | None, intensity: str | None,
-                 va_wheel: int | None, cell: int, full: bool, expressions_lib: Path | None, device: str) -> None:
+                 va_wheel: int | None, cell: int, full: bool, expressions_lib: Path | None, device: str,
+                 seed: int) -> None:
     """Write a labelled grid: one row per IMAGE (largest face), one column per target.
 
-    The first column is the input. Prints the grid's path on stdout.
+    The first column is the input. Prints the grid's path on stdout. A photo without a usable face
+    gets a row with only its input, labelled with the reason ("no face", "extreme-pose", ...), a
+    message on stderr, and exit code 3.
     """
     from affectsynth.images import load_image
 
@@ -70,8 +76,13 @@ def grid_command(images: tuple[Path, ...], out: Path, expressions: str | None, i
     if cell < 16:
         raise click.BadParameter(f"expected >= 16, got {cell}", param_hint="--cell")
     loaded = [(p.stem, load_image(p)) for p in images]
-    _write_grid(loaded, targets, out, cell=cell, crop=not full, device=device, expressions_lib=expressions_lib)
+    empty = _write_grid(loaded, targets, out, cell=cell, crop=not full, device=device,
+                        expressions_lib=expressions_lib, seed=seed)
     click.echo(str(out))
+    for label in empty:
+        click.echo(f"affectsynth grid: {label}: nothing synthesised", err=True)
+    if empty:
+        raise SystemExit(3)
 
 
 @click.command("demo", epilog="""\b
@@ -82,7 +93,8 @@ Example:
               help="Output folder (created).")
 @click.option("--cell", type=int, default=256, show_default=True, help="Cell side in pixels.")
 @click.option("--device", default="cpu", show_default=True, help="torch device.")
-def demo_command(out_dir: Path, cell: int, device: str) -> None:
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthesis draws (variants, ...).")
+def demo_command(out_dir: Path, cell: int, device: str, seed: int) -> None:
     """Synthesise all 8 expression categories on the shipped public-domain `astronaut` photo (NASA).
 
     Writes OUT/astronaut.png (the input) and OUT/grid.png (input + 8 categories) and prints
@@ -97,6 +109,6 @@ def demo_command(out_dir: Path, cell: int, device: str) -> None:
     save_png(src, photo)
     grid = out_dir / "grid.png"
     _write_grid([("astronaut", photo)], grid_targets(None, None, None), grid, cell=cell, crop=True,
-                device=device, expressions_lib=None)
+                device=device, expressions_lib=None, seed=seed)
     click.echo(str(src))
     click.echo(str(grid))

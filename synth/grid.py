@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["make_grid", "synthesize_grid_rows", "target_label"]
+__all__ = ["grid_cell_seed", "make_grid", "synthesize_grid_rows", "target_label"]
 
 
 def _font(px: int) -> ImageFont.ImageFont:
@@ -36,7 +36,8 @@ def make_grid(rows: Sequence[Sequence[np.ndarray]], row_labels: Sequence[str] | 
     """Compose images into a labelled grid.
 
     Each image is resized (aspect kept) to fit a ``cell x cell`` box and centred in it. Rows may
-    be ragged (missing cells stay blank); a ``None`` cell is left blank.
+    be ragged (missing cells stay blank, also past the longest row when ``col_labels`` names
+    more columns); a ``None`` cell is left blank.
 
     Args:
         rows: rows of [H, W, 3] (or [H, W]) uint8 images; sizes may differ.
@@ -65,8 +66,10 @@ def make_grid(rows: Sequence[Sequence[np.ndarray]], row_labels: Sequence[str] | 
     n_cols = max(len(r) for r in rows)
     if row_labels is not None and len(row_labels) != n_rows:
         raise ValueError(f"make_grid: {n_rows} rows but {len(row_labels)} row labels")
-    if col_labels is not None and len(col_labels) != n_cols:
-        raise ValueError(f"make_grid: {n_cols} columns but {len(col_labels)} column labels")
+    if col_labels is not None:
+        if len(col_labels) < n_cols:
+            raise ValueError(f"make_grid: {n_cols} columns but {len(col_labels)} column labels")
+        n_cols = len(col_labels)  # rows may be shorter (blank cells), e.g. a photo without a face
     if cell < 8 or pad < 0:
         raise ValueError(f"make_grid: cell must be >= 8 and pad >= 0, got {cell}, {pad}")
     font = _font(font_px)
@@ -116,8 +119,18 @@ def target_label(target: object) -> str:
     return TargetLabels.of(target).text()
 
 
+def grid_cell_seed(seed: int, row: int, column: int) -> int:
+    """The synthesis seed of one grid cell (image ``row``, target ``column``).
+
+    Example:
+        >>> grid_cell_seed(0, 0, 1) == grid_cell_seed(0, 0, 1) != grid_cell_seed(1, 0, 1)
+        True
+    """
+    return int(np.random.SeedSequence([int(seed), int(row), int(column)]).generate_state(1, np.uint64)[0] >> 1)
+
+
 def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.ndarray]], targets: Sequence[object],
-                         *, crop: bool = True, cell: int = 256, crop_scale: float = 1.6
+                         *, crop: bool = True, cell: int = 256, crop_scale: float = 1.6, seed: int = 0
                          ) -> tuple[list[list[np.ndarray | None]], list[str], list[str]]:
     """Synthesise every target on the largest face of every image, as rows for :func:`make_grid`.
 
@@ -128,6 +141,8 @@ def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.nda
         crop: crop each cell to a square around the face (else the whole photo).
         cell: crop output side in pixels.
         crop_scale: crop side / face box longer side.
+        seed: seed of the synthesis draws (variants, head rotation, relighting); the cell of image
+            i and target k uses ``grid_cell_seed(seed, i, k)``, so a grid is reproducible.
 
     Returns:
         (rows, row_labels, col_labels); column 0 is the input. A photo without a face, or whose face
@@ -138,7 +153,7 @@ def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.nda
 
     rows: list[list[np.ndarray | None]] = []
     row_labels: list[str] = []
-    for name, img in images:
+    for i, (name, img) in enumerate(images):
         fits = synthesizer.fit(img)  # type: ignore[attr-defined]
         if not fits:
             rows.append([img])
@@ -153,7 +168,7 @@ def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.nda
         prep = (lambda a: crop_square(a, fit.bbox, cell, scale=crop_scale)) if crop else (lambda a: a)
         row: list[np.ndarray | None] = [prep(img)]
         for k, t in enumerate(targets):
-            res = synthesizer.synthesize(img, t, fit=fit, rng_seed=k)  # type: ignore[attr-defined]
+            res = synthesizer.synthesize(img, t, fit=fit, rng_seed=grid_cell_seed(seed, i, k))  # type: ignore[attr-defined]
             row.append(prep(np.asarray(res.image)))
         rows.append(row)
         row_labels.append(name)

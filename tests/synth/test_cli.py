@@ -158,3 +158,26 @@ def test_console_script_exit_code():
         pytest.skip("console script not installed in this environment")
     p = subprocess.run([exe, "generate", "/nonexistent-dir", "/tmp/x"], capture_output=True, text=True)
     assert p.returncode == 2 and "does not exist" in p.stderr
+
+
+def test_dry_run_into_a_closed_pipe_exits_quietly(inputs, tmp_path):
+    """`generate --dry-run | head -1`: no traceback, Unix's broken-pipe status (141)."""
+    env = dict(os.environ, AFFECTSYNTH_NO_PROGRESS="1")
+    cmd = (f"{sys.executable} -m affectsynth.cli generate {inputs} {tmp_path / 'out'} --dry-run "
+           f"--expressions all --intensity 0.25,0.5,0.75,1 | head -1")
+    p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, env=env, timeout=120)
+    assert p.stdout.count("\n") == 1
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+    assert p.returncode in (0, 141), (p.returncode, p.stderr)  # 0 when the whole list fit in the pipe
+
+
+@pytest.mark.slow
+def test_grid_of_a_photo_without_a_face_says_so(runner, tmp_path):
+    """No face: the grid is still written (input cell, row labelled 'no face'), a message, exit 3."""
+    import numpy as np
+
+    save_png(tmp_path / "wall.png", np.full((96, 96, 3), 120, np.uint8))
+    r = runner.invoke(main, ["grid", str(tmp_path / "wall.png"), "--out", str(tmp_path / "g.png"),
+                             "--expressions", "happiness,sadness", "--cell", "32"])
+    assert r.exit_code == 3, r.output
+    assert (tmp_path / "g.png").is_file() and "no face" in r.stderr and "nothing synthesised" in r.stderr

@@ -13,6 +13,7 @@ from PIL import Image
 
 from affectsynth.cli import main
 from affectsynth.fitting import FaceModel
+from affectsynth.render.camera import project_points
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def run(tmp_path_factory, dev_photos):
     (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a complete jpeg")
     shutil.copy(dev_photos / "dogs.jpg", inputs / "dogs.jpg")
     args = ["fit", str(inputs / "broken.jpg"), str(inputs / "astronaut.png"), str(inputs / "dogs.jpg"),
-            "--out", str(out)]
+            "--out", str(out), "--ply"]
     result = CliRunner().invoke(main, args)
     return result, out
 
@@ -44,8 +45,10 @@ def test_exit_code_and_messages(run):
     assert len(errors) == 1 and "Traceback" not in result.stderr
     assert any("dogs.jpg" in ln and "no face" in ln for ln in result.stderr.splitlines())
     # the failing file did not stop the others; nothing written for it
-    assert sorted(p.name for p in out.iterdir()) == ["astronaut.json", "astronaut.obj", "dogs.json"]
-    assert set(result.stdout.split()) == {str(out / n) for n in ("astronaut.json", "astronaut.obj", "dogs.json")}
+    names = ["astronaut.json", "astronaut_f0.mtl", "astronaut_f0.obj", "astronaut_f0.ply", "astronaut_f0_texture.png",
+             "dogs.json"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert set(result.stdout.split()) == {str(out / n) for n in names}
 
 
 def test_no_face_json(run):
@@ -65,7 +68,7 @@ def test_fit_json_reads_back_as_face_fit(run):
     assert json.loads(path.read_text())["version"] == 2
     model = FaceModel.default()
     verts = model.reconstruct(fit).numpy()
-    np.testing.assert_allclose(verts, _read_obj_vertices(out / "astronaut.obj"), atol=1e-4)  # OBJ: 6 decimals
+    np.testing.assert_allclose(verts, _read_obj_vertices(out / "astronaut_f0.obj"), atol=1e-4)  # OBJ: 6 decimals
     assert fit.expression_names == model.expression_names
     assert len(FaceFit.load_all(path)) == 1
     torch.testing.assert_close(FaceFit.load_all(path)[0].rotation, fit.rotation)
@@ -100,7 +103,7 @@ def test_obj_projects_onto_the_photo(run):
     doc = json.loads((out / "astronaut.json").read_text())
     face = doc["faces"][0]
     cam = face["camera"]
-    verts = _read_obj_vertices(out / "astronaut.obj")
+    verts = _read_obj_vertices(out / "astronaut_f0.obj")
     assert verts.shape == (18844, 3)
     assert (verts[:, 2] > 0).all()  # in front of the camera (OpenCV, cm)
 
@@ -121,3 +124,37 @@ def test_obj_projects_onto_the_photo(run):
     inner = ~model.embedding("mediapipe468").is_contour.numpy()  # contour points slide along the silhouette
     assert err[inner].mean() < 0.03, f"{100 * err[inner].mean():.2f}% IOD"
     assert np.median(err) < 0.04
+
+
+def test_textured_exports_show_the_photo(run):
+    """trimesh loads the textured OBJ and the PLY; the colour they give a frontal skin vertex is the photo's
+    colour where that vertex projects (the texture and its UVs are the right way up)."""
+    import skimage.data
+    import trimesh
+
+    from affectsynth.fitting import FaceFit
+
+    _, out = run
+    photo = skimage.data.astronaut().astype(np.float64)
+    fit = FaceFit.load(out / "astronaut.json")
+    model = FaceModel.default()
+    verts = model.reconstruct(fit)
+    pix = project_points(verts, fit.camera).numpy()
+    # frontal skin vertices: inside the face box, on the nose/cheeks band (not the eyes or mouth)
+    lm = model.landmarks68.tolist()
+    probe = [lm[i] for i in (29, 30, 2, 14, 31, 35)]  # nose bridge, nose tip, cheeks, nostrils
+    expected = np.array([photo[int(pix[v, 1]), int(pix[v, 0])] for v in probe])
+    ply = trimesh.load(out / "astronaut_f0.ply", process=False)
+    assert len(ply.vertices) == model.num_vertices
+    got = np.asarray(ply.visual.vertex_colors)[probe, :3].astype(np.float64)
+    assert np.abs(got - expected).mean() < 20, (got, expected)  # the texture's colour at each vertex
+    obj = trimesh.load(out / "astronaut_f0.obj", process=False, force="mesh")
+    assert obj.visual.kind == "texture" and obj.visual.material.image is not None
+    tex = np.asarray(obj.visual.material.image.convert("RGB"), np.float64)
+    uv = np.asarray(obj.visual.uv)
+    # trimesh splits vertices at UV seams: find the loaded vertex of each probe by position
+    loaded = np.asarray(obj.vertices)
+    idx = [int(np.argmin(np.linalg.norm(loaded - verts[v].numpy(), axis=1))) for v in probe]
+    h, w = tex.shape[:2]
+    sampled = np.array([tex[int((1 - uv[i, 1]) * h), int(uv[i, 0] * w)] for i in idx])
+    assert np.abs(sampled - expected).mean() < 20, (sampled, expected)

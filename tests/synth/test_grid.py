@@ -27,7 +27,9 @@ def test_grid_errors(photo):
     with pytest.raises(ValueError, match="row labels"):
         make_grid([[photo]], ["a", "b"])
     with pytest.raises(ValueError, match="column labels"):
-        make_grid([[photo]], None, ["a", "b"])
+        make_grid([[photo, photo]], None, ["a"])
+    # more column labels than cells: the missing cells stay blank (a photo without a face)
+    assert make_grid([[photo]], None, ["a", "b"], cell=32).shape[1] > make_grid([[photo]], None, ["a"], cell=32).shape[1]
     with pytest.raises(ValueError, match="uint8"):
         make_grid([[photo.astype(np.float32)]])
 
