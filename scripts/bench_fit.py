@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from affectsynth.fitting.annotations import read_dlib_landmarks
 from affectsynth.fitting import (
     UNOBSERVABLE_EXPRESSIONS,
     aligned_error_mm,
@@ -242,20 +242,8 @@ def bench_real(model: FaceModel, detector: MediaPipeDetector, found) -> dict:
 # --------------------------------------------------------------------------------------------- eos baseline
 def _dlib_annotations() -> list[tuple[str, int, int, np.ndarray]]:
     """(image file, width, height, [68, 2] points) for every box of the dev-photo XML files."""
-    out = []
-    for xml in sorted(DEV_PHOTOS.glob("*.xml")):
-        text = xml.read_text(encoding="latin-1")
-        for m in re.finditer(r"<image file='([^']+)' width='(\d+)' height='(\d+)'>(.*?)</image>", text, re.S):
-            for box in re.findall(r"<box[^>]*>(.*?)</box>", m.group(4), re.S):
-                parts = re.findall(r"<part name='(\d+)' x='(-?\d+)' y='(-?\d+)'/>", box)
-                if len(parts) != 68:
-                    continue
-                pts = np.zeros((68, 2), np.float32)
-                for name, x, y in parts:
-                    # dlib's integer pixel coordinates refer to pixel centres: +0.5 in continuous coordinates
-                    pts[int(name)] = (float(x) + 0.5, float(y) + 0.5)
-                out.append((m.group(1), int(m.group(2)), int(m.group(3)), pts))
-    return out
+    return [(f.image, f.width, f.height, f.points.astype(np.float32))
+            for xml in sorted(DEV_PHOTOS.glob("*.xml")) for f in read_dlib_landmarks(xml)]
 
 
 class _Eos:

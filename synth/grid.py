@@ -126,7 +126,7 @@ def grid_cell_seed(seed: int, row: int, column: int) -> int:
         >>> grid_cell_seed(0, 0, 1) == grid_cell_seed(0, 0, 1) != grid_cell_seed(1, 0, 1)
         True
     """
-    return int(np.random.SeedSequence([int(seed), int(row), int(column)]).generate_state(1, np.uint64)[0] >> 1)
+    return int(np.random.SeedSequence([int(seed), int(row), int(column)]).generate_state(1, np.uint64)[0]) >> 1
 
 
 def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.ndarray]], targets: Sequence[object],

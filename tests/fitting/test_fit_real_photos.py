@@ -8,13 +8,13 @@ embedded points projected with the fit, on every annotated face that the detecto
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from affectsynth.fitting import EYE_CORNERS, FaceModel, fit_image, get_detector
+from affectsynth.fitting.annotations import read_dlib_landmarks
 from affectsynth.render.camera import project_points
 
 pytestmark = pytest.mark.slow
@@ -22,18 +22,8 @@ pytestmark = pytest.mark.slow
 
 def _annotations(folder: Path) -> list[tuple[str, np.ndarray]]:
     """(image file, [68, 2] points in continuous pixel coordinates) per annotated face."""
-    out = []
-    for xml in sorted(folder.glob("*_with_face_landmarks.xml")):
-        text = xml.read_text(encoding="latin-1")
-        for m in re.finditer(r"<image file='([^']+)'[^>]*>(.*?)</image>", text, re.S):
-            for box in re.findall(r"<box[^>]*>(.*?)</box>", m.group(2), re.S):
-                parts = re.findall(r"<part name='(\d+)' x='(-?\d+)' y='(-?\d+)'/>", box)
-                if len(parts) == 68:
-                    pts = np.zeros((68, 2))
-                    for name, x, y in parts:
-                        pts[int(name)] = (float(x) + 0.5, float(y) + 0.5)  # dlib's integers are pixel centres
-                    out.append((m.group(1), pts))
-    return out
+    return [(f.image, f.points) for xml in sorted(folder.glob("*_with_face_landmarks.xml"))
+            for f in read_dlib_landmarks(xml)]
 
 
 @pytest.fixture(scope="module")
