@@ -22,7 +22,7 @@ import numpy as np
 
 from affectsynth.atomic import remove_stale_temps
 from affectsynth.crop import crop_square
-from affectsynth.gates import FaceGates
+from affectsynth.gates import MAX_HEAD_ROTATION_DEG, FaceGates
 from affectsynth.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, save_png
 from affectsynth.manifest import Manifest, ManifestRow
 from affectsynth.naming import LAYOUTS, find_images, output_relpath, safe_join, source_relpath, target_slug
@@ -120,8 +120,11 @@ class GenerateSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))
         object.__setattr__(self, "head_rotation_deg", tuple(float(x) for x in self.head_rotation_deg))
-        if len(self.head_rotation_deg) != 2 or not all(0 <= a <= 30 for a in self.head_rotation_deg):
-            raise ValueError(f"--head-rotation: expected YAW,PITCH in [0, 30] degrees, got {self.head_rotation_deg}")
+        lim = MAX_HEAD_ROTATION_DEG
+        if len(self.head_rotation_deg) != 2 or not (0 <= self.head_rotation_deg[0] <= lim[0]
+                                                    and 0 <= self.head_rotation_deg[1] <= lim[1]):
+            raise ValueError(f"--head-rotation: expected YAW,PITCH within {lim[0]:g},{lim[1]:g} degrees (what one photo "
+                             f"supports), got {self.head_rotation_deg}")
         if not 0 <= self.light_strength <= 1:
             raise ValueError(f"--relight: expected a strength in [0, 1], got {self.light_strength}")
         if not self.targets:

@@ -107,7 +107,8 @@ def _pair(text: str, flag: str) -> tuple[float, float]:
 @click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True, metavar="0-9",
               help="zlib level of the output PNGs (lossless at every level; 0 is fastest).")
 @click.option("--head-rotation", default="0,0", show_default=True, metavar="YAW,PITCH",
-              help="Random extra head rotation per output, up to these degrees (3D augmentation; off by default).")
+              help="Random extra head rotation per output, up to these degrees (3D augmentation; off by default; "
+                   "at most 15,10: what one photo supports).")
 @click.option("--relight", type=click.FloatRange(0, 1), default=0.0, show_default=True, metavar="S",
               help="Random relighting per output with strength up to S in [0, 1] (off by default).")
 @click.option("--dry-run", is_flag=True, help="List planned outputs and exit; nothing is loaded or written.")

@@ -23,7 +23,7 @@ from affectsynth.compose import ComposeSettings, compose_target
 from affectsynth.crop import crop_square, face_square_box
 from affectsynth.face_render import FaceRenderer, MouthMaterials
 from affectsynth.fitting import FaceFit, FaceModel, FitSettings, fit_image, fit_images, get_detector
-from affectsynth.gates import FaceGates, FaceRejection, check_face
+from affectsynth.gates import MAX_HEAD_ROTATION_DEG, FaceGates, FaceRejection, check_face
 from affectsynth.prepare import PreparedFace, fit_digest, prepare_face, texture_resolution
 from affectsynth.result import SynthLabels, SynthResult, TargetLabels
 from affectsynth.weights import ADDITIVE_SHAPES, kept_shapes, output_weights
@@ -42,7 +42,8 @@ class SynthSettings:
             (about 1.5x the face's pixel size, a power of two), not a fixed 1024.
         margin_px: how far around the face the photo is warped to follow the face's motion.
         feather_px: softness of the render's edge in the composite.
-        head_rotation_deg: (max |yaw|, max |pitch|) random extra head rotation; (0, 0) = off.
+        head_rotation_deg: (max |yaw|, max |pitch|) random extra head rotation; (0, 0) = off; at
+            most `affectsynth.gates.MAX_HEAD_ROTATION_DEG` (15, 10), what one photo supports.
         light_strength: random relighting strength in [0, 1]; 0 = off.
         materials: mouth interior colours.
         reuse_photo: where the photo saw the skin, show the photo warped by the face's motion
@@ -67,8 +68,7 @@ class SynthSettings:
             raise ValueError(f"SynthSettings: need 16 <= texture_min <= texture_max <= 4096, got {self.texture_min}, {self.texture_max}")
         if not 0.0 <= self.light_strength <= 1.0:
             raise ValueError(f"SynthSettings: light_strength must be in [0, 1], got {self.light_strength}")
-        if min(self.head_rotation_deg) < 0 or max(self.head_rotation_deg) > 30:
-            raise ValueError(f"SynthSettings: head_rotation_deg must be within [0, 30], got {self.head_rotation_deg}")
+        _check_head_rotation(self.head_rotation_deg, "SynthSettings: head_rotation_deg")
 
     @property
     def compose(self) -> ComposeSettings:
@@ -247,6 +247,8 @@ class Synthesizer:
         if head_rotation_deg is None:
             head_rotation_deg = (float(rng.uniform(-yaw_max, yaw_max)) if yaw_max else 0.0,
                                  float(rng.uniform(-pitch_max, pitch_max)) if pitch_max else 0.0)
+        else:
+            _check_head_rotation(tuple(abs(float(a)) for a in head_rotation_deg), "Synthesizer.synthesize: head_rotation_deg")
         if light is None and self.settings.light_strength > 0:
             light = (float(rng.uniform(-60, 60)), float(rng.uniform(0, self.settings.light_strength)))
         weights = self.target_weights(target, prepared.fit)
@@ -267,6 +269,14 @@ class Synthesizer:
         image = _check_image(image)
         fit = fit or self._largest_fit(image, "synthesize_many")
         return [self.synthesize(image, t, fit=fit, **kwargs) for t in targets]
+
+
+def _check_head_rotation(limits: tuple[float, ...], where: str) -> None:
+    """Raise unless ``limits`` are two (|yaw|, |pitch|) values within `MAX_HEAD_ROTATION_DEG`."""
+    y_max, p_max = MAX_HEAD_ROTATION_DEG
+    if len(limits) != 2 or not (0 <= limits[0] <= y_max and 0 <= limits[1] <= p_max):
+        raise ValueError(f"{where} must be (yaw, pitch) within [0, {y_max:g}] x [0, {p_max:g}] degrees (what one "
+                         f"photo supports: further turns show what the photo never saw), got {tuple(limits)}")
 
 
 def _check_image(image: Any) -> np.ndarray:

@@ -337,3 +337,11 @@ def test_gates_refuse_faces_everywhere(astronaut, fit):
     with pytest.raises(ValueError, match="face-too-small"):
         strict.synthesize(astronaut, Expression("happiness"), fit=fit)
     assert Synthesizer().check(fit) is None
+
+
+def test_head_rotation_is_limited_to_what_a_photo_supports(astronaut, fit):
+    """Turns beyond (15, 10) degrees are refused with the reason (the photo never saw what they reveal)."""
+    with pytest.raises(ValueError, match="what one photo supports"):
+        SynthSettings(head_rotation_deg=(20, 5))
+    with pytest.raises(ValueError, match="what one"):
+        Synthesizer().synthesize(astronaut, Expression("happiness"), fit=fit, head_rotation_deg=(0.0, -12.0))
