@@ -81,7 +81,7 @@ def test_no_face(detector, dev_photos):
 def test_grayscale_photo_and_pickled_detector(detector, tom, tom_faces):
     """A pickled detector (as sent to dataloader workers) rebuilds its graphs and finds the face in gray."""
     clone = pickle.loads(pickle.dumps(detector))
-    assert clone._mesh is None and clone.max_faces == detector.max_faces
+    assert clone._pipeline is None and clone.max_faces == detector.max_faces
     gray = np.asarray(Image.fromarray(tom).convert("L"))
     faces = clone.detect(np.stack([gray] * 3, axis=-1))
     clone.close()
