@@ -61,6 +61,10 @@ class _Conv(nn.Module):
         self.same = spec["padding"] == "same"
         self.act = spec["act"]
 
+    def absorb_padding(self, ph: int, pw: int) -> None:
+        """Take over a preceding symmetric zero PAD of (ph, pw) pixels (one layer instead of two)."""
+        self.conv.padding = (ph, pw)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.same:
             kh, kw = self.conv.kernel_size
@@ -92,7 +96,7 @@ class _PReLU(nn.Module):
         self.alpha = nn.Parameter(a.reshape(1, -1, 1, 1), requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.where(x >= 0, x, x * self.alpha)
+        return F.prelu(x, self.alpha.reshape(-1))
 
 
 def _to_tf(x: Tensor) -> Tensor:
@@ -169,7 +173,30 @@ class ConvGraph(nn.Module):
                 self.modules_[str(k)] = tflite_ops.TransformLandmarks()
         if layers[-1]["op"] != "outputs":
             raise ValueError("ConvGraph: the layer list must end with an 'outputs' entry")
+        self._fold_padding()
         self.output_names: list[str] = layers[-1]["names"]
+
+    def _fold_padding(self) -> None:
+        """Fuse each symmetric zero PAD that feeds only a VALID convolution into that convolution."""
+        uses: dict[int, int] = {}
+        for spec in self.layers:
+            for key in ("x", "y", "matrix"):
+                if isinstance(spec.get(key), int):
+                    uses[spec[key]] = uses.get(spec[key], 0) + 1
+            for i in spec.get("xs", []):
+                uses[i] = uses.get(i, 0) + 1
+        layers = list(self.layers)
+        for k, spec in enumerate(layers[:-1]):
+            nxt = layers[k + 1]
+            if spec["op"] != "pad" or nxt["op"] != "conv" or nxt["x"] != spec["out"] or uses.get(spec["out"]) != 1:
+                continue
+            p = spec["paddings"]
+            if nxt["padding"] != "valid" or p[0] != [0, 0] or p[3] != [0, 0] or p[1][0] != p[1][1] or p[2][0] != p[2][1]:
+                continue
+            self.modules_[str(k + 1)].absorb_padding(p[1][0], p[2][0])
+            layers[k + 1] = {**nxt, "x": spec["x"]}
+            layers[k] = {"op": "skip"}
+        self.layers = layers
 
     def _operand(self, env: dict[int, Tensor], ref, like: Tensor) -> Tensor:
         if isinstance(ref, int):
@@ -195,6 +222,8 @@ class ConvGraph(nn.Module):
             op = spec["op"]
             if op == "outputs":
                 return [_to_tf(env[i]) for i in spec["xs"]]
+            if op == "skip":
+                continue
             if op in ("conv", "max_pool_2d", "prelu"):
                 y = self.modules_[str(k)](env[spec["x"]])
             elif op == "relu":
