@@ -8,6 +8,8 @@ Public API only (`affectsynth.fitting.TorchFaceDetector`; the baseline is MediaP
 Sections, medians over repeats after a warm-up:
 
 - per photo: `detect(photo)` on each dev photo (detection, tiles of large photos, face mesh per face).
+- both for the default detector and for `optimize=True` (traced, frozen CPU networks; the one-time
+  build is reported separately).
 - batch of 64 face crops: the faces of the dev photos cut out (their box enlarged 1.8x), cycled to
   64; the port runs `detect_batch(crops)` (each network once for all 64), MediaPipe runs
   `detect(crop)` 64 times (it has no batches). Reported per face.
@@ -87,31 +89,43 @@ def main() -> int:
           f"torch threads {torch.get_num_threads()}, device {args.device}, CPU {platform.processor() or platform.machine()} "
           f"({os.cpu_count()} logical), load {os.getloadavg()[0]:.2f}")
     port = TorchFaceDetector(device=args.device)
+    fast = TorchFaceDetector(device=args.device, optimize=True)
+    t0 = time.perf_counter()
+    fast.detect(np.zeros((64, 64, 3), np.uint8))
+    build_s = time.perf_counter() - t0
+    print(f"optimize=True: one-time trace + freeze of the three networks {build_s:.1f} s")
     photos = {p.name: _rgb(p) for p in sorted(args.photos.glob("*.jpg"))}
-    result: dict = {"commit": commit, "threads": torch.get_num_threads(), "mediapipe": mp_version, "photos": {}}
-    print(f"\n{'photo':28s} {'size':>10s} {'faces':>5s} {'torch ms':>10s} {'mediapipe ms':>13s} {'ratio':>6s}")
+    result: dict = {"commit": commit, "threads": torch.get_num_threads(), "mediapipe": mp_version, "photos": {},
+                    "optimize_build_s": build_s}
+    print(f"\n{'photo':28s} {'size':>10s} {'faces':>5s} {'torch ms':>10s} {'optimized':>10s} {'mediapipe ms':>13s} "
+          f"{'mp/torch':>9s} {'mp/opt':>7s}")
     for name, img in photos.items():
         n = len(port.detect(img))
         t, _ = _median_ms(lambda: port.detect(img), args.repeats)
-        row = {"faces": n, "torch_ms": t}
+        o, _ = _median_ms(lambda: fast.detect(img), args.repeats)
+        row = {"faces": n, "torch_ms": t, "torch_optimized_ms": o}
         m = None
         if baseline is not None:
             m, _ = _median_ms(lambda: baseline.detect(img), args.repeats)
             row["mediapipe_ms"] = m
         result["photos"][name] = row
-        print(f"{name:28s} {img.shape[1]:>4d}x{img.shape[0]:<5d} {n:5d} {t:10.1f} "
-              f"{(f'{m:13.1f}' if m else '            -')} {(f'{m / t:6.2f}' if m else '     -')}")
+        print(f"{name:28s} {img.shape[1]:>4d}x{img.shape[0]:<5d} {n:5d} {t:10.1f} {o:10.1f} "
+              f"{(f'{m:13.1f}' if m else '            -')} {(f'{m / t:9.2f}' if m else '        -')} "
+              f"{(f'{m / o:7.2f}' if m else '      -')}")
     crops = _crops(photos, port)
     found = port.detect_batch(crops)
     if not all(len(f) >= 1 and f[0].points.shape == (478, 2) for f in found):
         raise SystemExit("bench_detect: a face crop gave no 478-point face")
     t, iqr = _median_ms(lambda: port.detect_batch(crops), max(1, args.repeats // 2))
-    result["batch64"] = {"torch_ms_per_face": t / len(crops), "torch_iqr_ms": iqr}
-    line = f"\nbatch of {len(crops)} face crops: torch {t / len(crops):.1f} ms/face (one detect_batch call, IQR {iqr:.0f} ms)"
+    o, _ = _median_ms(lambda: fast.detect_batch(crops), max(1, args.repeats // 2))
+    result["batch64"] = {"torch_ms_per_face": t / len(crops), "torch_iqr_ms": iqr, "torch_optimized_ms_per_face": o / len(crops)}
+    line = (f"\nbatch of {len(crops)} face crops: torch {t / len(crops):.1f} ms/face, optimized {o / len(crops):.1f} ms/face "
+            f"(one detect_batch call)")
     if baseline is not None:
         m, _ = _median_ms(lambda: [baseline.detect(c) for c in crops], max(1, args.repeats // 2))
         result["batch64"]["mediapipe_ms_per_face"] = m / len(crops)
-        line += f"; mediapipe {m / len(crops):.1f} ms/face (64 detect calls); ratio {m / t:.2f}"
+        line += (f"; mediapipe {m / len(crops):.1f} ms/face (64 detect calls); mediapipe / torch {m / t:.2f}, "
+                 f"mediapipe / optimized {m / o:.2f}")
     print(line)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from affectsynth.fitting.detection.anchors import ssd_anchors
-from affectsynth.fitting.detection.graph import load_graph
+from affectsynth.fitting.detection.graph import load_graph, optimize_for_cpu
 from affectsynth.fitting.detection.nms import weighted_nms
 from affectsynth.fitting.detection.roi import crop_rects, letterbox_rect
 
@@ -60,6 +60,12 @@ class BlazeFace(nn.Module):
         self.net = load_graph(DATA_DIR / file)
         self.register_buffer("anchors", ssd_anchors(self.input_size, strides, interpolated_scale_aspect_ratio=interp),
                              persistent=False)
+        self._runner: nn.Module | None = None
+
+    def optimize_for_cpu_(self) -> "BlazeFace":
+        """Run the network through a traced, frozen CPU copy from now on (see `optimize_for_cpu`)."""
+        self._runner = optimize_for_cpu(self.net, torch.zeros(1, 3, self.input_size, self.input_size))
+        return self
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Decode every anchor's box, keypoints and score.
@@ -74,7 +80,8 @@ class BlazeFace(nn.Module):
         s = self.input_size
         if x.ndim != 4 or x.shape[1:] != (3, s, s):
             raise ValueError(f"BlazeFace: expected [B, 3, {s}, {s}] input, got {list(x.shape)}")
-        raw, logits = self.net(x)[:2]
+        net = self._runner if self._runner is not None and x.device.type == "cpu" else self.net
+        raw, logits = net(x)[:2]
         a = self.anchors.to(raw.dtype)
         centre = raw[..., 0:2] / s + a
         half = raw[..., 2:4] / s / 2

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from affectsynth.fitting.detection.blazeface import DATA_DIR
-from affectsynth.fitting.detection.graph import load_graph
+from affectsynth.fitting.detection.graph import load_graph, optimize_for_cpu
 
 __all__ = ["FaceMesh", "unproject"]
 
@@ -53,6 +53,12 @@ class FaceMesh(nn.Module):
         for name, idx in (("lips", _LIPS), ("left_eye", _LEFT_EYE), ("right_eye", _RIGHT_EYE),
                           ("left_depth", _LEFT_EYE_DEPTH), ("right_depth", _RIGHT_EYE_DEPTH)):
             self.register_buffer(f"_{name}", torch.tensor(idx, dtype=torch.long), persistent=False)
+        self._runner: nn.Module | None = None
+
+    def optimize_for_cpu_(self) -> "FaceMesh":
+        """Run the network through a traced, frozen CPU copy from now on (see `optimize_for_cpu`)."""
+        self._runner = optimize_for_cpu(self.net, torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE))
+        return self
 
     def forward(self, crops: Tensor) -> tuple[Tensor, Tensor]:
         """Landmarks of a batch of face crops.
@@ -66,7 +72,8 @@ class FaceMesh(nn.Module):
         """
         if crops.ndim != 4 or crops.shape[1:] != (3, INPUT_SIZE, INPUT_SIZE):
             raise ValueError(f"FaceMesh: expected [B, 3, {INPUT_SIZE}, {INPUT_SIZE}] crops, got {list(crops.shape)}")
-        mesh, lips, left_eye, right_eye, left_iris, right_iris, flag = self.net(crops)
+        net = self._runner if self._runner is not None and crops.device.type == "cpu" else self.net
+        mesh, lips, left_eye, right_eye, left_iris, right_iris, flag = net(crops)
         b = crops.shape[0]
         pts = mesh.reshape(b, 468, 3).clone()
         for part, idx in ((lips, self._lips), (left_eye, self._left_eye), (right_eye, self._right_eye)):

@@ -10,6 +10,7 @@ kept channels-first ([B, C, H, W]); other tensors keep MediaPipe's layout ([B, N
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 
 from affectsynth.fitting.detection import tflite_ops
 
-__all__ = ["ConvGraph", "load_graph"]
+__all__ = ["ConvGraph", "load_graph", "optimize_for_cpu"]
 
 _NHWC_TO_NCHW = {0: 0, 1: 2, 2: 3, 3: 1}
 
@@ -275,3 +276,22 @@ def load_graph(path: str | Path) -> ConvGraph:
         layers = json.loads(str(z["graph"]))
         constants = {k: z[k] for k in z.files if k.startswith("c")}
     return ConvGraph(layers, constants).eval().requires_grad_(False)
+
+
+def optimize_for_cpu(module: nn.Module, example: Tensor) -> nn.Module:
+    """A traced, frozen copy of a network with torch's CPU inference passes (oneDNN layouts).
+
+    About twice as fast on the CPU for these depthwise-convolution networks, at a one-time cost of a
+    few seconds per network; the batch size stays free, the input's height and width are fixed.
+
+    Args:
+        module: a network in eval mode (a `ConvGraph` or a module that wraps one).
+        example: [B, 3, H, W] float32 input of the size the network will see.
+
+    Returns:
+        A module with the same outputs (within float32 rounding).
+    """
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on Python ints taken from shapes: sizes are fixed here
+        traced = torch.jit.trace(module, example, check_trace=False)
+        return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))

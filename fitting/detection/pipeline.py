@@ -42,6 +42,8 @@ class PipelineSettings:
         min_face_px: faces whose box side is smaller (pixels) are skipped.
         tile_min_side: photos with a longer side of at least this many pixels are also searched in
             2x2 and 3x3 overlapping tiles with the short-range detector.
+        optimize: on the CPU, trace and freeze the networks once (about 2x faster per call, a
+            one-time cost of several seconds: worth it for many photos, not for one).
     """
 
     max_faces: int = 32
@@ -49,6 +51,7 @@ class PipelineSettings:
     crop_scale: float = 1.8
     min_face_px: float = 24.0
     tile_min_side: int = 1000
+    optimize: bool = False
 
     def __post_init__(self) -> None:
         if self.max_faces < 1:
@@ -96,6 +99,9 @@ class FacePipeline:
         self.full = BlazeFace("full").to(self.device)
         self.short = BlazeFace("short").to(self.device)
         self.mesh = FaceMesh().to(self.device)
+        if self.settings.optimize and self.device.type == "cpu":
+            for net in (self.full, self.short, self.mesh):
+                net.optimize_for_cpu_()
 
     def _boxes(self, images: list[Tensor]) -> list[list[tuple[float, float, float, float, float]]]:
         """Face boxes (x0, y0, x1, y1, score) per photo: full range, plus tiles of large photos."""

@@ -140,3 +140,19 @@ def test_cuda_matches_cpu():
         a = mesh(crops)[0]
         b = mesh.cuda()(crops.cuda())[0].cpu()
     torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+def test_optimized_cpu_networks_match_eager():
+    """`optimize_for_cpu_` (traced, frozen) gives the eager outputs, also for a batch size it was not traced with."""
+    g = torch.Generator().manual_seed(1)
+    det, mesh = BlazeFace("short"), FaceMesh()
+    x = torch.rand(3, 3, 128, 128, generator=g) * 2 - 1
+    crops = torch.rand(2, 3, 192, 192, generator=g)
+    with torch.no_grad():
+        ref_det, ref_mesh = det(x), mesh(crops)
+        det.optimize_for_cpu_()
+        mesh.optimize_for_cpu_()
+        for a, b in zip(det(x), ref_det):
+            torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+        for a, b in zip(mesh(crops), ref_mesh):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
