@@ -6,7 +6,9 @@ Uses `affectsynth.blendshapes` (the expression basis type) and `affectsynth.rend
 from affectsynth.fitting.face_fit import FIT_SCHEMA_VERSION, Camera, FaceFit, pose_angles_deg, rotation_from_angles_deg
 from affectsynth.fitting.face_model import DEFAULT_MODEL_PATH, FaceModel, LandmarkEmbedding
 from affectsynth.fitting.fit import UNOBSERVABLE_EXPRESSIONS, FitSettings, fit_landmarks, project, reconstruct
-from affectsynth.fitting.landmarks import EYE_CORNERS, LandmarkDetector, Landmarks, MediaPipeDetector, detectors, get_detector
+from affectsynth.fitting.landmarks import (
+    EYE_CORNERS, LandmarkDetector, Landmarks, MediaPipeDetector, TorchFaceDetector, detectors, get_detector,
+)
 from affectsynth.fitting.photo import fit_image, fit_images
 from affectsynth.fitting.synthetic import SyntheticFace, aligned_error_mm, random_faces, silhouette_landmarks
 
@@ -36,4 +38,5 @@ __all__ = [
     "rotation_from_angles_deg",
     "silhouette_landmarks",
     "SyntheticFace",
+    "TorchFaceDetector",
 ]

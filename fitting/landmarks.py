@@ -7,7 +7,6 @@ points times the image size.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -18,6 +17,7 @@ __all__ = [
     "Landmarks",
     "LandmarkDetector",
     "MediaPipeDetector",
+    "TorchFaceDetector",
     "detectors",
     "get_detector",
 ]
@@ -97,21 +97,28 @@ class LandmarkDetector(Protocol):
 
 
 @dataclass
-class MediaPipeDetector:
-    """MediaPipe face detection (full-range model) + face mesh with iris (478 points), offline.
+class TorchFaceDetector:
+    """MediaPipe's face detection and face mesh with iris (478 points), ported to torch.
 
     Faces are found by the full-range detector (small faces in group photos too), then each face crop
     (the box enlarged by `crop_scale`) goes through the face mesh. Where the detector finds nothing,
-    the face mesh runs on the whole image as a fallback. The models ship inside the `mediapipe` wheel.
+    the face mesh runs on the whole image as a fallback. The networks are MediaPipe's (Apache-2.0),
+    converted once to `fitting/data/mediapipe_face_*.npz` (see `scripts/convert_mediapipe_models.py`);
+    neither mediapipe nor a TFLite interpreter is needed. `detect_batch` runs each network once for a
+    whole list of photos. Torch's thread setting is the caller's.
 
     Args:
         max_faces: at most this many faces (largest kept).
-        min_confidence: detection score threshold.
+        min_confidence: detection score threshold (MediaPipe's own floors, 0.6 for the full-range
+            and 0.5 for the short-range detector, still apply).
         crop_scale: face box enlargement for the mesh crop.
         min_face_px: faces smaller than this (box side, pixels) are ignored: too small to fit.
         tile_min_side: photos whose longer side is at least this many pixels are also searched in
             overlapping 2x2 and 3x3 tiles with the short-range detector, which finds the medium-size
             faces of group photos that the full-range detector misses at its 192 px input.
+        device: where the networks run ("cpu", "cuda").
+        optimize: on the CPU, trace and freeze the networks on first use (about 2x faster calls
+            after a one-time cost of several seconds; for many photos, e.g. a dataloader).
     """
 
     max_faces: int = 32
@@ -119,62 +126,33 @@ class MediaPipeDetector:
     crop_scale: float = 1.8
     min_face_px: float = 24.0
     tile_min_side: int = 1000
+    device: str = "cpu"
+    optimize: bool = False
     name: str = field(default="mediapipe", init=False)
 
     def __post_init__(self) -> None:
         if self.max_faces < 1:
-            raise ValueError(f"MediaPipeDetector: max_faces must be >= 1, got {self.max_faces}")
-        self._detector = self._detector_short = self._mesh = self._mesh_multi = None
+            raise ValueError(f"TorchFaceDetector: max_faces must be >= 1, got {self.max_faces}")
+        self._settings()  # validates the rest now, not on first use
+        self._pipeline = None
+
+    def _settings(self):
+        from affectsynth.fitting.detection.pipeline import PipelineSettings
+
+        return PipelineSettings(max_faces=self.max_faces, min_confidence=self.min_confidence, crop_scale=self.crop_scale,
+                                min_face_px=self.min_face_px, tile_min_side=self.tile_min_side, optimize=self.optimize)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_detector"] = state["_mesh"] = state["_mesh_multi"] = state["_detector_short"] = None  # rebuilt lazily in the new process
+        state["_pipeline"] = None  # rebuilt lazily in the new process
         return state
 
-    def _ensure(self) -> None:
-        if self._mesh is not None:
-            return
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import mediapipe as mp  # heavy: imported on first use only
+    def _ensure(self):
+        if self._pipeline is None:
+            from affectsynth.fitting.detection.pipeline import FacePipeline  # torch networks: built on first use
 
-        self._detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=self.min_confidence
-        )
-        self._detector_short = mp.solutions.face_detection.FaceDetection(
-            model_selection=0, min_detection_confidence=self.min_confidence
-        )
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.3
-        )
-        self._mesh_multi = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=self.max_faces, refine_landmarks=True, min_detection_confidence=0.5
-        )
-
-    def _boxes(self, image: np.ndarray) -> list[tuple[float, float, float, float, float]]:
-        boxes = _detections(self._detector, image, 0, 0)
-        h, w = image.shape[:2]
-        if max(h, w) >= self.tile_min_side:
-            for n in (2, 3):
-                th, tw = int(np.ceil(h / n * 1.3)), int(np.ceil(w / n * 1.3))
-                for ty in np.linspace(0, h - th, n).astype(int):
-                    for tx in np.linspace(0, w - tw, n).astype(int):
-                        tile = np.ascontiguousarray(image[ty:ty + th, tx:tx + tw])
-                        boxes += _detections(self._detector_short, tile, tx, ty)
-        kept: list[tuple[float, float, float, float, float]] = []
-        for box in sorted(boxes, key=lambda b: -b[4]):
-            if all(_iou(box, k) < 0.3 for k in kept):
-                kept.append(box)
-        return kept
-
-    def _mesh_points(self, mesh, image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        h, w = image.shape[:2]
-        result = mesh.process(np.ascontiguousarray(image))
-        out = []
-        for face in result.multi_face_landmarks or []:
-            arr = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32)
-            out.append((arr[:, :2] * np.array([w, h], np.float32), arr[:, 2] * w))
-        return out
+            self._pipeline = FacePipeline(self._settings(), device=self.device)
+        return self._pipeline
 
     def detect(self, image: np.ndarray) -> list[Landmarks]:
         """Detect faces and their 478 landmarks.
@@ -184,34 +162,39 @@ class MediaPipeDetector:
 
         Returns:
             One `Landmarks` (kind "mediapipe468", 478 points) per face, largest first.
+
+        Raises:
+            ValueError: not an [H, W, 3] uint8 array, or an empty (0-pixel) image.
         """
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            got = getattr(image, "shape", type(image).__name__)
-            raise ValueError(f"MediaPipeDetector.detect: expected an [H, W, 3] uint8 RGB array, got {got}")
-        self._ensure()
-        h, w = image.shape[:2]
-        faces: list[Landmarks] = []
-        for x0, y0, x1, y1, score in self._boxes(image):
-            side = max(x1 - x0, y1 - y0)
-            if side < self.min_face_px:
-                continue
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            half = side * self.crop_scale / 2
-            cx0, cy0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
-            cx1, cy1 = int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half)))
-            crop = image[cy0:cy1, cx0:cx1]
-            found = self._mesh_points(self._mesh, crop)
-            if not found:
-                continue
-            pts, depth = found[0]
-            pts = pts + np.array([cx0, cy0], np.float32)
-            faces.append(self._make(pts, depth, score))
-        if not faces:
-            for pts, depth in self._mesh_points(self._mesh_multi, image):
-                faces.append(self._make(pts, depth, 0.5))
-        faces = _dedupe(faces)
-        faces.sort(key=lambda f: -f.size)
-        return faces[: self.max_faces]
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Landmarks]]:
+        """`detect` for many photos at once: each network runs once for all of them.
+
+        Args:
+            images: photos [H, W, 3] uint8 RGB; sizes may differ.
+
+        Returns:
+            Per photo, its faces as `detect` returns them.
+
+        Raises:
+            ValueError: a photo is not an [H, W, 3] uint8 array, or is empty.
+        """
+        for k, image in enumerate(images):
+            if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                got = getattr(image, "shape", type(image).__name__)
+                raise ValueError(f"TorchFaceDetector.detect: image {k}: expected an [H, W, 3] uint8 RGB array, got {got}")
+            if image.shape[0] < 2 or image.shape[1] < 2:
+                raise ValueError(f"TorchFaceDetector.detect: image {k} is empty ({image.shape[0]} x {image.shape[1]} pixels); "
+                                 "expected at least 2 x 2")
+        if not images:
+            return []
+        out = []
+        for found in self._ensure().detect(list(images)):
+            faces = _dedupe([self._make(f.points, f.depth, f.score) for f in found])
+            faces.sort(key=lambda f: -f.size)
+            out.append(faces[: self.max_faces])
+        return out
 
     def _make(self, pts: np.ndarray, depth: np.ndarray, score: float) -> Landmarks:
         face = pts[:468]
@@ -219,21 +202,12 @@ class MediaPipeDetector:
         return Landmarks(points=pts, kind="mediapipe468", bbox=box, depth=depth, score=score, detector=self.name)
 
     def close(self) -> None:
-        for g in (self._detector, self._detector_short, self._mesh, self._mesh_multi):
-            if g is not None:
-                g.close()
-        self._detector = self._detector_short = self._mesh = self._mesh_multi = None
+        """Release the networks (they are rebuilt on the next call)."""
+        self._pipeline = None
 
 
-def _detections(detector, image: np.ndarray, x0: int, y0: int) -> list[tuple[float, float, float, float, float]]:
-    """Boxes (x0, y0, x1, y1, score) of one MediaPipe face detector run, shifted by (x0, y0)."""
-    h, w = image.shape[:2]
-    out = []
-    for det in detector.process(image).detections or []:
-        b = det.location_data.relative_bounding_box
-        bx, by = b.xmin * w + x0, b.ymin * h + y0
-        out.append((bx, by, bx + b.width * w, by + b.height * h, float(det.score[0])))
-    return out
+#: The historical name: the detector that gives MediaPipe's 478 landmarks.
+MediaPipeDetector = TorchFaceDetector
 
 
 def _dedupe(faces: Sequence[Landmarks], iou_threshold: float = 0.5) -> list[Landmarks]:
@@ -254,7 +228,7 @@ def _iou(a, b) -> float:
 
 
 #: Registry of detector factories (plain dict, as trimesh's loaders).
-detectors: dict[str, type] = {"mediapipe": MediaPipeDetector}
+detectors: dict[str, type] = {"mediapipe": TorchFaceDetector, "torch": TorchFaceDetector}
 
 
 def get_detector(name: str = "mediapipe", **kwargs) -> LandmarkDetector:

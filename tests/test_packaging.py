@@ -40,4 +40,7 @@ def test_wheel_contains_all_modules_and_the_face_model(tmp_path):
     assert expected <= names, sorted(expected - names)[:10]
     assert {"affectsynth/fitting/data/face_model.npz", "affectsynth/fitting/data/LICENSE-ICT-FaceKit",
             "affectsynth/fitting/data/LICENSE-MediaPipe", "affectsynth/data/astronaut.png",
-            "affectsynth/data/README.md"} <= names
+            "affectsynth/data/README.md",
+            "affectsynth/fitting/data/mediapipe_face_detection_short_range.npz",
+            "affectsynth/fitting/data/mediapipe_face_detection_full_range.npz",
+            "affectsynth/fitting/data/mediapipe_face_landmark_with_attention.npz"} <= names

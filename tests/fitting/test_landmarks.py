@@ -1,4 +1,4 @@
-"""The `Landmarks` type and the MediaPipe detector on real photos (few detector calls: each costs 10-100 ms)."""
+"""The `Landmarks` type and the (torch) MediaPipe detector on real photos (few detector calls: each costs 50-300 ms)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from affectsynth.fitting import Landmarks, MediaPipeDetector, detectors, get_detector
+from affectsynth.fitting import Landmarks, MediaPipeDetector, TorchFaceDetector, detectors, get_detector
 
 
 def _rgb(path) -> np.ndarray:
@@ -81,7 +81,7 @@ def test_no_face(detector, dev_photos):
 def test_grayscale_photo_and_pickled_detector(detector, tom, tom_faces):
     """A pickled detector (as sent to dataloader workers) rebuilds its graphs and finds the face in gray."""
     clone = pickle.loads(pickle.dumps(detector))
-    assert clone._mesh is None and clone.max_faces == detector.max_faces
+    assert clone._pipeline is None and clone.max_faces == detector.max_faces
     gray = np.asarray(Image.fromarray(tom).convert("L"))
     faces = clone.detect(np.stack([gray] * 3, axis=-1))
     clone.close()
@@ -102,6 +102,29 @@ def test_wrong_inputs(detector):
             detector.detect(image)
     with pytest.raises(ValueError, match="max_faces"):
         MediaPipeDetector(max_faces=0)
+    with pytest.raises(ValueError, match="min_confidence"):
+        MediaPipeDetector(min_confidence=1.5)
+    for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 50, 3), np.uint8), np.zeros((1, 1, 3), np.uint8)):
+        with pytest.raises(ValueError, match="empty"):
+            detector.detect(empty)
+
+
+def test_empty_image_does_not_poison_later_calls(detector, tom, tom_faces):
+    """MediaPipe's graph broke for the rest of the process after one 0x0 image; the port must not."""
+    with pytest.raises(ValueError, match="empty"):
+        detector.detect_batch([tom, np.zeros((0, 0, 3), np.uint8)])
+    again = detector.detect(tom)
+    assert len(again) == 1
+    np.testing.assert_array_equal(again[0].points, tom_faces[0].points)
+
+
+def test_batch_matches_single_calls(detector, tom, tom_faces, dev_photos):
+    dogs = _rgb(dev_photos / "dogs.jpg")
+    batch = detector.detect_batch([tom, dogs, tom])
+    assert [len(b) for b in batch] == [1, 0, 1]
+    for faces in (batch[0], batch[2]):
+        np.testing.assert_allclose(faces[0].points, tom_faces[0].points, atol=0.02)  # float sums differ with batch size
+    assert detector.detect_batch([]) == []
 
 
 def test_landmarks_type():
@@ -127,5 +150,6 @@ def test_detector_registry():
     assert "mediapipe" in detectors
     det = get_detector("mediapipe", max_faces=2)
     assert isinstance(det, MediaPipeDetector) and det.max_faces == 2 and det.name == "mediapipe"
+    assert MediaPipeDetector is TorchFaceDetector and isinstance(get_detector("torch"), TorchFaceDetector)
     with pytest.raises(ValueError, match="expected one of"):
         get_detector("dlib")

@@ -1,0 +1,137 @@
+"""Benchmark of face detection + 478 landmarks: the torch port against MediaPipe in the same run.
+
+Usage:
+    python scripts/bench_detect.py [--threads 1] [--repeats 5] [--json PATH] [--device cpu]
+
+Public API only (`affectsynth.fitting.TorchFaceDetector`; the baseline is MediaPipe's own graphs via
+`scripts/mediapipe_reference.py`, measured when mediapipe is installed: `pip install -e '.[parity]'`).
+Sections, medians over repeats after a warm-up:
+
+- per photo: `detect(photo)` on each dev photo (detection, tiles of large photos, face mesh per face).
+- both for the default detector and for `optimize=True` (traced, frozen CPU networks; the one-time
+  build is reported separately).
+- batch of 64 face crops: the faces of the dev photos cut out (their box enlarged 1.8x), cycled to
+  64; the port runs `detect_batch(crops)` (each network once for all 64), MediaPipe runs
+  `detect(crop)` 64 times (it has no batches). Reported per face.
+
+Output shapes are checked (every crop must give a 478-point face) so that a no-op cannot look fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from affectsynth.fitting import TorchFaceDetector  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV_PHOTOS = ROOT.parent / "shared" / "assets" / "dev-photos"
+
+
+def _rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _median_ms(fn, repeats: int) -> tuple[float, float]:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    q1, med, q3 = np.percentile(times, [25, 50, 75])
+    return float(med * 1000), float((q3 - q1) * 1000)
+
+
+def _crops(photos: dict[str, np.ndarray], detector, n: int = 64) -> list[np.ndarray]:
+    crops = []
+    for img in photos.values():
+        h, w = img.shape[:2]
+        for f in detector.detect(img):
+            x0, y0, x1, y1 = f.bbox
+            cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * 0.9
+            crops.append(np.ascontiguousarray(img[int(max(0, cy - half)):int(min(h, cy + half)),
+                                                  int(max(0, cx - half)):int(min(w, cx + half))]))
+    return [crops[i % len(crops)] for i in range(n)]
+
+
+def main() -> int:
+    """Run the benchmark and print a table (and `--json`)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--photos", type=Path, default=DEV_PHOTOS)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    try:
+        from mediapipe_reference import ReferenceMediaPipeDetector
+        import mediapipe
+
+        baseline, mp_version = ReferenceMediaPipeDetector(), mediapipe.__version__
+    except ImportError:
+        baseline, mp_version = None, None
+    print(f"bench_detect: commit {commit}, torch {torch.__version__}, numpy {np.__version__}, mediapipe {mp_version}, "
+          f"torch threads {torch.get_num_threads()}, device {args.device}, CPU {platform.processor() or platform.machine()} "
+          f"({os.cpu_count()} logical), load {os.getloadavg()[0]:.2f}")
+    port = TorchFaceDetector(device=args.device)
+    fast = TorchFaceDetector(device=args.device, optimize=True)
+    t0 = time.perf_counter()
+    fast.detect(np.zeros((64, 64, 3), np.uint8))
+    build_s = time.perf_counter() - t0
+    print(f"optimize=True: one-time trace + freeze of the three networks {build_s:.1f} s")
+    photos = {p.name: _rgb(p) for p in sorted(args.photos.glob("*.jpg"))}
+    result: dict = {"commit": commit, "threads": torch.get_num_threads(), "mediapipe": mp_version, "photos": {},
+                    "optimize_build_s": build_s}
+    print(f"\n{'photo':28s} {'size':>10s} {'faces':>5s} {'torch ms':>10s} {'optimized':>10s} {'mediapipe ms':>13s} "
+          f"{'mp/torch':>9s} {'mp/opt':>7s}")
+    for name, img in photos.items():
+        n = len(port.detect(img))
+        t, _ = _median_ms(lambda: port.detect(img), args.repeats)
+        o, _ = _median_ms(lambda: fast.detect(img), args.repeats)
+        row = {"faces": n, "torch_ms": t, "torch_optimized_ms": o}
+        m = None
+        if baseline is not None:
+            m, _ = _median_ms(lambda: baseline.detect(img), args.repeats)
+            row["mediapipe_ms"] = m
+        result["photos"][name] = row
+        print(f"{name:28s} {img.shape[1]:>4d}x{img.shape[0]:<5d} {n:5d} {t:10.1f} {o:10.1f} "
+              f"{(f'{m:13.1f}' if m else '            -')} {(f'{m / t:9.2f}' if m else '        -')} "
+              f"{(f'{m / o:7.2f}' if m else '      -')}")
+    crops = _crops(photos, port)
+    found = port.detect_batch(crops)
+    if not all(len(f) >= 1 and f[0].points.shape == (478, 2) for f in found):
+        raise SystemExit("bench_detect: a face crop gave no 478-point face")
+    t, iqr = _median_ms(lambda: port.detect_batch(crops), max(1, args.repeats // 2))
+    o, _ = _median_ms(lambda: fast.detect_batch(crops), max(1, args.repeats // 2))
+    result["batch64"] = {"torch_ms_per_face": t / len(crops), "torch_iqr_ms": iqr, "torch_optimized_ms_per_face": o / len(crops)}
+    line = (f"\nbatch of {len(crops)} face crops: torch {t / len(crops):.1f} ms/face, optimized {o / len(crops):.1f} ms/face "
+            f"(one detect_batch call)")
+    if baseline is not None:
+        m, _ = _median_ms(lambda: [baseline.detect(c) for c in crops], max(1, args.repeats // 2))
+        result["batch64"]["mediapipe_ms_per_face"] = m / len(crops)
+        line += (f"; mediapipe {m / len(crops):.1f} ms/face (64 detect calls); mediapipe / torch {m / t:.2f}, "
+                 f"mediapipe / optimized {m / o:.2f}")
+    print(line)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

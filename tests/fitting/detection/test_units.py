@@ -1,0 +1,158 @@
+"""The port's parts: anchors, weighted NMS, rects and crops, the attention ops, the graph's layers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from affectsynth.fitting.detection.anchors import ssd_anchors
+from affectsynth.fitting.detection.blazeface import BlazeFace
+from affectsynth.fitting.detection.face_mesh import FaceMesh, unproject
+from affectsynth.fitting.detection.graph import _depth_to_space, _resize_bilinear, _same_pad, load_graph
+from affectsynth.fitting.detection.nms import box_iou, weighted_nms
+from affectsynth.fitting.detection.roi import crop_rects, letterbox_rect, rect_from_detection
+from affectsynth.fitting.detection.tflite_ops import LandmarksToMatrix, TransformLandmarks, TransformTensorBilinear
+
+
+def test_anchors():
+    a = ssd_anchors(128, (8, 16, 16, 16))
+    assert a.shape == (896, 2)
+    # stride 8: 16 x 16 cells, 2 anchors each, row-major; first centre (0.5 / 16, 0.5 / 16)
+    torch.testing.assert_close(a[0], torch.tensor([1 / 32, 1 / 32]))
+    torch.testing.assert_close(a[1], a[0])
+    torch.testing.assert_close(a[2], torch.tensor([3 / 32, 1 / 32]))
+    # stride 16: 8 x 8 cells, 6 anchors each
+    torch.testing.assert_close(a[512], torch.tensor([1 / 16, 1 / 16]))
+    torch.testing.assert_close(a[517], a[512])
+    torch.testing.assert_close(a[518], torch.tensor([3 / 16, 1 / 16]))
+    f = ssd_anchors(192, (4,), interpolated_scale_aspect_ratio=0.0)
+    assert f.shape == (2304, 2) and float(f.max()) < 1 and float(f.min()) > 0
+    with pytest.raises(ValueError, match="stride"):
+        ssd_anchors(128, ())
+
+
+def test_weighted_nms():
+    boxes = torch.tensor([[0, 0, 10, 10, 1, 1], [1, 0, 11, 10, 2, 2], [50, 50, 60, 60, 5, 5], [0, 0, 10, 10, 3, 3]], dtype=torch.float32)
+    scores = torch.tensor([0.9, 0.6, 0.8, 0.3])
+    out, s = weighted_nms(boxes, scores)
+    assert out.shape == (2, 6)
+    torch.testing.assert_close(s, torch.tensor([0.9, 0.8]))
+    w = torch.tensor([0.9, 0.6, 0.3])
+    torch.testing.assert_close(out[0], (boxes[[0, 1, 3]] * w[:, None]).sum(0) / w.sum())
+    torch.testing.assert_close(out[1], boxes[2])
+    e, es = weighted_nms(boxes[:0], scores[:0])
+    assert e.shape == (0, 6) and es.shape == (0,)
+    iou = box_iou(boxes[:2, :4], boxes[:2, :4])
+    torch.testing.assert_close(iou.diagonal(), torch.ones(2))
+    assert abs(float(iou[0, 1]) - 90 / 110) < 1e-6
+
+
+def test_rects_and_crops():
+    r = letterbox_rect(300, 500)
+    torch.testing.assert_close(r, torch.tensor([250.0, 150.0, 500.0, 500.0, 0.0]))
+    boxes = torch.tensor([[10.0, 20.0, 50.0, 80.0]])
+    level = rect_from_detection(boxes, torch.tensor([[[20.0, 40.0], [40.0, 40.0]]]))
+    torch.testing.assert_close(level, torch.tensor([[30.0, 50.0, 90.0, 90.0, 0.0]]))
+    tilted = rect_from_detection(boxes, torch.tensor([[[20.0, 40.0], [40.0, 60.0]]]))  # left eye lower: head tilted
+    assert abs(float(tilted[0, 4]) - math.pi / 4) < 1e-6
+    # a crop of a gradient image at scale 1 reproduces the pixels; border modes differ outside
+    img = torch.arange(64, dtype=torch.float32).reshape(8, 8).expand(3, 8, 8).clone()
+    crop = crop_rects(img, torch.tensor([[4.0, 4.0, 8.0, 8.0, 0.0]]), 8)
+    torch.testing.assert_close(crop[0], img)
+    out = torch.tensor([[0.0, 0.0, 8.0, 8.0, 0.0]])
+    assert float(crop_rects(img, out, 8, border="zero")[0, 0, 0, 0]) == 0.0
+    assert float(crop_rects(img, out, 8, border="replicate")[0, 0, 0, 0]) == 0.0 + img[0, 0, 0]
+    assert float(crop_rects(img, out, 8, border="zero")[0, 0, 7, 7]) == float(img[0, 3, 3])
+    with pytest.raises(ValueError, match="border"):
+        crop_rects(img, out, 8, border="wrap")
+    with pytest.raises(ValueError, match=r"\[3, H, W\]"):
+        crop_rects(img[0], out, 8)
+
+
+def test_unproject_inverts_the_crop_mapping():
+    rect = torch.tensor([[100.0, 80.0, 60.0, 60.0, 0.3]])
+    pts = torch.tensor([[[0.5, 0.5, 0.1], [0.0, 0.5, 0.0], [1.0, 1.0, 0.0]]])
+    out = unproject(pts, rect)[0]
+    torch.testing.assert_close(out[0], torch.tensor([100.0, 80.0, 6.0]))
+    c, s = math.cos(0.3), math.sin(0.3)
+    torch.testing.assert_close(out[1, :2], torch.tensor([100 - 30 * c, 80 - 30 * s]))
+    torch.testing.assert_close(out[2, :2], torch.tensor([100 + 30 * (c - s), 80 + 30 * (s + c)]))
+
+
+def test_attention_ops():
+    pts = torch.tensor([[[0.0, 0.0, 0.0], [4.0, 0.0, 0.0], [4.0, 2.0, 0.0], [0.0, 2.0, 0.0]]])
+    m = LandmarksToMatrix([0, 1, 2, 3], 0, 1, 0.0, (2, 4), (1.0, 1.0))(pts)
+    # crop pixel (0, 0) -> box corner, (4, 2) -> opposite corner; unit scale (box 4 x 2 on a 4 x 2 crop)
+    p = TransformLandmarks()(torch.tensor([[[0.0, 0.0], [4.0, 2.0]]]), m)
+    torch.testing.assert_close(p[0], torch.tensor([[0.0, 0.0], [4.0, 2.0]]))
+    feat = torch.arange(24, dtype=torch.float32).reshape(1, 1, 4, 6)
+    crop = TransformTensorBilinear((2, 4))(feat, m)
+    # pixel centres: crop (u, v) samples feature (u + 0.5 - 0.5, v) = feature pixel (u, v)
+    torch.testing.assert_close(crop[0, 0], feat[0, 0, :2, :4])
+    far = m.clone()
+    far[:, 0, 3] = 100.0
+    assert float(TransformTensorBilinear((2, 4))(feat, far).abs().max()) == 0.0
+
+
+def test_graph_layers():
+    assert _same_pad(96, 3, 2, 1) == (0, 1) and _same_pad(96, 3, 1, 1) == (1, 1)
+    x = torch.arange(8, dtype=torch.float32).reshape(1, 8, 1, 1)
+    y = _depth_to_space(x, 2)  # TF order: channel (i * 2 + j) * C + c
+    torch.testing.assert_close(y[0, 0], torch.tensor([[0.0, 2.0], [4.0, 6.0]]))
+    torch.testing.assert_close(y[0, 1], torch.tensor([[1.0, 3.0], [5.0, 7.0]]))
+    z = _resize_bilinear(torch.tensor([[[[0.0, 2.0]]]]), [1, 4], False, False)
+    torch.testing.assert_close(z, torch.tensor([[[[0.0, 1.0, 2.0, 2.0]]]]))
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        load_graph("/nonexistent/model.npz")
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_networks_batch(batch):
+    """A batch gives each item's single-image result; outputs have the documented shapes."""
+    g = torch.Generator().manual_seed(0)
+    det = BlazeFace("short")
+    x = torch.rand(batch, 3, 128, 128, generator=g) * 2 - 1
+    with torch.no_grad():
+        boxes, scores = det(x)
+        assert boxes.shape == (batch, 896, 16) and scores.shape == (batch, 896)
+        torch.testing.assert_close(det(x[-1:])[0][0], boxes[-1], atol=1e-4, rtol=1e-4)
+        mesh = FaceMesh()
+        crops = torch.rand(batch, 3, 192, 192, generator=g)
+        pts, presence = mesh(crops)
+        assert pts.shape == (batch, 478, 3) and presence.shape == (batch,)
+        torch.testing.assert_close(mesh(crops[-1:])[0][0], pts[-1], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="kind"):
+        BlazeFace("medium")
+    with pytest.raises(ValueError, match=r"\[B, 3, 128, 128\]"):
+        det(torch.zeros(1, 3, 64, 64))
+    with pytest.raises(ValueError, match=r"\[B, 3, 192, 192\]"):
+        mesh(torch.zeros(1, 3, 128, 128))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu():
+    mesh = FaceMesh()
+    crops = torch.rand(2, 3, 192, 192)
+    with torch.no_grad():
+        a = mesh(crops)[0]
+        b = mesh.cuda()(crops.cuda())[0].cpu()
+    torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+def test_optimized_cpu_networks_match_eager():
+    """`optimize_for_cpu_` (traced, frozen) gives the eager outputs, also for a batch size it was not traced with."""
+    g = torch.Generator().manual_seed(1)
+    det, mesh = BlazeFace("short"), FaceMesh()
+    x = torch.rand(3, 3, 128, 128, generator=g) * 2 - 1
+    crops = torch.rand(2, 3, 192, 192, generator=g)
+    with torch.no_grad():
+        ref_det, ref_mesh = det(x), mesh(crops)
+        det.optimize_for_cpu_()
+        mesh.optimize_for_cpu_()
+        for a, b in zip(det(x), ref_det):
+            torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+        for a, b in zip(mesh(crops), ref_mesh):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
