@@ -14,7 +14,8 @@ Sections, medians over repeats after a warm-up:
   64; the port runs `detect_batch(crops)` (each network once for all 64), MediaPipe runs
   `detect(crop)` 64 times (it has no batches). Reported per face.
 
-Output shapes are checked (every crop must give a 478-point face) so that a no-op cannot look fast.
+Wall time is reported per photo, process CPU time (summed over threads: MediaPipe runs several)
+in total, as other processes on a shared machine skew wall times. Output shapes are checked (every crop must give a 478-point face) so that a no-op cannot look fast.
 """
 
 from __future__ import annotations
@@ -44,15 +45,25 @@ def _rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def _median_ms(fn, repeats: int) -> tuple[float, float]:
+CPU_TIMES: list[tuple[str, float]] = []
+
+
+def _median_ms(fn, repeats: int, label: str = "") -> tuple[float, float]:
+    """(median wall ms, IQR ms); the median process CPU time (all threads) goes to CPU_TIMES."""
     fn()  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     q1, med, q3 = np.percentile(times, [25, 50, 75])
+    CPU_TIMES.append((label, float(np.median(cpu) * 1000)))
     return float(med * 1000), float((q3 - q1) * 1000)
+
+
+def _cpu_ms() -> float:
+    return CPU_TIMES[-1][1]
 
 
 def _crops(photos: dict[str, np.ndarray], detector, n: int = 64) -> list[np.ndarray]:
@@ -102,12 +113,14 @@ def main() -> int:
     for name, img in photos.items():
         n = len(port.detect(img))
         t, _ = _median_ms(lambda: port.detect(img), args.repeats)
+        tc = _cpu_ms()
         o, _ = _median_ms(lambda: fast.detect(img), args.repeats)
-        row = {"faces": n, "torch_ms": t, "torch_optimized_ms": o}
+        row = {"faces": n, "torch_ms": t, "torch_optimized_ms": o, "torch_cpu_ms": tc, "torch_optimized_cpu_ms": _cpu_ms()}
         m = None
         if baseline is not None:
             m, _ = _median_ms(lambda: baseline.detect(img), args.repeats)
             row["mediapipe_ms"] = m
+            row["mediapipe_cpu_ms"] = _cpu_ms()
         result["photos"][name] = row
         print(f"{name:28s} {img.shape[1]:>4d}x{img.shape[0]:<5d} {n:5d} {t:10.1f} {o:10.1f} "
               f"{(f'{m:13.1f}' if m else '            -')} {(f'{m / t:9.2f}' if m else '        -')} "
@@ -127,6 +140,13 @@ def main() -> int:
         line += (f"; mediapipe {m / len(crops):.1f} ms/face (64 detect calls); mediapipe / torch {m / t:.2f}, "
                  f"mediapipe / optimized {m / o:.2f}")
     print(line)
+    rows = result["photos"].values()
+    if baseline is not None:
+        tot = {k: sum(r[k] for r in rows) for k in ("torch_cpu_ms", "torch_optimized_cpu_ms", "mediapipe_cpu_ms")}
+        result["cpu_ms_all_photos"] = tot
+        print(f"process CPU time (all threads) over the {len(photos)} photos: torch {tot['torch_cpu_ms']:.0f} ms, "
+              f"optimized {tot['torch_optimized_cpu_ms']:.0f} ms, mediapipe {tot['mediapipe_cpu_ms']:.0f} ms "
+              "(wall times suffer from other load; CPU time less)")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
         print(f"wrote {args.json}")
