@@ -37,6 +37,8 @@ __all__ = [
     "CATEGORIES",
     "EMFACS_CORE",
     "CATEGORY_AUS",
+    "CATEGORY_VARIANTS",
+    "DEFAULT_VARIANTS",
     "AU_RESPONSE",
     "au_weights",
 ]
@@ -158,28 +160,68 @@ EMFACS_CORE: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "contempt": ("AU12_R", "AU14_R"),
 })
 
-#: Apex AU intensities per category used by the shipped model: the EMFACS core above at
-#: tuned intensities, plus a few documented additions that make the apex read at a glance
-#: on the ICT-FaceKit shapes (looked at in renders, see scripts/show_expressions.py):
-#: happiness adds AU25 (parted lips, teeth show) and a little AU7 (Duchenne lower lids);
-#: sadness adds AU17 (chin raiser, the EMFACS variant 1+4+15+17); anger adds AU24 and AU17
-#: (pressed lips with raised chin, as in the variant 4+5+7+17+23+24) and a little AU9
-#: (glabella/nose tension; without it the closed-mouth anger read as neutral); disgust adds
-#: AU10 (upper lip raiser, the variant 9+10+15+16); surprise adds AU27 at 0.2 so the jaw is
-#: clearly open.
-CATEGORY_AUS: Mapping[str, Mapping[str, float]] = MappingProxyType({
-    "neutral": MappingProxyType({}),
-    "happiness": MappingProxyType({"AU6": 1.0, "AU7": 0.3, "AU12": 1.0, "AU25": 0.9, "AU26": 0.12}),
-    "sadness": MappingProxyType({"AU1": 1.0, "AU4": 0.7, "AU15": 1.0, "AU17": 0.5}),
-    "surprise": MappingProxyType({"AU1": 1.0, "AU2": 1.0, "AU5": 1.0, "AU26": 1.0,
-                                  "AU27": 0.2}),
-    "fear": MappingProxyType({"AU1": 1.0, "AU2": 0.7, "AU4": 0.5, "AU5": 1.0, "AU7": 0.2,
-                              "AU20": 1.0, "AU26": 0.7}),
-    "anger": MappingProxyType({"AU4": 1.0, "AU5": 0.3, "AU7": 1.0, "AU9": 0.45, "AU10": 0.25, "AU17": 0.5,
-                               "AU23": 1.0, "AU24": 0.5}),
-    "disgust": MappingProxyType({"AU9": 1.0, "AU10": 0.6, "AU15": 0.6, "AU16": 0.4}),
-    "contempt": MappingProxyType({"AU12_R": 0.7, "AU14_R": 1.0}),
+def _frozen(table: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Mapping[str, Mapping[str, Mapping[str, float]]]:
+    return MappingProxyType({c: MappingProxyType({v: MappingProxyType(dict(aus)) for v, aus in vs.items()})
+                             for c, vs in table.items()})
+
+
+#: EMFACS variants per category: category -> variant name -> apex AU intensities, in a
+#: fixed order whose FIRST variant is the category's default (what ``Expression(c)`` shows
+#: when no variant is asked for, and the prototype the VA model places at the category's
+#: anchor, so VA targets stay continuous). Intensities were tuned by eye on the ICT-FaceKit
+#: shapes, full size and as 48 px grey crops (scripts/show_expressions.py); additions to the
+#: cited EMFACS sets are there to make the apex read at a glance:
+#:
+#: * happiness "open" 6+12+25+26 (Duchenne smile, lips part, teeth show; a little AU7 for the
+#:   lower lids); "closed" 6+12 with the lips together.
+#: * sadness "frown" 1+4+15+17 (the EMFACS variant with the chin raiser).
+#: * surprise "open" 1+2+5+26 plus AU27 0.2 (the jaw clearly drops); "closed" 1+2+5 with the
+#:   lips only just apart (AU25), no jaw drop.
+#: * fear "open" 1+2+4+5+20+25+26: brows raised AND drawn together (AU4 with 1+2), upper
+#:   lids up, lips stretched sideways (AU20) over a parted mouth; a little AU7.
+#: * anger "closed" 4+5+7+23+24 with AU17 (pressed lips, raised chin; the variant
+#:   4+5+7+17+23+24) and a little AU9/AU10 (glabella and nose tension); "open"
+#:   4+5+7+10+16+25+26: a square mouth showing the teeth.
+#: * disgust "open" 9+10+16+25 (nose wrinkle, upper lip raised, lower lip down, teeth show);
+#:   "closed" 9+15+16 with a little AU10 (nose wrinkle, corners down, lips nearly together).
+#: * contempt "right" R12+R14 and "left" L12+L14 (unilateral; the subject's side).
+CATEGORY_VARIANTS: Mapping[str, Mapping[str, Mapping[str, float]]] = _frozen({
+    "neutral": {"rest": {}},
+    "happiness": {
+        "open": {"AU6": 1.0, "AU7": 0.3, "AU12": 1.0, "AU25": 0.9, "AU26": 0.12},
+        "closed": {"AU6": 1.0, "AU7": 0.3, "AU12": 1.0},
+    },
+    "sadness": {"frown": {"AU1": 1.0, "AU4": 0.7, "AU15": 1.0, "AU17": 0.5}},
+    "surprise": {
+        "open": {"AU1": 1.0, "AU2": 1.0, "AU5": 1.0, "AU26": 1.0, "AU27": 0.2},
+        "closed": {"AU1": 1.0, "AU2": 1.0, "AU5": 1.0, "AU25": 0.2},
+    },
+    "fear": {
+        "open": {"AU1": 1.0, "AU2": 0.7, "AU4": 0.5, "AU5": 1.0, "AU7": 0.2, "AU20": 1.0, "AU26": 0.7},
+    },
+    "anger": {
+        "closed": {"AU4": 1.0, "AU5": 0.3, "AU7": 1.0, "AU9": 0.45, "AU10": 0.25, "AU17": 0.5,
+                   "AU23": 1.0, "AU24": 0.5},
+        "open": {"AU4": 1.0, "AU5": 0.4, "AU7": 1.0, "AU9": 0.3, "AU10": 0.8, "AU16": 0.6,
+                 "AU25": 0.8, "AU26": 0.3},
+    },
+    "disgust": {
+        "open": {"AU9": 1.0, "AU10": 0.8, "AU16": 0.5, "AU25": 0.5},
+        "closed": {"AU9": 1.0, "AU10": 0.3, "AU15": 0.7, "AU16": 0.4},
+    },
+    "contempt": {
+        "right": {"AU12_R": 0.7, "AU14_R": 1.0},
+        "left": {"AU12_L": 0.7, "AU14_L": 1.0},
+    },
 })
+
+#: Category -> its default variant (the first of `CATEGORY_VARIANTS`).
+DEFAULT_VARIANTS: Mapping[str, str] = MappingProxyType({c: next(iter(v)) for c, v in CATEGORY_VARIANTS.items()})
+
+#: Apex AU intensities of each category's default variant (``CATEGORY_VARIANTS[c][DEFAULT_VARIANTS[c]]``).
+CATEGORY_AUS: Mapping[str, Mapping[str, float]] = MappingProxyType(
+    {c: CATEGORY_VARIANTS[c][DEFAULT_VARIANTS[c]] for c in CATEGORIES}
+)
 
 #: Per-AU intensity response ``k`` of ``f_k(i) = i * (1 + k - k * i)`` (f(0) = 0, f(1) = 1,
 #: monotone for k in [0, 1]). k > 0 front-loads the AU, so intensity 0.5 already shows

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
 import zipfile
 from functools import lru_cache
@@ -18,16 +20,23 @@ from .facs import (
     AU_RESPONSE,
     AU_TO_BLENDSHAPES,
     CATEGORIES,
-    CATEGORY_AUS,
+    CATEGORY_VARIANTS,
     SUPPORTED_AUS,
 )
+from ._atomic import atomic_write_bytes
 from .targets import AUs, Expression, VA
-from .va import CALM_ANCHOR, DEFAULT_VA_ANCHORS, AnchorVAModel, BinnedVAModel, intensity_response
+from .va import (
+    CALM_ANCHOR, DEFAULT_VA_ANCHORS, AnchorVAModel, BinnedVAModel, expression_point, intensity_response,
+)
 
-__all__ = ["ExpressionModel", "ModelFileError", "FORMAT_VERSION"]
+__all__ = ["ExpressionModel", "ModelFileError", "FORMAT_VERSION", "SINGLE_VARIANT", "resolve_variant"]
 
-#: Version of the npz layout written by `ExpressionModel.save`.
-FORMAT_VERSION = 1
+#: Version of the npz layout written by `ExpressionModel.save` (2: per-category variants).
+FORMAT_VERSION = 2
+
+#: The variant name of categories given without variants (e.g. a library built from 4D data:
+#: one apex per category).
+SINGLE_VARIANT = "apex"
 
 
 class ModelFileError(ValueError):
@@ -48,14 +57,17 @@ def _au_matrix(names: Sequence[str]) -> np.ndarray:
 class ExpressionModel:
     """Target -> blendshape weights, over a fixed list of blendshape names.
 
-    A model holds, per category, apex weights (``prototypes``) and an intensity response
-    per shape; VA anchors per category (an `AnchorVAModel`) and optionally a binned VA
+    A model holds, per category, one or more named variants (EMFACS prototypes, e.g. anger
+    "closed" and "open"), each with apex weights and an intensity response per shape; the
+    first variant of a category is its default, and ``prototypes`` / ``response`` hold the
+    defaults (the VA map uses those, so VA targets stay continuous); VA anchors per category (an `AnchorVAModel`) and optionally a binned VA
     grid (a `BinnedVAModel`, built from 4D data; when present it answers VA targets);
     and an AU -> blendshape table for `AUs` targets.
 
     Mapping rules (deterministic; every weight in [0, 1]):
-        * ``Expression(c, i)``: ``prototype[c] * f_k(i)`` with ``f_k(i) = i (1 + k - k i)``,
-          so i = 0 is exactly neutral (all zeros) and i = 0.5 shows (1 + k) / 2 of the apex.
+        * ``Expression(c, i, variant)``: ``prototype[c, variant] * f_k(i)`` with
+          ``f_k(i) = i (1 + k - k i)``, so i = 0 is exactly neutral (all zeros) and i = 0.5
+          shows (1 + k) / 2 of the apex; variant None is the default variant.
         * ``VA(v, a)``: radius clamped to 1; grid lookup if the model has a grid, else the
           angular anchor blend over the category anchors plus the zero-prototype
           `CALM_ANCHOR` (see `AnchorVAModel`): ``VA(s * anchor[c])`` equals
@@ -73,6 +85,13 @@ class ExpressionModel:
         au_names: the A AU keys of ``au_table``.
         au_table: optional [A, S] gains for the AU keys ``au_names`` (default: the FACS table).
         meta: JSON-safe dict saved with the model (provenance).
+        variants: optional category -> {variant name: ([S] apex weights, [S] response)} in
+            order; a category's first variant is its default and must equal its row of
+            ``prototypes`` / ``response``. Categories not listed get one variant,
+            `SINGLE_VARIANT` ("apex"), from ``prototypes`` / ``response``.
+
+    Raises:
+        ValueError: shapes, ranges or names that do not fit together (the message says which).
     """
 
     def __init__(
@@ -88,6 +107,7 @@ class ExpressionModel:
         au_names: "Sequence[str] | None" = None,
         au_table: "np.ndarray | None" = None,
         meta: "Mapping[str, Any] | None" = None,
+        variants: "Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]] | None" = None,
     ) -> None:
         self.names: tuple[str, ...] = tuple(str(n) for n in names)
         self._categories: tuple[str, ...] = tuple(str(c) for c in categories)
@@ -99,9 +119,9 @@ class ExpressionModel:
         unknown = [c for c in self._categories if c not in CATEGORIES]
         if unknown:
             raise ValueError(f"ExpressionModel: unknown categories {unknown}; expected from {CATEGORIES}")
-        p = np.asarray(prototypes, dtype=np.float64)
-        k = np.asarray(response, dtype=np.float64)
-        a = np.asarray(va_anchors, dtype=np.float64)
+        p = np.array(prototypes, dtype=np.float64)  # copies: neutral's row is zeroed below
+        k = np.array(response, dtype=np.float64)
+        a = np.array(va_anchors, dtype=np.float64)
         for label, arr, shape in (("prototypes", p, (C, S)), ("response", k, (C, S)), ("va_anchors", a, (C, 2))):
             if arr.shape != shape:
                 raise ValueError(f"ExpressionModel: {label} must be {list(shape)}, got {list(arr.shape)}")
@@ -147,17 +167,60 @@ class ExpressionModel:
                     f"{list(self.au_table.shape)}"
                 )
         self.meta: dict[str, Any] = dict(meta or {})
+        self._set_variants(variants or {}, n)
         self._col = {nm: i for i, nm in enumerate(self.names)}
         self._au_row = {nm: i for i, nm in enumerate(self.au_names)}
+
+    def _set_variants(self, variants: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], neutral: int) -> None:
+        S = len(self.names)
+        unknown = [c for c in variants if c not in self._categories]
+        if unknown:
+            raise ValueError(f"ExpressionModel: variants name categories {unknown} this model lacks "
+                             f"(has {self._categories})")
+        keys: list[tuple[str, str]] = []
+        protos, resps = [], []
+        for c, cat in enumerate(self._categories):
+            given = variants.get(cat) or {SINGLE_VARIANT: (self.prototypes[c], self.response[c])}
+            for k, (name, pair) in enumerate(given.items()):
+                name = str(name)
+                try:
+                    Expression(cat, 1.0, name)
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"ExpressionModel: {cat} variant {name!r}: {e}") from None
+                p, r = (np.asarray(x, dtype=np.float64) for x in pair)
+                if p.shape != (S,) or r.shape != (S,):
+                    raise ValueError(f"ExpressionModel: {cat} variant {name!r} must be two [{S}] arrays, "
+                                     f"got {list(p.shape)}, {list(r.shape)}")
+                if not (np.isfinite(p).all() and np.isfinite(r).all()) or p.min() < 0 or p.max() > 1 \
+                        or r.min() < 0 or r.max() > 1:
+                    raise ValueError(f"ExpressionModel: {cat} variant {name!r} weights and response must be "
+                                     f"finite and in [0, 1]")
+                if c == neutral:
+                    p = np.zeros(S)
+                if k == 0 and not (np.allclose(p, self.prototypes[c], atol=1e-6)
+                                   and np.allclose(r, self.response[c], atol=1e-6)):
+                    raise ValueError(f"ExpressionModel: {cat}'s first variant {name!r} is its default and must "
+                                     f"equal its row of prototypes and response")
+                keys.append((cat, name))
+                protos.append(p)
+                resps.append(r)
+        if len(set(keys)) != len(keys):
+            raise ValueError("ExpressionModel: variant names must be unique within a category")
+        self._variant_keys: tuple[tuple[str, str], ...] = tuple(keys)
+        self._variant_row = {key: i for i, key in enumerate(keys)}
+        self.variant_prototypes = np.array(protos).reshape(len(keys), S)
+        self.variant_response = np.array(resps).reshape(len(keys), S)
+        for arr in (self.variant_prototypes, self.variant_response):
+            arr.setflags(write=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def default(cls) -> "ExpressionModel":
         """The shipped FACS-based model over the 53 ARKit names (cached; treat as read-only).
 
-        Prototypes are `facs.CATEGORY_AUS` mapped through `facs.AU_TO_BLENDSHAPES`; each
-        shape's response k is the gain-weighted mean of its AUs' `facs.AU_RESPONSE`;
-        VA anchors are `va.DEFAULT_VA_ANCHORS`.
+        Variants are `facs.CATEGORY_VARIANTS` (default first) mapped through
+        `facs.AU_TO_BLENDSHAPES`; each shape's response k is the gain-weighted mean of its
+        AUs' `facs.AU_RESPONSE`; VA anchors are `va.DEFAULT_VA_ANCHORS`.
         """
         return _default_model()
 
@@ -171,22 +234,110 @@ class ExpressionModel:
         """Category -> (valence, arousal) anchor."""
         return MappingProxyType({c: (float(v), float(a)) for c, (v, a) in zip(self._categories, self._anchors)})
 
+    # ------------------------------------------------------------------ variants
+    def variants(self, category: str) -> tuple[str, ...]:
+        """The variant names of a category, default first.
+
+        Raises:
+            ValueError: a category this model does not have.
+        """
+        self._check_category(category, "variants")
+        return tuple(v for c, v in self._variant_keys if c == category)
+
+    def default_variant(self, category: str) -> str:
+        """The category's default variant (what ``Expression(category)`` shows)."""
+        return self.variants(category)[0]
+
+    def _check_category(self, category: str, where: str) -> None:
+        if category not in self._categories:
+            raise ValueError(
+                f"ExpressionModel.{where}: category {category!r} is not in this model (has {self._categories})"
+            )
+
+    def _row(self, target: Expression, where: str) -> int:
+        self._check_category(target.name, where)
+        variant = target.variant if target.variant is not None else self.default_variant(target.name)
+        row = self._variant_row.get((target.name, variant))
+        if row is None:
+            raise ValueError(
+                f"ExpressionModel.{where}: {target.name} has no variant {variant!r}; this model's "
+                f"{target.name} variants are {self.variants(target.name)}"
+            )
+        return row
+
+    def resolve_variant(self, target: Any, rng: np.random.Generator) -> Any:
+        """The target with its variant fixed: a drawn one when it is None, else checked and kept.
+
+        Draws uniformly over `variants` with exactly one ``rng.random()`` call per `Expression`
+        target (also for one-variant categories and fixed variants, so later draws from the
+        same generator do not depend on the target); other targets come back unchanged and
+        draw nothing.
+
+        Args:
+            target: any target; only `Expression` has variants.
+            rng: the numpy Generator to draw from.
+
+        Returns:
+            An `Expression` whose ``variant`` is set, or ``target`` itself.
+
+        Raises:
+            ValueError: a category or a fixed variant this model does not have (the message
+                lists the valid variants).
+        """
+        if not isinstance(target, Expression):
+            return target
+        names = self.variants(target.name)
+        k = min(int(rng.random() * len(names)), len(names) - 1)  # always one draw (integers(1) draws none)
+        if target.variant is not None:
+            self._row(target, "resolve_variant")
+            return target
+        return target.with_variant(names[k])
+
+    def expression_va(self, target: Expression) -> tuple[float, float]:
+        """(valence, arousal) where this model's VA map shows ``target``: its label.
+
+        The exact inverse of the anchor VA map along the category's ray (see
+        `affectsynth.blendshapes.va.expression_point`): the map shows category c at
+        ``smoothstep(s)`` at ``s * anchor[c]``, so ``weights(VA(*expression_va(e)))`` equals
+        ``weights(e)`` for the default variant (the VA map places default variants only; other
+        variants get the same point, the place of their category and intensity). Neutral, and
+        intensity 0, give the origin. A model with a binned VA grid (built from 4D data)
+        answers VA targets from the grid, which has no exact inverse; the point is then the
+        same anchor-map point (the category's mean apex VA scaled the same way).
+
+        Args:
+            target: an `Expression`.
+
+        Returns:
+            (valence, arousal), each in [-1, 1].
+
+        Raises:
+            TypeError: not an `Expression`.
+            ValueError: a category this model does not have.
+
+        Example:
+            >>> m = ExpressionModel.default()
+            >>> v, a = m.expression_va(Expression("happiness", 0.25))
+            >>> round(math.hypot(v, a) / math.hypot(*m.va_anchors["happiness"]), 3)
+            0.326
+        """
+        if not isinstance(target, Expression):
+            raise TypeError(f"ExpressionModel.expression_va: expected an Expression, got {type(target).__name__}")
+        self._check_category(target.name, "expression_va")
+        anchor = self._anchors[self._categories.index(target.name)]
+        return expression_point((float(anchor[0]), float(anchor[1])), target.intensity)
+
     # ------------------------------------------------------------------ mapping
     def weights_array(self, target: "Expression | VA | AUs") -> np.ndarray:
         """[S] float64 weights in [0, 1] in `names` order (see the class doc for the rules).
 
         Raises:
             TypeError: not a target.
-            ValueError: a category or AU this model does not have.
+            ValueError: a category, variant or AU this model does not have.
         """
         if isinstance(target, Expression):
-            if target.name not in self._categories:
-                raise ValueError(
-                    f"ExpressionModel.weights: category {target.name!r} is not in this model "
-                    f"(has {self._categories})"
-                )
-            c = self._categories.index(target.name)
-            w = self.prototypes[c] * intensity_response(target.intensity, self.response[c])
+            row = self._row(target, "weights")
+            w = self.variant_prototypes[row] * intensity_response(target.intensity, self.variant_response[row])
         elif isinstance(target, VA):
             if self.va_grid is not None:
                 w = self.va_grid.weights(target.valence, target.arousal)
@@ -247,7 +398,11 @@ class ExpressionModel:
 
     # ------------------------------------------------------------------ files
     def save(self, path: "str | os.PathLike[str]") -> Path:
-        """Write an npz (no pickled objects); written to a temp name then renamed.
+        """Write an npz (no pickled objects): to a temp name beside ``path``, fsync'd, then
+        ``os.replace``d, so a reader sees the old file or the complete new one.
+
+        Args:
+            path: the file to write (an existing one is replaced).
 
         Returns:
             The path written.
@@ -267,9 +422,12 @@ class ExpressionModel:
         if self.va_grid is not None:
             arrays["va_grid"] = self.va_grid.grid.astype(np.float32)
             arrays["va_counts"] = self.va_grid.counts.astype(np.int64)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
+        arrays["variant_keys"] = np.array([f"{c}/{v}" for c, v in self._variant_keys], dtype=np.str_)
+        arrays["variant_prototypes"] = self.variant_prototypes.astype(np.float32)
+        arrays["variant_response"] = self.variant_response.astype(np.float32)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(path, buf.getvalue())
         return path
 
     @classmethod
@@ -279,6 +437,8 @@ class ExpressionModel:
         Raises:
             FileNotFoundError: no such file.
             ModelFileError: not an npz, a missing/ill-shaped array, or a newer format.
+
+        Files of format 1 (before variants) load with one variant, "apex", per category.
         """
         path = Path(path)
         if not path.is_file():
@@ -310,6 +470,7 @@ class ExpressionModel:
                 au_names=[str(x) for x in data["au_names"]] if "au_names" in data else None,
                 au_table=data.get("au_table"),
                 meta=meta,
+                variants=_variants_from_arrays(data),
             )
         except (ValueError, TypeError) as e:
             raise ModelFileError(f"ExpressionModel.load: '{path}': {e}") from None
@@ -319,30 +480,66 @@ class ExpressionModel:
         return f"ExpressionModel(shapes={len(self.names)}, categories={self._categories}{grid})"
 
 
-def _category_arrays(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """[C, S] prototypes and responses of the FACS default over ``names``."""
-    col = {n: i for i, n in enumerate(names)}
-    C, S = len(CATEGORIES), len(names)
-    proto = np.zeros((C, S))
-    kw = np.zeros((C, S))
-    gw = np.zeros((C, S))
-    for c, cat in enumerate(CATEGORIES):
-        for au, level in CATEGORY_AUS[cat].items():
-            k_au = AU_RESPONSE.get(au.split("_")[0], AU_RESPONSE["default"])
-            for shape, gain in AU_TO_BLENDSHAPES[au].items():
-                s = col[shape]
-                proto[c, s] += level * gain
-                kw[c, s] += level * gain * k_au
-                gw[c, s] += level * gain
+def resolve_variant(target: Any, rng: np.random.Generator, *, model: "ExpressionModel | None" = None) -> Any:
+    """`ExpressionModel.resolve_variant` of ``model`` (default: the shipped model).
+
+    Args:
+        target: any target; an `Expression` with variant None gets one drawn.
+        rng: the numpy Generator to draw from (one ``random()`` call per `Expression`).
+        model: whose variants to draw from.
+
+    Returns:
+        The target with its variant set (non-expression targets unchanged).
+
+    Raises:
+        ValueError: a fixed variant the model does not have (lists the valid ones).
+
+    Example:
+        >>> resolve_variant(Expression("anger", 0.8, "open"), np.random.default_rng(0)).variant
+        'open'
+    """
+    return (model or ExpressionModel.default()).resolve_variant(target, rng)
+
+
+def _variants_from_arrays(data: Mapping[str, np.ndarray]) -> "dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] | None":
+    if "variant_keys" not in data:
+        return None
+    keys = [str(k) for k in data["variant_keys"]]
+    protos, resps = data.get("variant_prototypes"), data.get("variant_response")
+    if protos is None or resps is None or len(protos) != len(keys) or len(resps) != len(keys):
+        raise ValueError("variant_keys, variant_prototypes and variant_response must have one row per variant")
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for key, p, r in zip(keys, protos, resps):
+        cat, sep, name = key.partition("/")
+        if not sep:
+            raise ValueError(f"variant key {key!r} must be 'category/variant'")
+        out.setdefault(cat, {})[name] = (p, r)
+    return out
+
+
+def _au_arrays(units: Mapping[str, float], col: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """[S] apex weights and [S] response of one AU set (response: gain-weighted mean of its AUs')."""
+    S = len(col)
+    proto, kw, gw = np.zeros(S), np.zeros(S), np.zeros(S)
+    for au, level in units.items():
+        k_au = AU_RESPONSE.get(au.split("_")[0], AU_RESPONSE["default"])
+        for shape, gain in AU_TO_BLENDSHAPES[au].items():
+            s = col[shape]
+            proto[s] += level * gain
+            kw[s] += level * gain * k_au
+            gw[s] += level * gain
     response = np.where(gw > 0, kw / np.maximum(gw, 1e-12), AU_RESPONSE["default"])
     return np.clip(proto, 0.0, 1.0), response
 
 
 @lru_cache(maxsize=1)
 def _default_model() -> ExpressionModel:
-    proto, response = _category_arrays(ARKIT_NAMES)
+    col = {n: i for i, n in enumerate(ARKIT_NAMES)}
+    variants = {c: {v: _au_arrays(aus, col) for v, aus in CATEGORY_VARIANTS[c].items()} for c in CATEGORIES}
+    proto = np.array([next(iter(variants[c].values()))[0] for c in CATEGORIES])
+    response = np.array([next(iter(variants[c].values()))[1] for c in CATEGORIES])
     anchors = np.array([DEFAULT_VA_ANCHORS[c] for c in CATEGORIES])
     return ExpressionModel(
-        ARKIT_NAMES, CATEGORIES, proto, response, anchors,
-        meta={"source": "affectsynth FACS default (EMFACS prototypes, facs.AU_TO_BLENDSHAPES)"},
+        ARKIT_NAMES, CATEGORIES, proto, response, anchors, variants=variants,
+        meta={"source": "affectsynth FACS default (EMFACS variants, facs.AU_TO_BLENDSHAPES)"},
     )

@@ -8,6 +8,8 @@ blendshape weights.
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
@@ -33,6 +35,9 @@ class TargetError(ValueError):
     """A target was built with a bad value (subclass of ValueError)."""
 
 
+_VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
 def _real(where: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(
         value, "__float__"
@@ -52,13 +57,19 @@ class Expression:
         name: one of `CATEGORIES` ("neutral", "happiness", "sadness", "surprise", "fear",
             "anger", "disgust", "contempt").
         intensity: in [0, 1]; 0 is the neutral face, 1 the apex.
+        variant: which prototype of the category (EMFACS variants, e.g. anger "closed" or
+            "open"; `ExpressionModel.variants` lists a model's). None: the engine draws one
+            per output from its seed (`resolve_variant`); `ExpressionModel.weights` uses the
+            category's default variant. Checked against the model when it is used.
 
     Raises:
-        TargetError: unknown name or intensity outside [0, 1].
+        TargetError: unknown name, intensity outside [0, 1], or a variant that is not a
+            lowercase name (letters, digits, "-", "_").
     """
 
     name: str
     intensity: float = 1.0
+    variant: str | None = None
     kind: str = field(default="expression", init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -72,16 +83,32 @@ class Expression:
         if not 0.0 <= value <= 1.0:
             raise TargetError(f"Expression: intensity must be in [0, 1], got {value}")
         object.__setattr__(self, "intensity", value)
+        if self.variant is not None:
+            if not isinstance(self.variant, str):
+                raise TypeError(f"Expression: variant must be a str or None, got {type(self.variant).__name__}")
+            if not _VARIANT_NAME.fullmatch(self.variant):
+                raise TargetError(
+                    f"Expression: variant must be a lowercase name (letters, digits, '-', '_'), "
+                    f"got {self.variant!r}"
+                )
+
+    def with_variant(self, variant: str | None) -> "Expression":
+        """The same expression with another variant (a new object)."""
+        return Expression(self.name, self.intensity, variant)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict: ``{"kind": "expression", "name": ..., "intensity": ...}``."""
-        return {"kind": self.kind, "name": self.name, "intensity": self.intensity}
+        """JSON-safe dict: ``{"kind": "expression", "name": ..., "intensity": ...}``, plus
+        ``"variant"`` when one is set."""
+        d: dict[str, Any] = {"kind": self.kind, "name": self.name, "intensity": self.intensity}
+        if self.variant is not None:
+            d["variant"] = self.variant
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Expression":
-        """Inverse of `to_dict` (``kind`` optional)."""
+        """Inverse of `to_dict` (``kind`` and ``variant`` optional)."""
         _check_kind(d, "expression")
-        return cls(d["name"], d.get("intensity", 1.0))
+        return cls(d["name"], d.get("intensity", 1.0), d.get("variant"))
 
 
 @dataclass(frozen=True)
@@ -185,32 +212,15 @@ class AUs:
 Target = Union[Expression, VA, AUs]
 
 
-def _catmull_rom(p: Sequence[Sequence[float]], u: float) -> list[float]:
-    """Uniform Catmull-Rom through key rows ``p`` at parameter u in [0, len(p) - 1]."""
-    k = len(p)
-    if k == 1:
-        return list(p[0])
-    i = min(int(math.floor(u)), k - 2)
-    t = u - i
-    p1, p2 = p[i], p[i + 1]
-    p0 = p[i - 1] if i > 0 else [2 * a - b for a, b in zip(p1, p2)]
-    p3 = p[i + 2] if i + 2 < k else [2 * b - a for a, b in zip(p1, p2)]
-    t2, t3 = t * t, t * t * t
-    return [
-        0.5 * ((2 * b) + (-a + c) * t + (2 * a - 5 * b + 4 * c - d) * t2
-               + (-a + 3 * b - 3 * c + d) * t3)
-        for a, b, c, d in zip(p0, p1, p2, p3)
-    ]
-
-
 @dataclass(frozen=True)
 class AffectPath:
-    """A smooth path through key targets, sampled into a sequence of blendshape weights.
+    """A smooth path through key targets (data; `affectsynth.blendshapes.paths` samples it).
 
     Args:
         points: two or more `VA` or `Expression` key points (one is allowed: a constant path).
         space: where to interpolate. "va" (default): each key becomes a VA point (an
-            `Expression` becomes ``intensity * model.va_anchors[name]``), a Catmull-Rom
+            `Expression` becomes ``model.expression_va(key)``, where the model's VA map
+            shows that category at that intensity), a Catmull-Rom
             spline runs through them in the VA plane, and every sample is mapped through
             the model's VA mapping, so the face moves around the circumplex. "weights":
             each key is mapped to weights by the model and the spline runs through the
@@ -243,41 +253,30 @@ class AffectPath:
         object.__setattr__(self, "points", pts)
 
     def sample_targets(self, n: int, *, model: "ExpressionModel | None" = None) -> list[VA]:
-        """The VA points of ``n`` evenly spaced samples (space "va" only).
+        """Deprecated: use `affectsynth.blendshapes.paths.path_va_points`.
 
         Args:
-            n: number of samples, >= 1; n = 1 gives the first key point.
-            model: gives the VA anchors of `Expression` keys; default `ExpressionModel.default()`.
+            n: number of samples, >= 1.
+            model: the expression model; default `ExpressionModel.default()`.
         """
-        n = _check_n(n)
-        model = _model(model)
-        keys = [list(_to_va(p, model)) for p in self.points]
-        out = []
-        for j in range(n):
-            u = 0.0 if n == 1 else j * (len(keys) - 1) / (n - 1)
-            v, a = _catmull_rom(keys, u)
-            out.append(VA(min(1.0, max(-1.0, v)), min(1.0, max(-1.0, a))))
-        return out
+        warnings.warn("AffectPath.sample_targets is deprecated; use "
+                      "affectsynth.blendshapes.paths.path_va_points", DeprecationWarning, stacklevel=2)
+        from .paths import path_va_points  # local: paths imports this module
+
+        return path_va_points(self, n, model=model)
 
     def sample(self, n: int, *, model: "ExpressionModel | None" = None) -> list[dict[str, float]]:
-        """Sample ``n`` weight dicts (blendshape name -> weight in [0, 1]) along the path.
+        """Deprecated: use `affectsynth.blendshapes.paths.sample_path`.
 
         Args:
             n: number of frames, >= 1.
             model: the expression model; default `ExpressionModel.default()`.
         """
-        n = _check_n(n)
-        model = _model(model)
-        if self.space == "va":
-            return [model.weights(t) for t in self.sample_targets(n, model=model)]
-        names = model.names
-        keys = [[model.weights(p)[s] for s in names] for p in self.points]
-        out = []
-        for j in range(n):
-            u = 0.0 if n == 1 else j * (len(keys) - 1) / (n - 1)
-            row = _catmull_rom(keys, u)
-            out.append({s: min(1.0, max(0.0, w)) for s, w in zip(names, row)})
-        return out
+        warnings.warn("AffectPath.sample is deprecated; use affectsynth.blendshapes.paths.sample_path",
+                      DeprecationWarning, stacklevel=2)
+        from .paths import sample_path  # local: paths imports this module
+
+        return sample_path(self, n, model=model)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: ``{"kind": "path", "space": ..., "points": [...]}``."""
@@ -288,30 +287,6 @@ class AffectPath:
         """Inverse of `to_dict`."""
         _check_kind(d, "path")
         return cls(tuple(target_from_dict(p) for p in d["points"]), d.get("space", "va"))
-
-
-def _check_n(n: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise TargetError(f"AffectPath.sample: n must be an int >= 1, got {n!r}")
-    return n
-
-
-def _model(model: "ExpressionModel | None") -> "ExpressionModel":
-    if model is None:
-        from .model import ExpressionModel  # local: model imports this module
-
-        return ExpressionModel.default()
-    return model
-
-
-def _to_va(p: Union[VA, Expression], model: "ExpressionModel") -> tuple[float, float]:
-    if isinstance(p, VA):
-        c = p.clamped()
-        return c.valence, c.arousal
-    v, a = model.va_anchors[p.name]
-    # The anchor VA map gives Expression(c, smoothstep(s)) at s * anchor: invert it.
-    s = 0.5 - math.sin(math.asin(1.0 - 2.0 * p.intensity) / 3.0)
-    return s * v, s * a
 
 
 _KINDS = {"expression": Expression, "va": VA, "aus": AUs, "path": AffectPath}

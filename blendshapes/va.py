@@ -23,7 +23,10 @@ __all__ = [
     "AnchorVAModel",
     "BinnedVAModel",
     "clamp_to_disk",
+    "expression_point",
     "intensity_response",
+    "inverse_smoothstep",
+    "smoothstep",
 ]
 
 #: Category -> (valence, arousal). Values rounded from AffectNet's per-category means,
@@ -51,6 +54,49 @@ def clamp_to_disk(valence: float, arousal: float) -> tuple[float, float]:
     if r <= 1.0:
         return float(valence), float(arousal)
     return valence / r, arousal / r
+
+
+def smoothstep(x: float) -> float:
+    """``3 x^2 - 2 x^3`` of x clamped to [0, 1]: the anchor map's radius -> intensity curve.
+
+    Example:
+        >>> smoothstep(0.5)
+        0.5
+    """
+    x = min(1.0, max(0.0, float(x)))
+    return x * x * (3.0 - 2.0 * x)
+
+
+def inverse_smoothstep(y: float) -> float:
+    """The x in [0, 1] with ``smoothstep(x) == y`` (y clamped to [0, 1]); exact, closed form.
+
+    The cubic's root in [0, 1] is ``0.5 - sin(asin(1 - 2 y) / 3)``.
+
+    Example:
+        >>> round(inverse_smoothstep(0.25), 4)
+        0.3264
+    """
+    y = float(y)
+    if y <= 0.0 or y >= 1.0:  # exact ends (the closed form leaves ~1e-17 at 0)
+        return 0.0 if y <= 0.0 else 1.0
+    return 0.5 - math.sin(math.asin(1.0 - 2.0 * y) / 3.0)
+
+
+def expression_point(anchor: tuple[float, float], intensity: float) -> tuple[float, float]:
+    """Where `AnchorVAModel` shows a category at ``intensity``: ``inverse_smoothstep(i) * anchor``.
+
+    The exact inverse of the anchor map along the category's ray: the model maps
+    ``VA(s * anchor)`` to the category at ``smoothstep(s)``, so this point maps back to it.
+
+    Args:
+        anchor: (valence, arousal) of the category's anchor.
+        intensity: in [0, 1] (clamped).
+
+    Returns:
+        (valence, arousal) of the point.
+    """
+    s = inverse_smoothstep(intensity)
+    return s * float(anchor[0]), s * float(anchor[1])
 
 
 def intensity_response(intensity: "float | np.ndarray", k: "float | np.ndarray") -> np.ndarray:
@@ -124,8 +170,7 @@ class AnchorVAModel:
         t = 0.0 if span <= 1e-12 else min(1.0, max(0.0, (theta - lo) / span))
         ci, cj = order[i], order[j]
         rho = (1 - t) * rad[i] + t * rad[j]
-        x = min(1.0, r / rho)
-        intensity = x * x * (3.0 - 2.0 * x)
+        intensity = smoothstep(r / rho)
         wi = self.prototypes[ci] * intensity_response(intensity, self.response[ci])
         wj = self.prototypes[cj] * intensity_response(intensity, self.response[cj])
         return np.clip((1 - t) * wi + t * wj, 0.0, 1.0)

@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from affectsynth.blendshapes.facs import CATEGORIES  # the one list; facs imports no torch
+
 __all__ = [
     "CATEGORIES",
     "CATEGORY_ALIASES",
@@ -35,11 +37,6 @@ __all__ = [
     "va_grid_points",
     "va_wheel_points",
 ]
-
-#: Our category names, in ``affectsynth.blendshapes.facs.CATEGORIES`` order.
-CATEGORIES: tuple[str, ...] = (
-    "neutral", "happiness", "sadness", "surprise", "fear", "anger", "disgust", "contempt",
-)
 
 #: Other spellings (dataset class names, adjectives) -> our category names.
 CATEGORY_ALIASES: dict[str, str] = {

@@ -8,6 +8,7 @@ from affectsynth.blendshapes import (
     ARKIT_NAMES, CATEGORIES, SUPPORTED_AUS, AffectPath, AUs, Expression, ExpressionModel,
     ModelFileError, VA, au_weights,
 )
+from affectsynth.blendshapes.paths import path_va_points, sample_path
 
 
 @pytest.fixture(scope="module")
@@ -152,17 +153,19 @@ def test_path_hits_keys_and_is_smooth(model):
     keys = (VA(0.0, 0.0), VA(0.7, 0.3), VA(0.0, 0.9), Expression("sadness", 0.8))
     path = AffectPath(keys)
     n = 3 * 20 + 1
-    frames = np.array([[f[s] for s in model.names] for f in path.sample(n, model=model)])
+    frames = np.array([[f[s] for s in model.names] for f in sample_path(path, n, model=model)])
     assert frames.shape == (n, 53) and frames.min() >= 0 and frames.max() <= 1
     for k, key in enumerate(keys):
         np.testing.assert_allclose(frames[20 * k], model.weights_array(key), atol=1e-9)
-    va = np.array([(t.valence, t.arousal) for t in path.sample_targets(n, model=model)])
+    va = np.array([(t.valence, t.arousal) for t in path_va_points(path, n, model=model)])
     step = np.linalg.norm(np.diff(va, axis=0), axis=1)
     assert step.max() < 3 * step.mean()  # the VA spline moves steadily
     lip = np.abs(np.diff(frames, axis=0)).max(axis=1) / np.maximum(step, 1e-9)
     assert lip.max() < 8  # weights change in proportion to the VA step
     wpath = AffectPath(keys[1:], space="weights")
-    wf = np.array([[f[s] for s in model.names] for f in wpath.sample(21, model=model)])
+    wf = np.array([[f[s] for s in model.names] for f in sample_path(wpath, 21, model=model)])
     np.testing.assert_allclose(wf[10], model.weights_array(keys[2]), atol=1e-9)
     assert np.abs(np.diff(wf, axis=0)).max() < 0.2
-    assert len(AffectPath((VA(0.1, 0.1),)).sample(3)) == 3
+    assert len(sample_path(AffectPath((VA(0.1, 0.1),)), 3)) == 3
+    with pytest.warns(DeprecationWarning, match="sample_path"):
+        assert AffectPath(keys).sample(5, model=model) == sample_path(path, 5, model=model)

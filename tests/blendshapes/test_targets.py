@@ -7,6 +7,7 @@ import pytest
 from affectsynth.blendshapes import (
     CATEGORIES, AffectPath, AUs, Expression, ExpressionModel, TargetError, VA, target_from_dict,
 )
+from affectsynth.blendshapes.paths import sample_path
 
 
 def test_expression_validation():
@@ -81,4 +82,4 @@ def test_path_validation():
     with pytest.raises(TargetError, match="space"):
         AffectPath((VA(0, 0),), space="rgb")
     with pytest.raises(TargetError, match="n must be"):
-        AffectPath((VA(0, 0),)).sample(0)
+        sample_path(AffectPath((VA(0, 0),)), 0)
