@@ -177,13 +177,16 @@ def _frozen(table: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Mapping[s
 #: * sadness "frown" 1+4+15+17 (the EMFACS variant with the chin raiser).
 #: * surprise "open" 1+2+5+26 plus AU27 0.2 (the jaw clearly drops); "closed" 1+2+5 with the
 #:   lips only just apart (AU25), no jaw drop.
-#: * fear "open" 1+2+4+5+20+25+26: brows raised AND drawn together (AU4 with 1+2), upper
-#:   lids up, lips stretched sideways (AU20) over a parted mouth; a little AU7.
-#: * anger "closed" 4+5+7+23+24 with AU17 (pressed lips, raised chin; the variant
-#:   4+5+7+17+23+24) and a little AU9/AU10 (glabella and nose tension); "open"
-#:   4+5+7+10+16+25+26: a square mouth showing the teeth.
-#: * disgust "open" 9+10+16+25 (nose wrinkle, upper lip raised, lower lip down, teeth show);
-#:   "closed" 9+15+16 with a little AU10 (nose wrinkle, corners down, lips nearly together).
+#: * fear "open" 1+2+4+5+20+25+26: brows raised AND drawn together (AU4 0.8 with 1+2), upper
+#:   lids up, lips stretched sideways (AU20) and parted with the lower lip down (AU16), so the
+#:   mouth is a wide slit, not surprise's round drop; a little AU7.
+#: * anger "open" 4+5+7+10+16+25+26 (default): brows down, lids tight, a square mouth baring
+#:   the teeth; "closed" 4+5+7+23+24 with AU17 (the variant 4+5+7+17+23+24) and AU9/AU10 0.7/0.3
+#:   (glabella and nose tension). The closed one reads only as "stern" at 48 px: the ICT
+#:   browDown shape moves the brows little and there are no glabellar furrows, so the open
+#:   variant is the default.
+#: * disgust "open" 9+10+16+25 (default: nose wrinkle, upper lip raised, lower lip down, teeth
+#:   show); "closed" 9+15+16 with AU17 (the chin raiser keeps the lips together).
 #: * contempt "right" R12+R14 and "left" L12+L14 (unilateral; the subject's side).
 CATEGORY_VARIANTS: Mapping[str, Mapping[str, Mapping[str, float]]] = _frozen({
     "neutral": {"rest": {}},
@@ -197,21 +200,22 @@ CATEGORY_VARIANTS: Mapping[str, Mapping[str, Mapping[str, float]]] = _frozen({
         "closed": {"AU1": 1.0, "AU2": 1.0, "AU5": 1.0, "AU25": 0.2},
     },
     "fear": {
-        "open": {"AU1": 1.0, "AU2": 0.7, "AU4": 0.5, "AU5": 1.0, "AU7": 0.2, "AU20": 1.0, "AU26": 0.7},
+        "open": {"AU1": 1.0, "AU2": 0.5, "AU4": 0.8, "AU5": 1.0, "AU7": 0.2, "AU16": 0.4, "AU20": 1.0,
+                 "AU25": 1.0, "AU26": 0.35},
     },
     "anger": {
-        "closed": {"AU4": 1.0, "AU5": 0.3, "AU7": 1.0, "AU9": 0.45, "AU10": 0.25, "AU17": 0.5,
-                   "AU23": 1.0, "AU24": 0.5},
         "open": {"AU4": 1.0, "AU5": 0.4, "AU7": 1.0, "AU9": 0.3, "AU10": 0.8, "AU16": 0.6,
                  "AU25": 0.8, "AU26": 0.3},
+        "closed": {"AU4": 1.0, "AU5": 0.5, "AU7": 1.0, "AU9": 0.7, "AU10": 0.3, "AU17": 0.6,
+                   "AU23": 1.0, "AU24": 0.6},
     },
     "disgust": {
         "open": {"AU9": 1.0, "AU10": 0.8, "AU16": 0.5, "AU25": 0.5},
-        "closed": {"AU9": 1.0, "AU10": 0.3, "AU15": 0.7, "AU16": 0.4},
+        "closed": {"AU9": 1.0, "AU15": 1.0, "AU16": 0.2, "AU17": 0.4},
     },
     "contempt": {
-        "right": {"AU12_R": 0.7, "AU14_R": 1.0},
-        "left": {"AU12_L": 0.7, "AU14_L": 1.0},
+        "right": {"AU12_R": 0.9, "AU14_R": 1.0},
+        "left": {"AU12_L": 0.9, "AU14_L": 1.0},
     },
 })
 

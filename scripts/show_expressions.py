@@ -3,7 +3,9 @@
 Usage:
     python scripts/show_expressions.py --out scratch/blendshapes [--lib LIB.npz] [--size 256]
 
-Writes ``categories.png`` (every category at intensity 0.25 / 0.5 / 1.0), ``va_wheel.png``
+Writes ``categories.png`` (every category at intensity 0.25 / 0.5 / 1.0), ``variants.png``
+(every category x EMFACS variant at the apex, full size over the same tiles as 48 px
+grayscale, the FER2013 size, shown enlarged 3x without smoothing), ``va_wheel.png``
 (faces at 12 points on the unit circle around a neutral centre) and ``va_layout.png`` (the
 anchors in the VA plane with the dominant category of each VA point as colour).
 The face mesh comes from ``fitting/data/face_model.npz`` (or ``--mesh`` pointing at the
@@ -119,6 +121,14 @@ def label(img: Image.Image, text: str) -> Image.Image:
     return img
 
 
+def thumb48(img: Image.Image, size: int) -> Image.Image:
+    """The face region at 48 px grayscale (what a FER2013-sized classifier sees), enlarged to ``size``."""
+    w, h = img.size
+    face = img.crop((int(0.12 * w), int(0.12 * h), int(0.88 * w), int(0.88 * h)))
+    g = face.convert("L").resize((48, 48), Image.LANCZOS)
+    return g.resize((size, size), Image.NEAREST).convert("RGB")
+
+
 def grid(images, cols):
     w, h = images[0].size
     rows = math.ceil(len(images) / cols)
@@ -193,6 +203,18 @@ def main() -> None:
             img = paint(deform(neutral, deltas, names, model.weights(Expression(c, i))))
             tiles.append(label(img, f"{c} {i}"))
     grid(tiles, 3 if args.only else 6).save(args.out / "categories.png")
+
+    keys = [(c, v) for c in cats for v in model.variants(c)]
+    full = [label(paint(deform(neutral, deltas, names, model.weights(Expression(c, 1.0, v)))), f"{c}/{v}")
+            for c, v in keys]
+    small = [thumb48(paint(deform(neutral, deltas, names, model.weights(Expression(c, 1.0, v)))), args.size)
+             for c, v in keys]
+    cols = min(len(keys), 6)
+    top, bottom = grid(full, cols), grid(small, cols)
+    both = Image.new("RGB", (top.width, top.height + bottom.height))
+    both.paste(top, (0, 0))
+    both.paste(bottom, (0, top.height))
+    both.save(args.out / "variants.png")
 
     if args.only:
         return

@@ -7,8 +7,13 @@ input and the targets: jawOpen (AU26), smile (AU12+AU6), brows up (AU1+AU2), fro
   synthesis_categories.png  the 8 categories, face crops
   synthesis_mouth.png       zoom on the mouth for jawOpen / surprise / happiness
 
+With ``--variants`` it writes instead, for every category x EMFACS variant at ``--intensity``:
+  synthesis_variants.png     face crops at --cell px
+  synthesis_variants_48.png  the same as 48 px grayscale crops (the FER2013 size), enlarged 3x
+                             without smoothing so each of the 48 x 48 pixels shows
+
 Usage:
-    OMP_NUM_THREADS=1 python scripts/show_synthesis.py [--out DIR] [--cell 256]
+    OMP_NUM_THREADS=1 python scripts/show_synthesis.py [--out DIR] [--cell 256] [--variants]
 """
 
 from __future__ import annotations
@@ -52,7 +57,40 @@ def faces() -> list[tuple[str, np.ndarray, int]]:
     if p.exists():
         img = np.asarray(Image.open(p).convert("RGB"))
         out += [("2008_001322#0", img, 0), ("2008_001322#1", img, 1)]
+    p = PHOTOS / "2009_004587.jpg"
+    if p.exists():
+        out.append(("2009_004587#0", np.asarray(Image.open(p).convert("RGB")), 0))
     return out
+
+
+def gray48(image: np.ndarray, *, show: int = 144) -> np.ndarray:
+    """A face crop as the 48 px grayscale image a FER2013-sized model sees, enlarged to ``show`` px."""
+    g = Image.fromarray(image).convert("L").resize((48, 48), Image.LANCZOS)
+    return np.asarray(g.resize((show, show), Image.NEAREST).convert("RGB"))
+
+
+def show_variants(synth: Synthesizer, out_dir: Path, cell: int, intensity: float) -> None:
+    """Every category x variant on every face: full-size crops and 48 px grey crops."""
+    from affectsynth.blendshapes import ExpressionModel
+
+    model = synth.expressions if isinstance(synth.expressions, ExpressionModel) else ExpressionModel.default()
+    targets = [Expression(c, intensity, v) for c in CATEGORIES for v in model.variants(c)]
+    cols = ["input", *(f"{t.name}/{t.variant}" for t in targets)]
+    rows, rows48, labels = [], [], []
+    for label, image, k in faces():
+        fits = synth.fit(image)
+        if len(fits) <= k:
+            print(f"{label}: face {k} not found ({len(fits)} faces)")
+            continue
+        crop, fit = synth.crop_to_face(image, fits[k], cell, scale=1.5)
+        row = [crop] + [np.asarray(synth.synthesize(crop, t, fit=fit, rng_seed=0).image) for t in targets]
+        rows.append(row)
+        rows48.append([gray48(im) for im in row])
+        labels.append(label)
+        print(f"{label}: done", flush=True)
+    for name, rr, c in (("synthesis_variants.png", rows, cell), ("synthesis_variants_48.png", rows48, 144)):
+        Image.fromarray(make_grid(rr, labels, cols, cell=c, font_px=12)).save(out_dir / name)
+        print("wrote", out_dir / name)
 
 
 def mouth_crop(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
@@ -68,10 +106,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "scratch" / "g"))
     ap.add_argument("--cell", type=int, default=256)
+    ap.add_argument("--variants", action="store_true", help="category x variant grids, full size and 48 px grey")
+    ap.add_argument("--intensity", type=float, default=1.0, help="intensity of the --variants targets")
     args = ap.parse_args()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     synth = Synthesizer()
+    if args.variants:
+        show_variants(synth, out_dir, args.cell, args.intensity)
+        return
     cats = {c: Expression(c, 1.0) for c in CATEGORIES}
     mouth_targets = {"jawOpen AU26+25": AU_TARGETS["jawOpen AU26+25"], "surprise": cats["surprise"],
                      "happiness": cats["happiness"], "fear": cats["fear"]}

@@ -42,8 +42,13 @@ def test_apex_signature_shapes(model):
     assert w["happiness"]["mouthSmile_L"] >= 0.9 and w["happiness"]["cheekSquint_R"] >= 0.9
     assert w["surprise"]["jawOpen"] >= 0.5 and w["surprise"]["browOuterUp_L"] >= 0.9
     assert w["sadness"]["browInnerUp_L"] >= 0.9 and w["sadness"]["mouthFrown_R"] >= 0.9
-    assert w["anger"]["browDown_L"] >= 0.9 and w["anger"]["mouthPress_L"] >= 0.6
-    assert w["disgust"]["noseSneer_L"] >= 0.9
+    assert w["anger"]["browDown_L"] >= 0.9 and w["anger"]["eyeSquint_L"] >= 0.9  # AU4 strong, AU7 lids tight
+    assert w["anger"]["mouthUpperUp_L"] >= 0.6  # default "open": the teeth show
+    closed = model.weights(Expression("anger", 1.0, "closed"))
+    assert closed["browDown_L"] >= 0.9 and closed["mouthPress_L"] >= 0.6
+    assert w["disgust"]["noseSneer_L"] >= 0.9 and w["disgust"]["mouthUpperUp_R"] >= 0.6
+    assert w["fear"]["mouthStretch_L"] >= 0.9 and w["fear"]["browDown_L"] >= 0.5  # AU20; AU4 with 1+2
+    assert w["fear"]["browInnerUp_L"] >= 0.9 and w["fear"]["eyeWide_L"] >= 0.9
     assert w["contempt"]["mouthSmile_R"] > 0.5 and w["contempt"]["mouthSmile_L"] == 0
 
 

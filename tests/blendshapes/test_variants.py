@@ -52,9 +52,9 @@ def test_variants_differ_and_default_is_plain_expression(model):
 
 
 def test_unknown_variant_names_the_valid_ones(model):
-    with pytest.raises(ValueError, match=r"anger has no variant 'wide'.*\('closed', 'open'\)"):
+    with pytest.raises(ValueError, match=r"anger has no variant 'wide'.*\('open', 'closed'\)"):
         model.weights(Expression("anger", 0.5, "wide"))
-    with pytest.raises(ValueError, match=r"no variant 'wide'.*\('closed', 'open'\)"):
+    with pytest.raises(ValueError, match=r"no variant 'wide'.*\('open', 'closed'\)"):
         resolve_variant(Expression("anger", 0.5, "wide"), np.random.default_rng(0))
     with pytest.raises(TargetError, match="lowercase name"):
         Expression("anger", 0.5, "Open Mouth")
