@@ -137,7 +137,8 @@ def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.nda
     Args:
         synthesizer: an ``affectsynth.synthesizer.Synthesizer``.
         images: (row label, [H, W, 3] uint8 image) pairs.
-        targets: expression targets (columns).
+        targets: expression targets (columns); an expression's variant, when None, is drawn per column
+            (`Synthesizer.resolve_target` with seed = column index) and named in the column label.
         crop: crop each cell to a square around the face (else the whole photo).
         cell: crop output side in pixels.
         crop_scale: crop side / face box longer side.
@@ -151,6 +152,8 @@ def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.nda
     """
     from affectsynth.batch import crop_square
 
+    # column k's variant is drawn from seed k once, so a column shows one variant in every row and says which
+    targets = [synthesizer.resolve_target(t, k) for k, t in enumerate(targets)]  # type: ignore[attr-defined]
     rows: list[list[np.ndarray | None]] = []
     row_labels: list[str] = []
     for i, (name, img) in enumerate(images):

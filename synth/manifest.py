@@ -3,7 +3,7 @@
 Columns (:data:`COLUMNS`), in order:
 
 ``source, output, status, error, target_kind, expression, intensity, valence, arousal, seed,
-face, n_faces, yaw, pitch, roll, weights``
+face, n_faces, yaw, pitch, roll, weights, variant, verify_score, verify_face, verify_aus``
 
 * ``source``: input path relative to INPUT_DIR (POSIX); ``output``: output path relative to
   OUTPUT_DIR (planned path when the row is an error or a skip).
@@ -17,6 +17,11 @@ face, n_faces, yaw, pitch, roll, weights``
 * ``weights``: JSON object ``{"blendshape": weight, ...}`` of the synthesised face's
   non-zero blendshape weights, rounded to 4 decimals (absent names are 0). One JSON column
   rather than 53 columns keeps the file readable and independent of the model's shape list.
+* ``variant``: the expression variant shown (EMFACS prototype, e.g. ``open``), empty for VA and
+  AU targets.
+* ``verify_score, verify_face, verify_aus``: filled only when outputs are verified
+  (``affectsynth.verify``): the score in [0, 1], whether a face was found again in the output
+  (``True``/``False``), and JSON ``{"AU12_L": [target, recovered], ...}``.
 
 Resume: :class:`Manifest` reads an existing file on open. An output is *done* if it has an
 ``ok`` row and its file exists and decodes, or a ``skipped`` row. ``ok`` rows whose file is
@@ -80,6 +85,10 @@ class ManifestRow:
     pitch: float | None = None
     roll: float | None = None
     weights: str = ""
+    variant: str = ""
+    verify_score: float | None = None
+    verify_face: bool | None = None
+    verify_aus: str = ""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -106,8 +115,10 @@ class ManifestRow:
                 continue
             if f.name in ("seed", "face", "n_faces"):
                 kw[f.name] = int(raw)
-            elif f.name in ("intensity", "valence", "arousal", "yaw", "pitch", "roll"):
+            elif f.name in ("intensity", "valence", "arousal", "yaw", "pitch", "roll", "verify_score"):
                 kw[f.name] = float(raw)
+            elif f.name == "verify_face":
+                kw[f.name] = raw.strip().lower() in ("true", "1")
             else:
                 kw[f.name] = raw
         kw.setdefault("source", "")

@@ -74,9 +74,9 @@ class TargetLabels:
         return " ".join(f"{k} {v:.1f}" for k, v in (self.aus or {}).items())
 
     def to_row(self) -> dict[str, Any]:
-        """The manifest's target fields (``target_kind, expression, intensity, valence, arousal``)."""
+        """The manifest's target fields (``target_kind, expression, intensity, valence, arousal, variant``)."""
         return {"target_kind": self.kind, "expression": self.expression, "intensity": self.intensity,
-                "valence": self.valence, "arousal": self.arousal}
+                "valence": self.valence, "arousal": self.arousal, "variant": self.variant or ""}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""

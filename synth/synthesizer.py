@@ -117,7 +117,8 @@ class Synthesizer:
         self.renderer = FaceRenderer(self.model, self.settings.materials)
         self._detector = None
         self._prepared: LRUCache[PreparedFace] = LRUCache(cache_size)
-        driven_max = np.asarray(self.expressions.prototypes).max(0)
+        # every variant counts: a shape only a non-default variant drives is still the target's
+        driven_max = np.asarray(self.expressions.variant_prototypes).max(0)
         self._kept = torch.tensor(kept_shapes(self.model.expression_names, self.expressions.names, driven_max),
                                   device=self.device)
 
@@ -201,8 +202,25 @@ class Synthesizer:
         return TargetLabels.of(target, self._expression_va)
 
     def _expression_va(self, target: Expression) -> tuple[float, float]:
-        v, a = self.expressions.va_anchors.get(target.name, (0.0, 0.0))
-        return v * target.intensity, a * target.intensity
+        return self.expressions.expression_va(target)
+
+    def resolve_target(self, target: Target, rng_seed: int | None) -> Target:
+        """The target with its expression variant fixed (see `ExpressionModel.resolve_variant`).
+
+        An `Expression` with ``variant=None`` gets a variant drawn from its own stream of
+        ``rng_seed`` (so the head-rotation and lighting draws of that seed are unchanged), or
+        the category's default variant when there is no seed; a fixed variant is checked and
+        kept; other targets come back unchanged.
+
+        Raises:
+            ValueError: a variant the expression model does not have (lists the valid ones).
+        """
+        if not isinstance(target, Expression):
+            return target
+        if target.variant is None and rng_seed is None:
+            return target.with_variant(self.expressions.default_variant(target.name))
+        rng = np.random.default_rng([_VARIANT_STREAM, 0 if rng_seed is None else int(rng_seed)])
+        return self.expressions.resolve_variant(target, rng)
 
     # ------------------------------------------------------------------ synthesis
     def synthesize(
@@ -223,7 +241,8 @@ class Synthesizer:
             fit: a precomputed fit of a face of this photo (skips detection and fitting); default:
                 the largest face.
             rng_seed: seed of the random extras (head rotation, lighting) when they are enabled
-                in the settings.
+                in the settings, and of the expression variant when ``target`` leaves it None
+                (no seed: the default variant); see `resolve_target`.
             head_rotation_deg: explicit (yaw, pitch) extra head rotation; overrides the random draw.
             light: explicit (azimuth_deg, strength) relighting; overrides the random draw.
 
@@ -237,6 +256,7 @@ class Synthesizer:
         """
         image = _check_image(image)
         fit = fit or self._largest_fit(image, "synthesize")
+        target = self.resolve_target(target, rng_seed)
         target_labels = self.target_labels(target)
         rejection = self.check(fit)
         if rejection is not None:
@@ -277,6 +297,10 @@ def _check_head_rotation(limits: tuple[float, ...], where: str) -> None:
     if len(limits) != 2 or not (0 <= limits[0] <= y_max and 0 <= limits[1] <= p_max):
         raise ValueError(f"{where} must be (yaw, pitch) within [0, {y_max:g}] x [0, {p_max:g}] degrees (what one "
                          f"photo supports: further turns show what the photo never saw), got {tuple(limits)}")
+
+
+#: First word of the variant draw's seed sequence: its own stream, independent of the extras' draws.
+_VARIANT_STREAM = 0x7A1A47
 
 
 def _check_image(image: Any) -> np.ndarray:
