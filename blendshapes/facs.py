@@ -187,7 +187,9 @@ def _frozen(table: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Mapping[s
 #:   variant is the default.
 #: * disgust "open" 9+10+16+25 (default: nose wrinkle, upper lip raised, lower lip down, teeth
 #:   show); "closed" 9+15+16 with AU17 (the chin raiser keeps the lips together).
-#: * contempt "right" R12+R14 and "left" L12+L14 (unilateral; the subject's side).
+#: * contempt "right" R12+R14 and "left" L12+L14 (unilateral; the subject's side), each with the
+#:   same side's lip pressor at 0.4 (R24): the tight, one-sided lip line is what still shows
+#:   as a smirk in a 48 px crop.
 CATEGORY_VARIANTS: Mapping[str, Mapping[str, Mapping[str, float]]] = _frozen({
     "neutral": {"rest": {}},
     "happiness": {
@@ -214,8 +216,8 @@ CATEGORY_VARIANTS: Mapping[str, Mapping[str, Mapping[str, float]]] = _frozen({
         "closed": {"AU9": 1.0, "AU15": 1.0, "AU16": 0.2, "AU17": 0.4},
     },
     "contempt": {
-        "right": {"AU12_R": 0.9, "AU14_R": 1.0},
-        "left": {"AU12_L": 0.9, "AU14_L": 1.0},
+        "right": {"AU12_R": 1.0, "AU14_R": 1.0, "AU24_R": 0.4},
+        "left": {"AU12_L": 1.0, "AU14_L": 1.0, "AU24_L": 0.4},
     },
 })
 
