@@ -77,6 +77,10 @@ def test_va_anchor_from_data_and_save_load(built, tmp_path):
         np.testing.assert_allclose(model.va_anchors[c], default.va_anchors[c], atol=0.05)
     m2 = ExpressionModel.load(model.save(tmp_path / "lib.npz"))
     assert m2.va_grid is not None and m2.meta["num_sequences"] == model.meta["num_sequences"]
+    # a library built from 4D data has one variant per category, its apex
+    assert all(m.variants(c) == ("apex",) for m in (model, m2) for c in m.categories)
+    np.testing.assert_allclose(m2.weights_array(Expression("anger", 0.6, "apex")),
+                               model.weights_array(Expression("anger", 0.6)), atol=1e-6)
     np.testing.assert_allclose(m2.weights_array(VA(0.2, -0.3)), model.weights_array(VA(0.2, -0.3)), atol=1e-6)
 
 
