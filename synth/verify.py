@@ -15,7 +15,7 @@ Note:
     weights towards 0, it explains some AUs with neighbouring shapes (jaw drop for lips part), and
     AUs it already reads high on the neutral face (eyelid widening, AU5) cannot rise above the
     reference. On the 9 dev faces at intensity 1 (scripts/bench_fidelity.py), category medians
-    are 0.19-0.40 against 0.03-0.09 for the same target scored on the neutral output. Compare
+    are 0.17-0.40 against 0.03-0.09 for the same target scored on the neutral output. Compare
     scores between outputs of a category, and pick ``--min-verify`` from that bench (around
     0.1 rejects outputs that show little of their target), not from 1.
 """
