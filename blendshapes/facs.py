@@ -181,10 +181,11 @@ def _frozen(table: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Mapping[s
 #:   lids up, lips stretched sideways (AU20) and parted with the lower lip down (AU16), so the
 #:   mouth is a wide slit, not surprise's round drop; a little AU7.
 #: * anger "open" 4+5+7+10+16+25+26 (default): brows down, lids tight, a square mouth baring
-#:   the teeth; "closed" 4+5+7+23+24 with AU17 (the variant 4+5+7+17+23+24) and AU9/AU10 0.7/0.3
-#:   (glabella and nose tension). The closed one reads only as "stern" at 48 px: the ICT
-#:   browDown shape moves the brows little and there are no glabellar furrows, so the open
-#:   variant is the default.
+#:   the teeth; "closed" 4+5+7+23+24 with AU17 (the variant 4+5+7+17+23+24), AU9/AU10 0.6/0.4
+#:   (glabella and nose tension) and AU15 0.3 (the pressed lips turn down: grim, not pursed);
+#:   upper lids raised (AU5 0.8) over tightened lower lids (AU7 0.6) for the stare. The closed
+#:   one still reads only as "stern" at 48 px: the ICT browDown shape moves the brows little and
+#:   there are no glabellar furrows, so the open variant is the default.
 #: * disgust "open" 9+10+16+25 (default: nose wrinkle, upper lip raised, lower lip down, teeth
 #:   show); "closed" 9+15+16 with AU17 (the chin raiser keeps the lips together).
 #: * contempt "right" R12+R14 and "left" L12+L14 (unilateral; the subject's side), each with the
@@ -208,8 +209,8 @@ CATEGORY_VARIANTS: Mapping[str, Mapping[str, Mapping[str, float]]] = _frozen({
     "anger": {
         "open": {"AU4": 1.0, "AU5": 0.4, "AU7": 1.0, "AU9": 0.3, "AU10": 0.8, "AU16": 0.6,
                  "AU25": 0.8, "AU26": 0.3},
-        "closed": {"AU4": 1.0, "AU5": 0.5, "AU7": 1.0, "AU9": 0.7, "AU10": 0.3, "AU17": 0.6,
-                   "AU23": 1.0, "AU24": 0.6},
+        "closed": {"AU4": 1.0, "AU5": 0.8, "AU7": 0.6, "AU9": 0.6, "AU10": 0.4, "AU15": 0.3, "AU17": 0.8,
+                   "AU23": 1.0, "AU24": 1.0},
     },
     "disgust": {
         "open": {"AU9": 1.0, "AU10": 0.8, "AU16": 0.5, "AU25": 0.5},

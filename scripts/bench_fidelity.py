@@ -4,7 +4,8 @@ For every face (the faces of scripts/show_synthesis.py: Tom Cruise, the astronau
 bald_guys, two of 2008_001322, one of 2009_004587) and every category x EMFACS variant, the target
 is synthesised on a face crop, the output is detected and fitted again, and scored against the
 target (`verify`, with the face's `neutral_reference`). The same target scored on the face's
-neutral output is the baseline: a score means something only where it beats that baseline.
+neutral output is the baseline: a score means something only where it beats that baseline
+(neutral/rest scores 1 by construction: its output is the reference).
 Prints medians per (category, variant) and per category, and the cost of one verification
 (median and IQR, milliseconds).
 

@@ -303,6 +303,10 @@ def _check_head_rotation(limits: tuple[float, ...], where: str) -> None:
                          f"photo supports: further turns show what the photo never saw), got {tuple(limits)}")
 
 
+#: First word of the variant draw's seed sequence: its own stream, independent of the extras' draws.
+_VARIANT_STREAM = 0x7A1A47
+
+
 def _check_image(image: Any) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         got = f"{type(image).__name__} {getattr(image, 'shape', '')} {getattr(image, 'dtype', '')}"

@@ -27,6 +27,7 @@ def test_variant_drawn_from_the_seed(synth):
         synth.resolve_target(Expression("anger", 0.8, "wide"), 0)
 
 
+@pytest.mark.slow
 def test_synthesis_shows_and_labels_the_variant(synth):
     import skimage.data
 

@@ -43,6 +43,7 @@ def test_au_projection_and_similarity():
         au_activations([0.0] * 4, names, ("AU3",))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("category", ["happiness", "surprise"])
 def test_a_real_expression_scores_above_a_neutral_output(synth, face, category):
     crop, fit, ref = face
@@ -58,6 +59,7 @@ def test_a_real_expression_scores_above_a_neutral_output(synth, face, category):
     assert verify(synth, neutral, Expression("neutral"), reference=ref).score > 0.8  # neutral on neutral
 
 
+@pytest.mark.slow
 def test_row_fields_and_rejection(synth, face):
     crop, fit, ref = face
     target = Expression("happiness", 1.0, "open")
