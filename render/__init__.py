@@ -2,9 +2,9 @@
 
 The four primitives keep nvdiffrast's names, argument order and return arity, with the raster
 context as an optional keyword: `rasterize`, `interpolate`, `texture`, `antialias`. On top of them:
-cameras (`camera`), mesh geometry (`mesh`), texture extraction from a photo (`unwrap`), hole filling (`inpaint`), image
-warps from mesh motion (`warp`) and the seamless composite (`composite`, `color`). Nothing here
-knows what the meshes depict.
+cameras (`camera`), mesh geometry (`mesh`), texture extraction from a photo (`unwrap`), hole filling
+(`inpaint`), image warps from mesh motion (`warp`), spherical-harmonic shading (`shading`) and the
+seamless composite (`composite`, `color`). Nothing here knows what the meshes depict.
 """
 
 from affectsynth.render._checks import ShapeError, check_shape
@@ -29,6 +29,7 @@ from affectsynth.render.context import (
 from affectsynth.render.inpaint import push_pull_fill
 from affectsynth.render.interpolate import interpolate
 from affectsynth.render.rasterize import rasterize
+from affectsynth.render.shading import SH_COEFFICIENTS, fit_sh_lighting, sh_basis, sh_shading
 from affectsynth.render.texture import texture
 from affectsynth.render.unwrap import (
     UnwrapResult,
@@ -50,6 +51,7 @@ __all__ = [
     "RasterizeCpuContext",
     "RasterizeCudaContext",
     "RasterizeReferenceContext",
+    "SH_COEFFICIENTS",
     "ShapeError",
     "TopologyHash",
     "UnwrapResult",
@@ -64,6 +66,7 @@ __all__ = [
     "effective_margin",
     "feather_mask",
     "fill_texture",
+    "fit_sh_lighting",
     "interpolate",
     "match_color",
     "mirror_texel_map",
@@ -77,6 +80,8 @@ __all__ = [
     "rasterize",
     "sample_bilinear",
     "sample_image",
+    "sh_basis",
+    "sh_shading",
     "texture",
     "to_clip",
     "unwrap_texture",

@@ -2,7 +2,8 @@
 
 Steps, each a function: `turn_head` (optional extra head rotation about the face's centre),
 `relight_shading` (optional per-vertex relighting), `render_and_composite` (render the face
-window, warp the photo around it by the projected vertex motion, paste), `output_landmarks`.
+window, warp the photo around it by the projected vertex motion, paste, shade by the expression
+ratio image of `affectsynth.expression_shading`), `output_landmarks`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from affectsynth.expression_shading import ShadingSettings, apply_shading, shading_ratio
 from affectsynth.face_render import FaceRenderer
 from affectsynth.fitting import FaceFit, rotation_from_angles_deg
 from affectsynth.prepare import PreparedFace
 from affectsynth.render.camera import project_points
 from affectsynth.render.composite import CompositeSettings, composite
 from affectsynth.render.warp import motion_field, motion_window
+from affectsynth.wrinkles import wrinkle_maps
 
 __all__ = ["ComposeSettings", "Composed", "compose_target", "output_landmarks", "relight_shading", "turn_head"]
 
@@ -33,11 +36,16 @@ class ComposeSettings:
         margin_px: how far around the face the photo is warped to follow the face's motion.
         feather_px: softness of the render's edge in the composite.
         reuse_photo: show the warped photo where it saw the skin (see `SynthSettings.reuse_photo`).
+        expression_shading: multiply the skin by the expression ratio image (see
+            `SynthSettings.expression_shading`); needs `PreparedFace.light`.
+        wrinkles: wrinkle map strength in that shading (see `SynthSettings.wrinkles`).
     """
 
     margin_px: float = 12.0
     feather_px: float = 3.0
     reuse_photo: bool = True
+    expression_shading: bool = True
+    wrinkles: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,8 @@ def relight_shading(normals: Tensor, azimuth_deg: float, strength: float) -> Ten
 
 
 def render_and_composite(prepared: PreparedFace, new: Tensor, renderer: FaceRenderer, settings: ComposeSettings, *,
-                         shading: Tensor | None, reuse_photo: bool) -> Tensor:
+                         shading: Tensor | None, reuse_photo: bool,
+                         expressed: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """[H, W, 3] uint8 the photo with the face ``new`` pasted in.
 
     Renders the window covering the face at its old and new place, warps the photo around the
@@ -115,6 +124,8 @@ def render_and_composite(prepared: PreparedFace, new: Tensor, renderer: FaceRend
         settings: margins and feathering.
         shading: [V, 1] per-vertex multiplier of the skin colour (relighting), or None.
         reuse_photo: let the warped photo stand in for the render where it saw the skin.
+        expressed: (vertices [V, 3] of the new expression in the photo's head pose, weights [S])
+            for the expression shading; None (or no `prepared.light`, or the setting off) skips it.
     """
     cam = prepared.fit.camera
     old_pix = project_points(prepared.vertices, cam)
@@ -131,7 +142,13 @@ def render_and_composite(prepared: PreparedFace, new: Tensor, renderer: FaceRend
                         dst_depth=new[:, 2], window=fwin, scale=0.5 if min(fwin[2:]) >= 96 else 1.0)
     comp = composite(prepared.photo, rendered.color, rendered.coverage, window=window[:2], flow=flow,
                      flow_window=fwin[:2], opacity=opacity, settings=CompositeSettings(feather_px=settings.feather_px))
-    return comp.image
+    if expressed is None or prepared.light is None or not settings.expression_shading:
+        return comp.image
+    maps = wrinkle_maps(renderer) if settings.wrinkles > 0 else None
+    x0, y0, w, h = rendered.window
+    shade = shading_ratio(prepared.light, rendered, expressed[0], prepared.fit.expression, expressed[1], renderer, maps,
+                          ShadingSettings(wrinkles=settings.wrinkles), image=comp.image[y0:y0 + h, x0:x0 + w])
+    return apply_shading(comp.image, shade, rendered.window)
 
 
 def output_landmarks(renderer: FaceRenderer, vertices: Tensor, fit: FaceFit) -> np.ndarray:
@@ -158,6 +175,7 @@ def compose_target(prepared: PreparedFace, weights: Tensor, renderer: FaceRender
     """
     fit, model = prepared.fit, renderer.model
     new = model.reconstruct(fit, expression=weights)
+    expressed = (new, weights)
     rotation, translation = fit.rotation, fit.translation
     rotated = any(abs(a) > 1e-6 for a in head_rotation_deg)
     if rotated:
@@ -167,6 +185,6 @@ def compose_target(prepared: PreparedFace, weights: Tensor, renderer: FaceRender
     if light is not None and light[1] > 0:
         shading = relight_shading(renderer.vertex_normals(new), *light)
     reuse = settings.reuse_photo and shading is None and not rotated
-    image = render_and_composite(prepared, new, renderer, settings, shading=shading, reuse_photo=reuse)
+    image = render_and_composite(prepared, new, renderer, settings, shading=shading, reuse_photo=reuse, expressed=expressed)
     out_fit = dataclasses.replace(fit, expression=weights.detach(), rotation=rotation, translation=translation)
     return Composed(image.cpu().numpy(), out_fit, output_landmarks(renderer, new, out_fit))

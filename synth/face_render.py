@@ -89,6 +89,8 @@ class RenderedFace:
             render: the skin's `photo_weight` texture where skin is drawn, 0 on the mouth
             materials; None when no such texture was given.
         kind: [h, w] int64 material of the rasterized surface per pixel (see `WindowRaster.kind`).
+        rast: [1, h, w, 4] the window's rasterization into `FaceRenderer.tri` (u, v, z/w,
+            triangle_id + 1; 0 = background), for steps that shade the same pixels again.
     """
 
     color: Tensor
@@ -96,6 +98,7 @@ class RenderedFace:
     window: tuple[int, int, int, int]
     photo_weight: Tensor | None = None
     kind: Tensor | None = None
+    rast: Tensor | None = None
 
 
 class FaceRenderer:
@@ -263,7 +266,7 @@ class FaceRenderer:
         if photo_weight is not None:
             seen = texture(photo_weight[None, :, :, None].to(uv.dtype).contiguous(), uv, boundary_mode="clamp")[0, ..., 0]
             weight = torch.where(covered & (kind == 0), seen, torch.zeros_like(seen)).clamp(0, 1)
-        return RenderedFace(out[..., :3].clamp(0, 1), out[..., 3].clamp(0, 1), window, weight, raster.kind)
+        return RenderedFace(out[..., :3].clamp(0, 1), out[..., 3].clamp(0, 1), window, weight, raster.kind, rast)
 
     def vertex_normals(self, vertices_cam: Tensor) -> Tensor:
         """[V, 3] unit normals of the skin surface."""

@@ -2,7 +2,8 @@
 
 `prepare_face` unwraps the face's texture from the photo (holes filled from the mirror texel,
 then by diffusion), records which texels the photo saw clearly (`PreparedFace.photo_weight`)
-and the mean skin colour. Each target then only deforms, renders and composites
+the mean skin colour and, for the expression shading, the photo's light on the face
+(`affectsynth.expression_shading.estimate_light`). Each target then only deforms, renders and composites
 (`affectsynth.compose`).
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from affectsynth.expression_shading import FaceLight, estimate_light
 from affectsynth.face_render import TYPICAL_SKIN, FaceRenderer
 from affectsynth.fitting import FaceFit
 from affectsynth.render.unwrap import fill_texture, mirror_texel_map, unwrap_texture
@@ -40,6 +42,8 @@ class PreparedFace:
         photo: [H, W, 3] uint8 the photo (as a tensor).
         photo_weight: [R, R] float32 in [0, 1], texels the photo saw clearly (1) fading to 0 at
             the edges of what it saw (see `SynthSettings.reuse_photo`).
+        light: the photo's light on the face and the fitted surface it was measured on (for the
+            expression shading), or None when not estimated.
     """
 
     fit: FaceFit
@@ -48,6 +52,7 @@ class PreparedFace:
     skin_color: Tensor
     photo: Tensor
     photo_weight: Tensor
+    light: FaceLight | None = None
 
 
 def fit_digest(fit: FaceFit) -> str:
@@ -68,7 +73,7 @@ def texture_resolution(fit: FaceFit, texture_min: int, texture_max: int) -> int:
 
 
 def prepare_face(image: np.ndarray, fit: FaceFit, renderer: FaceRenderer, *, resolution: int,
-                 device: torch.device) -> PreparedFace:
+                 device: torch.device, light: bool = False) -> PreparedFace:
     """Unwrap one face's texture from its photo.
 
     Args:
@@ -77,6 +82,7 @@ def prepare_face(image: np.ndarray, fit: FaceFit, renderer: FaceRenderer, *, res
         renderer: the face model's renderer (its model, skin triangles).
         resolution: texture side R (see `texture_resolution`).
         device: where the tensors live.
+        light: also estimate the photo's light on the face (`PreparedFace.light`).
     """
     model = renderer.model
     fit = fit.to(device)
@@ -93,7 +99,8 @@ def prepare_face(image: np.ndarray, fit: FaceFit, renderer: FaceRenderer, *, res
     vis = un.weight > 0.5
     skin = un.texture[vis].mean(0) if vis.any() else torch.tensor(TYPICAL_SKIN, device=device)
     return PreparedFace(fit=fit, texture=tex, vertices=verts, skin_color=skin, photo=photo,
-                        photo_weight=_seen_weight(un.visible))
+                        photo_weight=_seen_weight(un.visible),
+                        light=estimate_light(photo, verts, renderer, cam) if light else None)
 
 
 @lru_cache(maxsize=16)

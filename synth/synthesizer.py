@@ -51,6 +51,12 @@ class SynthSettings:
             detail (pores, stubble, freckles) and so the person's look. The render still draws
             the mouth interior, skin the photo did not see, and any relit or re-posed face.
         gates: which faces are synthesised at all (`Synthesizer.check`).
+        expression_shading: shade the output by the ratio of the target's to the photo's surface
+            shading under the photo's estimated light (`affectsynth.expression_shading`), so that
+            folds come and go with the expression; False gives the unshaded output.
+        wrinkles: strength of the wrinkle maps in that shading (forehead lines, glabellar
+            furrows, crow's feet, nose wrinkles, nasolabial folds; `affectsynth.wrinkles`);
+            0 = the mesh's own folds only.
     """
 
     texture_min: int = 128
@@ -62,8 +68,12 @@ class SynthSettings:
     materials: MouthMaterials = field(default_factory=MouthMaterials)
     reuse_photo: bool = True
     gates: FaceGates = field(default_factory=FaceGates)
+    expression_shading: bool = True
+    wrinkles: float = 1.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.wrinkles <= 3.0:
+            raise ValueError(f"SynthSettings: wrinkles must be in [0, 3], got {self.wrinkles}")
         if not 16 <= self.texture_min <= self.texture_max <= 4096:
             raise ValueError(f"SynthSettings: need 16 <= texture_min <= texture_max <= 4096, got {self.texture_min}, {self.texture_max}")
         if not 0.0 <= self.light_strength <= 1.0:
@@ -73,7 +83,8 @@ class SynthSettings:
     @property
     def compose(self) -> ComposeSettings:
         """The compositing part of these settings."""
-        return ComposeSettings(margin_px=self.margin_px, feather_px=self.feather_px, reuse_photo=self.reuse_photo)
+        return ComposeSettings(margin_px=self.margin_px, feather_px=self.feather_px, reuse_photo=self.reuse_photo,
+                               expression_shading=self.expression_shading, wrinkles=self.wrinkles)
 
 
 class Synthesizer:
@@ -176,7 +187,7 @@ class Synthesizer:
         prepared = self._prepared.get(key)
         if prepared is None:
             prepared = prepare_face(image, fit, self.renderer, resolution=self.texture_resolution(fit),
-                                    device=self.device)
+                                    device=self.device, light=self.settings.expression_shading)
             self._prepared[key] = prepared
         return prepared
 
