@@ -46,8 +46,12 @@ class MouthMaterials:
             pixels between teeth (the model's crowns stand apart, photos show them touching) take
             the teeth's colour instead of showing the dark mouth behind. 0 = off.
         min_opening: openings between the lips thinner than this fraction of the mouth's width
-            (vertically, in the image) are drawn in the shadowed cavity colour: a slit between
-            nearly closed lips is dark in photos, not a white line of teeth. 0 = off.
+            (vertically, in the image; at least 2 px) are closed: the lips above and below meet
+            there (their colours interpolated across the slit, darkened by `lip_line`), so lips a
+            target leaves closed (neutral, pressed anger, contempt) show no mouth at all. Openings
+            up to twice as thick fade from the cavity's shadow colour to the mouth, so parting lips
+            show a dark opening first, teeth later. 0 = off.
+        lip_line: the closed lips' meeting line: fraction of the lip colour kept (1 = no line).
     """
 
     teeth: tuple[float, float, float] = (0.92, 0.89, 0.82)
@@ -57,7 +61,14 @@ class MouthMaterials:
     floor: float = 0.22
     ambient: float = 0.55
     teeth_gap_px: int = 1
-    min_opening: float = 0.05
+    min_opening: float = 0.06
+    lip_line: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_opening < 0.5:
+            raise ValueError(f"MouthMaterials: min_opening must be in [0, 0.5), got {self.min_opening}")
+        if not 0.0 <= self.lip_line <= 1.0:
+            raise ValueError(f"MouthMaterials: lip_line must be in [0, 1], got {self.lip_line}")
 
 
 @dataclass(frozen=True)
@@ -167,7 +178,15 @@ class FaceRenderer:
         return (gray + (rows - gray) * chroma) * gain
 
     def teeth_visibility(self, vertices: Tensor) -> float:
-        """0 for closed lips (inner-lip gap <= 1 mm), rising to 1 at a 5 mm gap."""
+        """Deprecated, unused: 0 for closed lips (inner-lip gap <= 1 mm), rising to 1 at a 5 mm gap.
+
+        The render no longer dims the teeth by this landmark gap (pressed lips measured more than
+        neutral ones); thin openings between the lips close instead (`MouthMaterials.min_opening`).
+        """
+        import warnings
+
+        warnings.warn("FaceRenderer.teeth_visibility is deprecated and no longer used by render(); "
+                      "see MouthMaterials.min_opening", DeprecationWarning, stacklevel=2)
         lm = self.model.landmarks68
         upper, lower = vertices[lm[[61, 62, 63]]], vertices[lm[[67, 66, 65]]]
         gap = float((upper - lower).norm(dim=-1).max())
@@ -243,9 +262,6 @@ class FaceRenderer:
         if skin_color is None:
             skin_color = torch.tensor(TYPICAL_SKIN, device=vertices_cam.device)
         colors = self.material_colors(skin_color)
-        # Teeth show only once the lips part: through a lip gap of a millimetre the line between
-        # closed lips is dark in photos, not white.
-        colors[1] = colors[3] + (colors[1] - colors[3]) * self.teeth_visibility(vertices_cam)
         mouth = colors[kind] * darken
         if mm.teeth_gap_px > 0:
             mouth, kind = _close_teeth_gaps(mouth, kind, mm.teeth_gap_px)
@@ -254,8 +270,7 @@ class FaceRenderer:
             corners = project_points(vertices_cam[lm[[48, 54]]], raster.camera)
             # at least 2 px: on small faces a one-pixel line of teeth reads as a white scratch
             min_px = max(2, int(round(mm.min_opening * float((corners[0] - corners[1]).norm()))))
-            shown = _opening_thickness(kind > 0, min_px)[..., None]
-            mouth = colors[3] * 0.5 + (mouth - colors[3] * 0.5) * shown
+            mouth = _close_slits(mouth, skin, kind > 0, min_px, shadow=colors[3] * 0.5, lip_line=mm.lip_line)
         color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
         rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
         out = antialias(rgba[None], rast, clip, self.tri, topology_hash=self.topology)[0]
@@ -313,6 +328,27 @@ def _close_teeth_gaps_in(mouth: Tensor, kind: Tensor, gap_px: int) -> tuple[Tens
     return mouth, torch.where(gap, torch.ones_like(kind), kind)
 
 
+def _vertical_runs(m: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per pixel of the [h, w] bool mask `m`: (run length, row above the run, row below the run),
+    int64 [h, w] each; the rows are -1 / h where the run touches the top / bottom edge."""
+    h = m.shape[0]
+    row = torch.arange(h, device=m.device)[:, None].expand_as(m)
+    above = torch.cummax(torch.where(m, torch.full_like(row, -1), row), dim=0).values
+    below = torch.flip(torch.cummin(torch.flip(torch.where(m, torch.full_like(row, h), row), [0]), dim=0).values, [0])
+    return below - above - 1, above, below
+
+
+def _row_mean(x: Tensor, m: Tensor) -> Tensor:
+    """[h, w] mean of `x` over each pixel and its left/right neighbours inside the bool mask `m`."""
+    F = torch.nn.functional
+    mf = m.to(x.dtype)[None, None]
+
+    def pool(y: Tensor) -> Tensor:
+        return F.avg_pool2d(F.pad(y, (1, 1, 0, 0)), (1, 3), stride=1)[0, 0]
+
+    return pool(x[None, None] * mf) / pool(mf).clamp_min(1e-6)
+
+
 def _opening_thickness(mask: Tensor, min_px: int) -> Tensor:
     """[h, w] in [0, 1] per pixel of `mask`: 0 where its vertical run is shorter than `min_px`,
     rising to 1 at twice that, smoothed along rows (no dashes where a slanted slit's run length
@@ -321,23 +357,54 @@ def _opening_thickness(mask: Tensor, min_px: int) -> Tensor:
     The ramp is the fraction of vertical openings of heights `min_px` .. `2 min_px` that keep the
     pixel (an opening of height h keeps the runs of at least h pixels), from each pixel's run length.
     """
-    F = torch.nn.functional
     out = torch.ones(mask.shape, dtype=torch.float32, device=mask.device)
     box = _bounding_box(mask)
     if box is None:
         return out
     m = mask[box]
+    run = _vertical_runs(m)[0].to(torch.float32)
+    frac = ((run - min_px + 1) / (min_px + 1)).clamp(0.0, 1.0)
+    out[box] = torch.where(m, _row_mean(frac, m), out[box])
+    return out
+
+
+def _close_slits(mouth: Tensor, skin: Tensor, mask: Tensor, min_px: int, *, shadow: Tensor, lip_line: float) -> Tensor:
+    """Close the thin openings between the lips in an image.
+
+    Pixels of `mask` whose vertical run is shorter than `min_px` take the colour of the lips
+    above and below (linearly across the run) times `lip_line`; runs of `min_px` .. `2 min_px`
+    fade from `shadow` to `mouth` (see `_opening_thickness`). Both weights are smoothed along rows.
+
+    Args:
+        mouth: [h, w, 3] mouth-interior colours.
+        skin: [h, w, 3] skin (lip) colours of the same window.
+        mask: [h, w] bool, pixels showing the mouth interior.
+        min_px: thinnest opening kept open, pixels.
+        shadow: [3] colour of a thin opening.
+        lip_line: factor of the lip colour along the closed lips' meeting line.
+
+    Returns:
+        [h, w, 3] colours: `mouth` outside `mask`.
+    """
+    box = _bounding_box(mask, margin=1)
+    if box is None:
+        return mouth
+    m = mask[box]
+    run, above, below = _vertical_runs(m)
     h = m.shape[0]
+    sk = skin[box]
+    col = torch.arange(m.shape[1], device=m.device)[None].expand_as(m)
+    top = sk[above.clamp(0, h - 1), col]
+    bottom = sk[below.clamp(0, h - 1), col]
     row = torch.arange(h, device=m.device)[:, None].expand_as(m)
-    gap_above = torch.cummax(torch.where(m, torch.full_like(row, -1), row), dim=0).values
-    gap_below = torch.flip(torch.cummin(torch.flip(torch.where(m, torch.full_like(row, h), row), [0]), dim=0).values, [0])
-    run = (gap_below - gap_above - 1).to(torch.float32)
-    frac = ((run - min_px + 1) / (min_px + 1)).clamp(0.0, 1.0)[None, None]
-    mf = m.to(torch.float32)[None, None]
-
-    def row_mean(x: Tensor) -> Tensor:
-        return F.avg_pool2d(F.pad(x, (1, 1, 0, 0)), (1, 3), stride=1)
-
-    frac = row_mean(frac * mf) / row_mean(mf).clamp_min(1e-6)  # mean over mask neighbours only
-    out[box] = torch.where(m, frac[0, 0], out[box])
+    t = ((row - above).to(sk.dtype) / (run + 1).clamp_min(1).to(sk.dtype))[..., None]
+    lips = (top + (bottom - top) * t) * lip_line
+    runf = run.to(torch.float32)
+    closed = _row_mean((runf < min_px).to(torch.float32), m)[..., None]
+    open_ = _row_mean(((runf - min_px + 1) / (min_px + 1)).clamp(0.0, 1.0), m)[..., None]
+    sub = mouth[box]
+    opened = shadow + (sub - shadow) * open_
+    blended = lips * closed + opened * (1.0 - closed)
+    out = mouth.clone()
+    out[box] = torch.where(m[..., None], blended.to(mouth.dtype), sub)
     return out
