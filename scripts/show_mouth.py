@@ -103,7 +103,7 @@ def main() -> None:
         row_z, row_f, row_g = [mouth_zoom(crop, lm)], [crop], [gray48(crop)]
         for t in targets.values():
             res = synth.synthesize(crop, t, fit=fit)
-            row_z.append(mouth_zoom(res.image, np.asarray(res.labels["landmarks"])))
+            row_z.append(mouth_zoom(res.image, np.asarray(res.labels.landmarks)))
             row_f.append(res.image)
             row_g.append(gray48(res.image))
         zooms.append(row_z)
