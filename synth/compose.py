@@ -133,7 +133,7 @@ def render_and_composite(prepared: PreparedFace, new: Tensor, renderer: FaceRend
     drawn_v = renderer.drawn_vertices
     window = renderer.window_for(torch.cat([new_pix[drawn_v], old_pix[drawn_v]]), (cam.width, cam.height))
     rendered = renderer.render(new, prepared.texture, cam, window, skin_color=prepared.skin_color, shading=shading,
-                               photo_weight=prepared.photo_weight if reuse_photo else None)
+                               photo_weight=prepared.photo_weight if reuse_photo else None, teeth=prepared.teeth)
     opacity = None if rendered.photo_weight is None else 1.0 - rendered.photo_weight
     skin_v = renderer.motion_vertices
     size = (cam.height, cam.width)

@@ -16,6 +16,7 @@ from affectsynth.fitting import Camera, FaceModel
 from affectsynth.render import antialias, antialias_construct_topology_hash, interpolate, rasterize, texture
 from affectsynth.render.camera import Intrinsics, project_points, to_clip
 from affectsynth.render.mesh import vertex_normals
+from affectsynth.teeth import TEETH_UV_TILE, PhotoTeeth
 
 __all__ = ["MouthMaterials", "FaceRenderer", "RenderedFace", "WindowRaster", "NARROW_FACE_VERTICES"]
 
@@ -42,12 +43,20 @@ class MouthMaterials:
         floor: the darkest factor.
         ambient: shading of a mouth surface seen edge-on; one facing the camera gets 1 (the
             facing ratio |n . v| interpolates between), so teeth look rounded, not cut out.
+        teeth_ambient: the same for the teeth, lighter: their edges are translucent enamel, and
+            the edges are what a slightly parted mouth shows (a grey band with `ambient`).
         teeth_gap_px: teeth-coloured closing of the teeth in the image: gaps up to this many
             pixels between teeth (the model's crowns stand apart, photos show them touching) take
             the teeth's colour instead of showing the dark mouth behind. 0 = off.
+        teeth_gap_shade: factor of that colour in the gaps between material teeth: a darker
+            interproximal line, so the row reads as separate teeth (1 = a flat band). Gaps
+            between the photo's own teeth keep their colour (the photo shows its own gaps).
         min_opening: openings between the lips thinner than this fraction of the mouth's width
-            (vertically, in the image) are drawn in the shadowed cavity colour: a slit between
-            nearly closed lips is dark in photos, not a white line of teeth. 0 = off.
+            (vertically, in the image; at least 2 px) are closed: the lips above and below meet
+            there (their colours interpolated across the slit, darkened by `lip_line`), so lips a
+            target leaves closed (neutral, pressed anger, contempt) show no mouth at all. Openings
+            up to 2 px thicker fade from the cavity's shadow colour to the mouth. 0 = off.
+        lip_line: the closed lips' meeting line: fraction of the lip colour kept (1 = no line).
     """
 
     teeth: tuple[float, float, float] = (0.92, 0.89, 0.82)
@@ -56,8 +65,19 @@ class MouthMaterials:
     depth_falloff_cm: float = 2.0
     floor: float = 0.22
     ambient: float = 0.55
+    teeth_ambient: float = 0.75
     teeth_gap_px: int = 1
-    min_opening: float = 0.05
+    teeth_gap_shade: float = 0.72
+    min_opening: float = 0.06
+    lip_line: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_opening < 0.5:
+            raise ValueError(f"MouthMaterials: min_opening must be in [0, 0.5), got {self.min_opening}")
+        if not 0.0 <= self.teeth_gap_shade <= 1.0:
+            raise ValueError(f"MouthMaterials: teeth_gap_shade must be in [0, 1], got {self.teeth_gap_shade}")
+        if not 0.0 <= self.lip_line <= 1.0:
+            raise ValueError(f"MouthMaterials: lip_line must be in [0, 1], got {self.lip_line}")
 
 
 @dataclass(frozen=True)
@@ -138,16 +158,33 @@ class FaceRenderer:
 
     @cached_property
     def mouth_depth(self) -> Tensor:
-        """[V, 1] shading depth in cm: half the distance behind the front teeth (teeth, which catch light
-        deeper into the mouth) or the distance behind the lips (rest of the mouth); 0 on the skin."""
+        """[V, 1] shading depth in cm: the distance behind the front teeth (teeth: the side teeth sit in
+        the cheeks' shadow, the buccal corridor of a smile) or the distance behind the lips (rest of
+        the mouth); 0 on the skin."""
         m = self.model
         lips_z = m.neutral[m.landmarks68[62], 2]
         depth = (lips_z - m.neutral[:, 2]).clamp_min(0.0)
         t0, t1 = m.region("teeth")
-        depth[t0:t1] = 0.5 * (m.neutral[t0:t1, 2].max() - m.neutral[t0:t1, 2]).clamp_min(0.0)
+        depth[t0:t1] = (m.neutral[t0:t1, 2].max() - m.neutral[t0:t1, 2]).clamp_min(0.0)
         start, end = m.region("face")
         depth[start:end] = 0.0
         return depth[:, None]
+
+    @cached_property
+    def mouth_light(self) -> Tensor:
+        """[V] light reaching a mouth vertex, from its neutral model-space normal and place: 1 on the
+        front teeth's outer (labial) faces and edges, falling to 0.3 on inner (lingual) faces, which
+        face into the dark mouth, and to 0.35 on the side teeth 1.2 .. 2.7 cm from the midline; 1
+        off the teeth."""
+        m = self.model
+        light = torch.ones(m.num_vertices, device=m.device)
+        t0, t1 = m.region("teeth")
+        nz = m.neutral_normals[t0:t1, 2]  # model +z points out of the face
+        light[t0:t1] = 0.3 + 0.7 * (1.0 + 1.5 * nz).clamp(0.0, 1.0)
+        # the cheeks shade the side teeth (a smile's buccal corridor; a turned head shows them)
+        x = m.neutral[t0:t1, 0].abs()
+        light[t0:t1] *= (1.0 - (x - 1.2) / 1.5).clamp(0.35, 1.0)
+        return light
 
     def material_colors(self, skin_color: Tensor) -> Tensor:
         """[4, 3] colour per triangle kind (0 = skin placeholder, teeth, gums/tongue, socket).
@@ -170,7 +207,15 @@ class FaceRenderer:
         return (gray + (rows - gray) * chroma) * gain
 
     def teeth_visibility(self, vertices: Tensor) -> float:
-        """0 for closed lips (inner-lip gap <= 1 mm), rising to 1 at a 5 mm gap."""
+        """Deprecated, unused: 0 for closed lips (inner-lip gap <= 1 mm), rising to 1 at a 5 mm gap.
+
+        The render no longer dims the teeth by this landmark gap (pressed lips measured more than
+        neutral ones); thin openings between the lips close instead (`MouthMaterials.min_opening`).
+        """
+        import warnings
+
+        warnings.warn("FaceRenderer.teeth_visibility is deprecated and no longer used by render(); "
+                      "see MouthMaterials.min_opening", DeprecationWarning, stacklevel=2)
         lm = self.model.landmarks68
         upper, lower = vertices[lm[[61, 62, 63]]], vertices[lm[[67, 66, 65]]]
         gap = float((upper - lower).norm(dim=-1).max())
@@ -211,6 +256,7 @@ class FaceRenderer:
         skin_color: Tensor | None = None,
         shading: Tensor | None = None,
         photo_weight: Tensor | None = None,
+        teeth: PhotoTeeth | None = None,
     ) -> RenderedFace:
         """Render the mesh into a window of the photo.
 
@@ -224,6 +270,9 @@ class FaceRenderer:
             shading: [V, 1] optional per-vertex multiplier of the skin colour (relighting).
             photo_weight: [R, R] optional texture (same UVs as `tex`) of how reliably the photo
                 saw each texel; rendered into `RenderedFace.photo_weight`.
+            teeth: the photo's own teeth (`affectsynth.teeth.unwrap_photo_teeth`): drawn on the
+                model's teeth where the photo saw them; elsewhere the material teeth take their
+                colour. None = material teeth only.
 
         Returns:
             `RenderedFace` with colour and coverage of the window.
@@ -239,26 +288,39 @@ class FaceRenderer:
         mm = self.materials
         normals = vertex_normals(vertices_cam, self.mouth_tri)
         facing = (normals * vertices_cam).sum(-1).abs() / vertices_cam.norm(dim=-1).clamp_min(1e-6)
-        depth_facing, _ = interpolate(torch.stack([self.mouth_depth[:, 0], facing], -1)[None], rast, self.tri)
-        depth, facing = depth_facing[0, ..., :1], depth_facing[0, ..., 1:]
-        darken = mm.floor + (1.0 - mm.floor) * torch.exp(-depth / mm.depth_falloff_cm)
-        darken = darken * (mm.ambient + (1.0 - mm.ambient) * facing.clamp(0.0, 1.0))
+        shade_attr = torch.stack([self.mouth_depth[:, 0], facing, self.mouth_light], -1)
+        depth_facing, _ = interpolate(shade_attr[None], rast, self.tri)
+        depth, facing, light = depth_facing[0, ..., :1], depth_facing[0, ..., 1:2], depth_facing[0, ..., 2:]
+        falloff = mm.floor + (1.0 - mm.floor) * torch.exp(-depth / mm.depth_falloff_cm)
+        ambient = torch.where((kind == 1)[..., None], mm.teeth_ambient, mm.ambient)
+        darken = falloff * (ambient + (1.0 - ambient) * facing.clamp(0.0, 1.0)) * light
         if skin_color is None:
             skin_color = torch.tensor(TYPICAL_SKIN, device=vertices_cam.device)
         colors = self.material_colors(skin_color)
-        # Teeth show only once the lips part: through a lip gap of a millimetre the line between
-        # closed lips is dark in photos, not white.
-        colors[1] = colors[3] + (colors[1] - colors[3]) * self.teeth_visibility(vertices_cam)
+        shadow = colors[3] * 0.5
+        if teeth is not None:
+            colors[1] = teeth.color.to(colors)
         mouth = colors[kind] * darken
+        # teeth deep in the mouth or seen edge-on sink into the cavity's shadow, not into grey
+        is_teeth = kind == 1
+        mouth = torch.where(is_teeth[..., None], shadow + (colors[1] - shadow) * darken, mouth)
+        own = torch.zeros_like(darken)
+        if teeth is not None and bool(is_teeth.any()):
+            tile = torch.tensor(TEETH_UV_TILE, dtype=uv.dtype, device=uv.device)
+            at = (uv[0][is_teeth] - tile)[None, None]  # [1, 1, N, 2] teeth pixels only
+            rgbw = torch.cat([teeth.texture, teeth.weight[..., None]], -1).to(uv.dtype)
+            sample = texture(rgbw[None].contiguous(), at, boundary_mode="clamp")[0, 0]
+            wt = sample[:, 3:].clamp(0, 1)
+            mouth[is_teeth] = wt * sample[:, :3] + (1 - wt) * mouth[is_teeth]
+            own[is_teeth] = wt
         if mm.teeth_gap_px > 0:
-            mouth, kind = _close_teeth_gaps(mouth, kind, mm.teeth_gap_px)
+            mouth, kind = _close_teeth_gaps(mouth, kind, mm.teeth_gap_px, shade=mm.teeth_gap_shade, own=own[..., 0])
         if mm.min_opening > 0:
             lm = self.model.landmarks68
             corners = project_points(vertices_cam[lm[[48, 54]]], raster.camera)
             # at least 2 px: on small faces a one-pixel line of teeth reads as a white scratch
             min_px = max(2, int(round(mm.min_opening * float((corners[0] - corners[1]).norm()))))
-            shown = _opening_thickness(kind > 0, min_px)[..., None]
-            mouth = colors[3] * 0.5 + (mouth - colors[3] * 0.5) * shown
+            mouth = _close_slits(mouth, skin, kind > 0, min_px, shadow=shadow, lip_line=mm.lip_line)
         color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
         rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
         out = antialias(rgba[None], rast, clip, self.tri, topology_hash=self.topology)[0]
@@ -283,19 +345,35 @@ def _bounding_box(mask: Tensor, *, margin: int = 0) -> tuple[slice, slice] | Non
             slice(max(0, int(cols[0]) - margin), int(cols[-1]) + margin + 1))
 
 
-def _close_teeth_gaps(mouth: Tensor, kind: Tensor, gap_px: int) -> tuple[Tensor, Tensor]:
+def _close_teeth_gaps(mouth: Tensor, kind: Tensor, gap_px: int, *, shade: float = 1.0,
+                      own: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Fill mouth-interior pixels lying in gaps of at most `gap_px` between teeth pixels (a
-    morphological closing of the teeth mask) with the mean colour of the teeth around them."""
+    morphological closing of the teeth mask) with the mean colour of the teeth around them,
+    times `shade` where those teeth are material teeth (an interproximal line).
+
+    Args:
+        mouth: [h, w, 3] mouth colours.
+        kind: [h, w] int64 material kind (1 = teeth, 2 gums/tongue, 3 socket, 0 skin).
+        gap_px: widest gap filled, pixels.
+        shade: factor of the filled colour between material teeth.
+        own: [h, w] float in [0, 1], how far each teeth pixel shows the photo's own teeth (the
+            photo's colour is kept there, unshaded); None = all material.
+
+    Returns:
+        (mouth [h, w, 3], kind [h, w]): filled pixels become teeth.
+    """
     box = _bounding_box(kind == 1, margin=gap_px)  # only the teeth's box plus the gap can change
     if box is None:
         return mouth, kind
-    sub_mouth, sub_kind = _close_teeth_gaps_in(mouth[box], kind[box], gap_px)
+    sub_own = None if own is None else own[box]
+    sub_mouth, sub_kind = _close_teeth_gaps_in(mouth[box], kind[box], gap_px, shade, sub_own)
     mouth, kind = mouth.clone(), kind.clone()
     mouth[box], kind[box] = sub_mouth, sub_kind
     return mouth, kind
 
 
-def _close_teeth_gaps_in(mouth: Tensor, kind: Tensor, gap_px: int) -> tuple[Tensor, Tensor]:
+def _close_teeth_gaps_in(mouth: Tensor, kind: Tensor, gap_px: int, shade: float = 1.0,
+                         own: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """`_close_teeth_gaps` on a crop that holds all teeth pixels with a `gap_px` margin."""
     F = torch.nn.functional
     teeth = (kind == 1).to(mouth.dtype)[None, None]
@@ -308,12 +386,36 @@ def _close_teeth_gaps_in(mouth: Tensor, kind: Tensor, gap_px: int) -> tuple[Tens
     if not bool(gap.any()):
         return mouth, kind
     w = teeth[0, 0][..., None]
+    own = torch.zeros_like(w[..., 0]) if own is None else own.to(mouth.dtype)
+    chans = torch.cat([mouth, own[..., None]], -1)
     ones = torch.ones(1, 1, size, size, dtype=mouth.dtype, device=mouth.device)
-    num = F.conv2d((mouth * w).permute(2, 0, 1)[:, None], ones, padding=gap_px)[:, 0].permute(1, 2, 0)
+    num = F.conv2d((chans * w).permute(2, 0, 1)[:, None], ones, padding=gap_px)[:, 0].permute(1, 2, 0)
     den = F.conv2d(teeth, ones, padding=gap_px)[0, 0][..., None]
-    filled = num / den.clamp_min(1e-6)
+    mean = num / den.clamp_min(1e-6)
+    filled = mean[..., :3] * (shade + (1.0 - shade) * mean[..., 3:].clamp(0, 1))
     mouth = torch.where(gap[..., None], filled, mouth)
     return mouth, torch.where(gap, torch.ones_like(kind), kind)
+
+
+def _vertical_runs(m: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per pixel of the [h, w] bool mask `m`: (run length, row above the run, row below the run),
+    int64 [h, w] each; the rows are -1 / h where the run touches the top / bottom edge."""
+    h = m.shape[0]
+    row = torch.arange(h, device=m.device)[:, None].expand_as(m)
+    above = torch.cummax(torch.where(m, torch.full_like(row, -1), row), dim=0).values
+    below = torch.flip(torch.cummin(torch.flip(torch.where(m, torch.full_like(row, h), row), [0]), dim=0).values, [0])
+    return below - above - 1, above, below
+
+
+def _row_mean(x: Tensor, m: Tensor) -> Tensor:
+    """[h, w] mean of `x` over each pixel and its left/right neighbours inside the bool mask `m`."""
+    F = torch.nn.functional
+    mf = m.to(x.dtype)[None, None]
+
+    def pool(y: Tensor) -> Tensor:
+        return F.avg_pool2d(F.pad(y, (1, 1, 0, 0)), (1, 3), stride=1)[0, 0]
+
+    return pool(x[None, None] * mf) / pool(mf).clamp_min(1e-6)
 
 
 def _opening_thickness(mask: Tensor, min_px: int) -> Tensor:
@@ -324,23 +426,55 @@ def _opening_thickness(mask: Tensor, min_px: int) -> Tensor:
     The ramp is the fraction of vertical openings of heights `min_px` .. `2 min_px` that keep the
     pixel (an opening of height h keeps the runs of at least h pixels), from each pixel's run length.
     """
-    F = torch.nn.functional
     out = torch.ones(mask.shape, dtype=torch.float32, device=mask.device)
     box = _bounding_box(mask)
     if box is None:
         return out
     m = mask[box]
+    run = _vertical_runs(m)[0].to(torch.float32)
+    frac = ((run - min_px + 1) / (min_px + 1)).clamp(0.0, 1.0)
+    out[box] = torch.where(m, _row_mean(frac, m), out[box])
+    return out
+
+
+def _close_slits(mouth: Tensor, skin: Tensor, mask: Tensor, min_px: int, *, shadow: Tensor, lip_line: float) -> Tensor:
+    """Close the thin openings between the lips in an image.
+
+    Pixels of `mask` whose vertical run is shorter than `min_px` take the colour of the lips
+    above and below (linearly across the run) times `lip_line`; runs of `min_px` .. `min_px + 2`
+    fade from `shadow` to `mouth` (a short ramp: a longer one blends teeth into a grey band).
+    Both weights are smoothed along rows.
+
+    Args:
+        mouth: [h, w, 3] mouth-interior colours.
+        skin: [h, w, 3] skin (lip) colours of the same window.
+        mask: [h, w] bool, pixels showing the mouth interior.
+        min_px: thinnest opening kept open, pixels.
+        shadow: [3] colour of a thin opening.
+        lip_line: factor of the lip colour along the closed lips' meeting line.
+
+    Returns:
+        [h, w, 3] colours: `mouth` outside `mask`.
+    """
+    box = _bounding_box(mask, margin=1)
+    if box is None:
+        return mouth
+    m = mask[box]
+    run, above, below = _vertical_runs(m)
     h = m.shape[0]
+    sk = skin[box]
+    col = torch.arange(m.shape[1], device=m.device)[None].expand_as(m)
+    top = sk[above.clamp(0, h - 1), col]
+    bottom = sk[below.clamp(0, h - 1), col]
     row = torch.arange(h, device=m.device)[:, None].expand_as(m)
-    gap_above = torch.cummax(torch.where(m, torch.full_like(row, -1), row), dim=0).values
-    gap_below = torch.flip(torch.cummin(torch.flip(torch.where(m, torch.full_like(row, h), row), [0]), dim=0).values, [0])
-    run = (gap_below - gap_above - 1).to(torch.float32)
-    frac = ((run - min_px + 1) / (min_px + 1)).clamp(0.0, 1.0)[None, None]
-    mf = m.to(torch.float32)[None, None]
-
-    def row_mean(x: Tensor) -> Tensor:
-        return F.avg_pool2d(F.pad(x, (1, 1, 0, 0)), (1, 3), stride=1)
-
-    frac = row_mean(frac * mf) / row_mean(mf).clamp_min(1e-6)  # mean over mask neighbours only
-    out[box] = torch.where(m, frac[0, 0], out[box])
+    t = ((row - above).to(sk.dtype) / (run + 1).clamp_min(1).to(sk.dtype))[..., None]
+    lips = (top + (bottom - top) * t) * lip_line
+    runf = run.to(torch.float32)
+    closed = _row_mean((runf < min_px).to(torch.float32), m)[..., None]
+    open_ = _row_mean(((runf - min_px + 1) / 3.0).clamp(0.0, 1.0), m)[..., None]
+    sub = mouth[box]
+    opened = shadow + (sub - shadow) * open_
+    blended = lips * closed + opened * (1.0 - closed)
+    out = mouth.clone()
+    out[box] = torch.where(m[..., None], blended.to(mouth.dtype), sub)
     return out

@@ -22,12 +22,18 @@ from affectsynth.expression_shading import FaceLight, estimate_light
 from affectsynth.face_render import TYPICAL_SKIN, FaceRenderer
 from affectsynth.fitting import FaceFit
 from affectsynth.render.unwrap import fill_texture, mirror_texel_map, unwrap_texture
+from affectsynth.teeth import PhotoTeeth, teeth_pixels, unwrap_photo_teeth
 
 __all__ = ["PreparedFace", "fit_digest", "prepare_face", "texture_resolution"]
 
 #: MediaPipe inner-lip contour: photo pixels inside it (teeth, mouth interior) are never unwrapped onto skin.
 _INNER_LIPS_MEDIAPIPE = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 _INNER_LIPS_IBUG = (60, 61, 62, 63, 64, 65, 66, 67)
+#: mouth corners (left, right) per landmark layout
+_MOUTH_CORNERS = {"mediapipe468": (61, 291), "ibug68": (48, 54)}
+#: landmarks on plain skin (cheeks, nose, forehead), for a quick skin colour before the unwrap
+_SKIN_POINTS = {"mediapipe468": (50, 280, 101, 330, 205, 425, 4, 6, 197, 195, 5, 151, 9, 108, 337),
+                "ibug68": (27, 28, 29, 30, 31, 32, 33, 34, 35)}
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,8 @@ class PreparedFace:
             the edges of what it saw (see `SynthSettings.reuse_photo`).
         light: the photo's light on the face and the fitted surface it was measured on (for the
             expression shading), or None when not estimated.
+        teeth: the photo's own teeth as a texture of the model's teeth, or None where the photo
+            shows no teeth (closed or dark mouth): the material teeth are drawn then.
     """
 
     fit: FaceFit
@@ -53,6 +61,7 @@ class PreparedFace:
     photo: Tensor
     photo_weight: Tensor
     light: FaceLight | None = None
+    teeth: PhotoTeeth | None = None
 
 
 def fit_digest(fit: FaceFit) -> str:
@@ -90,16 +99,27 @@ def prepare_face(image: np.ndarray, fit: FaceFit, renderer: FaceRenderer, *, res
     photo_f = photo.float() / 255.0
     verts = model.reconstruct(fit)
     cam = fit.camera
-    mask = _mouth_opening_mask(fit, image.shape[:2])
+    opening = _mouth_opening_mask(fit, image.shape[:2])
+    opening = None if opening is None else torch.from_numpy(opening).to(device)
+    skin_color = _landmark_skin_color(photo_f, fit)
+    teeth_px = None
+    if opening is not None:
+        teeth_px = teeth_pixels(photo_f, opening, skin_color, mouth_width_px=_mouth_width_px(fit))
+    # the skin never takes the mouth's pixels: the opening, and the photo's teeth just outside it
+    not_skin = opening if teeth_px is None else opening | teeth_px
     un = unwrap_texture(photo_f, verts, model.triangles, model.uv, model.triangle_uv,
                         cam, resolution=resolution, triangle_mask=renderer.skin, min_cos=0.05,
-                        photo_mask=None if mask is None else torch.from_numpy(~mask).to(device))
+                        photo_mask=None if not_skin is None else ~not_skin)
     # every texel the photo sees keeps the photo's colour; only unseen ones are filled
     tex = fill_texture(un.texture, un.visible.to(un.texture.dtype), mirror_uv=_mirror_map(renderer, resolution))
     vis = un.weight > 0.5
     skin = un.texture[vis].mean(0) if vis.any() else torch.tensor(TYPICAL_SKIN, device=device)
+    teeth = None
+    if teeth_px is not None:
+        teeth = unwrap_photo_teeth(photo_f, verts, model.triangles, model.uv, model.triangle_uv, renderer.teeth,
+                                   cam, teeth_px, resolution=resolution)
     return PreparedFace(fit=fit, texture=tex, vertices=verts, skin_color=skin, photo=photo,
-                        photo_weight=_seen_weight(un.visible),
+                        photo_weight=_seen_weight(un.visible), teeth=teeth,
                         light=estimate_light(photo, verts, renderer, cam) if light else None)
 
 
@@ -121,6 +141,29 @@ def _mouth_opening_mask(fit: FaceFit, shape: tuple[int, int]) -> np.ndarray | No
     mask = Image.new("L", (shape[1], shape[0]), 0)
     ImageDraw.Draw(mask).polygon([tuple(p) for p in pts.tolist()], fill=255, outline=255)
     return np.asarray(mask) > 0
+
+
+def _landmark_skin_color(photo: Tensor, fit: FaceFit) -> Tensor:
+    """[3] median photo colour at landmarks on plain skin (3 x 3 pixels each); a typical skin
+    colour for an unknown landmark layout."""
+    idx = _SKIN_POINTS.get(fit.landmark_kind)
+    if idx is None:
+        return torch.tensor(TYPICAL_SKIN, device=photo.device)
+    H, W = photo.shape[:2]
+    pts = fit.landmarks[list(idx)].to(photo.device).floor().long()
+    d = torch.arange(-1, 2, device=photo.device)
+    xs = (pts[:, 0, None, None] + d[None, None, :]).clamp(0, W - 1).expand(-1, 3, 3)
+    ys = (pts[:, 1, None, None] + d[None, :, None]).clamp(0, H - 1).expand(-1, 3, 3)
+    return photo[ys.reshape(-1), xs.reshape(-1)].median(0).values
+
+
+def _mouth_width_px(fit: FaceFit) -> float:
+    """Distance between the detected mouth corners, pixels (0 for an unknown landmark layout)."""
+    idx = _MOUTH_CORNERS.get(fit.landmark_kind)
+    if idx is None:
+        return 0.0
+    a, b = fit.landmarks[list(idx)]
+    return float((a - b).norm())
 
 
 def _seen_weight(visible: Tensor, *, erode: int = 2, blur: int = 5) -> Tensor:
