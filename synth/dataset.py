@@ -158,14 +158,7 @@ class AffectAugmentedDataset(Dataset):
 
 
 def _check_same_indices(class_to_idx: dict, preset: LabelPreset) -> None:
-    from affectsynth.labels import CATEGORY_ALIASES
-
-    wrong = []
-    for name, idx in class_to_idx.items():
-        cat = CATEGORY_ALIASES.get(str(name).strip().lower())
-        ours = preset.categories.index(cat) if cat in preset.categories else None
-        if ours != idx:
-            wrong.append(f"{name!r}: dataset {idx}, preset {ours}")
+    wrong = preset.disagreements(class_to_idx)
     if wrong:
         raise ValueError(f"AffectAugmentedDataset: the transform's label preset {preset.name!r} and the dataset's "
                          f"class_to_idx disagree ({'; '.join(wrong)}); build the preset from the dataset: "

@@ -205,6 +205,21 @@ class LabelPreset:
         return cls.from_class_to_idx({n: i for i, n in enumerate(names)}, aliases=aliases,
                                      name=f"ClassLabel({', '.join(names)})")
 
+    def disagreements(self, class_to_idx: Mapping[str, int]) -> list[str]:
+        """Where a dataset's ``class_to_idx`` and this preset give a class different indices.
+
+        Returns:
+            One ``"'happy': dataset 0, preset 3"`` line per class that disagrees (preset None: a
+            class this preset does not have); empty when the two index spaces are the same.
+        """
+        wrong = []
+        for name, idx in class_to_idx.items():
+            cat = CATEGORY_ALIASES.get(str(name).strip().lower())
+            ours = self.categories.index(cat) if cat in self.categories else None
+            if ours != idx:
+                wrong.append(f"{name!r}: dataset {idx}, preset {ours}")
+        return wrong
+
     def check_target(self, target: Any) -> None:
         """Raise :class:`UnsupportedTargetError` unless this preset can label ``target``.
 

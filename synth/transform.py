@@ -3,11 +3,18 @@
 Sample, then apply (kornia ``forward_parameters`` / albumentations ``get_params``)::
 
     aug = AffectAugment(targets=("happiness", "surprise"), p=0.5, seed=0, label_preset="fer2013")
-    out = aug(sample)                          # image, (image, label) or {"image", "label", ...}
+    out = aug(sample)                          # (image, label), {"image", "label", "keypoints", ...}
+    out = aug(image, label)                    # torchvision v2.Compose's call: a tuple back
+    out = aug(image=..., label=..., keypoints=...)  # albumentations' call: a dict back
     same = aug.apply(sample, aug.last_params)  # exact replay
 
+Labels are never left silently wrong: a call without a label raises `MissingLabelError` unless
+``rewrite_labels=False``. Keypoints move with the face (`affectsynth.keypoints`). A
+``[B, C, H, W]`` tensor is augmented item by item (``same_on_batch`` for one draw).
+
 Reproducibility: an item's draw depends only on (``seed``, the image's content digest, the
-epoch set by :meth:`AffectAugment.set_epoch`), never on worker count, order or global RNGs.
+epoch set by :meth:`AffectAugment.set_epoch`), never on worker count, order or global RNGs. The
+epoch is shared memory, so DataLoader workers (persistent ones too) see ``set_epoch``.
 Fits are cached by content digest: an in-memory LRU (``cache`` entries, per process) and
 optionally JSON files in ``cache_dir`` (shared by processes, written atomically).
 """
@@ -499,10 +506,13 @@ class AffectAugment:
         if not params.apply:
             self.stats["passed"] += 1
             return None
-        if arr is None:
+        if arr is None:  # `apply` with parameters drawn elsewhere: the fit is this image's, not the draw's
             arr = to_numpy_image(image)
+            digest = image_digest(arr)
+        else:
+            digest = params.digest
         try:
-            fit = self.fit_for(arr, params.digest)
+            fit = self.fit_for(arr, digest)
         except Exception as e:  # a bad item must not stop training (STYLE 5)
             self.stats["failed"] += 1
             self.last_error = f"fit: {type(e).__name__}: {' '.join(str(e).split())}"
