@@ -1,4 +1,10 @@
-"""`AffectAugmentedImageFolder`: an ImageFolder-style dataset whose samples go through `AffectAugment`.
+"""Datasets whose (image, label) samples go through `AffectAugment`, so that labels follow the new faces.
+
+torchvision's ``ImageFolder(transform=...)`` hands its transform the image alone, so an
+expression-changing transform there could never rewrite the label (`AffectAugment` refuses such
+calls). `AffectAugmentedDataset` wraps any map-style dataset of ``(image, label)`` pairs (an
+``ImageFolder`` included) and checks that the transform's labels use the dataset's own indices;
+`AffectAugmentedImageFolder` reads the folders itself.
 
 Layout as torchvision's ``ImageFolder``: ``root/<class>/**/<image>``. Class indices follow the
 transform's label preset when it has classes (folder names are matched to categories through
@@ -19,7 +25,7 @@ from affectsynth.labels import LabelPreset, get_preset
 from affectsynth.naming import find_images
 from affectsynth.transform import AffectAugment
 
-__all__ = ["AffectAugmentedImageFolder", "load_pil"]
+__all__ = ["AffectAugmentedDataset", "AffectAugmentedImageFolder", "load_pil"]
 
 
 def load_pil(path: str | os.PathLike) -> Any:
@@ -51,9 +57,8 @@ class AffectAugmentedImageFolder(Dataset):
         ValueError: a folder name the preset cannot map (e.g. "contempt" with "fer2013").
 
     Note:
-        Call :meth:`set_epoch` before each epoch. With ``persistent_workers=True`` the workers
-        keep the epoch they started with; use non-persistent workers (the default) for a new
-        draw per epoch.
+        Call :meth:`set_epoch` before each epoch (before the ``for`` loop over the DataLoader):
+        the epoch is shared memory, so ``persistent_workers=True`` workers see it too.
     """
 
     def __init__(self, root: str | os.PathLike, transform: AffectAugment | None = None, *,
@@ -105,3 +110,56 @@ class AffectAugmentedImageFolder(Dataset):
         """Forward the epoch to the transform (see `AffectAugment.set_epoch`)."""
         if self.transform is not None:
             self.transform.set_epoch(epoch)
+
+
+class AffectAugmentedDataset(Dataset):
+    """Any map-style dataset of ``(image, label)`` pairs, with `AffectAugment` applied to each pair.
+
+    Use it instead of ``ImageFolder(root, transform=aug)`` (which cannot rewrite labels)::
+
+        folder = torchvision.datasets.ImageFolder(root)
+        aug = AffectAugment(("happiness", "surprise"), label_preset=LabelPreset.from_class_to_idx(folder.class_to_idx))
+        ds = AffectAugmentedDataset(folder, aug, post_transform=v2.Compose([v2.ToImage(), ...]))
+
+    Args:
+        dataset: returns ``(image, label)`` per index; a ``class_to_idx`` attribute (as
+            ``ImageFolder`` has) is checked against the transform's label preset.
+        transform: the `AffectAugment`.
+        post_transform: applied to the image after ``transform`` (e.g. ``ToTensor``), or None.
+
+    Raises:
+        ValueError: the transform's class preset gives some class another index than the
+            dataset's ``class_to_idx`` (two index spaces); the message says how to build the
+            preset from the dataset.
+    """
+
+    def __init__(self, dataset: Any, transform: AffectAugment, *,
+                 post_transform: Callable[[Any], Any] | None = None) -> None:
+        self.dataset = dataset
+        self.transform = transform
+        self.post_transform = post_transform
+        mapping = getattr(dataset, "class_to_idx", None)
+        preset = transform.preset
+        if isinstance(mapping, dict) and preset is not None and preset.kind == "class":
+            _check_same_indices(mapping, preset)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image, label = self.transform(tuple(self.dataset[index]))
+        if self.post_transform is not None:
+            image = self.post_transform(image)
+        return image, label
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forward the epoch to the transform (see `AffectAugment.set_epoch`)."""
+        self.transform.set_epoch(epoch)
+
+
+def _check_same_indices(class_to_idx: dict, preset: LabelPreset) -> None:
+    wrong = preset.disagreements(class_to_idx)
+    if wrong:
+        raise ValueError(f"AffectAugmentedDataset: the transform's label preset {preset.name!r} and the dataset's "
+                         f"class_to_idx disagree ({'; '.join(wrong)}); build the preset from the dataset: "
+                         "AffectAugment(..., label_preset=LabelPreset.from_class_to_idx(dataset.class_to_idx))")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from affectsynth.blendshapes.facs import CATEGORIES  # the one list; facs imports no torch
 
@@ -118,7 +118,8 @@ class LabelPreset:
         if cat not in self.categories:
             raise UnsupportedTargetError(
                 f"label preset {self.name!r} has no class for {cat!r} (classes: "
-                f"{', '.join(self.class_names)}); drop that target or use label_preset='affectnet'")
+                f"{', '.join(self.class_names)}); drop that target"
+                + (" or use label_preset='affectnet'" if self.name == "fer2013" else ""))
         return self.categories.index(cat)
 
     def class_to_idx(self, folder_names: Iterable[str]) -> dict[str, int]:
@@ -128,6 +129,93 @@ class LabelPreset:
             UnsupportedTargetError: a folder name is no known category, or has no class here.
         """
         return {f: self.index_of(f) for f in folder_names}
+
+    @classmethod
+    def from_class_to_idx(cls, class_to_idx: Mapping[str, int], *, aliases: Mapping[str, str] | None = None,
+                          name: str = "class_to_idx") -> "LabelPreset":
+        """A class preset in a dataset's own index space (torchvision ``ImageFolder.class_to_idx``).
+
+        Each class name is matched to one of our categories (case-insensitive, through
+        `CATEGORY_ALIASES`, or ``aliases`` first), so that a rewritten label is the index the
+        dataset itself uses for that expression: an ``ImageFolder`` over folders ``happy, neutral,
+        sad`` gets ``{happiness: 0, neutral: 1, sadness: 2}``, never another dataset's order.
+
+        Args:
+            class_to_idx: class name -> index; the indices must be 0..N-1, each once.
+            aliases: extra class name -> category name (one of `CATEGORIES`) for names we do not
+                know, e.g. ``{"joy_face": "happiness"}``.
+            name: the preset's name (shown in errors).
+
+        Returns:
+            A preset with ``class_names`` in index order; a target without a class here is refused
+            with `UnsupportedTargetError` (by `index_of` / `check_target`, and so by
+            ``AffectAugment`` at construction).
+
+        Raises:
+            ValueError: indices not 0..N-1, two classes with one category, or a class name that
+                is no known category (the message lists them).
+
+        Example:
+            >>> p = LabelPreset.from_class_to_idx({"happy": 0, "neutral": 1, "sad": 2})
+            >>> p.index_of("happiness"), p.index_of("sad")
+            (0, 2)
+        """
+        items = sorted(((int(i), str(c)) for c, i in dict(class_to_idx).items()))
+        if [i for i, _ in items] != list(range(len(items))) or not items:
+            raise ValueError(f"LabelPreset.from_class_to_idx: indices must be 0..N-1, each once, got "
+                             f"{dict(class_to_idx)!r}")
+        extra = {k.strip().lower(): v for k, v in (aliases or {}).items()}
+        cats, unknown = [], []
+        for _, c in items:
+            key = c.strip().lower()
+            cat = CATEGORY_ALIASES.get(extra.get(key, key).strip().lower())
+            if cat is None:
+                unknown.append(c)
+            cats.append(cat)
+        if unknown:
+            raise ValueError(f"LabelPreset.from_class_to_idx: classes {unknown} are no expression we know; "
+                             f"expected names such as {', '.join(CATEGORIES)} (or aliases: happy, sad, angry, ...); "
+                             "map the others with aliases={'name': 'happiness', ...}")
+        dup = sorted({c for c in cats if cats.count(c) > 1})
+        if dup:
+            raise ValueError(f"LabelPreset.from_class_to_idx: several classes mean {dup} in {dict(class_to_idx)!r}; "
+                             "one class per category")
+        return cls(name, tuple(c for _, c in items), tuple(cats))
+
+    @classmethod
+    def from_class_label(cls, feature: Any, *, aliases: Mapping[str, str] | None = None) -> "LabelPreset":
+        """A class preset in the index space of a Hugging Face ``datasets.ClassLabel`` feature.
+
+        Args:
+            feature: a ``ClassLabel`` (anything with a ``names`` list: index -> class name), e.g.
+                ``ds.features["label"]``.
+            aliases: as in `from_class_to_idx`.
+
+        Raises:
+            TypeError: ``feature`` has no ``names``.
+            ValueError: as `from_class_to_idx`.
+        """
+        names = getattr(feature, "names", None)
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise TypeError(f"LabelPreset.from_class_label: expected a datasets.ClassLabel (with .names), "
+                            f"got {type(feature).__name__}")
+        return cls.from_class_to_idx({n: i for i, n in enumerate(names)}, aliases=aliases,
+                                     name=f"ClassLabel({', '.join(names)})")
+
+    def disagreements(self, class_to_idx: Mapping[str, int]) -> list[str]:
+        """Where a dataset's ``class_to_idx`` and this preset give a class different indices.
+
+        Returns:
+            One ``"'happy': dataset 0, preset 3"`` line per class that disagrees (preset None: a
+            class this preset does not have); empty when the two index spaces are the same.
+        """
+        wrong = []
+        for name, idx in class_to_idx.items():
+            cat = CATEGORY_ALIASES.get(str(name).strip().lower())
+            ours = self.categories.index(cat) if cat in self.categories else None
+            if ours != idx:
+                wrong.append(f"{name!r}: dataset {idx}, preset {ours}")
+        return wrong
 
     def check_target(self, target: Any) -> None:
         """Raise :class:`UnsupportedTargetError` unless this preset can label ``target``.

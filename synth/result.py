@@ -99,6 +99,10 @@ class SynthLabels:
         lighting: (azimuth_deg, strength) of the relighting applied, or None.
         landmarks: [468, 2] float64 MediaPipe-layout points of the output face, pixels of the
             output image (rounded to 0.01 px).
+        frozen: names of the blendshapes no category of the expression model drives (e.g.
+            jawForward, jawLeft, mouthPucker, mouthShrugUpper): they keep the photo's fitted
+            values in every output, whatever the target (`affectsynth.weights.kept_shapes`,
+            without the eyelid shapes, which are added to rather than kept).
     """
 
     target: TargetLabels
@@ -107,9 +111,11 @@ class SynthLabels:
     head_rotation_deg: tuple[float, float] = (0.0, 0.0)
     lighting: tuple[float, float] | None = None
     landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)), repr=False)
+    frozen: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", MappingProxyType(dict(self.weights)))
+        object.__setattr__(self, "frozen", tuple(self.frozen))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SynthLabels) and self.to_dict() == other.to_dict()
@@ -132,7 +138,7 @@ class SynthLabels:
                 "head_rotation_deg": {"yaw": self.head_rotation_deg[0], "pitch": self.head_rotation_deg[1]},
                 "lighting": None if self.lighting is None else {"azimuth_deg": self.lighting[0],
                                                                  "strength": self.lighting[1]},
-                "landmarks": np.asarray(self.landmarks).tolist()}
+                "landmarks": np.asarray(self.landmarks).tolist(), "frozen": list(self.frozen)}
 
     def __getitem__(self, key: str) -> Any:
         """Deprecated dict access (``labels["weights"]``): use the attributes or `to_dict`."""

@@ -130,8 +130,9 @@ class Synthesizer:
         self._prepared: LRUCache[PreparedFace] = LRUCache(cache_size)
         # every variant counts: a shape only a non-default variant drives is still the target's
         driven_max = np.asarray(self.expressions.variant_prototypes).max(0)
-        self._kept = torch.tensor(kept_shapes(self.model.expression_names, self.expressions.names, driven_max),
-                                  device=self.device)
+        kept = kept_shapes(self.model.expression_names, self.expressions.names, driven_max)
+        self._kept = torch.tensor(kept, device=self.device)
+        self._frozen = tuple(n for n, k in zip(self.model.expression_names, kept) if k and n not in ADDITIVE_SHAPES)
 
     def __repr__(self) -> str:
         s = self.settings
@@ -292,6 +293,7 @@ class Synthesizer:
             head_rotation_deg=(float(head_rotation_deg[0]), float(head_rotation_deg[1])),
             lighting=None if light is None else (float(light[0]), float(light[1])),
             landmarks=out.landmarks,
+            frozen=self._frozen,
         )
         return SynthResult(image=out.image, labels=labels, fit=out.fit)
 

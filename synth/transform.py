@@ -3,17 +3,25 @@
 Sample, then apply (kornia ``forward_parameters`` / albumentations ``get_params``)::
 
     aug = AffectAugment(targets=("happiness", "surprise"), p=0.5, seed=0, label_preset="fer2013")
-    out = aug(sample)                          # image, (image, label) or {"image", "label", ...}
+    out = aug(sample)                          # (image, label), {"image", "label", "keypoints", ...}
+    out = aug(image, label)                    # torchvision v2.Compose's call: a tuple back
+    out = aug(image=..., label=..., keypoints=...)  # albumentations' call: a dict back
     same = aug.apply(sample, aug.last_params)  # exact replay
 
+Labels are never left silently wrong: a call without a label raises `MissingLabelError` unless
+``rewrite_labels=False``. Keypoints move with the face (`affectsynth.keypoints`). A
+``[B, C, H, W]`` tensor is augmented item by item (``same_on_batch`` for one draw).
+
 Reproducibility: an item's draw depends only on (``seed``, the image's content digest, the
-epoch set by :meth:`AffectAugment.set_epoch`), never on worker count, order or global RNGs.
+epoch set by :meth:`AffectAugment.set_epoch`), never on worker count, order or global RNGs. The
+epoch is shared memory, so DataLoader workers (persistent ones too) see ``set_epoch``.
 Fits are cached by content digest: an in-memory LRU (``cache`` entries, per process) and
 optionally JSON files in ``cache_dir`` (shared by processes, written atomically).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -28,10 +36,12 @@ import numpy as np
 from affectsynth.atomic import atomic_write_text
 from affectsynth.cache import LRUCache, image_digest
 from affectsynth.images import restore_like, to_numpy_image
+from affectsynth.keypoints import move_points
 from affectsynth.labels import LabelPreset, UnsupportedTargetError, canonical_category, get_preset
 from affectsynth.recover import reset_detector
+from affectsynth.tv import is_tv_tensor, tv_kind, wrap_like
 
-__all__ = ["AffectAugment", "AugmentParams", "image_digest"]
+__all__ = ["AffectAugment", "AugmentParams", "MissingLabelError", "image_digest"]
 
 _CACHE_VERSION = 1
 
@@ -57,6 +67,80 @@ class AugmentParams:
 
 _VA_RANDOM = "va"
 
+#: Dict keys whose values are keypoints ([N, 2+] pixel x, y; albumentations' and our names).
+_KEYPOINT_KEYS = ("keypoints", "landmarks")
+
+
+class MissingLabelError(TypeError):
+    """An expression-changing call that cannot return the rewritten label (an image without its label)."""
+
+
+class _NoLabel:
+    def __repr__(self) -> str:
+        return "<no label>"
+
+
+_NO_LABEL = _NoLabel()
+
+
+@dataclasses.dataclass
+class _Parts:
+    """A sample taken apart: image (or [B, C, H, W] batch), label or `_NO_LABEL`, keypoint entries."""
+
+    image: Any
+    label: Any
+    points: dict
+    rebuild: Callable[[Any, Any, dict], Any]
+    batched: bool = False
+
+
+def _is_batch(image: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(image, torch.Tensor) and image.ndim == 4
+
+
+def _one_sample(inputs: tuple, named: dict) -> Any:
+    if named and inputs:
+        raise TypeError("AffectAugment: pass a sample positionally or as keywords (image=..., label=...), not both")
+    if named:
+        return dict(named)
+    if len(inputs) == 1:
+        return inputs[0]
+    if len(inputs) == 2:
+        return tuple(inputs)
+    raise TypeError(f"AffectAugment: expected a sample, (image, label) or keywords, got {len(inputs)} arguments")
+
+
+def _move_container(points: Any, src: np.ndarray, dst: np.ndarray, margin_px: float) -> Any:
+    """Keypoints in any container (numpy / tensor / tv KeyPoints [N, 2+], list of tuples) moved with the face."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(points, torch.Tensor):
+        a = points.detach().cpu().numpy().astype(np.float64)
+    else:
+        a = np.asarray(points, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] < 2:
+        raise ValueError(f"AffectAugment: keypoints must be [N, 2+] (x, y, ...) pixels, got shape {list(a.shape)}")
+    out = a.copy()
+    out[:, :2] = move_points(a[:, :2], src, dst, margin_px=margin_px)
+    if torch is not None and isinstance(points, torch.Tensor):
+        t = torch.from_numpy(out).to(dtype=points.dtype if points.dtype.is_floating_point else torch.float32,
+                                      device=points.device)
+        return wrap_like(t, points)
+    if isinstance(points, np.ndarray):
+        return out.astype(points.dtype if points.dtype.kind == "f" else np.float64)
+    return [type(p)(float(v) for v in row) if isinstance(p, (tuple, list)) else tuple(float(v) for v in row)
+            for p, row in zip(points, out.tolist())]
+
+
+def _stack_like(original: Any, items: list) -> Any:
+    """Per-item values of a batch back in ``original``'s container (tensor, numpy, list)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(original, torch.Tensor):
+        return wrap_like(torch.stack([torch.as_tensor(x, device=original.device) for x in items]), original)
+    if isinstance(original, np.ndarray):
+        return np.stack([np.asarray(x) for x in items])
+    return type(original)(items) if isinstance(original, (list, tuple)) else list(items)
+
 
 class AffectAugment:
     """Re-render the face in an image with a randomly drawn expression and rewrite its label.
@@ -71,10 +155,17 @@ class AffectAugment:
         seed: base seed of all draws.
         intensity: a float or a (low, high) range in [0, 1] for category targets (and the VA radius).
         label_preset: how labels are rewritten: "fer2013" / "affectnet" (class index in that
-            dataset's order, see `affectsynth.labels`), "va" (float32 tensor [2] = valence,
-            arousal), or None (labels are left unchanged). Targets the preset cannot express
-            (contempt with "fer2013"; VA targets with a class preset; AUs with any preset) are
-            refused here, at construction.
+            dataset's order, see `affectsynth.labels`), a `LabelPreset` in your dataset's own index
+            space (``LabelPreset.from_class_to_idx(ds.class_to_idx)`` for an ``ImageFolder``,
+            ``LabelPreset.from_class_label(ds.features["label"])`` for Hugging Face), or "va"
+            (float32 tensor [2] = valence, arousal). Targets the preset cannot express (contempt
+            with "fer2013"; VA targets with a class preset; AUs with any preset) are refused here,
+            at construction.
+        rewrite_labels: False keeps every label as given (the preset is then ignored, and an
+            image-only call is allowed): say so only when the labels do not describe the
+            expression. With True (default), a call without a label raises `MissingLabelError`.
+        same_on_batch: for ``[B, C, H, W]`` batches, one draw for all items (as kornia's
+            ``same_on_batch``); default: a draw per item, from its content and index.
         cache: size of the in-memory LRU of fits (0 disables it).
         cache_dir: folder for an on-disk fit cache (JSON per image digest), or None.
         synthesizer: a ``Synthesizer`` to use; default: ``Synthesizer(**synthesizer_kwargs)``
@@ -88,11 +179,16 @@ class AffectAugment:
             through with the original label), "rejected" (a face the synthesizer's gates refuse,
             `Synthesizer.check`: passed through), "failed" (synthesis raised: passed through),
             "cache_hits", "disk_hits", "fits". DataLoader workers count in their own copies.
-        last_params: the :class:`AugmentParams` of the last call.
+        last_params: the :class:`AugmentParams` of the last call (a tuple of them for a batch).
+        last_labels: the `affectsynth.result.SynthLabels` of the last re-rendered item (final
+            weights, the frozen shapes, output landmarks), or None.
         last_error: one line describing the last "failed" item, or None.
+        epoch: the epoch set by `set_epoch`, held in shared memory: DataLoader workers, including
+            ``persistent_workers=True`` ones, read the value the main process set.
 
     Raises:
-        ValueError: bad p, intensity, targets, or a target the label preset cannot express.
+        ValueError: bad p, intensity, targets, a target the label preset cannot express, or
+            ``label_preset=None`` without ``rewrite_labels=False``.
 
     Example:
         >>> aug = AffectAugment(("happiness", "surprise"), p=0.0, seed=0)
@@ -106,7 +202,8 @@ class AffectAugment:
     def __init__(self, targets: Sequence[Any] | str = ("happiness", "sadness", "surprise", "fear", "anger",
                                                        "disgust"),
                  p: float = 0.5, seed: int = 0, intensity: float | tuple[float, float] = (0.5, 1.0), *,
-                 label_preset: str | LabelPreset | None = "fer2013", cache: int = 1024,
+                 label_preset: str | LabelPreset | None = "fer2013", rewrite_labels: bool = True,
+                 same_on_batch: bool = False, cache: int = 1024,
                  cache_dir: str | os.PathLike | None = None, synthesizer: Any = None,
                  synthesizer_kwargs: dict | None = None) -> None:
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
@@ -121,17 +218,26 @@ class AffectAugment:
         self.p = float(p)
         self.seed = int(seed)
         self.intensity = (float(lo), float(hi))
-        self.preset = None if label_preset is None else get_preset(label_preset)
+        if label_preset is None and rewrite_labels:
+            raise ValueError("AffectAugment: label_preset=None gives no new label; pass rewrite_labels=False to keep "
+                             "the dataset's labels unchanged on purpose, or a preset built from your dataset's classes "
+                             "(LabelPreset.from_class_to_idx(ds.class_to_idx))")
+        self.rewrite_labels = bool(rewrite_labels)
+        self.same_on_batch = bool(same_on_batch)
+        self.preset = get_preset(label_preset) if (label_preset is not None and rewrite_labels) else None
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.synthesizer_kwargs = dict(synthesizer_kwargs or {})
         self._synthesizer = synthesizer
         self._templates = self._parse_targets(targets)
-        self.epoch = 0
+        import torch
+
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # seen by every worker
         self._lru: LRUCache[Any] = LRUCache(cache)
         self.stats: dict[str, int] = dict.fromkeys(
             ("applied", "passed", "unfitted", "rejected", "failed", "cache_hits", "disk_hits", "fits"), 0)
-        self.last_params: AugmentParams | None = None
+        self.last_params: AugmentParams | tuple[AugmentParams, ...] | None = None
+        self.last_labels: Any = None
         self.last_error: str | None = None
 
     # ------------------------------------------------------------------ construction
@@ -165,7 +271,8 @@ class AffectAugment:
         names = [v if k == "category" else ("va" if k == "va" else repr(v)) for k, v in self._templates]
         preset = self.preset.name if self.preset else None
         return (f"AffectAugment(targets={names}, p={self.p}, seed={self.seed}, intensity={self.intensity}, "
-                f"label_preset={preset!r}, cache={self.cache}, cache_dir={self.cache_dir})")
+                f"label_preset={preset!r}, rewrite_labels={self.rewrite_labels}, same_on_batch={self.same_on_batch}, "
+                f"cache={self.cache}, cache_dir={self.cache_dir})")
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict:
@@ -177,38 +284,63 @@ class AffectAugment:
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ epoch
+    @property
+    def epoch(self) -> int:
+        """The epoch that enters every item's draw (see `set_epoch`)."""
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        """Set the epoch that enters every item's draw (call it before each epoch, as with
-        ``DistributedSampler``; with ``persistent_workers=True`` workers keep their copy's epoch)."""
-        self.epoch = int(epoch)
+        """Set the epoch that enters every item's draw; call it before each epoch, as with
+        ``DistributedSampler``.
+
+        The value lives in shared memory, so DataLoader workers see it, also with
+        ``persistent_workers=True`` (whose copies of the dataset are made once): call it before
+        ``iter(loader)`` (a ``for`` loop over the loader) of that epoch.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
+            raise TypeError(f"AffectAugment.set_epoch: epoch must be an int, got {type(epoch).__name__}")
+        self._epoch.fill_(int(epoch))
 
     # ------------------------------------------------------------------ sampling
-    @staticmethod
-    def _split(sample: Any) -> tuple[Any, Any, Callable[[Any, Any], Any]]:
+    def _split(self, sample: Any, *, need_label: bool = True) -> _Parts:
+        """The sample's image, label (or `_NO_LABEL`), keypoint entries, and how to put it back together."""
         if isinstance(sample, dict):
             if "image" not in sample:
                 raise KeyError("AffectAugment: dict samples need an 'image' key")
+            keys = [k for k, v in sample.items() if k in _KEYPOINT_KEYS or tv_kind(v) == "keypoints"]
 
-            def rebuild_dict(img: Any, lab: Any) -> dict:
+            def rebuild_dict(img: Any, lab: Any, points: dict) -> dict:
                 out = dict(sample)
                 out["image"] = img
                 if "label" in sample:
                     out["label"] = lab
+                out.update(points)
                 return out
 
-            return sample["image"], sample.get("label"), rebuild_dict
-        if isinstance(sample, (tuple, list)):
+            parts = _Parts(sample["image"], sample.get("label", _NO_LABEL), {k: sample[k] for k in keys}, rebuild_dict)
+        elif isinstance(sample, (tuple, list)):
             if len(sample) != 2:
                 raise ValueError(f"AffectAugment: sequence samples must be (image, label), got length {len(sample)}")
             kind = type(sample)
-            return sample[0], sample[1], lambda img, lab: kind((img, lab))
-        return sample, None, lambda img, lab: img
+            parts = _Parts(sample[0], sample[1], {}, lambda img, lab, points: kind((img, lab)))
+        else:
+            parts = _Parts(sample, _NO_LABEL, {}, lambda img, lab, points: img)
+        if parts.label is _NO_LABEL and self.rewrite_labels and need_label:
+            raise MissingLabelError(
+                "AffectAugment: called with an image and no label, so the label it rewrites cannot be returned "
+                "(torchvision's ImageFolder(transform=...) passes the transform the image alone: the labels would "
+                "silently stay the folder's). Use AffectAugmentedImageFolder(root, aug) or "
+                "AffectAugmentedDataset(dataset, aug), call aug((image, label)) or aug(image=..., label=...), "
+                "or pass rewrite_labels=False to keep the labels unchanged on purpose")
+        parts.batched = _is_batch(parts.image)
+        return parts
 
-    def _draw(self, digest: str) -> AugmentParams:
+    def _draw(self, digest: str, index: int | None = None) -> AugmentParams:
         from affectsynth.blendshapes.targets import VA, Expression
 
-        entropy = int.from_bytes(hashlib.blake2b(f"{self.seed}|{digest}|{self.epoch}".encode(),
-                                                 digest_size=16).digest(), "little")
+        epoch = self.epoch
+        key = f"{self.seed}|{digest}|{epoch}" + ("" if index is None else f"|{index}")
+        entropy = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=16).digest(), "little")
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
         u_apply, u_pick, u_a, u_b = rng.random(4)
         synth_seed = int(rng.integers(0, 2**63 - 1))
@@ -222,22 +354,59 @@ class AffectAugment:
             target = VA(round(max(-1.0, min(1.0, r * math.cos(ang))), 4), round(max(-1.0, min(1.0, r * math.sin(ang))), 4))
         else:
             target = value
-        return AugmentParams(bool(u_apply < self.p), target, synth_seed, digest, self.epoch)
+        return AugmentParams(bool(u_apply < self.p), target, synth_seed, digest, epoch)
 
-    def sample_params(self, sample: Any) -> AugmentParams:
-        """Draw the parameters for one item (an image, an (image, label) pair or a dict).
+    def _draw_batch(self, arrays: Sequence[np.ndarray]) -> tuple[AugmentParams, ...]:
+        digests = [image_digest(a) for a in arrays]
+        if self.same_on_batch:
+            one = self._draw(hashlib.blake2b("|".join(digests).encode(), digest_size=16).hexdigest())
+            return tuple(dataclasses.replace(one, digest=d) for d in digests)
+        return tuple(self._draw(d, i) for i, d in enumerate(digests))
 
-        Depends only on ``seed``, the image content and the epoch.
+    def sample_params(self, sample: Any) -> AugmentParams | tuple[AugmentParams, ...]:
+        """Draw the parameters for one sample (any form `__call__` takes).
+
+        Depends only on ``seed``, the image content and the epoch; for a batch ``[B, C, H, W]`` also
+        on the item's index (one draw for all items with ``same_on_batch=True``). A bare image is
+        accepted here (nothing is changed, so no label is lost).
+
+        Returns:
+            `AugmentParams`, or a tuple of B of them for a batch.
         """
-        image, _, _ = self._split(sample)
-        return self._draw(image_digest(to_numpy_image(image)))
+        parts = self._split(sample, need_label=False)
+        if parts.batched:
+            return self._draw_batch([to_numpy_image(im) for im in parts.image])
+        return self._draw(image_digest(to_numpy_image(parts.image)))
 
-    def __call__(self, sample: Any) -> Any:
-        """Draw parameters for ``sample`` and apply them; returns the same structure."""
-        image, _, _ = self._split(sample)
+    def __call__(self, *inputs: Any, **named: Any) -> Any:
+        """Draw parameters for a sample and apply them; returns the same structure.
+
+        Forms: ``aug(sample)`` with an image, ``(image, label)`` / ``[image, label]`` or a dict with
+        "image" and "label" (and optionally "keypoints", or any ``tv_tensors.KeyPoints``);
+        ``aug(image, label)`` (what torchvision's ``v2.Compose`` passes): returns a tuple;
+        ``aug(image=..., label=..., keypoints=...)`` (albumentations' ``A.Compose``): returns a dict.
+        The image may be a batch ``[B, C, H, W]`` tensor (labels [B], keypoints [B, N, 2]).
+
+        Raises:
+            MissingLabelError: no label, while labels are rewritten (see ``rewrite_labels``).
+            TypeError: positional and keyword inputs mixed, or more than two positional ones.
+        """
+        sample = _one_sample(inputs, named)
+        parts = self._split(sample)
+        if parts.batched:
+            arrays = [to_numpy_image(im) for im in parts.image]
+            return self._apply_parts(sample, parts, self._draw_batch(arrays), arrays)
+        arr = to_numpy_image(parts.image)
+        return self._apply_parts(sample, parts, self._draw(image_digest(arr)), [arr])
+
+    def face_landmarks(self, image: Any) -> np.ndarray | None:
+        """[468, 2] float64 MediaPipe-layout landmarks of the image's largest face as the fitted model
+        places them, pixels (0.01 px), or None without a face. Given as keypoints, they come back
+        equal to the output face's landmarks (`affectsynth.result.SynthLabels.landmarks`).
+        """
         arr = to_numpy_image(image)
-        digest = image_digest(arr)
-        return self._apply(sample, self._draw(digest), arr, digest)
+        fit = self.fit_for(arr)
+        return None if fit is None else self._source_landmarks(fit)
 
     # ------------------------------------------------------------------ applying
     def _get_synthesizer(self) -> Any:
@@ -291,49 +460,96 @@ class AffectAugment:
                               fsync=False)
         return fit
 
-    def apply(self, sample: Any, params: AugmentParams) -> Any:
+    def apply(self, sample: Any, params: AugmentParams | Sequence[AugmentParams]) -> Any:
         """Apply drawn parameters to a sample; returns the same structure (image type/layout kept).
 
-        Items with ``params.apply`` False, without a face, or whose synthesis raises are returned
-        unchanged (the same object) with their original label and counted in :attr:`stats`.
-        """
-        return self._apply(sample, params, None, None)
+        Items with ``params.apply`` False, without a face, refused by the face gates, or whose
+        synthesis raises keep their image, label and keypoints (a single sample comes back as the
+        same object) and are counted in :attr:`stats`.
 
-    def _apply(self, sample: Any, params: AugmentParams, arr: np.ndarray | None, digest: str | None) -> Any:
+        Args:
+            sample: as `__call__` takes it (one object: an image, a pair or a dict).
+            params: from `sample_params` or :attr:`last_params`: one `AugmentParams`, or one per
+                item of a batch.
+        """
+        parts = self._split(sample)
+        images = list(parts.image) if parts.batched else [parts.image]
+        if isinstance(params, AugmentParams):
+            params = (params,)
+        params = tuple(params)
+        if len(params) != len(images) or (params and not parts.batched and len(params) != 1):
+            raise ValueError(f"AffectAugment.apply: {len(images)} image(s) but {len(params)} parameter sets")
+        return self._apply_parts(sample, parts, params if parts.batched else params[0], None)
+
+    def _apply_parts(self, sample: Any, parts: _Parts, params: Any, arrays: list[np.ndarray] | None) -> Any:
         self.last_params = params
+        self.last_labels = None
+        if not parts.batched:
+            out = self._apply_one(parts.image, parts.label, parts.points, params, None if arrays is None else arrays[0])
+            if out is None:
+                return sample
+            return parts.rebuild(*out)
+        results = []
+        for b, item in enumerate(parts.image):
+            label = _NO_LABEL if parts.label is _NO_LABEL else parts.label[b]
+            points = {k: v[b] for k, v in parts.points.items()}
+            out = self._apply_one(item, label, points, params[b], None if arrays is None else arrays[b])
+            results.append((item, label, points) if out is None else out)
+        torch = sys.modules["torch"]
+        image = wrap_like(torch.stack([r[0] for r in results]), parts.image)
+        label = parts.label if parts.label is _NO_LABEL else _stack_like(parts.label, [r[1] for r in results])
+        points = {k: _stack_like(v, [r[2][k] for r in results]) for k, v in parts.points.items()}
+        return parts.rebuild(image, label, points)
+
+    def _apply_one(self, image: Any, label: Any, points: dict, params: AugmentParams,
+                   arr: np.ndarray | None) -> tuple[Any, Any, dict] | None:
+        """(new image, new label, moved keypoints) of one item, or None where it passes through."""
         if not params.apply:
             self.stats["passed"] += 1
-            return sample
-        image, label, rebuild = self._split(sample)
-        if arr is None:
+            return None
+        if arr is None:  # `apply` with parameters drawn elsewhere: the fit is this image's, not the draw's
             arr = to_numpy_image(image)
-        if digest is None:
             digest = image_digest(arr)
+        else:
+            digest = params.digest
         try:
             fit = self.fit_for(arr, digest)
         except Exception as e:  # a bad item must not stop training (STYLE 5)
             self.stats["failed"] += 1
             self.last_error = f"fit: {type(e).__name__}: {' '.join(str(e).split())}"
             reset_detector(self._synthesizer)  # nor poison the detector for the items after it
-            return sample
+            return None
         if fit is None:
             self.stats["unfitted"] += 1
-            return sample
+            return None
         rejection = self._get_synthesizer().check(fit)
         if rejection is not None:  # the engine's face gates: the same faces `generate` skips
             self.stats["rejected"] += 1
             self.last_error = f"check: {rejection}"
-            return sample
+            return None
         try:
             res = self._get_synthesizer().synthesize(arr, params.target, fit=fit, rng_seed=params.seed)
         except Exception as e:  # a bad item must not stop training (STYLE 5)
             self.stats["failed"] += 1
             self.last_error = f"synthesize: {type(e).__name__}: {' '.join(str(e).split())}"
-            return sample
+            return None
         self.stats["applied"] += 1
-        new_image = restore_like(image, np.asarray(res.image))
-        new_label = self.rewrite_label(label, params.target, res.labels)
-        return rebuild(new_image, new_label)
+        self.last_labels = res.labels
+        new_image = wrap_like(restore_like(image, np.asarray(res.image)), image) if is_tv_tensor(image) else \
+            restore_like(image, np.asarray(res.image))
+        new_label = label if label is _NO_LABEL else self.rewrite_label(label, params.target, res.labels)
+        moved = {}
+        if points:
+            src = self._source_landmarks(fit)
+            margin = self._get_synthesizer().settings.margin_px
+            moved = {k: _move_container(v, src, res.labels.landmarks, margin) for k, v in points.items()}
+        return new_image, new_label, moved
+
+    def _source_landmarks(self, fit: Any) -> np.ndarray:
+        from affectsynth.compose import output_landmarks
+
+        synth = self._get_synthesizer()
+        return output_landmarks(synth.renderer, synth.model.reconstruct(fit), fit)
 
     def rewrite_label(self, label: Any, target: Any, labels: Any = None) -> Any:
         """The new label for a synthesised item (see ``label_preset``); keeps a tensor/numpy label's type.

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from affectsynth.dataset import AffectAugmentedImageFolder
+from affectsynth.dataset import AffectAugmentedDataset, AffectAugmentedImageFolder
 from affectsynth.images import save_png
-from affectsynth.labels import UnsupportedTargetError
+from affectsynth.labels import LabelPreset, UnsupportedTargetError
 from affectsynth.transform import AffectAugment
 
 
@@ -50,3 +51,31 @@ def test_set_epoch_reaches_transform(fer_root):
     aug = AffectAugment(("happiness",), p=0.0)
     AffectAugmentedImageFolder(fer_root, aug).set_epoch(3)
     assert aug.epoch == 3
+
+
+class _Folder(torch.utils.data.Dataset):
+    """A map-style dataset of (PIL image, class index) with ImageFolder's class_to_idx (sorted folder names)."""
+
+    def __init__(self, root, photo):
+        self.class_to_idx = {"happy": 0, "neutral": 1, "sad": 2}
+        self.photo = Image.fromarray(photo)
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        return self.photo, i
+
+
+def test_wrapped_dataset_refuses_two_index_spaces(tmp_path, photo):
+    """A FER2013 preset over ImageFolder's {0, 1, 2} would write 3, 4, 6: refuse, and say how to build the preset."""
+    base = _Folder(tmp_path, photo)
+    with pytest.raises(ValueError, match=r"from_class_to_idx\(dataset.class_to_idx\)") as e:
+        AffectAugmentedDataset(base, AffectAugment(("happiness", "sadness"), label_preset="fer2013"))
+    assert "'happy': dataset 0, preset 3" in str(e.value)
+    aug = AffectAugment(("happiness", "sadness"), p=0.0, label_preset=LabelPreset.from_class_to_idx(base.class_to_idx))
+    ds = AffectAugmentedDataset(base, aug, post_transform=np.asarray)
+    img, label = ds[2]
+    assert isinstance(img, np.ndarray) and img.shape == photo.shape and label == 2 and len(ds) == 3
+    ds.set_epoch(2)
+    assert aug.epoch == 2

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from affectsynth.blendshapes.targets import VA, AUs, Expression
 from affectsynth.labels import UnsupportedTargetError
 from affectsynth.result import SynthLabels, TargetLabels
-from affectsynth.transform import AffectAugment, AugmentParams, image_digest
+from affectsynth.transform import AffectAugment, AugmentParams, MissingLabelError, image_digest
 
 
 def _images(n: int = 12) -> list[np.ndarray]:
@@ -34,6 +34,7 @@ def _images(n: int = 12) -> list[np.ndarray]:
     ({"label_preset": "ck+"}, ValueError, "label preset"),
     ({"cache": -1}, ValueError, "cache"),
     ({"seed": 1.5}, TypeError, "seed"),
+    ({"label_preset": None}, ValueError, "rewrite_labels=False"),
 ])
 def test_construction_validates(kw, exc, needle):
     with pytest.raises(exc, match=needle):
@@ -45,7 +46,8 @@ def test_valid_constructions():
     AffectAugment(("contempt", "happy"), label_preset="affectnet")
     AffectAugment("va", label_preset="va")
     AffectAugment((VA(0.3, 0.4), Expression("fear", 0.5)), label_preset="va")
-    AffectAugment((AUs({"AU12": 1.0}),), label_preset=None)
+    AffectAugment((AUs({"AU12": 1.0}),), label_preset=None, rewrite_labels=False)
+    AffectAugment(("contempt",), rewrite_labels=False)  # no labels written: no preset to satisfy
 
 
 def test_draw_depends_only_on_seed_content_epoch():
@@ -77,12 +79,12 @@ def test_va_mode_draws_in_annulus():
 
 
 @pytest.mark.parametrize("make", [
-    lambda im: im,
     lambda im: (im, 3),
     lambda im: [im, torch.tensor(3)],
     lambda im: {"image": im, "label": 3, "path": "x.jpg"},
-    lambda im: Image.fromarray(im),
-    lambda im: torch.from_numpy(im).permute(2, 0, 1).float() / 255,
+    lambda im: (Image.fromarray(im), 3),
+    lambda im: {"image": torch.from_numpy(im).permute(2, 0, 1).float() / 255, "label": torch.tensor(3),
+                "keypoints": np.zeros((5, 2))},
 ])
 def test_not_drawn_passes_through_every_structure(make):
     aug = AffectAugment(("happiness",), p=0.0)
@@ -129,8 +131,74 @@ def test_label_rewriting():
     torch.testing.assert_close(lab, torch.tensor([0.4, -0.2]))  # the synthesis labels win
     lab = va.rewrite_label(None, VA(0.5, -0.25))
     assert lab.dtype == torch.float32 and lab.tolist() == [0.5, -0.25]
-    none = AffectAugment(("happiness",), label_preset=None)
+    none = AffectAugment(("happiness",), rewrite_labels=False)
     assert none.rewrite_label("orig", Expression("happiness")) == "orig"
+
+
+@pytest.mark.parametrize("make", [
+    lambda im: im,
+    lambda im: Image.fromarray(im),
+    lambda im: torch.from_numpy(im).permute(2, 0, 1),
+    lambda im: {"image": im, "keypoints": np.zeros((3, 2))},
+])
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_image_without_label_is_refused_while_rewriting(make, p):
+    """ImageFolder(transform=aug) hands over the image alone: refuse, whatever the draw, and say what to use."""
+    aug = AffectAugment(("happiness",), p=p)
+    with pytest.raises(MissingLabelError, match="AffectAugmentedImageFolder") as e:
+        aug(make(_images(1)[0]))
+    assert "rewrite_labels=False" in str(e.value) and "(image, label)" in str(e.value)
+    assert aug._synthesizer is None
+
+
+def test_image_only_allowed_when_rewriting_is_off():
+    aug = AffectAugment(("happiness",), p=0.0, rewrite_labels=False)
+    img = _images(1)[0]
+    assert aug(img) is img and aug.preset is None
+
+
+def test_call_forms_of_torchvision_and_albumentations():
+    """v2.Compose unpacks (image, label) into two arguments; A.Compose calls with keywords and wants a dict."""
+    aug = AffectAugment(("happiness",), p=0.0)
+    img = _images(1)[0]
+    out = aug(img, 4)
+    assert isinstance(out, tuple) and out[0] is img and out[1] == 4
+    kp = np.array([[1.0, 2.0, 0.5]])
+    d = aug(image=img, label=4, keypoints=kp)
+    assert set(d) == {"image", "label", "keypoints"} and d["image"] is img and d["keypoints"] is kp
+    assert aug.sample_params({"image": img, "label": 4}) == aug.last_params
+    with pytest.raises(TypeError, match="not both"):
+        aug(img, label=4)
+    with pytest.raises(TypeError, match="3 arguments"):
+        aug(img, 4, 5)
+
+
+def _batch(n: int = 3) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(i).permute(2, 0, 1) for i in _images(n)]).float() / 255
+
+
+def test_batch_gets_a_draw_per_item_or_one_with_same_on_batch():
+    batch = _batch(3)
+    one = batch[:1].repeat(3, 1, 1, 1)  # three equal images: only the index tells them apart
+    per_item = AffectAugment(("happiness", "surprise", "fear", "anger"), p=0.5, seed=0)
+    params = per_item.sample_params((one, torch.tensor([6, 6, 6])))
+    assert len(params) == 3 and len({(p.target, p.seed) for p in params}) == 3
+    assert per_item.sample_params((batch, torch.zeros(3))) == per_item.sample_params((batch, torch.zeros(3)))
+    same = AffectAugment(("happiness", "surprise", "fear", "anger"), p=0.5, seed=0, same_on_batch=True)
+    params = same.sample_params((batch, torch.zeros(3)))
+    assert len({(p.apply, p.target, p.seed) for p in params}) == 1
+    assert [p.digest for p in params] == [image_digest(np.asarray(b.permute(1, 2, 0) * 255).round().astype(np.uint8))
+                                          for b in batch]
+
+
+def test_batch_not_drawn_keeps_every_item():
+    aug = AffectAugment(("happiness",), p=0.0)
+    batch, labels = _batch(3), torch.tensor([1, 2, 3])
+    img, lab = aug((batch, labels))
+    torch.testing.assert_close(img, batch)
+    assert lab.tolist() == [1, 2, 3] and aug.stats["passed"] == 3 and len(aug.last_params) == 3
+    with pytest.raises(MissingLabelError):
+        aug(batch)
 
 
 def test_pickle_drops_synthesizer_and_cache():
@@ -176,3 +244,31 @@ def test_empty_and_non_finite_images_are_refused_up_front(bad, needle):
     with pytest.raises(ValueError, match=needle):
         aug((bad, 3))
     assert aug.stats["failed"] == 0 and aug._synthesizer is None  # refused before the detector saw it
+
+
+class _Epochs(Dataset):
+    """Returns each item's draw epoch and seed, as a worker's copy of the transform sees them."""
+
+    def __init__(self, aug: AffectAugment) -> None:
+        self.aug, self.imgs = aug, _images(4)
+
+    def __len__(self) -> int:
+        return len(self.imgs)
+
+    def __getitem__(self, i: int):
+        self.aug((self.imgs[i], 0))
+        return self.aug.last_params.epoch, self.aug.last_params.seed % 1000003
+
+
+def test_persistent_workers_see_a_new_epoch():
+    """persistent_workers=True copies the dataset once; set_epoch in the main process must still reach it."""
+    aug = AffectAugment(("happiness", "fear"), p=0.0, seed=5)
+    dl = DataLoader(_Epochs(aug), batch_size=2, num_workers=2, persistent_workers=True)
+    epochs = []
+    for epoch in range(2):
+        aug.set_epoch(epoch)
+        epochs.append([(int(e), int(s)) for b in dl for e, s in zip(*b)])
+    assert [e for e, _ in epochs[0]] == [0] * 4 and [e for e, _ in epochs[1]] == [1] * 4
+    assert {s for _, s in epochs[0]}.isdisjoint({s for _, s in epochs[1]})
+    with pytest.raises(TypeError, match="epoch"):
+        aug.set_epoch(1.5)
