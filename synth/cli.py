@@ -34,6 +34,8 @@ EXIT_SOME_FAILED = 3
 
 #: name -> (module, attribute, one-line help shown by ``affectsynth --help``).
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "animate": ("affectsynth.cli_animate", "animate_command",
+                "Render one photo's face along an affect path: PNG frames, GIF, WebP or MP4."),
     "demo": ("affectsynth.cli_grid", "demo_command",
              "Synthesise all 8 expressions on a bundled photo and write a grid."),
     "fit": ("affectsynth.cli_fit", "fit_command",
@@ -134,6 +136,7 @@ def main() -> None:
       affectsynth generate faces/ out/ --expressions happiness,sadness --intensity 0.5,1.0
       affectsynth generate faces/ out/ --va=0.5,-0.25 --va-grid 3 --size 256
       affectsynth grid a.jpg b.jpg --out grid.png --va-wheel 8
+      affectsynth animate --demo --out circle.webp --path circle --size 256
 
     Exit codes: 0 done, 1 fatal error, 2 bad usage, 3 finished but some inputs failed.
     Set AFFECTSYNTH_DEBUG=1 for tracebacks, AFFECTSYNTH_NO_PROGRESS=1 to hide progress bars.

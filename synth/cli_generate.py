@@ -9,26 +9,27 @@ from pathlib import Path
 
 import click
 
-from affectsynth.cli_targets import expression_names_option, expression_targets_option, intensities_option
+from affectsynth.cli_targets import aus_option, expression_names_option, expression_targets_option, intensities_option
 from affectsynth.labels import CATEGORIES, parse_va, va_grid_points
 
 __all__ = ["build_targets", "generate_command"]
 
 
 def build_targets(expressions: str | None, intensities: tuple[str, ...], va: tuple[str, ...],
-                  va_grid: int | None) -> list:
+                  va_grid: int | None, aus: tuple[str, ...] = ()) -> list:
     """The run's targets from the command-line options (raises click.BadParameter/UsageError).
 
     Every expression at every intensity (default 1.0), then every ``--va`` point, then the
-    ``--va-grid`` points; with none of ``--expressions/--va/--va-grid`` all 8 categories.
+    ``--va-grid`` points, then every ``--aus`` target; with none of
+    ``--expressions/--va/--va-grid/--aus`` all 8 categories.
     """
     from affectsynth.blendshapes.targets import VA
 
-    if intensities and expressions is None and (va or va_grid):
+    if intensities and expressions is None and (va or va_grid or aus):
         raise click.UsageError("--intensity applies to --expressions only; add --expressions "
                                "(e.g. --expressions happiness,sadness) or drop --intensity")
     ints = intensities_option(intensities)
-    names = expression_names_option(expressions, default=() if (va or va_grid) else CATEGORIES)
+    names = expression_names_option(expressions, default=() if (va or va_grid or aus) else CATEGORIES)
     targets = expression_targets_option(names, ints)
     points: list[tuple[float, float]] = []
     for text in va:
@@ -48,6 +49,7 @@ def build_targets(expressions: str | None, intensities: tuple[str, ...], va: tup
             continue
         seen.add((round(v, 2), round(a, 2)))
         targets.append(t)
+    targets.extend(aus_option(aus))
     return targets
 
 
@@ -93,6 +95,8 @@ def _pair(text: str, flag: str) -> tuple[float, float]:
               help="A valence,arousal target in [-1, 1]^2; repeatable. Write --va=V,A for negatives.")
 @click.option("--va-grid", type=int, metavar="N",
               help="Add an N x N lattice over [-1, 1]^2 (points outside the unit disc are moved onto it).")
+@click.option("--aus", "aus", multiple=True, metavar="AU=X,...",
+              help="An Action Unit target, e.g. --aus AU12=0.8,AU6=0.5; repeatable (each one target).")
 @click.option("--per-image", type=int, metavar="K",
               help="Draw K targets per image (seeded by --seed and the image's path) instead of all.")
 @click.option("--size", type=int, metavar="S",
@@ -127,7 +131,7 @@ def _pair(text: str, flag: str) -> tuple[float, float]:
 @click.pass_context
 def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expressions: str | None,
                      intensities: tuple[str, ...], va: tuple[str, ...], va_grid: int | None,
-                     per_image: int | None, size: int | None, faces: str, workers: int | None, seed: int,
+                     aus: tuple[str, ...], per_image: int | None, size: int | None, faces: str, workers: int | None, seed: int,
                      expressions_lib: Path | None, layout: str, min_face: float, device: str, png_compression: int,
                      head_rotation: str, relight: float, retry_errors: bool, wait_lock: bool, dry_run: bool,
                      quiet: bool, fmt: str) -> None:
@@ -142,7 +146,7 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
     from affectsynth.manifest import Manifest
     from affectsynth.progress import progress_enabled
 
-    targets = build_targets(expressions, intensities, va, va_grid)
+    targets = build_targets(expressions, intensities, va, va_grid, aus)
     if workers is None:
         workers = os.cpu_count() or 1
     try:

@@ -6,26 +6,34 @@ from pathlib import Path
 
 import click
 
-from affectsynth.cli_targets import expression_names_option, expression_targets_option, intensities_option
+from affectsynth.cli_targets import aus_option, expression_names_option, expression_targets_option, intensities_option
 from affectsynth.labels import va_wheel_points
 
 __all__ = ["demo_command", "grid_command", "grid_targets"]
 
 
-def grid_targets(expressions: str | None, intensity: str | None, va_wheel: int | None) -> list:
-    """Columns of a grid from the options: expressions (default all 8) or a VA wheel."""
+def grid_targets(expressions: str | None, intensity: str | None, va_wheel: int | None,
+                 aus: tuple[str, ...] = ()) -> list:
+    """Columns of a grid from the options: expressions (default all 8, none with only ``--aus``)
+    or a VA wheel, then one column per ``--aus`` target."""
     if expressions is not None and va_wheel is not None:
         raise click.UsageError("--expressions and --va-wheel are alternatives; give one of them")
+    au_targets = aus_option(aus)
+    if au_targets and expressions is None and va_wheel is None:
+        if intensity is not None:
+            raise click.UsageError("--intensity applies to --expressions only; add --expressions or drop --intensity")
+        return au_targets
     if va_wheel is not None:
         if intensity is not None:
             raise click.UsageError("--intensity applies to --expressions only; drop it with --va-wheel")
         from affectsynth.blendshapes.targets import VA
 
         try:
-            return [VA(v, a) for v, a in va_wheel_points(va_wheel)]
+            wheel = [VA(v, a) for v, a in va_wheel_points(va_wheel)]
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--va-wheel") from None
-    return expression_targets_option(expression_names_option(expressions), intensities_option(intensity))
+        return wheel + au_targets
+    return expression_targets_option(expression_names_option(expressions), intensities_option(intensity)) + au_targets
 
 
 def _write_grid(images: list[tuple[str, "object"]], targets: list, out: Path, *, cell: int, crop: bool,
@@ -46,6 +54,7 @@ Examples:
   affectsynth grid photo.jpg --out grid.png                     # all 8 categories
   affectsynth grid a.jpg b.png --out grid.png --expressions happiness,anger --intensity 0.5,1
   affectsynth grid photo.jpg --out wheel.png --va-wheel 8       # 8 points around the VA circle
+  affectsynth grid photo.jpg --out aus.png --aus AU12=0.8,AU6=0.5 --aus AU4=1   # one column per --aus
 """
 
 
@@ -55,6 +64,8 @@ Examples:
 @click.option("--expressions", metavar="LIST", help="Comma-separated categories (default: all 8).")
 @click.option("--intensity", metavar="LIST", help="Comma-separated intensities in [0, 1] (default 1.0).")
 @click.option("--va-wheel", type=int, metavar="N", help="Columns = N points evenly spaced on the VA circle.")
+@click.option("--aus", "aus", multiple=True, metavar="AU=X,...",
+              help="A column of Action Units, e.g. --aus AU12=0.8,AU6=0.5; repeatable.")
 @click.option("--cell", type=int, default=256, show_default=True, help="Cell side in pixels.")
 @click.option("--full", is_flag=True, help="Show whole photos instead of crops around the face.")
 @click.option("--expressions-lib", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="LIB.npz",
@@ -62,8 +73,8 @@ Examples:
 @click.option("--device", default="cpu", show_default=True, help="torch device.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthesis draws (variants, ...).")
 def grid_command(images: tuple[Path, ...], out: Path, expressions: str | None, intensity: str | None,
-                 va_wheel: int | None, cell: int, full: bool, expressions_lib: Path | None, device: str,
-                 seed: int) -> None:
+                 va_wheel: int | None, aus: tuple[str, ...], cell: int, full: bool, expressions_lib: Path | None,
+                 device: str, seed: int) -> None:
     """Write a labelled grid: one row per IMAGE (largest face), one column per target.
 
     The first column is the input. Prints the grid's path on stdout. A photo without a usable face
@@ -72,7 +83,7 @@ def grid_command(images: tuple[Path, ...], out: Path, expressions: str | None, i
     """
     from affectsynth.images import load_image
 
-    targets = grid_targets(expressions, intensity, va_wheel)
+    targets = grid_targets(expressions, intensity, va_wheel, aus)
     if cell < 16:
         raise click.BadParameter(f"expected >= 16, got {cell}", param_hint="--cell")
     loaded = [(p.stem, load_image(p)) for p in images]

@@ -3,7 +3,7 @@
 Columns (:data:`COLUMNS`), in order:
 
 ``source, output, status, error, target_kind, expression, intensity, valence, arousal, seed,
-face, n_faces, yaw, pitch, roll, weights, variant, verify_score, verify_face, verify_aus``
+face, n_faces, yaw, pitch, roll, weights, variant, aus, verify_score, verify_face, verify_aus``
 
 * ``source``: input path relative to INPUT_DIR (POSIX); ``output``: output path relative to
   OUTPUT_DIR (planned path when the row is an error or a skip).
@@ -22,6 +22,7 @@ face, n_faces, yaw, pitch, roll, weights, variant, verify_score, verify_face, ve
   rather than 53 columns keeps the file readable and independent of the model's shape list.
 * ``variant``: the expression variant shown (EMFACS prototype, e.g. ``open``), empty for VA and
   AU targets.
+* ``aus``: the AU target's intensities as JSON ``{"AU12": 0.8, "AU6": 0.5}``, empty for other targets.
 * ``verify_score, verify_face, verify_aus``: filled only when outputs are verified
   (``affectsynth.verify``): the score in [0, 1], whether a face was found again in the output
   (``True``/``False``), and JSON ``{"AU12_L": [target, recovered], ...}``.
@@ -123,6 +124,7 @@ class ManifestRow:
     roll: float | None = None
     weights: str = ""
     variant: str = ""
+    aus: str = ""
     verify_score: float | None = None
     verify_face: bool | None = None
     verify_aus: str = ""

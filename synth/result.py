@@ -8,6 +8,7 @@ with `to_row`.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -74,9 +75,11 @@ class TargetLabels:
         return " ".join(f"{k} {v:.1f}" for k, v in (self.aus or {}).items())
 
     def to_row(self) -> dict[str, Any]:
-        """The manifest's target fields (``target_kind, expression, intensity, valence, arousal, variant``)."""
+        """The manifest's target fields (``target_kind, expression, intensity, valence, arousal, variant, aus``;
+        ``aus`` as compact JSON, empty for other targets)."""
+        aus = "" if self.aus is None else json.dumps(dict(self.aus), separators=(",", ":"))
         return {"target_kind": self.kind, "expression": self.expression, "intensity": self.intensity,
-                "valence": self.valence, "arousal": self.arousal, "variant": self.variant or ""}
+                "valence": self.valence, "arousal": self.arousal, "variant": self.variant or "", "aus": aus}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
