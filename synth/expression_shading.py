@@ -295,8 +295,8 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
     # the mesh's change of shape, smoothed (sampled every `mesh_blur_cm`, bilinear in between):
     # the fitted mesh's folds lie a few millimetres off the photo's, and a sharp mesh ratio
     # would draw a bright line beside each real fold
-    geo = (sh_shading(n_tk, light.coefficients)[..., 0].clamp_min(0.05)
-           / sh_shading(n_sk, light.coefficients)[..., 0].clamp_min(0.05))
+    sh_tk = sh_shading(n_tk, light.coefficients)[..., 0].clamp_min(0.05)
+    geo = sh_tk / sh_shading(n_sk, light.coefficients)[..., 0].clamp_min(0.05)
     r = _upsample(torch.where(skin_k, geo, torch.ones_like(geo))[..., None], size, k)[..., 0]
     near = furrow = lift_near = None
     if maps is not None and s.wrinkles > 0:
@@ -308,10 +308,9 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
             # candidate pixels: near a furrow whose activation changes (judged every k-th pixel)
             dist_k, masks_k = wrinkle_lookup(maps, uv_k[skin_k])
             delta_k = (feature_activation(maps, masks_k, act_t) - feature_activation(maps, masks_k, act_s)).abs()
-            reach = furrow_reach(maps, px_per_cm=px, min_width_px=s.min_width_px) + (k * 1.5) / px
+            reach = furrow_reach(maps, px_per_cm=px, min_width_px=s.min_width_px) + (k * 1.5) / px  # + a cell
             near_k = torch.zeros_like(skin_k)
             near_k[skin_k] = ((delta_k > 1e-6) & (dist_k < reach)).any(-1)
-            near_k = F.max_pool2d(near_k.to(torch.float32)[None, None], 3, stride=1, padding=1)[0, 0] > 0
             near = near_k.repeat_interleave(k, 0).repeat_interleave(k, 1)
             near = F.pad(near, (0, max(0, size[1] - near.shape[1]), 0, max(0, size[0] - near.shape[0])))
             near = near[: size[0], : size[1]] & skin
@@ -334,7 +333,7 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
             box[local[:, 0], local[:, 1]] = hn
             n_t = n_tk[cell[:, 0], cell[:, 1]]
             bumped = _bumped(n_t, _gradient(box, px)[local[:, 0], local[:, 1]])
-            sh_t = sh_shading(n_t, light.coefficients)[:, 0].clamp_min(0.05)
+            sh_t = sh_tk[cell[:, 0], cell[:, 1]]
             sh_b = sh_shading(bumped, light.coefficients)[:, 0].clamp_min(0.05)
             furrow = sh_b * (1 + s.occlusion_per_cm * hn).clamp_min(0.3) / sh_t
         if drops:
@@ -351,12 +350,10 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
     lift = smooth = None
     if lift_near is not None and bool((lift_near > 0.02).any()):
         rgb = image.float() / 255.0
-        pooled = F.avg_pool2d(torch.cat([rgb, ones[..., None]], -1).mul(skin[..., None]).permute(2, 0, 1)[None], k,
-                              ceil_mode=True)[0].permute(1, 2, 0)
-        wp = pooled[..., 3]
-        smooth_k = _blur(pooled[..., :3] / wp[..., None].clamp_min(1e-6), wp, s.lift_blur_cm * px / k)
-        pooled_cell = (yx // k).clamp_max(torch.tensor([smooth_k.shape[0] - 1, smooth_k.shape[1] - 1], device=yx.device))
-        around = smooth_k[pooled_cell[:, 0], pooled_cell[:, 1]]  # [N, 3] the candidates' surroundings
+        # the surroundings from the k-grid's samples of the skin (blurred far wider than k)
+        wk = skin_k.to(rgb.dtype)
+        smooth_k = _blur(rgb[k // 2::k, k // 2::k][: wk.shape[0], : wk.shape[1]], wk, s.lift_blur_cm * px / k)
+        around = smooth_k[cell[:, 0], cell[:, 1]]  # [N, 3] the candidates' surroundings
         luma = rgb[near] @ _luma(rgb)
         dark = 1 - luma / (around @ _luma(rgb)).clamp_min(1e-3)  # how much darker than around
         lift = torch.zeros_like(ones)
