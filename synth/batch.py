@@ -121,6 +121,11 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
         face_image, face_fit = image, fit
         if s.size is not None:  # synthesise on the face crop: same result as cropping afterwards, far cheaper
             face_image, face_fit = synthesizer.crop_to_face(image, fit, s.size, scale=s.crop_scale)
+        reference = None
+        if s.verify:  # what the fitter reads on this face made neutral: the baseline of every score
+            from affectsynth.verify import neutral_reference
+
+            reference = neutral_reference(synthesizer, face_image, face_fit)
         for t in job.targets:
             out = job.output_for(t, k)
             if out in job.done:
@@ -132,6 +137,20 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
             except Exception as e:  # the engine catches per item (STYLE 5)
                 rows.append(error_row(job, t, k, n_faces, "synth-failed", e))
                 continue
+            verification = None
+            if s.verify:
+                from affectsynth.verify import verify
+
+                try:
+                    verification = verify(synthesizer, res, t, reference=reference)
+                except Exception as e:  # the engine catches per item (STYLE 5)
+                    rows.append(error_row(job, t, k, n_faces, "verify-failed", e))
+                    continue
+                reason = verification.rejects(s.min_verify) if s.min_verify is not None else None
+                if reason is not None:  # below the threshold: recorded with its score, never written
+                    rows.append(ok_row(job, k, n_faces, out, seed, res.labels, verification=verification,
+                                       status="rejected", reason=reason))
+                    continue
             try:
                 save_png(safe_join(job.output_dir, out), img, compress_level=s.png_compress_level, fsync=False)
             except (OSError, ValueError) as e:
@@ -140,7 +159,7 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
                                         "stopped early: free space and rerun the same command to resume") from None
                 rows.append(error_row(job, t, k, n_faces, "write-failed", e))
                 continue
-            rows.append(ok_row(job, k, n_faces, out, seed, res.labels))
+            rows.append(ok_row(job, k, n_faces, out, seed, res.labels, verification=verification))
     return rows
 
 
@@ -180,7 +199,7 @@ def _worker_run(job: Job) -> list[ManifestRow]:
 
 @dataclass
 class BatchSummary:
-    """Counts of a run. ``failed``/``skipped`` map reason code -> number of outputs.
+    """Counts of a run. ``failed``/``skipped``/``rejected`` map reason code -> number of outputs.
 
     ``written``, ``skipped`` and ``failed`` are what this run did; ``already_done`` (outputs and
     skips), ``standing_failed`` (permanent errors, not retried without ``retry_errors``) stand
@@ -197,6 +216,7 @@ class BatchSummary:
     manifest: str = ""
     standing_failed: Counter = field(default_factory=Counter)
     retried: int = 0
+    rejected: Counter = field(default_factory=Counter)
 
     @property
     def n_failed(self) -> int:
@@ -208,7 +228,8 @@ class BatchSummary:
         return {"sources": self.sources, "jobs": self.jobs, "written": self.written,
                 "already_done": self.already_done, "skipped": dict(self.skipped),
                 "failed": dict(self.failed), "seconds": round(self.seconds, 3), "manifest": self.manifest,
-                "standing_failed": dict(self.standing_failed), "retried": self.retried}
+                "standing_failed": dict(self.standing_failed), "retried": self.retried,
+                "rejected": dict(self.rejected)}
 
     def lines(self) -> list[str]:
         """Human-readable summary lines: what is new this run, then what stands from before."""
@@ -217,6 +238,8 @@ class BatchSummary:
                f"in {self.seconds:.1f} s ({rate:.2f} outputs/s); {self.already_done} already done"]
         if self.skipped:
             out.append("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())))
+        if self.rejected:
+            out.append("rejected (under --min-verify): " + ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items())))
         if self.failed:
             out.append("failed: " + ", ".join(f"{k} {v}" for k, v in sorted(self.failed.items()))
                        + f" (see {self.manifest})")
@@ -311,6 +334,8 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
                     summary.written += 1
                 elif r.status == "skipped":
                     summary.skipped[r.reason or "skipped"] += 1
+                elif r.status == "rejected":
+                    summary.rejected[r.reason or "rejected"] += 1
                 else:
                     summary.failed[r.reason or "error"] += 1
             bar.update(1)

@@ -120,6 +120,12 @@ def _pair(text: str, flag: str) -> tuple[float, float]:
                    "at most 15,10: what one photo supports).")
 @click.option("--relight", type=click.FloatRange(0, 1), default=0.0, show_default=True, metavar="S",
               help="Random relighting per output with strength up to S in [0, 1] (off by default).")
+@click.option("--verify", is_flag=True,
+              help="Detect and fit every output again and record how well its target comes back (verify_* "
+                   "columns; about 0.2 s per output).")
+@click.option("--min-verify", type=click.FloatRange(0, 1), default=None, metavar="X",
+              help="Reject outputs whose verification score is under X: status=rejected rows with the score, "
+                   "no file (implies --verify; about 0.1 keeps what reads, see scripts/bench_fidelity.py).")
 @click.option("--retry-errors", is_flag=True,
               help="Also retry outputs that failed permanently in earlier runs (unreadable, fit-failed, ...).")
 @click.option("--wait", "wait_lock", is_flag=True,
@@ -133,7 +139,8 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
                      intensities: tuple[str, ...], va: tuple[str, ...], va_grid: int | None,
                      aus: tuple[str, ...], per_image: int | None, size: int | None, faces: str, workers: int | None, seed: int,
                      expressions_lib: Path | None, layout: str, min_face: float, device: str, png_compression: int,
-                     head_rotation: str, relight: float, retry_errors: bool, wait_lock: bool, dry_run: bool,
+                     head_rotation: str, relight: float, verify: bool, min_verify: float | None,
+                     retry_errors: bool, wait_lock: bool, dry_run: bool,
                      quiet: bool, fmt: str) -> None:
     """Synthesise expressions for every image under INPUT_DIR into OUTPUT_DIR.
 
@@ -154,7 +161,8 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
             targets=tuple(targets), per_image=per_image, size=size, faces=faces, workers=workers, seed=seed,
             expressions_lib=str(expressions_lib) if expressions_lib else None, layout=layout,
             min_face_px=min_face, device=device, png_compress_level=png_compression,
-            head_rotation_deg=_pair(head_rotation, "--head-rotation"), light_strength=relight)
+            head_rotation_deg=_pair(head_rotation, "--head-rotation"), light_strength=relight,
+            verify=verify, min_verify=min_verify)
         check_dirs(input_dir, output_dir)
     except ValueError as e:
         raise click.UsageError(str(e)) from None

@@ -41,6 +41,10 @@ class GenerateSettings:
         head_rotation_deg: (max |yaw|, max |pitch|) of a random extra head rotation per output
             (seeded, recorded in the manifest's pose columns); (0, 0) = off.
         light_strength: strength in [0, 1] of a random relighting per output; 0 = off.
+        verify: detect and fit every output again and record how well its target comes back
+            (`affectsynth.verify`: the manifest's ``verify_*`` columns); about 0.2 s per output here.
+        min_verify: outputs scoring below this (in [0, 1]) get ``status=rejected`` rows with the
+            reason and no file; implies ``verify``.
 
     Note:
         Outputs are renamed into place atomically but not fsync'd (about 3 ms each here); the
@@ -67,8 +71,14 @@ class GenerateSettings:
     png_compress_level: int = 1
     head_rotation_deg: tuple[float, float] = (0.0, 0.0)
     light_strength: float = 0.0
+    verify: bool = False
+    min_verify: float | None = None
 
     def __post_init__(self) -> None:
+        if self.min_verify is not None:
+            if not 0.0 <= float(self.min_verify) <= 1.0:
+                raise ValueError(f"--min-verify: expected a score in [0, 1], got {self.min_verify}")
+            object.__setattr__(self, "verify", True)  # a threshold needs the score
         object.__setattr__(self, "targets", tuple(self.targets))
         object.__setattr__(self, "head_rotation_deg", tuple(float(x) for x in self.head_rotation_deg))
         lim = MAX_HEAD_ROTATION_DEG

@@ -7,8 +7,9 @@ face, n_faces, yaw, pitch, roll, weights, variant, aus, verify_score, verify_fac
 
 * ``source``: input path relative to INPUT_DIR (POSIX); ``output``: output path relative to
   OUTPUT_DIR (planned path when the row is an error or a skip).
-* ``status``: ``ok`` (written), ``error`` (failed) or ``skipped`` (nothing to synthesise, e.g.
-  no face; not retried). Errors whose reason is in :data:`TRANSIENT_REASONS` (``write-failed``,
+* ``status``: ``ok`` (written), ``error`` (failed), ``skipped`` (nothing to synthesise, e.g.
+  no face; not retried) or ``rejected`` (synthesised, but its verification score was under
+  ``--min-verify``: no file, not retried; the reason says the score). Errors whose reason is in :data:`TRANSIENT_REASONS` (``write-failed``,
   ``worker-crashed``, ``worker-error``) are retried by a rerun; the others (``unreadable``,
   ``fit-failed``, ``synth-failed``) are permanent: recorded once, retried only on request
   (``retry_errors``, the ``--retry-errors`` flag).
@@ -62,6 +63,7 @@ from affectsynth.atomic import atomic_write_bytes
 
 __all__ = [
     "COLUMNS",
+    "DONE_STATUSES",
     "TRANSIENT_REASONS",
     "Manifest",
     "ManifestError",
@@ -69,7 +71,11 @@ __all__ = [
     "is_readable_image",
 ]
 
-STATUSES = ("ok", "error", "skipped")
+STATUSES = ("ok", "error", "skipped", "rejected")
+
+#: Statuses whose output needs no more work: written, nothing to synthesise, or synthesised and
+#: refused by the verification threshold (``--min-verify``).
+DONE_STATUSES = ("ok", "skipped", "rejected")
 
 #: Error reasons a rerun retries (the others are permanent; see the module docstring).
 TRANSIENT_REASONS = frozenset({"write-failed", "worker-crashed", "worker-error"})
@@ -333,7 +339,7 @@ class Manifest:
             self._by_source.setdefault(r.source, []).append(r)
         self.dropped_rows = bad + dropped
         self.retried_rows = retried
-        self._done = {r.output for r in kept if r.status in ("ok", "skipped")}
+        self._done = {r.output for r in kept if r.status in DONE_STATUSES}
         self._settled = {r.output for r in kept}
         if repair or bad or dropped or retried:
             self._rewrite(kept)
@@ -463,7 +469,7 @@ class Manifest:
             self.rows.append(row)
             self._by_source.setdefault(row.source, []).append(row)
             self._settled.add(row.output)
-            if row.status in ("ok", "skipped"):
+            if row.status in DONE_STATUSES:
                 self._done.add(row.output)
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from affectsynth.generate_settings import GenerateSettings
-from affectsynth.manifest import Manifest
+from affectsynth.manifest import DONE_STATUSES, Manifest
 from affectsynth.naming import display_path, find_images, output_relpath, source_relpath, target_slug
 
 __all__ = ["Job", "Plan", "item_seed", "plan_jobs", "select_targets"]
@@ -93,7 +93,7 @@ def _source_done(job: Job, manifest: Manifest | None) -> tuple[bool, int]:
         outs = [job.output_for(t, 0) for t in job.targets]
     else:
         rows = manifest.rows_for(job.rel_source)
-        counts = [r.n_faces for r in rows if r.n_faces is not None and r.status in ("ok", "skipped")]
+        counts = [r.n_faces for r in rows if r.n_faces is not None and r.status in DONE_STATUSES]
         # no face count: settled only by source-level rows (unreadable, fit-failed) on face 0
         n_faces = max(counts) if counts else 1
         outs = [job.output_for(t, k) for k in range(max(n_faces, 1)) for t in job.targets]

@@ -36,9 +36,14 @@ def target_fields(t: Any) -> dict[str, Any]:
     return TargetLabels.of(t).to_row()
 
 
-def ok_row(job: Job, face: int, n_faces: int, out: str, seed: int, labels: SynthLabels) -> ManifestRow:
-    """The row of a written output: its labels (`SynthLabels.to_row`), seed and face."""
-    return ManifestRow(job.rel_source, out, "ok", "", seed=seed, face=face, n_faces=n_faces, **labels.to_row())
+def ok_row(job: Job, face: int, n_faces: int, out: str, seed: int, labels: SynthLabels, *,
+           verification: Any = None, status: str = "ok", reason: str = "") -> ManifestRow:
+    """The row of a synthesised output: its labels (`SynthLabels.to_row`), seed, face and, when the
+    output was verified, its `affectsynth.verify.Verification` fields. ``status="rejected"`` with the
+    ``reason`` for an output the verification threshold refused (not written)."""
+    extra = verification.to_row() if verification is not None else {}
+    return ManifestRow(job.rel_source, out, status, reason, seed=seed, face=face, n_faces=n_faces,
+                       **labels.to_row(), **extra)
 
 
 def error_row(job: Job, target: Any, face: int, n_faces: int, reason: str, e: BaseException) -> ManifestRow:
