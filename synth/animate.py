@@ -134,7 +134,7 @@ def sway_angles(n: int, amplitude_deg: tuple[float, float]) -> list[tuple[float,
     out = []
     for j in range(n):
         u = j / n
-        out.append((round(ay * math.sin(2 * math.pi * u), 6), round(ap * math.sin(4 * math.pi * u), 6)))
+        out.append((round(ay * math.sin(2 * math.pi * u), 6) + 0.0, round(ap * math.sin(4 * math.pi * u), 6) + 0.0))  # no -0.0
     return out
 
 
@@ -201,9 +201,10 @@ def plan_path_frames(path: AffectPath, n: int, *, fps: float, sway_deg: tuple[fl
                          "weight-space paths have no per-frame VA label")
     closed = len(path.points) >= 3 and path.points[0] == path.points[-1]
     if closed:
-        from affectsynth.blendshapes import ExpressionModel
+        if model is None and any(isinstance(p, Expression) for p in path.points):
+            from affectsynth.blendshapes import ExpressionModel
 
-        model = model or ExpressionModel.default()
+            model = ExpressionModel.default()
         keys = [[p.clamped().valence, p.clamped().arousal] if isinstance(p, VA) else list(model.expression_va(p))
                 for p in path.points]
         points = _closed_va_points(keys, n)

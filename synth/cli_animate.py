@@ -72,6 +72,7 @@ Examples:
   affectsynth animate photo.jpg --out seq.gif --expressions neutral,happiness,surprise --frames 60
       each category rises from neutral to its apex and returns, in turn
   affectsynth animate photo.jpg --out seq.mp4 --path circle --sway 4,2     # needs affectsynth[video]
+  affectsynth animate --demo --out seq/ --path circle --frames 8 --dry-run  # list the frames only
 
 \b
 Every run also writes a frame manifest (OUT/frames.csv for frames, else <stem>.frames.csv beside
@@ -110,11 +111,12 @@ landmarks (JSON, pixels of the frame). The fit, texture and random draws are sha
 @click.option("--device", default="cpu", show_default=True, help="torch device.")
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True, metavar="N",
               help="torch CPU threads. One frame's work is small: extra threads mostly wait (as in generate's workers).")
+@click.option("--dry-run", is_flag=True, help="List the planned frames (index, time, target) and exit; nothing is loaded or written.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def animate_command(photo: Path | None, demo: bool, out: Path, path_text: str | None, expressions: str | None,
                     intensity: float, frames: int | None, seconds: float | None, fps: float, fmt: str | None,
                     size: int | None, sway: str, seed: int, quality: int, expressions_lib: Path | None,
-                    device: str, threads: int, quiet: bool) -> None:
+                    device: str, threads: int, dry_run: bool, quiet: bool) -> None:
     """Render the largest face of PHOTO along an affect path: one frame per step, or a video.
 
     Give --path (valence-arousal key points) or --expressions (categories in turn). Prints the
@@ -145,6 +147,19 @@ def animate_command(photo: Path | None, demo: bool, out: Path, path_text: str | 
             raise click.BadParameter(str(e), param_hint="--expressions") from None
 
     import torch
+
+    if dry_run:  # VA keys and categories plan without the expression model
+        plan = (plan_path_frames(path, n, fps=fps, sway_deg=sway_deg) if path is not None
+                else plan_category_frames(cats, n, fps=fps, intensity=intensity, sway_deg=sway_deg))
+        from affectsynth.result import TargetLabels
+
+        for f in plan:
+            where = out / frame_name(f.index) if fmt == "png" else out
+            click.echo(f"{f.index}\t{f.time_s:.4f}\t{TargetLabels.of(f.target).text()}\t"
+                       f"sway {f.sway_deg[0]:+.2f},{f.sway_deg[1]:+.2f}\t{where}")
+        click.echo(f"dry run: {len(plan)} frames planned ({fmt} -> {out}, manifest {manifest_path(out, fmt)}); "
+                   "nothing written", err=True)
+        return
 
     from affectsynth.images import load_image
     from affectsynth.progress import make_progress, progress_enabled
