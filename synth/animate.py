@@ -35,6 +35,7 @@ __all__ = [
     "envelope",
     "plan_category_frames",
     "plan_path_frames",
+    "sequence_variants",
     "sway_angles",
 ]
 
@@ -133,7 +134,7 @@ def sway_angles(n: int, amplitude_deg: tuple[float, float]) -> list[tuple[float,
     out = []
     for j in range(n):
         u = j / n
-        out.append((round(ay * math.sin(2 * math.pi * u), 6), round(ap * math.sin(4 * math.pi * u), 6)))
+        out.append((round(ay * math.sin(2 * math.pi * u), 6) + 0.0, round(ap * math.sin(4 * math.pi * u), 6) + 0.0))  # no -0.0
     return out
 
 
@@ -200,9 +201,10 @@ def plan_path_frames(path: AffectPath, n: int, *, fps: float, sway_deg: tuple[fl
                          "weight-space paths have no per-frame VA label")
     closed = len(path.points) >= 3 and path.points[0] == path.points[-1]
     if closed:
-        from affectsynth.blendshapes import ExpressionModel
+        if model is None and any(isinstance(p, Expression) for p in path.points):
+            from affectsynth.blendshapes import ExpressionModel
 
-        model = model or ExpressionModel.default()
+            model = ExpressionModel.default()
         keys = [[p.clamped().valence, p.clamped().arousal] if isinstance(p, VA) else list(model.expression_va(p))
                 for p in path.points]
         points = _closed_va_points(keys, n)
@@ -272,6 +274,32 @@ def plan_category_frames(categories: Sequence[str], n: int, *, fps: float, inten
 
 # --------------------------------------------------------------------------- rendering
 
+#: First word of the sequence's variant draws: a stream of its own, apart from the rotation and light draws.
+_VARIANT_STREAM = 0x5E0A47
+
+def sequence_variants(model: "ExpressionModel", categories: Sequence[str], seed: int) -> dict[str, str]:
+    """The expression variant of each category of a sequence: one draw per category.
+
+    Categories draw in order of first appearance from one generator of their own stream of
+    ``seed``, so each category's pick is independent of the others' (not one shared random
+    number) and the same seed gives the same picks.
+
+    Args:
+        model: the `ExpressionModel` whose variants are drawn.
+        categories: the sequence's categories, repeats allowed.
+        seed: the sequence's seed.
+
+    Returns:
+        category -> variant name.
+    """
+    rng = np.random.default_rng([_VARIANT_STREAM, int(seed)])
+    out: dict[str, str] = {}
+    for c in categories:
+        if c not in out:
+            out[c] = model.resolve_variant(Expression(c), rng).variant
+    return out
+
+
 def animate(synth: "Synthesizer", image: np.ndarray, frames: Sequence[FrameTarget], *, fit: "FaceFit | None" = None,
             seed: int = 0) -> Iterator[Frame]:
     """Render planned frames of one face, one at a time (a generator).
@@ -311,14 +339,12 @@ def animate(synth: "Synthesizer", image: np.ndarray, frames: Sequence[FrameTarge
     # a face turned in any frame is drawn by the re-render path in every frame (the photo-reuse path
     # serves unturned faces only): a sway through 0 degrees must not switch paths between frames
     turned = any(abs(f.sway_deg[0]) + abs(f.sway_deg[1]) > 0 for f in frames) or base != (0.0, 0.0)
-    variants: dict[str, str] = {}
+    variants = sequence_variants(synth.expressions, [f.target.name for f in frames if isinstance(f.target, Expression)],
+                                 seed)
     for f in frames:
         target = f.target
-        if isinstance(target, Expression):
-            if target.variant is None:
-                if target.name not in variants:
-                    variants[target.name] = synth.resolve_target(Expression(target.name), seed).variant
-                target = target.with_variant(variants[target.name])
+        if isinstance(target, Expression) and target.variant is None:
+            target = target.with_variant(variants[target.name])
         rot = (base[0] + f.sway_deg[0], base[1] + f.sway_deg[1])
         if turned and abs(rot[0]) < 1e-5 and abs(rot[1]) < 1e-5:
             rot = (1e-5, rot[1])  # invisible; keeps this frame on the same render path as its neighbours

@@ -72,6 +72,7 @@ Examples:
   affectsynth animate photo.jpg --out seq.gif --expressions neutral,happiness,surprise --frames 60
       each category rises from neutral to its apex and returns, in turn
   affectsynth animate photo.jpg --out seq.mp4 --path circle --sway 4,2     # needs affectsynth[video]
+  affectsynth animate --demo --out seq/ --path circle --frames 8 --dry-run  # list the frames only
 
 \b
 Every run also writes a frame manifest (OUT/frames.csv for frames, else <stem>.frames.csv beside
@@ -108,11 +109,14 @@ landmarks (JSON, pixels of the frame). The fit, texture and random draws are sha
 @click.option("--expressions-lib", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="LIB.npz",
               help="Expression library built by `affectsynth build-expressions`.")
 @click.option("--device", default="cpu", show_default=True, help="torch device.")
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True, metavar="N",
+              help="torch CPU threads. One frame's work is small: extra threads mostly wait (as in generate's workers).")
+@click.option("--dry-run", is_flag=True, help="List the planned frames (index, time, target) and exit; nothing is loaded or written.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def animate_command(photo: Path | None, demo: bool, out: Path, path_text: str | None, expressions: str | None,
                     intensity: float, frames: int | None, seconds: float | None, fps: float, fmt: str | None,
                     size: int | None, sway: str, seed: int, quality: int, expressions_lib: Path | None,
-                    device: str, quiet: bool) -> None:
+                    device: str, threads: int, dry_run: bool, quiet: bool) -> None:
     """Render the largest face of PHOTO along an affect path: one frame per step, or a video.
 
     Give --path (valence-arousal key points) or --expressions (categories in turn). Prints the
@@ -142,34 +146,54 @@ def animate_command(photo: Path | None, demo: bool, out: Path, path_text: str | 
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--expressions") from None
 
+    import torch
+
+    if dry_run:  # VA keys and categories plan without the expression model
+        plan = (plan_path_frames(path, n, fps=fps, sway_deg=sway_deg) if path is not None
+                else plan_category_frames(cats, n, fps=fps, intensity=intensity, sway_deg=sway_deg))
+        from affectsynth.result import TargetLabels
+
+        for f in plan:
+            where = out / frame_name(f.index) if fmt == "png" else out
+            click.echo(f"{f.index}\t{f.time_s:.4f}\t{TargetLabels.of(f.target).text()}\t"
+                       f"sway {f.sway_deg[0]:+.2f},{f.sway_deg[1]:+.2f}\t{where}")
+        click.echo(f"dry run: {len(plan)} frames planned ({fmt} -> {out}, manifest {manifest_path(out, fmt)}); "
+                   "nothing written", err=True)
+        return
+
     from affectsynth.images import load_image
     from affectsynth.progress import make_progress, progress_enabled
     from affectsynth.synthesizer import Synthesizer
 
-    if demo:
-        from affectsynth.sample_data import astronaut
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        if demo:
+            from affectsynth.sample_data import astronaut
 
-        image = astronaut()
-    else:
-        image = load_image(photo)
-    synth = Synthesizer(device=device, expressions=str(expressions_lib) if expressions_lib else None)
-    if path is not None:
-        plan = plan_path_frames(path, n, fps=fps, sway_deg=sway_deg, model=synth.expressions)
-    else:
-        plan = plan_category_frames(cats, n, fps=fps, intensity=intensity, sway_deg=sway_deg)
-    fits = synth.fit(image)
-    if not fits:
-        raise click.ClickException(f"no face found in {photo or 'the demo photo'}")
-    fit = fits[0]
-    if size is not None:
-        image, fit = synth.crop_to_face(image, fit, size)
-    start = time.perf_counter()
-    images, rows = [], []
-    with make_progress(len(plan), desc="animate", unit="frame", enabled=progress_enabled(quiet=quiet)) as bar:
-        for frame in animate(synth, image, plan, fit=fit, seed=seed):
-            images.append(frame.image)
-            rows.append(frame.to_row(frame_name(frame.index) if fmt == "png" else ""))
-            bar.update(1)
+            image = astronaut()
+        else:
+            image = load_image(photo)
+        synth = Synthesizer(device=device, expressions=str(expressions_lib) if expressions_lib else None)
+        if path is not None:
+            plan = plan_path_frames(path, n, fps=fps, sway_deg=sway_deg, model=synth.expressions)
+        else:
+            plan = plan_category_frames(cats, n, fps=fps, intensity=intensity, sway_deg=sway_deg)
+        fits = synth.fit(image)
+        if not fits:
+            raise click.ClickException(f"no face found in {photo or 'the demo photo'}")
+        fit = fits[0]
+        if size is not None:
+            image, fit = synth.crop_to_face(image, fit, size)
+        start = time.perf_counter()
+        images, rows = [], []
+        with make_progress(len(plan), desc="animate", unit="frame", enabled=progress_enabled(quiet=quiet)) as bar:
+            for frame in animate(synth, image, plan, fit=fit, seed=seed):
+                images.append(frame.image)
+                rows.append(frame.to_row(frame_name(frame.index) if fmt == "png" else ""))
+                bar.update(1)
+    finally:
+        torch.set_num_threads(old_threads)  # in-process callers (tests, notebooks) keep theirs
     elapsed = time.perf_counter() - start
     write_frames(out, images, fmt=fmt, fps=fps, quality=quality)
     mpath = manifest_path(out, fmt)

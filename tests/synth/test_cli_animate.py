@@ -45,11 +45,9 @@ def test_demo_path_to_png_frames_with_a_manifest(runner, tmp_path):
     assert json.loads(rows[2]["weights"])["mouthSmile_L"] > json.loads(rows[0]["weights"]).get("mouthSmile_L", 0)
 
 
-def test_categories_to_an_animated_webp(runner, tmp_path):
+def test_categories_to_an_animated_webp(runner, tmp_path, photo):
     src = tmp_path / "face.png"
-    from affectsynth.sample_data import astronaut
-
-    save_png(src, astronaut())
+    save_png(src, photo)  # a 128 px photo file
     out = tmp_path / "seq.webp"
     r = runner.invoke(main, ["animate", str(src), "--out", str(out), "--expressions", "happy", "--frames", "3",
                              "--size", "64", "--fps", "6", "-q"])
@@ -82,3 +80,14 @@ def test_usage_errors_exit_2_before_loading(runner, tmp_path, args, msg):
 def test_help_has_examples(runner):
     r = runner.invoke(main, ["animate", "--help"])
     assert r.exit_code == 0 and "affectsynth animate --demo" in r.output and "frames.csv" in r.output
+
+
+def test_dry_run_lists_frames_and_writes_nothing(runner, tmp_path):
+    out = tmp_path / "seq"
+    r = runner.invoke(main, ["animate", "--demo", "--out", str(out), "--expressions", "happy,sad", "--frames", "5",
+                             "--dry-run"])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert len(lines) == 5 and lines[2].split("\t")[:3] == ["2", "0.1667", "sadness 0"]
+    assert lines[1].split("\t")[2].startswith("happiness 1") and lines[4].endswith(str(out / "frame_0004.png"))
+    assert not out.exists()
