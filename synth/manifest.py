@@ -28,7 +28,8 @@ face, n_faces, yaw, pitch, roll, weights, variant, aus, verify_score, verify_fac
   (``affectsynth.verify``): the score in [0, 1], whether a face was found again in the output
   (``True``/``False``), and JSON ``{"AU12_L": [target, recovered], ...}``.
 
-Resume: :class:`Manifest` reads an existing file on open. An output is *done* if it has an
+Resume: :class:`Manifest` reads an existing file on open (one of an earlier version, whose columns
+are a prefix of these, is rewritten with the new columns empty). An output is *done* if it has an
 ``ok`` row and its file exists and decodes, or a ``skipped`` row; it is *settled* if done or
 holding a permanent error. Each output keeps one row: on open, rows to be retried (transient
 errors; every error with ``retry_errors``), ``ok`` rows whose file is missing or unreadable,
@@ -298,7 +299,7 @@ class Manifest:
             for rec in reader:
                 if not rec:
                     continue
-                if len(rec) != len(self.columns) or any(len(v) > MAX_FIELD_CHARS for v in rec):
+                if len(rec) != len(header) or any(len(v) > MAX_FIELD_CHARS for v in rec):
                     bad += 1
                     continue
                 records.append(rec)
@@ -323,14 +324,17 @@ class Manifest:
             if data:
                 self._rewrite([])
             return
-        if tuple(header) != self.columns:
+        older = len(header) < len(self.columns) and tuple(header) == self.columns[:len(header)]
+        if older:  # written by an earlier version: the new columns (at the end) start empty
+            repair = True
+        elif tuple(header) != self.columns:
             raise ManifestError(
                 f"{self.path}: columns {','.join(header)[:200]} differ from this version's "
                 f"{','.join(self.columns)}; use a new OUTPUT_DIR or move the old manifest away")
         rows: list[ManifestRow] = []
         for rec in records:
             try:
-                rows.append(ManifestRow.from_csv_dict(dict(zip(self.columns, rec))))
+                rows.append(ManifestRow.from_csv_dict(dict(zip(header, rec))))
             except ValueError:
                 bad += 1
         kept, dropped, retried = self._select(rows)

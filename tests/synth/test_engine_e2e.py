@@ -228,3 +228,25 @@ def test_transform_passes_refused_faces_through(astronaut):
     img, label = aug((astronaut, 6))
     assert img is astronaut and label == 6
     assert aug.stats["rejected"] == 1 and aug.stats["applied"] == 0 and "extreme-pose" in aug.last_error
+
+
+def test_verify_scores_outputs_and_min_verify_rejects(tmp_path, astronaut):
+    """--verify fills the verify columns; --min-verify 1.0 (unreachable) turns every output into a
+    rejected row with its score and writes no file; a rerun counts them as done."""
+    inp = tmp_path / "in"
+    save_png(inp / "a.png", astronaut)
+    args = ["--expressions", "happiness,anger", "--workers", "1", "--quiet", "--size", "128"]
+    ok_dir, rej_dir = tmp_path / "scored", tmp_path / "rejected"
+    assert CliRunner().invoke(main, ["generate", str(inp), str(ok_dir), *args, "--verify"]).exit_code == 0
+    scored = _rows(ok_dir)
+    assert [r["status"] for r in scored] == ["ok", "ok"]
+    assert all(0.0 <= float(r["verify_score"]) <= 1.0 and r["verify_face"] == "True" for r in scored)
+    assert all(json.loads(r["verify_aus"]) for r in scored)
+    r = CliRunner().invoke(main, ["generate", str(inp), str(rej_dir), *args, "--min-verify", "1.0"])
+    assert r.exit_code == 0, r.output
+    rows = _rows(rej_dir)
+    assert [row["status"] for row in rows] == ["rejected", "rejected"]
+    assert all(row["error"].startswith("verify-low: score") for row in rows)
+    assert not list(rej_dir.rglob("*.png")) and "rejected (under --min-verify)" in r.stderr
+    again = CliRunner().invoke(main, ["generate", str(inp), str(rej_dir), *args, "--min-verify", "1.0", "--format", "json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["written"] == 0 and len(_rows(rej_dir)) == 2

@@ -178,3 +178,29 @@ except OSError as e:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.startswith("failed"), r.stderr
     assert p.read_bytes() == before  # cut back to the last complete line
+
+
+def test_a_manifest_of_an_earlier_version_resumes(tmp_path):
+    """A manifest whose columns are a prefix of today's (written before the variant/aus/verify columns)
+    is read, its rows kept, and rewritten with the new columns empty: upgrading does not lose a run."""
+    old = COLUMNS[:16]  # source .. weights: the columns of the first release
+    path = tmp_path / "manifest.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(old)
+        w.writerow(["a.jpg", "a_jpg/f0_happiness.png", "skipped", "no-face: none found"] + [""] * (len(old) - 4))
+    m = Manifest(path, output_root=tmp_path)
+    assert "a_jpg/f0_happiness.png" in m.done_outputs
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert tuple(rows[0]) == COLUMNS and len(rows) == 2 and rows[1][:3] == ["a.jpg", "a_jpg/f0_happiness.png", "skipped"]
+
+
+def test_rejected_rows_are_done_and_not_redone(tmp_path):
+    path = tmp_path / "manifest.csv"
+    with Manifest(path, output_root=tmp_path) as m:
+        m.extend([ManifestRow("a.jpg", "a_jpg/f0_anger.png", "rejected", "verify-low: score 0.05 < 0.1 (AU4 0.9->0.1)",
+                              verify_score=0.05)])
+    again = Manifest(path, output_root=tmp_path)
+    assert "a_jpg/f0_anger.png" in again.done_outputs
+    assert [r.reason for r in again.rows] == ["verify-low"]
