@@ -8,12 +8,14 @@ its failure becomes rows with ``status=error`` (or ``skipped``) and a one-line r
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
+import signal
+import threading
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,15 +26,20 @@ from affectsynth.atomic import remove_stale_temps
 from affectsynth.crop import crop_square
 from affectsynth.gates import MAX_HEAD_ROTATION_DEG, FaceGates
 from affectsynth.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, save_png
+from affectsynth.lock import OutputDirLock
 from affectsynth.manifest import Manifest, ManifestRow
-from affectsynth.naming import LAYOUTS, find_images, output_relpath, safe_join, source_relpath, target_slug
+from affectsynth.naming import (LAYOUTS, display_path, find_images, output_relpath, safe_join, source_relpath,
+                                target_slug)
+from affectsynth.pool import WorkerSetupError, die_with_parent, run_pool
 from affectsynth.progress import make_progress
 from affectsynth.result import SynthLabels, TargetLabels
 
 __all__ = [
     "MANIFEST_NAME",
     "BatchSummary",
+    "DiskFullError",
     "GenerateSettings",
+    "Interrupted",
     "Job",
     "Plan",
     "WorkerSetupError",
@@ -51,6 +58,20 @@ MANIFEST_NAME = "manifest.csv"
 #: Below this many images a run stays in this process: starting worker processes (imports, models,
 #: about 3-4 s each) costs more than it saves.
 MIN_JOBS_PER_WORKER = 6
+
+_NO_SPACE = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+class DiskFullError(OSError):
+    """OUTPUT_DIR has no space (or quota) left: the run stops instead of synthesising for nothing."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by SIGINT or SIGTERM (``signum``); rows written so far stand."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def item_seed(*parts: Any) -> int:
@@ -164,11 +185,13 @@ class Job:
 
     Args:
         source: path to read.
-        rel_source: POSIX path relative to INPUT_DIR (names outputs and manifest rows).
+        rel_source: POSIX path relative to INPUT_DIR in its `display_path` form (names outputs
+            and manifest rows; keys seeds).
         output_dir: OUTPUT_DIR.
         targets: targets for this source (after ``--per-image`` selection).
         settings: the run's settings.
-        done: output paths (relative to OUTPUT_DIR) already done; not redone.
+        done: output paths (relative to OUTPUT_DIR) settled by earlier runs (done, or a permanent
+            error); not redone.
     """
 
     source: str
@@ -207,25 +230,22 @@ class Plan:
     jobs: list[Job]
     sources: int
     planned_outputs: list[tuple[str, str, Any]]  # (rel_source, rel_output, target), face 0, not done
-    already_done: int  # outputs (or skipped rows) done by an earlier run
+    already_done: int  # outputs (or skipped rows) done by an earlier run (permanent errors not counted)
 
 
 def _source_done(job: Job, manifest: Manifest | None) -> tuple[bool, int]:
-    """Whether every output of ``job`` is done, and how many are."""
+    """Whether every output of ``job`` is settled (done, or a permanent error), and how many are done."""
     if manifest is None:
         return False, 0
     if job.settings.faces == "largest":
         outs = [job.output_for(t, 0) for t in job.targets]
-        n = sum(o in job.done for o in outs)
-        return n == len(outs), n
-    rows = manifest.rows_for(job.rel_source)
-    counts = [r.n_faces for r in rows if r.n_faces is not None and r.status in ("ok", "skipped")]
-    if not counts:
-        return False, 0
-    n_faces = max(counts)
-    outs = [job.output_for(t, k) for k in range(max(n_faces, 1)) for t in job.targets]
-    n = sum(o in job.done for o in outs)
-    return n == len(outs), n
+    else:
+        rows = manifest.rows_for(job.rel_source)
+        counts = [r.n_faces for r in rows if r.n_faces is not None and r.status in ("ok", "skipped")]
+        # no face count: settled only by source-level rows (unreadable, fit-failed) on face 0
+        n_faces = max(counts) if counts else 1
+        outs = [job.output_for(t, k) for k in range(max(n_faces, 1)) for t in job.targets]
+    return all(o in job.done for o in outs), sum(manifest.is_done(o) for o in outs)
 
 
 def plan_jobs(input_dir: str | os.PathLike, output_dir: str | os.PathLike, settings: GenerateSettings,
@@ -236,14 +256,14 @@ def plan_jobs(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
         NotADirectoryError: ``input_dir`` is not a folder.
     """
     out_abs = os.path.abspath(output_dir)
-    done_all = manifest.done_outputs if manifest is not None else frozenset()
+    done_all = manifest.settled_outputs if manifest is not None else frozenset()
     jobs: list[Job] = []
     planned: list[tuple[str, str, Any]] = []
     already = 0
     n_sources = 0
     for src in find_images(input_dir, exclude=out_abs):
         n_sources += 1
-        rel = str(source_relpath(src, input_dir))
+        rel = display_path(str(source_relpath(src, input_dir)))
         targets = select_targets(settings.targets, settings.per_image, seed=settings.seed, rel_source=rel)
         if settings.faces == "largest":
             mine = {output_relpath(rel, target_slug(t), 0, layout=settings.layout).as_posix() for t in targets}
@@ -289,6 +309,16 @@ def _ok_row(job: Job, face: int, n_faces: int, out: str, seed: int, labels: Synt
     return ManifestRow(job.rel_source, out, "ok", "", seed=seed, face=face, n_faces=n_faces, **labels.to_row())
 
 
+def _reset_detector(synthesizer: Any) -> None:
+    """Close the detector after a failed fit: a detector graph that raised once may stay broken;
+    a closed one is rebuilt on its next use, so one bad image cannot spoil the images after it."""
+    det = getattr(synthesizer, "_detector", None)
+    close = getattr(det, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):  # best effort: the next fit rebuilds it anyway
+            close()
+
+
 def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
     """Do one source's work and return its manifest rows (never raises for bad input).
 
@@ -304,7 +334,11 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
     Returns:
         One row per output attempted: ``ok``; ``error`` with reason ``unreadable``,
         ``fit-failed``, ``synth-failed`` or ``write-failed``; ``skipped`` with reason
-        ``no-face``, ``face-too-small``, ``extreme-pose`` or ``poor-fit``.
+        ``no-face``, ``face-too-small``, ``extreme-pose``, ``rotated-face`` or ``poor-fit``.
+
+    Raises:
+        DiskFullError: an output could not be written for lack of space (ENOSPC / EDQUOT):
+            the run must stop, not go on synthesising what it cannot write.
     """
     s = job.settings
     try:
@@ -314,6 +348,7 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
     try:
         fits = list(synthesizer.fit(image))
     except Exception as e:  # the engine catches per item (STYLE 5)
+        _reset_detector(synthesizer)
         return _fail_rows(job, "error", "fit-failed", _reason_detail(e))
     if not fits:
         return _fail_rows(job, "skipped", "no-face", "no face found", n_faces=0)
@@ -343,7 +378,14 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
                 continue
             try:
                 save_png(safe_join(job.output_dir, out), img, compress_level=s.png_compress_level, fsync=False)
-            except (OSError, ValueError) as e:
+            except OSError as e:
+                if e.errno in _NO_SPACE:
+                    raise DiskFullError(e.errno, f"{job.output_dir}: {os.strerror(e.errno)} while writing {out}; "
+                                        "stopped early: free space and rerun the same command to resume") from None
+                rows.append(ManifestRow(job.rel_source, out, "error", f"write-failed: {_reason_detail(e)}",
+                                        **_target_fields(t), seed=seed, face=k, n_faces=n_faces))
+                continue
+            except ValueError as e:
                 rows.append(ManifestRow(job.rel_source, out, "error", f"write-failed: {_reason_detail(e)}",
                                         **_target_fields(t), seed=seed, face=k, n_faces=n_faces))
                 continue
@@ -366,12 +408,10 @@ _WORKER_SYNTH: Any = None
 _WORKER_ERROR: str | None = None
 
 
-class WorkerSetupError(RuntimeError):
-    """A worker process could not build its Synthesizer (a set-up problem, not a bad image)."""
-
-
-def _worker_init(settings: GenerateSettings) -> None:
+def _worker_init(parent_pid: int, settings: GenerateSettings) -> None:
     global _WORKER_SYNTH, _WORKER_ERROR
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
     try:
         import torch
 
@@ -389,7 +429,12 @@ def _worker_run(job: Job) -> list[ManifestRow]:
 
 @dataclass
 class BatchSummary:
-    """Counts of a run. ``failed``/``skipped`` map reason code -> number of outputs."""
+    """Counts of a run. ``failed``/``skipped`` map reason code -> number of outputs.
+
+    ``written``, ``skipped`` and ``failed`` are what this run did; ``already_done`` (outputs and
+    skips), ``standing_failed`` (permanent errors, not retried without ``retry_errors``) stand
+    from earlier runs; ``retried`` error rows of earlier runs were redone.
+    """
 
     sources: int = 0
     jobs: int = 0
@@ -399,19 +444,23 @@ class BatchSummary:
     failed: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     manifest: str = ""
+    standing_failed: Counter = field(default_factory=Counter)
+    retried: int = 0
 
     @property
     def n_failed(self) -> int:
+        """Outputs that failed in this run (exit code 3 when > 0)."""
         return sum(self.failed.values())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
         return {"sources": self.sources, "jobs": self.jobs, "written": self.written,
                 "already_done": self.already_done, "skipped": dict(self.skipped),
-                "failed": dict(self.failed), "seconds": round(self.seconds, 3), "manifest": self.manifest}
+                "failed": dict(self.failed), "seconds": round(self.seconds, 3), "manifest": self.manifest,
+                "standing_failed": dict(self.standing_failed), "retried": self.retried}
 
     def lines(self) -> list[str]:
-        """Human-readable summary lines."""
+        """Human-readable summary lines: what is new this run, then what stands from before."""
         rate = self.written / self.seconds if self.seconds > 0 else 0.0
         out = [f"done: {self.written} outputs written from {self.jobs} of {self.sources} images "
                f"in {self.seconds:.1f} s ({rate:.2f} outputs/s); {self.already_done} already done"]
@@ -420,6 +469,11 @@ class BatchSummary:
         if self.failed:
             out.append("failed: " + ", ".join(f"{k} {v}" for k, v in sorted(self.failed.items()))
                        + f" (see {self.manifest})")
+        if self.retried:
+            out.append(f"retried: {self.retried} failed outputs of earlier runs")
+        if self.standing_failed:
+            out.append("failed before, not retried: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(self.standing_failed.items())) + " (--retry-errors retries them)")
         return out
 
 
@@ -433,9 +487,28 @@ def check_dirs(input_dir: str | os.PathLike, output_dir: str | os.PathLike) -> N
         raise NotADirectoryError(f"OUTPUT_DIR {output_dir}: exists and is not a folder")
 
 
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGINT and SIGTERM raise `Interrupted` in the main thread while the run is in progress."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Interrupted(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
 def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, settings: GenerateSettings, *,
               progress: bool = False, synthesizer: Any = None,
-              on_rows: Callable[[list[ManifestRow]], None] | None = None) -> BatchSummary:
+              on_rows: Callable[[list[ManifestRow]], None] | None = None, retry_errors: bool = False,
+              wait: bool = False, on_wait: Callable[[str], None] | None = None) -> BatchSummary:
     """Run (or resume) a batch: every image under ``input_dir`` -> outputs + manifest in ``output_dir``.
 
     Args:
@@ -446,91 +519,70 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
         synthesizer: use this instance in-process (ignores ``settings.workers``); default: build
             one per worker (or one here when ``workers == 1``).
         on_rows: called in the main process with each job's rows after they are in the manifest.
+        retry_errors: also redo outputs whose earlier error was permanent (``unreadable``, ...);
+            transient errors (``write-failed``, ``worker-crashed``) are always redone.
+        wait: if another run holds OUTPUT_DIR, wait for it instead of raising.
+        on_wait: called once with the holder's description when the run starts waiting.
 
     Returns:
-        The counts; ``summary.n_failed > 0`` means some outputs failed (exit code 3).
+        The counts; ``summary.n_failed > 0`` means some outputs failed in this run (exit code 3).
+
+    Raises:
+        OutputDirLockedError: another run is writing into ``output_dir`` (and not ``wait``).
+        DiskFullError: no space left in OUTPUT_DIR; the run stopped early (rows so far are kept).
+        Interrupted: SIGINT or SIGTERM; workers are stopped, rows so far are kept.
+        ManifestError: an existing manifest cannot be used (other columns, a symlink).
     """
     check_dirs(input_dir, output_dir)
     t0 = time.perf_counter()
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out)
-    manifest = Manifest(out / MANIFEST_NAME, output_root=out)
-    plan = plan_jobs(input_dir, output_dir, settings, manifest=manifest)
-    summary = BatchSummary(sources=plan.sources, jobs=len(plan.jobs), already_done=plan.already_done,
-                           manifest=str(manifest.path))
-    bar = make_progress(len(plan.jobs), desc="generate", unit="img", enabled=progress)
+    with _signals_interrupt(), OutputDirLock(out, wait=wait, on_wait=on_wait):
+        remove_stale_temps(out)
+        manifest = Manifest(out / MANIFEST_NAME, output_root=out, retry_errors=retry_errors)
+        plan = plan_jobs(input_dir, output_dir, settings, manifest=manifest)
+        summary = BatchSummary(sources=plan.sources, jobs=len(plan.jobs), already_done=plan.already_done,
+                               manifest=str(manifest.path), retried=manifest.retried_rows,
+                               standing_failed=Counter(r.reason or "error" for r in manifest.rows
+                                                       if r.status == "error"))
+        bar = make_progress(len(plan.jobs), desc="generate", unit="img", enabled=progress)
 
-    def record(rows: list[ManifestRow]) -> None:
-        manifest.extend(rows)
-        for r in rows:
-            if r.status == "ok":
-                summary.written += 1
-            elif r.status == "skipped":
-                summary.skipped[r.reason or "skipped"] += 1
-            else:
-                summary.failed[r.reason or "error"] += 1
-        bar.update(1)
-        bar.set_postfix_str(f"{summary.written} out, {summary.n_failed} failed", refresh=False)
-        if on_rows is not None:
-            on_rows(rows)
+        def record(rows: list[ManifestRow]) -> None:
+            try:
+                manifest.extend(rows)
+            except OSError as e:
+                if e.errno in _NO_SPACE:
+                    raise DiskFullError(e.errno, f"{manifest.path}: {os.strerror(e.errno)} while appending rows; "
+                                        "stopped early (the manifest ends at its last complete line): free "
+                                        "space and rerun the same command to resume") from None
+                raise
+            for r in rows:
+                if r.status == "ok":
+                    summary.written += 1
+                elif r.status == "skipped":
+                    summary.skipped[r.reason or "skipped"] += 1
+                else:
+                    summary.failed[r.reason or "error"] += 1
+            bar.update(1)
+            bar.set_postfix_str(f"{summary.written} out, {summary.n_failed} failed", refresh=False)
+            if on_rows is not None:
+                on_rows(rows)
 
-    try:
-        with manifest:
-            if not plan.jobs:
-                pass
-            elif synthesizer is not None or settings.workers == 1 or len(plan.jobs) < MIN_JOBS_PER_WORKER:
-                synth = synthesizer if synthesizer is not None else make_synthesizer(settings)
-                for job in plan.jobs:
-                    record(process_image(synth, job))
-            else:
-                _run_pool(plan.jobs, settings, record)
-    finally:
-        bar.close()
+        try:
+            with manifest:
+                if not plan.jobs:
+                    pass
+                elif synthesizer is not None or settings.workers == 1 or len(plan.jobs) < MIN_JOBS_PER_WORKER:
+                    synth = synthesizer if synthesizer is not None else make_synthesizer(settings)
+                    for job in plan.jobs:
+                        record(process_image(synth, job))
+                else:
+                    run_pool(plan.jobs, workers=settings.workers, initializer=_worker_init, initargs=(settings,),
+                             run_job=_worker_run, on_result=lambda job, rows: record(rows),
+                             on_crash=lambda job, why: record(_fail_rows(job, "error", "worker-crashed", why)),
+                             on_error=lambda job, e: record(_fail_rows(job, "error", "worker-error",
+                                                                       _reason_detail(e))),
+                             fatal=(DiskFullError,))
+        finally:
+            bar.close()
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-def _run_pool(jobs: list[Job], settings: GenerateSettings, record: Callable[[list[ManifestRow]], None]) -> None:
-    """Run jobs on a spawn process pool, at most 4 in flight per worker; survive worker crashes."""
-    import multiprocessing as mp
-
-    pending = list(reversed(jobs))
-    workers = min(settings.workers, len(jobs))
-    while pending:
-        ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(settings,))
-        inflight: dict[Future, Job] = {}
-        broken = False
-        completed = 0
-        try:
-            while pending or inflight:
-                while pending and len(inflight) < 4 * workers:
-                    job = pending.pop()
-                    inflight[ex.submit(_worker_run, job)] = job
-                finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    job = inflight.pop(fut)
-                    try:
-                        rows = fut.result()
-                    except WorkerSetupError as e:
-                        raise RuntimeError(f"generate: a worker could not build the Synthesizer: {e}") from None
-                    except BrokenProcessPool as e:
-                        if completed == 0:  # the pool never worked: a set-up error, not a bad image
-                            raise RuntimeError("generate: worker processes failed to start (the Synthesizer "
-                                               "could not be built?); rerun with --workers 1 to see why") from e
-                        broken = True
-                        record(_fail_rows(job, "error", "worker-crashed", _reason_detail(e)))
-                        continue
-                    except Exception as e:  # e.g. a result that could not be pickled: this job only
-                        record(_fail_rows(job, "error", "worker-error", _reason_detail(e)))
-                        continue
-                    completed += 1
-                    record(rows)
-                if broken:
-                    for fut, job in inflight.items():
-                        record(_fail_rows(job, "error", "worker-crashed", "a worker process died"))
-                    inflight.clear()
-                    break
-        finally:
-            ex.shutdown(wait=not broken, cancel_futures=True)

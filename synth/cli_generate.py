@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import click
@@ -63,8 +64,12 @@ Examples:
 Outputs: OUTPUT_DIR/<subfolders>/<stem>_<ext>/f<face>_<target>.png (lossless PNG), e.g.
   out/train/img_jpg/f0_happiness_i1.00.png, out/img_png/f0_va_+0.50_-0.25.png
   and OUTPUT_DIR/manifest.csv, one row per output (status ok/error/skipped + reason).
-Rerunning the same command resumes: done outputs are skipped, failed ones retried.
-Exit codes: 0 done, 1 fatal error, 2 bad usage, 3 finished but some inputs failed.
+Rerunning the same command resumes: done outputs are skipped; outputs that failed for a passing
+reason (write-failed, worker-crashed) are retried, permanent failures (unreadable, fit-failed,
+synth-failed) only with --retry-errors. One run at a time per OUTPUT_DIR (a second one refuses,
+naming the first, or waits with --wait).
+Exit codes: 0 done, 1 fatal error (e.g. disk full), 2 bad usage, 3 finished but some inputs failed
+in this run, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); rerun to resume.
 """
 
 
@@ -111,6 +116,10 @@ def _pair(text: str, flag: str) -> tuple[float, float]:
                    "at most 15,10: what one photo supports).")
 @click.option("--relight", type=click.FloatRange(0, 1), default=0.0, show_default=True, metavar="S",
               help="Random relighting per output with strength up to S in [0, 1] (off by default).")
+@click.option("--retry-errors", is_flag=True,
+              help="Also retry outputs that failed permanently in earlier runs (unreadable, fit-failed, ...).")
+@click.option("--wait", "wait_lock", is_flag=True,
+              help="If another run is writing into OUTPUT_DIR, wait for it to finish instead of refusing.")
 @click.option("--dry-run", is_flag=True, help="List planned outputs and exit; nothing is loaded or written.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -120,7 +129,7 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
                      intensities: tuple[str, ...], va: tuple[str, ...], va_grid: int | None,
                      per_image: int | None, size: int | None, faces: str, workers: int | None, seed: int,
                      expressions_lib: Path | None, layout: str, min_face: float, device: str, png_compression: int,
-                     head_rotation: str, relight: float, dry_run: bool,
+                     head_rotation: str, relight: float, retry_errors: bool, wait_lock: bool, dry_run: bool,
                      quiet: bool, fmt: str) -> None:
     """Synthesise expressions for every image under INPUT_DIR into OUTPUT_DIR.
 
@@ -129,7 +138,7 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
     points. Bad inputs (unreadable, no face, ...) get manifest rows with a reason and never
     stop the batch.
     """
-    from affectsynth.batch import GenerateSettings, check_dirs, plan_jobs, run_batch
+    from affectsynth.batch import GenerateSettings, Interrupted, check_dirs, plan_jobs, run_batch
     from affectsynth.manifest import Manifest
     from affectsynth.progress import progress_enabled
 
@@ -148,7 +157,8 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
 
     if dry_run:
         mpath = output_dir / "manifest.csv"
-        manifest = Manifest(mpath, output_root=output_dir, readonly=True) if mpath.exists() else None
+        manifest = (Manifest(mpath, output_root=output_dir, readonly=True, retry_errors=retry_errors)
+                    if mpath.exists() else None)
         plan = plan_jobs(input_dir, output_dir, settings, manifest=manifest)
         if fmt == "json":
             click.echo(json.dumps({
@@ -164,7 +174,18 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
                    "nothing written", err=True)
         return
 
-    summary = run_batch(input_dir, output_dir, settings, progress=progress_enabled(quiet=quiet))
+    def waiting(holder: str) -> None:
+        click.echo(f"generate: OUTPUT_DIR {output_dir} is in use by {holder}; waiting (--wait)", err=True)
+
+    try:
+        summary = run_batch(input_dir, output_dir, settings, progress=progress_enabled(quiet=quiet),
+                            retry_errors=retry_errors, wait=wait_lock, on_wait=waiting)
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        name = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        click.echo(f"generate: {name}; outputs and rows written so far are kept: rerun the same command to "
+                   "resume", err=True)
+        ctx.exit(128 + int(signum))
     for line in summary.lines():
         click.echo(line, err=True)
     if fmt == "json":

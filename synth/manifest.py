@@ -7,8 +7,11 @@ face, n_faces, yaw, pitch, roll, weights``
 
 * ``source``: input path relative to INPUT_DIR (POSIX); ``output``: output path relative to
   OUTPUT_DIR (planned path when the row is an error or a skip).
-* ``status``: ``ok`` (written), ``error`` (failed; retried by a rerun) or ``skipped`` (nothing
-  to synthesise, e.g. no face; not retried).
+* ``status``: ``ok`` (written), ``error`` (failed) or ``skipped`` (nothing to synthesise, e.g.
+  no face; not retried). Errors whose reason is in :data:`TRANSIENT_REASONS` (``write-failed``,
+  ``worker-crashed``, ``worker-error``) are retried by a rerun; the others (``unreadable``,
+  ``fit-failed``, ``synth-failed``) are permanent: recorded once, retried only on request
+  (``retry_errors``, the ``--retry-errors`` flag).
 * ``error``: one line, ``<reason>: <detail>`` where ``<reason>`` is a short code such as
   ``unreadable``, ``no-face``, ``face-too-small``, ``extreme-pose``, ``poor-fit``, ``fit-failed``,
   ``synth-failed``.
@@ -19,18 +22,31 @@ face, n_faces, yaw, pitch, roll, weights``
   rather than 53 columns keeps the file readable and independent of the model's shape list.
 
 Resume: :class:`Manifest` reads an existing file on open. An output is *done* if it has an
-``ok`` row and its file exists and decodes, or a ``skipped`` row. ``ok`` rows whose file is
-missing or unreadable are dropped (the file is rewritten atomically without them), and a
-truncated last line left by a killed run is cut off, so appending resumes cleanly.
+``ok`` row and its file exists and decodes, or a ``skipped`` row; it is *settled* if done or
+holding a permanent error. Each output keeps one row: on open, rows to be retried (transient
+errors; every error with ``retry_errors``), ``ok`` rows whose file is missing or unreadable,
+duplicates of a settled row, undecodable lines and lines with an oversized field are dropped, a
+byte-order mark and a truncated last line left by a killed run are cut off; the file is then
+rewritten atomically, so appending resumes cleanly.
+
+Writing: each batch of rows is one ``write`` of whole lines to a file opened ``O_APPEND``
+(``O_NOFOLLOW``: a ``manifest.csv`` that is a symlink is refused), then fsync'd; if the write
+fails part-way (a full disk), the file is truncated back to its last complete line before the
+error propagates. Fields never hold control characters: paths come in their
+``affectsynth.naming.display_path`` form, the error text is one line with control characters
+and undecodable bytes escaped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -39,6 +55,7 @@ from affectsynth.atomic import atomic_write_bytes
 
 __all__ = [
     "COLUMNS",
+    "TRANSIENT_REASONS",
     "Manifest",
     "ManifestError",
     "ManifestRow",
@@ -46,6 +63,25 @@ __all__ = [
 ]
 
 STATUSES = ("ok", "error", "skipped")
+
+#: Error reasons a rerun retries (the others are permanent; see the module docstring).
+TRANSIENT_REASONS = frozenset({"write-failed", "worker-crashed", "worker-error"})
+
+#: Longest field a manifest row may hold (characters); longer ones mark a corrupt line.
+MAX_FIELD_CHARS = 1 << 20
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_BOM = b"\xef\xbb\xbf"
+
+
+def _escape_controls(text: str) -> str:
+    def esc(m: re.Match) -> str:
+        o = ord(m.group(0))
+        if 0xDC80 <= o <= 0xDCFF:  # an undecodable byte (surrogateescape)
+            return f"\\x{o - 0xDC00:02x}"
+        return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
+
+    return _CONTROL.sub(esc, text)
 
 
 class ManifestError(ValueError):
@@ -84,13 +120,22 @@ class ManifestRow:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"ManifestRow: status must be one of {STATUSES}, got {self.status!r}")
-        # one line, always
-        object.__setattr__(self, "error", " ".join(str(self.error).split()))
+        for name in ("source", "output"):
+            if _CONTROL.search(getattr(self, name)):
+                raise ValueError(f"ManifestRow: {name} must be printable (pass it through "
+                                 f"affectsynth.naming.display_path), got {getattr(self, name)!r}")
+        # one line, always; no control characters or undecodable bytes
+        object.__setattr__(self, "error", _escape_controls(" ".join(str(self.error).split())))
 
     @property
     def reason(self) -> str:
         """The short reason code before the first ':' of ``error`` ("" for ok rows)."""
         return self.error.split(":", 1)[0].strip() if self.error else ""
+
+    @property
+    def transient(self) -> bool:
+        """True for an error a rerun retries (its reason is in :data:`TRANSIENT_REASONS`)."""
+        return self.status == "error" and self.reason in TRANSIENT_REASONS
 
     def to_csv_dict(self) -> dict[str, str]:
         """All fields as strings, keyed by column."""
@@ -173,9 +218,11 @@ class Manifest:
             used to check that ``ok`` outputs exist and decode.
         check_outputs: verify ``ok`` outputs on open (decode check); ``False`` only checks existence.
         readonly: never modify the file (no repair on open; :meth:`append` raises), e.g. for dry runs.
+        retry_errors: treat permanent errors as not settled either (they are dropped on open
+            and redone, like transient ones).
 
     Raises:
-        ManifestError: the existing file has other columns.
+        ManifestError: the existing file has other columns, or is a symlink or not a regular file.
 
     Example:
         >>> import tempfile, pathlib
@@ -188,60 +235,120 @@ class Manifest:
 
     def __init__(self, path: str | os.PathLike, columns: Iterable[str] = COLUMNS, *,
                  output_root: str | os.PathLike | None = None, check_outputs: bool = True,
-                 readonly: bool = False) -> None:
+                 readonly: bool = False, retry_errors: bool = False) -> None:
         self.path = Path(path)
         self.columns = tuple(columns)
         self.output_root = Path(output_root) if output_root is not None else self.path.parent
         self.check_outputs = check_outputs
         self.readonly = readonly
+        self.retry_errors = retry_errors
         self.rows: list[ManifestRow] = []
         self.dropped_rows = 0
+        self.retried_rows = 0
         self._done: set[str] = set()
+        self._settled: set[str] = set()
         self._by_source: dict[str, list[ManifestRow]] = {}
-        self._file: io.TextIOWrapper | None = None
+        self._fd: int | None = None
         self._load()
 
     # ----------------------------------------------------------------- reading
+    def _check_regular(self) -> bool:
+        """Whether the file exists; refuses a symlink or anything but a regular file."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        import stat
+
+        if stat.S_ISLNK(st.st_mode):
+            raise ManifestError(f"{self.path}: is a symlink (to {os.readlink(self.path)}); refusing to write "
+                                "through it: replace it with a regular file or use another OUTPUT_DIR")
+        if not stat.S_ISREG(st.st_mode):
+            raise ManifestError(f"{self.path}: exists and is not a regular file")
+        return True
+
+    def _parse(self, text: str) -> tuple[list[str] | None, list[list[str]], int]:
+        """Header, records and the number of unparseable lines of ``text``."""
+        old_limit = csv.field_size_limit()
+        csv.field_size_limit(max(old_limit, len(text) + 1))  # an oversized field is a bad row, not a crash
+        try:
+            reader = csv.reader(io.StringIO(text, newline=""))
+            header = next(reader, None)
+            while header is not None and not any(header):  # blank lines before the header
+                header = next(reader, None)
+            records, bad = [], 0
+            for rec in reader:
+                if not rec:
+                    continue
+                if len(rec) != len(self.columns) or any(len(v) > MAX_FIELD_CHARS for v in rec):
+                    bad += 1
+                    continue
+                records.append(rec)
+        except csv.Error as e:
+            raise ManifestError(f"{self.path}: unreadable CSV ({e}); move it away to start a new manifest "
+                                "(outputs already written are kept and re-verified)") from None
+        finally:
+            csv.field_size_limit(old_limit)
+        return header, records, bad
+
     def _load(self) -> None:
-        if not self.path.exists():
+        if not self._check_regular():
             return
         data = self.path.read_bytes()
-        truncated = bool(data) and not data.endswith(b"\n")
-        if truncated:  # a killed writer left half a line: drop it
-            data = data[: data.rfind(b"\n") + 1]
-        text = data.decode("utf-8", errors="replace")
-        reader = csv.reader(io.StringIO(text, newline=""))
-        header = next(reader, None)
-        if header is None:
-            self._rewrite([])
+        repair = False
+        if data.startswith(_BOM):  # written by a spreadsheet: the header would not match
+            data, repair = data[len(_BOM):], True
+        if data and not data.endswith(b"\n"):  # a killed writer left half a line: drop it
+            data, repair = data[: data.rfind(b"\n") + 1], True
+        header, records, bad = self._parse(data.decode("utf-8", errors="replace"))
+        if header is None:  # empty, or blank lines only
+            if data:
+                self._rewrite([])
             return
         if tuple(header) != self.columns:
             raise ManifestError(
-                f"{self.path}: columns {','.join(header)} differ from this version's "
+                f"{self.path}: columns {','.join(header)[:200]} differ from this version's "
                 f"{','.join(self.columns)}; use a new OUTPUT_DIR or move the old manifest away")
         rows: list[ManifestRow] = []
-        bad = 0
-        for rec in reader:
-            if len(rec) != len(self.columns):
-                bad += 1
-                continue
+        for rec in records:
             try:
                 rows.append(ManifestRow.from_csv_dict(dict(zip(self.columns, rec))))
             except ValueError:
                 bad += 1
-        kept: list[ManifestRow] = []
-        for r in rows:
-            if r.status == "ok" and not self._output_ok(r.output):
-                bad += 1
-                continue
-            kept.append(r)
+        kept, dropped, retried = self._select(rows)
         self.rows = kept
         for r in kept:
             self._by_source.setdefault(r.source, []).append(r)
-        self.dropped_rows = bad
+        self.dropped_rows = bad + dropped
+        self.retried_rows = retried
         self._done = {r.output for r in kept if r.status in ("ok", "skipped")}
-        if truncated or bad:
+        self._settled = {r.output for r in kept}
+        if repair or bad or dropped or retried:
             self._rewrite(kept)
+
+    def _select(self, rows: list[ManifestRow]) -> tuple[list[ManifestRow], int, int]:
+        """One row per output: the last ``ok``/``skipped`` row, else the last error to keep.
+
+        Returns:
+            (rows kept in file order, rows dropped as invalid or duplicate, error rows to retry).
+        """
+        best: dict[str, int] = {}
+        dropped = retried = 0
+        for i, r in enumerate(rows):
+            if r.status == "ok" and not self._output_ok(r.output):
+                dropped += 1
+                continue
+            if r.status == "error" and (self.retry_errors or r.transient):
+                retried += 1
+                continue
+            j = best.get(r.output)
+            if j is not None:
+                dropped += 1
+                if rows[j].status != "error" and r.status == "error":
+                    continue  # an error after a settled row changes nothing
+            best[r.output] = i
+        keep = sorted(best.values())
+        return [rows[i] for i in keep], dropped, retried
 
     def _output_ok(self, rel: str) -> bool:
         if not rel:
@@ -249,16 +356,20 @@ class Manifest:
         p = self.output_root / rel
         return is_readable_image(p) if self.check_outputs else p.is_file()
 
+    def _lines(self, rows: Iterable[ManifestRow], *, header: bool = False) -> bytes:
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf, lineterminator="\n")
+        if header:
+            w.writerow(self.columns)
+        for r in rows:
+            d = r.to_csv_dict()
+            w.writerow([d.get(c, "") for c in self.columns])
+        return buf.getvalue().encode("utf-8")
+
     def _rewrite(self, rows: list[ManifestRow]) -> None:
         if self.readonly:
             return
-        buf = io.StringIO(newline="")
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(self.columns)
-        for r in rows:
-            d = r.to_csv_dict()
-            w.writerow([d[c] for c in self.columns])
-        atomic_write_bytes(self.path, buf.getvalue().encode("utf-8"))
+        atomic_write_bytes(self.path, self._lines(rows, header=True))
 
     def is_done(self, output: str) -> bool:
         """True if ``output`` has a valid ``ok`` row or a ``skipped`` row."""
@@ -269,55 +380,82 @@ class Manifest:
         """All done outputs (see :meth:`is_done`)."""
         return frozenset(self._done)
 
+    @property
+    def settled_outputs(self) -> frozenset[str]:
+        """Outputs a rerun leaves alone: done, or holding a permanent error (unless ``retry_errors``)."""
+        return frozenset(self._settled)
+
     def rows_for(self, source: str) -> list[ManifestRow]:
         """Rows recorded for one source (relative path)."""
         return list(self._by_source.get(source, ()))
 
     # ----------------------------------------------------------------- writing
     def open(self) -> "Manifest":
-        """Open for appending (creates the file with its header if needed)."""
+        """Open for appending (creates the file with its header if needed).
+
+        Raises:
+            ManifestError: the path is (now) a symlink or not a regular file.
+        """
         if self.readonly:
             raise ValueError(f"{self.path}: manifest was opened read-only")
-        if self._file is None:
+        if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            new = not self.path.exists() or self.path.stat().st_size == 0
-            self._file = open(self.path, "a", encoding="utf-8", newline="")
-            if new:
-                csv.writer(self._file, lineterminator="\n").writerow(self.columns)
-                self._sync()
+            self._check_regular()
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+            try:
+                self._fd = os.open(self.path, flags, 0o644)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise ManifestError(f"{self.path}: is a symlink; refusing to write through it") from None
+                raise
+            if os.fstat(self._fd).st_size == 0:
+                self._write(self._lines((), header=True))
         return self
 
-    def _sync(self) -> None:
-        f = self._file
-        if f is None:
+    def _write(self, data: bytes) -> None:
+        """Append ``data`` (whole lines) and fsync; on failure cut the file back to where it was."""
+        fd = self._fd
+        if fd is None:
             raise ValueError(f"{self.path}: manifest is not open")
-        f.flush()
-        os.fsync(f.fileno())
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):  # leave whole lines only, then report the write error
+                os.ftruncate(fd, start)
+                os.fsync(fd)
+            raise
 
     def append(self, row: ManifestRow) -> None:
         """Append one row, flush and fsync it (opens the file if needed)."""
         self.extend([row])
 
     def extend(self, rows: "list[ManifestRow]") -> None:
-        """Append rows that arrive together (one image's outputs), then flush and fsync once."""
-        if self._file is None:
+        """Append rows that arrive together (one image's outputs) in one write, then fsync once.
+
+        Raises:
+            OSError: the write failed (e.g. ``ENOSPC``); the file then ends at its last complete line.
+        """
+        if self._fd is None:
             self.open()
-        writer = csv.writer(self._file, lineterminator="\n")
-        for row in rows:
-            d = row.to_csv_dict()
-            writer.writerow([d.get(c, "") for c in self.columns])
-        self._sync()
+        if rows:
+            self._write(self._lines(rows))
         for row in rows:
             self.rows.append(row)
             self._by_source.setdefault(row.source, []).append(row)
+            self._settled.add(row.output)
             if row.status in ("ok", "skipped"):
                 self._done.add(row.output)
 
     def close(self) -> None:
         """Close the file (rows are already on disk)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> "Manifest":
         return self.open()

@@ -11,6 +11,18 @@ the last ``_`` of ``<stem>_<ext>``, so different sources get different folders; 
 different subfolders land in different subfolders. Layout ``"flat"`` writes everything into
 OUTPUT_DIR as ``<stem>_<ext>-<12 hex digits of blake2b(relative path)>__f<face>_<slug>.png``.
 
+Names that are not safe as they stand (characters such as ``<>:"\\|?*`` or control characters,
+undecodable bytes, a name too long once escaped) keep a readable form and gain a marker
+``~<10 hex digits>``: a blake2b digest of the source's display path up to that component::
+
+    INPUT_DIR/a:b.jpg -> OUTPUT_DIR/a_b~2e0e755988_jpg/f0_happiness_i1.00.png
+
+Ordinary names keep the layout above, so outputs of earlier runs stay valid. The mapping is
+injective: an unmarked name is the original (which never ends in a marker: such originals are
+marked too), and two marked names differ in their digests. Paths are keyed by their display
+form (:func:`display_path`): undecodable bytes (``surrogateescape``) become ``\\xNN``, control
+characters ``\\xNN`` / ``\\uNNNN``, a backslash ``\\\\``; one display form per byte path.
+
 Target slugs: ``happiness_i1.00``, ``va_+0.50_-0.25``, ``aus_AU12-0.80_AU6-0.50``.
 """
 
@@ -27,6 +39,7 @@ from affectsynth.images import IMAGE_EXTENSIONS
 __all__ = [
     "LAYOUTS",
     "UnsafePathError",
+    "display_path",
     "find_images",
     "output_relpath",
     "safe_join",
@@ -37,6 +50,12 @@ __all__ = [
 LAYOUTS = ("nested", "flat")
 
 _UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"\\|?*]')
+#: Characters :func:`display_path` escapes: backslash, C0/C1 controls, line/paragraph separators, lone surrogates.
+_ESCAPED_CHARS = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_MARKER = re.compile(r"~[0-9a-f]{10}$")
+_SAFE_EXT = re.compile(r"^[A-Za-z0-9]+$")
+#: Longest output name component (bytes, UTF-8) before it is shortened and marked.
+_MAX_COMPONENT_BYTES = 200
 
 
 class UnsafePathError(ValueError):
@@ -69,11 +88,76 @@ def target_slug(target: Any) -> str:
     raise TypeError(f"target_slug: expected an Expression, VA or AUs target, got {type(target).__name__}")
 
 
+def _escape_char(m: re.Match) -> str:
+    c = m.group(0)
+    if c == "\\":
+        return "\\\\"
+    o = ord(c)
+    if 0xDC80 <= o <= 0xDCFF:  # an undecodable byte, as os.fsdecode (surrogateescape) gives it
+        return f"\\x{o - 0xDC00:02x}"
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """The printable, UTF-8-safe form of a (relative) path, one per byte path.
+
+    Undecodable bytes (``surrogateescape``) become ``\\xNN``, control characters ``\\xNN`` or
+    ``\\uNNNN``, and a backslash ``\\\\``, so different paths keep different display forms.
+    Ordinary names are returned unchanged. Manifest rows, seeds and output names use this form.
+
+    Args:
+        path: a path as ``os`` functions return it (str, possibly with surrogates) or bytes.
+
+    Example:
+        >>> display_path(os.fsdecode(b"caf\\xe9.jpg")), display_path("a\\nb.jpg"), display_path("a/b.jpg")
+        ('caf\\\\xe9.jpg', 'a\\\\x0ab.jpg', 'a/b.jpg')
+    """
+    text = os.fsdecode(path) if isinstance(path, bytes) else os.fspath(path)
+    return _ESCAPED_CHARS.sub(_escape_char, text)
+
+
+def _digest(text: str, n: int = 10) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()[:n]
+
+
 def _clean_component(name: str) -> str:
     name = _UNSAFE_CHARS.sub("_", name)
     if name in ("", ".", ".."):
         raise UnsafePathError(f"unsafe path component {name!r}")
     return name
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes (on a character boundary)."""
+    return text.encode("utf-8", "surrogateescape")[:limit].decode("utf-8", "ignore")
+
+
+def _marked(clean: str, key: str, room: int = _MAX_COMPONENT_BYTES) -> str:
+    """``clean`` (shortened to fit) plus the marker of ``key`` (the display path it stands for)."""
+    return f"{_shorten(clean, room - 11)}~{_digest(key)}"
+
+
+def _safe_dir(name: str, key: str) -> str:
+    """One folder name: ``name`` itself when safe, else its cleaned form plus a marker."""
+    if name in ("", ".", ".."):
+        raise UnsafePathError(f"unsafe path component {name!r}")
+    clean = _UNSAFE_CHARS.sub("_", name)
+    if clean == name and not _MARKER.search(name) and len(name.encode("utf-8")) <= _MAX_COMPONENT_BYTES:
+        return name
+    return _marked(clean, key)
+
+
+def _safe_base(name: str, key: str) -> str:
+    """A source file's folder name ``<stem>_<ext>``, marked (before ``_<ext>``) when not safe as it is."""
+    stem, ext = os.path.splitext(name)
+    ext = ext[1:]
+    if not _SAFE_EXT.match(ext):  # no (or an odd) extension: keep the whole name readable, mark it
+        return _marked(_UNSAFE_CHARS.sub("_", name), key) + "_"
+    clean = _UNSAFE_CHARS.sub("_", stem)
+    if (clean == stem and stem not in ("", ".", "..") and not _MARKER.search(stem)
+            and len(name.encode("utf-8")) <= _MAX_COMPONENT_BYTES):
+        return f"{stem}_{ext}"
+    return f"{_marked(clean, key, _MAX_COMPONENT_BYTES - len(ext) - 1)}_{ext}"
 
 
 def source_relpath(path: str | os.PathLike, input_dir: str | os.PathLike) -> PurePosixPath:
@@ -96,7 +180,8 @@ def output_relpath(rel_source: str | PurePosixPath, slug: str, face: int = 0, *,
     """Relative output path for one (source, face, target).
 
     Args:
-        rel_source: the source's path relative to INPUT_DIR (POSIX, from :func:`source_relpath`).
+        rel_source: the source's path relative to INPUT_DIR (POSIX, from :func:`source_relpath`),
+            best in its :func:`display_path` form (what the engine passes).
         slug: :func:`target_slug` of the target.
         face: face index in the photo (0 = largest).
         layout: "nested" or "flat" (see the module docstring).
@@ -113,14 +198,14 @@ def output_relpath(rel_source: str | PurePosixPath, slug: str, face: int = 0, *,
     if rel.is_absolute() or ".." in rel.parts or not rel.parts or str(rel) == ".":
         raise UnsafePathError(f"output_relpath: source path must be relative without '..', got {str(rel)!r}")
     slug = _clean_component(slug.replace("/", "_"))
-    name = rel.name
-    stem, ext = os.path.splitext(name)
-    base = _clean_component(f"{stem}_{ext.lstrip('.')}" if ext else f"{stem}_")
     leaf = f"f{face}_{slug}.png"
+    parts = rel.parts
     if layout == "nested":
-        dirs = [_clean_component(d) for d in rel.parts[:-1]]
-        return PurePosixPath(*dirs, base, leaf)
-    digest = hashlib.blake2b(str(rel).encode("utf-8"), digest_size=6).hexdigest()
+        dirs = [_safe_dir(d, "/".join(parts[: i + 1])) for i, d in enumerate(parts[:-1])]
+        return PurePosixPath(*dirs, _safe_base(rel.name, str(rel)), leaf)
+    stem, ext = os.path.splitext(rel.name)
+    base = _shorten(_clean_component(f"{stem}_{ext.lstrip('.')}" if ext else f"{stem}_"), 150)
+    digest = hashlib.blake2b(str(rel).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
     return PurePosixPath(f"{base}-{digest}__{leaf}")
 
 

@@ -67,10 +67,27 @@ def test_plan_skips_done_outputs_and_sources(tmp_path):
         save_png(out / o, np.zeros((4, 4, 3), np.uint8))
         m.append(ManifestRow("b.jpg", o, "ok"))  # b.jpg: 1 of 3 done
         m.append(ManifestRow("b.jpg", Job("", "b.jpg", str(out), TARGETS, s).output_for(TARGETS[1]), "error",
-                             "synth-failed: x"))
+                             "write-failed: x"))  # transient: retried
     plan = plan_jobs(tmp_path / "in", out, s, manifest=Manifest(out / "manifest.csv", output_root=out))
     assert [j.rel_source for j in plan.jobs] == ["b.jpg"] and plan.already_done == 4
     assert plan.jobs[0].done == {o} and len(plan.planned_outputs) == 2
+    assert "write-failed" not in (out / "manifest.csv").read_text()  # dropped on open: its retry adds the row
+
+
+def test_permanent_errors_are_settled_unless_retried(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jpg").write_bytes(b"x")
+    out = tmp_path / "out"
+    s = _settings()
+    job = Job("", "a.jpg", str(out), TARGETS, s)
+    with Manifest(out / "manifest.csv", output_root=out) as m:
+        m.extend([ManifestRow("a.jpg", job.output_for(t), "error", "unreadable: x") for t in TARGETS])
+    plan = plan_jobs(tmp_path / "in", out, s, manifest=Manifest(out / "manifest.csv", output_root=out))
+    assert plan.jobs == [] and plan.already_done == 0  # recorded once, not redone
+    m = Manifest(out / "manifest.csv", output_root=out, retry_errors=True)
+    assert m.retried_rows == 3 and not m.rows
+    plan = plan_jobs(tmp_path / "in", out, s, manifest=m)
+    assert len(plan.jobs) == 1 and len(plan.planned_outputs) == 3
 
 
 def test_plan_faces_all_uses_n_faces(tmp_path):

@@ -79,11 +79,17 @@ def test_batch_over_awkward_inputs(tmp_path, astronaut, awkward_writer):
                 assert im.size == (64, 64)
             assert row["expression"] == "happiness" and row["weights"].startswith("{")
     assert "failed: unreadable" in r.stderr
-    # resume: nothing new to write, errors retried (and fail again)
+    # resume: nothing new to write, permanent errors stand (recorded once, not retried)
+    before = (out / "manifest.csv").read_bytes()
     r2 = CliRunner().invoke(main, ["generate", str(inp), str(out), "--expressions", "happiness", "--workers", "1",
                                    "--quiet", "--size", "64", "--format", "json"])
-    assert r2.exit_code == 3
-    assert '"written": 0' in r2.stdout
+    assert r2.exit_code == 0, r2.output
+    assert '"written": 0' in r2.stdout and '"unreadable": 5' in r2.stdout  # standing_failed
+    assert "not retried: " in r2.stderr and (out / "manifest.csv").read_bytes() == before
+    r3 = CliRunner().invoke(main, ["generate", str(inp), str(out), "--expressions", "happiness", "--workers", "1",
+                                   "--quiet", "--size", "64", "--retry-errors"])
+    assert r3.exit_code == 3 and "retried: " in r3.stderr
+    assert len(_rows(out)) == len(rows)  # retried rows replace the old ones
 
 
 def _expected_outputs(inp: Path, out: Path, targets: int) -> int:
