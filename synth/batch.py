@@ -33,6 +33,7 @@ from affectsynth.naming import (LAYOUTS, display_path, find_images, output_relpa
 from affectsynth.pool import WorkerSetupError, die_with_parent, run_pool
 from affectsynth.progress import make_progress
 from affectsynth.result import SynthLabels, TargetLabels
+from affectsynth.recover import reset_detector
 
 __all__ = [
     "MANIFEST_NAME",
@@ -103,6 +104,8 @@ class GenerateSettings:
         min_face_px: faces whose box is smaller (shorter side, pixels) are skipped.
         max_yaw_deg, max_pitch_deg: faces turned further are skipped ("extreme-pose"): the model
             cannot texture what the photo does not show.
+        max_roll_deg: faces tilted further in the image plane (a photo on its side) are skipped
+            ("rotated-face"): the landmark model is trained on upright faces.
         max_fit_error: faces whose mean landmark error exceeds this fraction of the eye distance
             are skipped ("poor-fit": occluded or mis-detected faces).
         crop_scale: crop side / face box longer side for ``size``.
@@ -130,6 +133,7 @@ class GenerateSettings:
     min_face_px: float = 24.0
     max_yaw_deg: float = 60.0
     max_pitch_deg: float = 40.0
+    max_roll_deg: float = 45.0
     max_fit_error: float = 0.08
     crop_scale: float = 1.6
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -176,7 +180,8 @@ class GenerateSettings:
     @property
     def gates(self) -> FaceGates:
         """The face gates these settings ask for (applied by the Synthesizer, `Synthesizer.check`)."""
-        return FaceGates(self.min_face_px, self.max_yaw_deg, self.max_pitch_deg, self.max_fit_error)
+        return FaceGates(self.min_face_px, self.max_yaw_deg, self.max_pitch_deg, self.max_fit_error,
+                         max_roll_deg=self.max_roll_deg)
 
 
 @dataclass(frozen=True)
@@ -309,16 +314,6 @@ def _ok_row(job: Job, face: int, n_faces: int, out: str, seed: int, labels: Synt
     return ManifestRow(job.rel_source, out, "ok", "", seed=seed, face=face, n_faces=n_faces, **labels.to_row())
 
 
-def _reset_detector(synthesizer: Any) -> None:
-    """Close the detector after a failed fit: a detector graph that raised once may stay broken;
-    a closed one is rebuilt on its next use, so one bad image cannot spoil the images after it."""
-    det = getattr(synthesizer, "_detector", None)
-    close = getattr(det, "close", None)
-    if callable(close):
-        with contextlib.suppress(Exception):  # best effort: the next fit rebuilds it anyway
-            close()
-
-
 def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
     """Do one source's work and return its manifest rows (never raises for bad input).
 
@@ -348,7 +343,7 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
     try:
         fits = list(synthesizer.fit(image))
     except Exception as e:  # the engine catches per item (STYLE 5)
-        _reset_detector(synthesizer)
+        reset_detector(synthesizer)  # a detector that raised once may stay broken: rebuild it
         return _fail_rows(job, "error", "fit-failed", _reason_detail(e))
     if not fits:
         return _fail_rows(job, "skipped", "no-face", "no face found", n_faces=0)

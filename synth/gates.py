@@ -31,17 +31,20 @@ class FaceGates:
             does not show.
         max_fit_error: mean landmark error as a fraction of the eye distance (occluded or
             mis-detected faces fit poorly).
+        max_roll_deg: in-plane tilt limit (a photo on its side): the landmark model expects
+            upright faces, and its landmarks of a face lying on its side are unreliable.
     """
 
     min_face_px: float = 24.0
     max_yaw_deg: float = 60.0
     max_pitch_deg: float = 40.0
     max_fit_error: float = 0.08
+    max_roll_deg: float = 45.0
 
     def __post_init__(self) -> None:
-        if not (self.max_yaw_deg > 0 and self.max_pitch_deg > 0 and self.max_fit_error > 0):
-            raise ValueError("FaceGates: max_yaw_deg, max_pitch_deg and max_fit_error must be > 0, got "
-                             f"{self.max_yaw_deg}, {self.max_pitch_deg}, {self.max_fit_error}")
+        if not (self.max_yaw_deg > 0 and self.max_pitch_deg > 0 and self.max_fit_error > 0 and self.max_roll_deg > 0):
+            raise ValueError("FaceGates: max_yaw_deg, max_pitch_deg, max_fit_error and max_roll_deg must be > 0, "
+                             f"got {self.max_yaw_deg}, {self.max_pitch_deg}, {self.max_fit_error}, {self.max_roll_deg}")
         if self.min_face_px < 0:
             raise ValueError(f"FaceGates: min_face_px must be >= 0, got {self.min_face_px}")
 
@@ -51,7 +54,7 @@ class FaceRejection:
     """Why a face is not synthesised.
 
     Attributes:
-        reason: short code: "face-too-small", "extreme-pose" or "poor-fit".
+        reason: short code: "face-too-small", "rotated-face", "extreme-pose" or "poor-fit".
         detail: one line with the measured value and the limit.
     """
 
@@ -73,7 +76,10 @@ def check_face(fit: Any, gates: FaceGates) -> FaceRejection | None:
     x0, y0, x1, y1 = (float(v) for v in fit.bbox)
     if min(x1 - x0, y1 - y0) < gates.min_face_px:
         return FaceRejection("face-too-small", f"{x1 - x0:.0f}x{y1 - y0:.0f} px, under {gates.min_face_px:g} px")
-    yaw, pitch, _ = fit.pose_deg
+    yaw, pitch, roll = fit.pose_deg
+    if abs(roll) > gates.max_roll_deg:
+        return FaceRejection("rotated-face", f"tilted {roll:.0f} deg in the image plane, beyond "
+                                             f"{gates.max_roll_deg:g} deg (rotate the photo upright)")
     if abs(yaw) > gates.max_yaw_deg or abs(pitch) > gates.max_pitch_deg:
         return FaceRejection("extreme-pose", f"turned yaw {yaw:.0f}, pitch {pitch:.0f} deg, beyond "
                                              f"{gates.max_yaw_deg:g}/{gates.max_pitch_deg:g} deg")

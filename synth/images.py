@@ -24,7 +24,9 @@ from affectsynth.atomic import atomic_write_bytes
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "MAX_SIDE",
     "ImageLoadError",
+    "describe_unreadable",
     "is_image_path",
     "load_image",
     "pil_to_rgb_array",
@@ -35,6 +37,10 @@ __all__ = [
 
 #: Largest image (width * height) :func:`load_image` decodes by default: 50 megapixels.
 DEFAULT_MAX_PIXELS = 50_000_000
+
+#: Longest image side (pixels) the engine accepts. OpenCV (inside MediaPipe) aborts the whole
+#: process on a side of 32767 (SHRT_MAX) or more, so such images are refused before any decoding.
+MAX_SIDE = 32766
 
 #: File extensions (lower case) the engine treats as images.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -51,6 +57,72 @@ def is_image_path(path: str | os.PathLike) -> bool:
 
 def _one_line(msg: object) -> str:
     return " ".join(str(msg).split())
+
+
+_TIFF_COMPRESSION = {1: "none", 2: "CCITT RLE", 3: "CCITT G3", 4: "CCITT G4", 5: "LZW", 6: "old-style JPEG",
+                     7: "JPEG", 8: "Deflate", 32773: "PackBits", 32946: "Deflate", 34661: "JBIG",
+                     34712: "JPEG 2000", 34887: "LERC", 34925: "LZMA", 50000: "Zstandard", 50001: "WebP",
+                     50002: "JPEG XL"}
+
+
+def _tiff_summary(head: bytes) -> str:
+    """Compression / samples of a classic TIFF's first image, from its header bytes ("" if unknown)."""
+    bo = "<" if head[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack(bo + "I", head[4:8])
+        (n,) = struct.unpack(bo + "H", head[ifd:ifd + 2])
+        tags: dict[int, int] = {}
+        for i in range(min(n, 512)):
+            e = ifd + 2 + 12 * i
+            tag, typ, count = struct.unpack(bo + "HHI", head[e:e + 8])
+            if typ == 3 and count >= 1:  # SHORT: the value (or the first of several) sits in place if it fits
+                raw = head[e + 8:e + 10] if count <= 2 else None
+                if raw is None and tag == 258:
+                    (off,) = struct.unpack(bo + "I", head[e + 8:e + 12])
+                    raw = head[off:off + 2]
+                tags[tag] = struct.unpack(bo + "H", raw)[0]
+            elif typ == 4 and count == 1:
+                tags[tag] = struct.unpack(bo + "I", head[e + 8:e + 12])[0]
+    except (struct.error, IndexError):
+        return ""
+    parts = []
+    if 259 in tags:
+        c = tags[259]
+        parts.append(f"compression {c} ({_TIFF_COMPRESSION.get(c, 'unknown')})")
+    if 277 in tags or 258 in tags:
+        parts.append(f"{tags.get(277, 1)} sample(s) of {tags.get(258, '?')} bits")
+    if 339 in tags:
+        parts.append(f"sample format {tags[339]}")
+    return ", ".join(parts)
+
+
+def describe_unreadable(path: str | os.PathLike) -> str:
+    """Why PIL cannot read ``path``, from its first bytes: the format it is, or "not a recognised image format"."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError as e:
+        return f"cannot read file ({_one_line(e)})"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        info = _tiff_summary(head)
+        return ("a TIFF image that Pillow cannot decode" + (f" ({info})" if info else "")
+                + "; convert it to PNG or a baseline TIFF (LZW/Deflate, 8 or 16 bits)")
+    if head[:4] in (b"II+\x00", b"MM\x00+"):
+        return "a BigTIFF file, which Pillow cannot read; convert it to PNG or a classic TIFF"
+    brand = head[8:12] if head[4:8] == b"ftyp" else b""
+    if brand in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1"):
+        return "a HEIC/HEIF image, which Pillow cannot read without a plugin; convert it to JPEG or PNG"
+    if brand in (b"avif", b"avis"):
+        return "an AVIF image, which this Pillow build cannot read; convert it to PNG or JPEG"
+    if head[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n" or head[:4] == b"\xff\x4f\xff\x51":
+        return "a JPEG 2000 image, which this Pillow build cannot read; convert it to PNG or JPEG"
+    if head[:4] == b"8BPS":
+        return "a Photoshop (PSD) file that Pillow cannot decode; export it as PNG"
+    if head[:5] == b"%PDF-":
+        return "a PDF document, not an image"
+    if head.lstrip()[:5] in (b"<?xml", b"<svg ") or b"<svg" in head[:512]:
+        return "an SVG (vector) file, not a raster image"
+    return "not a recognised image format"
 
 
 def _scale_to_uint8(arr: np.ndarray, *, where: str) -> np.ndarray:
@@ -143,8 +215,9 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ImageLoadError: empty, truncated, corrupt, too large, or not an image; the one-line
-            message starts with the file name.
+        ImageLoadError: empty, truncated, corrupt, too large (pixels, or a side over
+            :data:`MAX_SIDE`), or not an image (the message says what it is, e.g. a TIFF with a
+            compression Pillow lacks); the one-line message starts with the file name.
     """
     p = Path(path)
     where = str(p)
@@ -163,6 +236,10 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as img:
                 w, h = img.size
+                if max(w, h) > MAX_SIDE:
+                    raise ImageLoadError(
+                        f"{where}: image side too long ({w}x{h}; the limit is {MAX_SIDE} px a side, "
+                        "which the face detector's image library cannot exceed)")
                 if max_pixels is not None and w * h > max_pixels:
                     raise ImageLoadError(
                         f"{where}: image too large ({w}x{h} = {w * h / 1e6:.1f} MP; the limit is "
@@ -178,13 +255,15 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
     except ImageLoadError:
         raise
     except UnidentifiedImageError as e:
-        raise ImageLoadError(f"{where}: not a recognised image format") from e
+        raise ImageLoadError(f"{where}: {describe_unreadable(p)}") from e
     except Image.DecompressionBombError as e:
         raise ImageLoadError(f"{where}: image too large (decompression bomb guard: {_one_line(e)})") from e
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error) as e:
         msg = _one_line(e) or type(e).__name__
         if "truncated" in msg.lower():
             msg = "truncated file (" + msg + ")"
+        elif not describe_unreadable(p).startswith("not a recognised"):  # e.g. a TIFF with an odd codec
+            msg = f"{describe_unreadable(p)} ({msg})"
         raise ImageLoadError(f"{where}: cannot decode image: {msg}") from e
     except MemoryError as e:
         raise ImageLoadError(f"{where}: out of memory while decoding") from e
@@ -204,10 +283,14 @@ def torch_mod() -> Any:
 
 def _float_to_uint8(a: np.ndarray, *, where: str) -> np.ndarray:
     if a.size:
-        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+        if not np.isfinite(a).all():
+            n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+            raise ValueError(f"{where}: float images must be finite, in [0, 1], got {n_nan} NaN and {n_inf} "
+                             "infinite values")
+        lo, hi = float(np.min(a)), float(np.max(a))
         if lo < -1e-3 or hi > 1.0 + 1e-3:
             raise ValueError(f"{where}: float images must be in [0, 1], got range [{lo:.3g}, {hi:.3g}]")
-    return np.rint(np.clip(np.nan_to_num(a, nan=0.0), 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.rint(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def _hwc_to_rgb(a: np.ndarray, *, where: str) -> np.ndarray:
@@ -221,9 +304,16 @@ def _hwc_to_rgb(a: np.ndarray, *, where: str) -> np.ndarray:
         a = a[..., :3]
     elif c != 3:
         raise ValueError(f"{where}: expected 1, 3 or 4 channels, got shape {tuple(a.shape)}")
-    if a.shape[0] < 1 or a.shape[1] < 1:
-        raise ValueError(f"{where}: image has zero size, got shape {tuple(a.shape)}")
+    _check_size(a.shape[0], a.shape[1], where=where)
     return np.ascontiguousarray(a)
+
+
+def _check_size(h: int, w: int, *, where: str) -> None:
+    """Refuse an empty image or one with a side over :data:`MAX_SIDE` (which would abort OpenCV)."""
+    if h < 1 or w < 1:
+        raise ValueError(f"{where}: image has zero size, got {w}x{h} (width x height)")
+    if max(h, w) > MAX_SIDE:
+        raise ValueError(f"{where}: image side too long, got {w}x{h}; the limit is {MAX_SIDE} px a side")
 
 
 def to_numpy_image(x: Any) -> np.ndarray:
@@ -239,9 +329,11 @@ def to_numpy_image(x: Any) -> np.ndarray:
 
     Raises:
         TypeError: ``x`` is none of the above.
-        ValueError: wrong shape, or floats outside [0, 1].
+        ValueError: wrong shape, an empty image, a side over :data:`MAX_SIDE`, or floats outside
+            [0, 1] (NaN and infinities included).
     """
     if isinstance(x, Image.Image):
+        _check_size(x.size[1], x.size[0], where="to_numpy_image(PIL)")
         x.load()
         return pil_to_rgb_array(x, where="to_numpy_image")
     if _is_tensor(x):
@@ -268,6 +360,8 @@ def to_numpy_image(x: Any) -> np.ndarray:
     else:
         raise TypeError("to_numpy_image: expected a PIL image, numpy [H, W, C] array or torch [C, H, W] "
                         f"tensor, got {type(x).__name__}")
+    if a.ndim >= 2:
+        _check_size(a.shape[0], a.shape[1], where=where)
     if a.dtype == np.uint8:
         pass
     elif a.dtype.kind == "f":

@@ -29,6 +29,7 @@ from affectsynth.atomic import atomic_write_text
 from affectsynth.cache import LRUCache, image_digest
 from affectsynth.images import restore_like, to_numpy_image
 from affectsynth.labels import LabelPreset, UnsupportedTargetError, canonical_category, get_preset
+from affectsynth.recover import reset_detector
 
 __all__ = ["AffectAugment", "AugmentParams", "image_digest"]
 
@@ -313,6 +314,7 @@ class AffectAugment:
         except Exception as e:  # a bad item must not stop training (STYLE 5)
             self.stats["failed"] += 1
             self.last_error = f"fit: {type(e).__name__}: {' '.join(str(e).split())}"
+            reset_detector(self._synthesizer)  # nor poison the detector for the items after it
             return sample
         if fit is None:
             self.stats["unfitted"] += 1
