@@ -123,3 +123,56 @@ def test_save_png_is_lossless_and_atomic(tmp_path, photo):
     assert sorted(x.name for x in p.parent.iterdir()) == ["o.png"]
     with pytest.raises(ValueError, match="save_png"):
         save_png(p, photo.astype(np.float32))
+
+
+def _png_header(w: int, h: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("w,h", [(33000, 1000), (1, 40_000_000), (32767, 1)])
+def test_sides_opencv_cannot_take_are_refused_before_decoding(tmp_path, w, h):
+    p = tmp_path / "long.png"
+    p.write_bytes(_png_header(w, h))  # under the 50 MP limit, but a side OpenCV aborts on
+    with pytest.raises(ImageLoadError, match=f"side too long \\({w}x{h}"):
+        load_image(p)
+    with pytest.raises(ValueError, match="side too long"):
+        to_numpy_image(np.zeros((1, 32767, 3), np.uint8))
+
+
+def test_undecodable_tiffs_say_what_they_are(tmp_path):
+    import io
+    import struct
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="TIFF")
+    d = bytearray(buf.getvalue())
+    (ifd,) = struct.unpack("<I", d[4:8])
+    for i in range(struct.unpack("<H", d[ifd:ifd + 2])[0]):
+        e = ifd + 2 + 12 * i
+        if struct.unpack("<H", d[e:e + 2])[0] == 259:
+            d[e + 8:e + 10] = struct.pack("<H", 34712)
+    (tmp_path / "j2k.tif").write_bytes(bytes(d))
+    (tmp_path / "big.tif").write_bytes(b"II+\x00\x08\x00\x00\x00" + bytes(64))
+    with pytest.raises(ImageLoadError, match=r"a TIFF image that Pillow cannot decode \(compression 34712 \(JPEG 2000\)"):
+        load_image(tmp_path / "j2k.tif")
+    with pytest.raises(ImageLoadError, match="BigTIFF"):
+        load_image(tmp_path / "big.tif")
+
+
+def test_empty_and_non_finite_images_are_refused():
+    for bad in (Image.new("RGB", (0, 0)), np.zeros((0, 4, 3), np.uint8), torch.zeros(3, 4, 0)):
+        with pytest.raises(ValueError, match="zero size"):
+            to_numpy_image(bad)
+    a = np.full((4, 4, 3), 0.5, np.float32)
+    a[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="1 NaN"):
+        to_numpy_image(a)
+    with pytest.raises(ValueError, match="finite"):
+        to_numpy_image(torch.full((3, 4, 4), float("inf")))

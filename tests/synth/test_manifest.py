@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -102,3 +105,76 @@ def test_other_columns_are_refused(tmp_path):
 def test_bad_status():
     with pytest.raises(ValueError, match="status"):
         ManifestRow("a", "b", "done")
+
+
+def _header() -> str:
+    return ",".join(COLUMNS) + "\n"
+
+
+def test_a_bom_a_blank_file_and_an_oversized_field_are_repaired(tmp_path):
+    p = tmp_path / "manifest.csv"
+    p.write_bytes(b"\xef\xbb\xbf" + _header().encode() + b"a.jpg,o.png,skipped,no-face: x" + b"," * 12 + b"\n")
+    m = Manifest(p)
+    assert m.is_done("o.png") and not p.read_bytes().startswith(b"\xef\xbb\xbf")
+    p.write_text("\n")
+    assert Manifest(p).rows == [] and p.read_text() == _header()
+    big = "x" * (2 << 20)  # over csv's default field limit (128 kB) and our row limit
+    p.write_text(_header() + f"a.jpg,big.png,skipped,no-face: {big}" + "," * 12 + "\n"
+                 + "b.jpg,o2.png,skipped,no-face: y" + "," * 12 + "\n")
+    m = Manifest(p)
+    assert m.done_outputs == {"o2.png"} and m.dropped_rows == 1 and p.stat().st_size < 1000
+
+
+def test_a_symlinked_manifest_is_refused(tmp_path):
+    target = tmp_path / "elsewhere.csv"
+    target.write_text(_header())
+    (tmp_path / "out").mkdir()
+    os.symlink(target, tmp_path / "out" / "manifest.csv")
+    with pytest.raises(ManifestError, match="symlink"):
+        Manifest(tmp_path / "out" / "manifest.csv")
+    assert target.read_text() == _header()
+
+
+def test_one_row_per_output_after_reopen(tmp_path):
+    save_png(tmp_path / "o1.png", np.zeros((4, 4, 3), np.uint8))
+    with Manifest(tmp_path / "manifest.csv") as m:  # what older versions or two runs left behind
+        m.append(ManifestRow("a.jpg", "o1.png", "error", "worker-crashed: x"))
+        m.append(_ok("o1.png"))
+        m.append(_ok("o1.png"))
+        m.append(ManifestRow("b.jpg", "o2.png", "error", "unreadable: x"))
+        m.append(ManifestRow("b.jpg", "o2.png", "error", "unreadable: x"))
+        m.append(ManifestRow("c.jpg", "o3.png", "error", "write-failed: x"))
+    m = Manifest(tmp_path / "manifest.csv")
+    assert [(r.output, r.status) for r in m.rows] == [("o1.png", "ok"), ("o2.png", "error")]
+    assert m.settled_outputs == {"o1.png", "o2.png"} and m.retried_rows == 2
+    assert len((tmp_path / "manifest.csv").read_text().splitlines()) == 3
+
+
+def test_rows_never_hold_control_characters():
+    row = ManifestRow("a.jpg", "o.png", "error", "unreadable: caf\udce9.jpg: bad\x00\x1b[31m")
+    assert row.error == "unreadable: caf\\xe9.jpg: bad\\x00\\x1b[31m"
+    with pytest.raises(ValueError, match="display_path"):
+        ManifestRow("a\rb.jpg", "o.png", "ok")
+
+
+def test_a_failed_write_leaves_whole_lines_only(tmp_path):
+    # A real write fault without root: a file size limit (RLIMIT_FSIZE) below what the rows need.
+    p = tmp_path / "manifest.csv"
+    with Manifest(p) as m:
+        m.append(ManifestRow("a.jpg", "o1.png", "skipped", "no-face: x"))
+    before = p.read_bytes()
+    code = f"""
+import resource, signal, sys
+sys.path[:0] = {sys.path!r}
+from affectsynth.manifest import Manifest, ManifestRow
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+m = Manifest({str(p)!r})
+resource.setrlimit(resource.RLIMIT_FSIZE, ({len(before) + 300}, resource.RLIM_INFINITY))
+try:
+    m.extend([ManifestRow("b.jpg", f"o{{i}}.png", "skipped", "no-face: " + "y" * 50) for i in range(20)])
+except OSError as e:
+    print("failed", e.errno)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.startswith("failed"), r.stderr
+    assert p.read_bytes() == before  # cut back to the last complete line

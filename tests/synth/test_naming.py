@@ -6,7 +6,8 @@ from pathlib import PurePosixPath
 import pytest
 
 from affectsynth.blendshapes.targets import VA, AUs, Expression
-from affectsynth.naming import UnsafePathError, find_images, output_relpath, safe_join, source_relpath, target_slug
+from affectsynth.naming import (UnsafePathError, display_path, find_images, output_relpath, safe_join, source_relpath,
+                                target_slug)
 
 
 def test_target_slugs():
@@ -72,3 +73,27 @@ def test_find_images_recursive_case_insensitive_sorted(tmp_path):
     assert found == ["c.webp", "d.bmp", "e.jpeg", "a/y.png", "a/z.TIFF", "b/x.JPG"]
     with pytest.raises(NotADirectoryError):
         list(find_images(tmp_path / "c.webp"))
+
+
+HOSTILE = ["a_b.jpg", "a:b.jpg", "a?b.jpg", "a*b.jpg", "a|b.jpg", 'a"b.jpg', "a\\b.jpg", "a<b.jpg", "a>b.jpg",
+           "a\nb.jpg", "a\tb.jpg", "a\rb.jpg", "a\x00b.jpg", "a_b~0123456789.jpg", "a_b~0123456789_jpg.png",
+           os.fsdecode(b"caf\xe9.jpg"), "caf\u00e9.jpg", "caf\\xe9.jpg", os.fsdecode(b"a\xffb.jpg"),
+           "a:b/x.jpg", "a_b/x.jpg", "a_b~0123456789/x.jpg", "x" * 250 + ".jpg", "x" * 251 + ".jpg", "a", "a."]
+
+
+@pytest.mark.parametrize("layout", ["nested", "flat"])
+def test_hostile_names_map_to_distinct_safe_outputs(layout):
+    shown = [display_path(n) for n in HOSTILE]
+    assert len(set(shown)) == len(HOSTILE)  # one display form per name
+    assert all(s.isprintable() for s in shown)
+    outs = [output_relpath(s, "happiness_i1.00", 0, layout=layout) for s in shown]
+    assert len(set(outs)) == len(outs)
+    for o in outs:
+        assert all(len(part.encode()) <= 255 and not set(part) & set('<>:"\\|?*\n\r\t\x00') for part in o.parts)
+
+
+def test_ordinary_names_keep_their_layout_and_marked_names_stay_readable():
+    assert output_relpath(display_path("train/img.jpg"), "x") == PurePosixPath("train/img_jpg/f0_x.png")
+    marked = output_relpath(display_path("a:b.jpg"), "x")
+    assert str(marked).startswith("a_b~") and str(marked).endswith("_jpg/f0_x.png")
+    assert display_path(os.fsdecode(b"caf\xe9.jpg")) == "caf\\xe9.jpg"

@@ -166,3 +166,13 @@ def test_draws_do_not_depend_on_worker_count():
         dl = DataLoader(_Params(aug), batch_size=3, num_workers=workers, shuffle=False)
         runs.append([tuple(map(float, x)) for b in dl for x in zip(*b)])
     assert runs[0] == runs[1] and len(runs[0]) == 16
+
+
+@pytest.mark.parametrize("bad,needle", [(Image.new("RGB", (0, 0)), "zero size"),
+                                        (np.full((8, 8, 3), np.nan, np.float32), "NaN"),
+                                        (torch.full((3, 8, 8), float("inf")), "finite")])
+def test_empty_and_non_finite_images_are_refused_up_front(bad, needle):
+    aug = AffectAugment(("happiness",), p=1.0, seed=0)
+    with pytest.raises(ValueError, match=needle):
+        aug((bad, 3))
+    assert aug.stats["failed"] == 0 and aug._synthesizer is None  # refused before the detector saw it
