@@ -1,4 +1,4 @@
-"""Progress bars on stderr: tqdm when wanted, a silent stand-in otherwise.
+"""Progress bars on stderr: tqdm, drawn only when wanted.
 
 A bar is shown only if all hold: not ``quiet``, stderr is a terminal, and the environment
 variable ``AFFECTSYNTH_NO_PROGRESS`` is unset or ``0`` (as ``HF_HUB_DISABLE_PROGRESS_BARS``).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any, TextIO
 
 __all__ = ["NullProgress", "make_progress", "progress_enabled"]
@@ -26,37 +27,16 @@ def progress_enabled(*, quiet: bool = False, stream: TextIO | None = None) -> bo
         return False
 
 
-class NullProgress:
-    """Does nothing; has the tqdm methods the engine uses."""
-
-    def __init__(self, total: int | None = None, **_: Any) -> None:
-        self.total = total
-        self.n = 0
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-
-    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
-        pass
-
-    def write(self, s: str) -> None:
-        print(s, file=sys.stderr)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> "NullProgress":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def NullProgress(total: int | None = None, **_: Any) -> Any:  # noqa: N802 (the old class name)
+    """Deprecated: use ``make_progress(total, enabled=False)`` (a disabled tqdm bar)."""
+    warnings.warn("NullProgress is deprecated; use make_progress(total, enabled=False)", DeprecationWarning,
+                  stacklevel=2)
+    return make_progress(total, enabled=False)
 
 
 def make_progress(total: int | None, *, desc: str = "", unit: str = "img", enabled: bool = True) -> Any:
-    """A tqdm bar on stderr (rate and ETA) when ``enabled``, else :class:`NullProgress`."""
-    if not enabled:
-        return NullProgress(total)
+    """A tqdm bar on stderr (rate and ETA); with ``enabled=False`` tqdm's own disabled bar (draws nothing)."""
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
-                smoothing=0.1, mininterval=0.2)
+                smoothing=0.1, mininterval=0.2, disable=not enabled)

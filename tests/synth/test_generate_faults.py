@@ -26,6 +26,8 @@ from PIL import Image
 if importlib.util.find_spec("affectsynth.synthesizer") is None:
     pytest.skip("needs affectsynth.synthesizer", allow_module_level=True)
 
+pytestmark = pytest.mark.slow
+
 from affectsynth.cli import main  # noqa: E402
 from affectsynth.images import save_png  # noqa: E402
 from affectsynth.lock import OutputDirLock  # noqa: E402

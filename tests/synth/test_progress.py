@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from affectsynth.progress import NullProgress, make_progress, progress_enabled
 
 
@@ -22,10 +24,13 @@ def test_progress_enabled_rules(monkeypatch):
 
 
 def test_make_progress(capsys):
-    bar = make_progress(3, enabled=False)
-    assert isinstance(bar, NullProgress)
+    bar = make_progress(3, desc="quiet", enabled=False)
     bar.update(2)
-    assert bar.n == 2
+    bar.set_postfix_str("x")
+    bar.close()
+    assert "quiet" not in capsys.readouterr().err  # disabled: draws nothing
+    with pytest.warns(DeprecationWarning, match="make_progress"):
+        NullProgress(3).close()
     bar = make_progress(2, desc="generate", enabled=True)
     bar.update(2)
     bar.close()
