@@ -1,16 +1,17 @@
 """The batch engine behind ``affectsynth generate``: plan, run (resumably, in parallel), summarise.
 
-Per source image one :class:`Job`; :func:`process_image` does its work (load -> fit once ->
-synthesise each target -> write each output atomically) and returns its manifest rows; the
-main process alone appends rows to the manifest. Nothing raised by one image stops the batch:
-its failure becomes rows with ``status=error`` (or ``skipped``) and a one-line reason.
+Per source image one `Job` (`affectsynth.plan`); :func:`process_image` does its work (load ->
+fit once -> gates -> synthesise each target -> write each output atomically) and returns its
+manifest rows (`affectsynth.rows`); the main process alone appends rows to the manifest, under
+an exclusive lock on OUTPUT_DIR (`affectsynth.lock`). Nothing raised by one image stops the
+batch: its failure becomes rows with ``status=error`` (or ``skipped``) and a one-line reason;
+a worker process it kills is isolated (`affectsynth.pool`). Settings: `affectsynth.generate_settings`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import signal
 import threading
@@ -18,22 +19,22 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
 from affectsynth.atomic import remove_stale_temps
 from affectsynth.crop import crop_square
-from affectsynth.gates import MAX_HEAD_ROTATION_DEG, FaceGates
-from affectsynth.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, save_png
+from affectsynth.generate_settings import GenerateSettings
+from affectsynth.images import ImageLoadError, load_image, save_png
 from affectsynth.lock import OutputDirLock
 from affectsynth.manifest import Manifest, ManifestRow
-from affectsynth.naming import (LAYOUTS, display_path, find_images, output_relpath, safe_join, source_relpath,
-                                target_slug)
+from affectsynth.naming import safe_join
+from affectsynth.plan import Job, Plan, item_seed, plan_jobs, select_targets
 from affectsynth.pool import WorkerSetupError, die_with_parent, run_pool
 from affectsynth.progress import make_progress
-from affectsynth.result import SynthLabels, TargetLabels
 from affectsynth.recover import reset_detector
+from affectsynth.rows import error_row, fail_rows, ok_row, reason_detail
 
 __all__ = [
     "MANIFEST_NAME",
@@ -75,245 +76,6 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-def item_seed(*parts: Any) -> int:
-    """A 63-bit seed from any printable parts (stable across processes and Python runs).
-
-    Example:
-        >>> item_seed(0, "a/b.jpg") == item_seed(0, "a/b.jpg") != item_seed(1, "a/b.jpg")
-        True
-    """
-    h = hashlib.blake2b("\x1f".join(repr(p) for p in parts).encode("utf-8"), digest_size=8)
-    return int.from_bytes(h.digest(), "little") >> 1
-
-
-@dataclass(frozen=True)
-class GenerateSettings:
-    """Options of a batch run (the ``generate`` command's flags).
-
-    Args:
-        targets: `Expression` / `VA` / `AUs` targets (``affectsynth.blendshapes``), at least one.
-        per_image: draw this many targets per source (seeded by ``seed`` and the source's
-            relative path) instead of all; ``None`` = all.
-        size: write an S x S crop centred on the face (side ``crop_scale`` x the face box's
-            longer side, resized; black outside the photo); ``None`` keeps the input size.
-        faces: "largest" (default) or "all".
-        workers: processes; 1 runs in this process.
-        seed: base seed of target draws and synthesis randomness.
-        expressions_lib: an expression library .npz for the Synthesizer (None = default).
-        layout: output naming, "nested" or "flat" (see `affectsynth.naming`).
-        min_face_px: faces whose box is smaller (shorter side, pixels) are skipped.
-        max_yaw_deg, max_pitch_deg: faces turned further are skipped ("extreme-pose"): the model
-            cannot texture what the photo does not show.
-        max_roll_deg: faces tilted further in the image plane (a photo on its side) are skipped
-            ("rotated-face"): the landmark model is trained on upright faces.
-        max_fit_error: faces whose mean landmark error exceeds this fraction of the eye distance
-            are skipped ("poor-fit": occluded or mis-detected faces).
-        crop_scale: crop side / face box longer side for ``size``.
-        max_pixels: decompression-bomb limit passed to `load_image`.
-        device: torch device for the Synthesizer.
-        png_compress_level: zlib level of the output PNGs (0-9; lossless at every level).
-        head_rotation_deg: (max |yaw|, max |pitch|) of a random extra head rotation per output
-            (seeded, recorded in the manifest's pose columns); (0, 0) = off.
-        light_strength: strength in [0, 1] of a random relighting per output; 0 = off.
-
-    Note:
-        Outputs are renamed into place atomically but not fsync'd (about 3 ms each here); the
-        manifest is fsync'd per row. After a power loss an output whose row survived may be
-        missing or corrupt: the next run verifies every ``ok`` output (PNG decode) and redoes it.
-    """
-
-    targets: tuple = ()
-    per_image: int | None = None
-    size: int | None = None
-    faces: str = "largest"
-    workers: int = 1
-    seed: int = 0
-    expressions_lib: str | None = None
-    layout: str = "nested"
-    min_face_px: float = 24.0
-    max_yaw_deg: float = 60.0
-    max_pitch_deg: float = 40.0
-    max_roll_deg: float = 45.0
-    max_fit_error: float = 0.08
-    crop_scale: float = 1.6
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    device: str = "cpu"
-    png_compress_level: int = 1
-    head_rotation_deg: tuple[float, float] = (0.0, 0.0)
-    light_strength: float = 0.0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "targets", tuple(self.targets))
-        object.__setattr__(self, "head_rotation_deg", tuple(float(x) for x in self.head_rotation_deg))
-        lim = MAX_HEAD_ROTATION_DEG
-        if len(self.head_rotation_deg) != 2 or not (0 <= self.head_rotation_deg[0] <= lim[0]
-                                                    and 0 <= self.head_rotation_deg[1] <= lim[1]):
-            raise ValueError(f"--head-rotation: expected YAW,PITCH within {lim[0]:g},{lim[1]:g} degrees (what one photo "
-                             f"supports), got {self.head_rotation_deg}")
-        if not 0 <= self.light_strength <= 1:
-            raise ValueError(f"--relight: expected a strength in [0, 1], got {self.light_strength}")
-        if not self.targets:
-            raise ValueError("GenerateSettings: expected at least one target, got none")
-        for t in self.targets:
-            target_slug(t)  # raises TypeError for non-targets
-        slugs = [target_slug(t) for t in self.targets]
-        if len(set(slugs)) != len(slugs):
-            dup = [s for s, n in Counter(slugs).items() if n > 1]
-            raise ValueError(f"GenerateSettings: duplicate targets {dup}")
-        if self.per_image is not None and not (1 <= self.per_image <= len(self.targets)):
-            raise ValueError(f"--per-image: expected 1..{len(self.targets)} (the number of targets), "
-                             f"got {self.per_image}")
-        if self.size is not None and not (16 <= self.size <= 8192):
-            raise ValueError(f"--size: expected 16..8192 pixels, got {self.size}")
-        if self.faces not in ("largest", "all"):
-            raise ValueError(f"--faces: expected 'largest' or 'all', got {self.faces!r}")
-        if self.workers < 1:
-            raise ValueError(f"--workers: expected >= 1, got {self.workers}")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"--layout: expected one of {LAYOUTS}, got {self.layout!r}")
-        if not 0 <= self.png_compress_level <= 9:
-            raise ValueError(f"--png-compression: expected 0..9, got {self.png_compress_level}")
-        if self.crop_scale <= 0:
-            raise ValueError(f"GenerateSettings: crop_scale must be > 0, got {self.crop_scale}")
-        self.gates  # validates the gate limits (FaceGates raises)
-
-    @property
-    def gates(self) -> FaceGates:
-        """The face gates these settings ask for (applied by the Synthesizer, `Synthesizer.check`)."""
-        return FaceGates(self.min_face_px, self.max_yaw_deg, self.max_pitch_deg, self.max_fit_error,
-                         max_roll_deg=self.max_roll_deg)
-
-
-@dataclass(frozen=True)
-class Job:
-    """The work for one source image (picklable; sent to worker processes).
-
-    Args:
-        source: path to read.
-        rel_source: POSIX path relative to INPUT_DIR in its `display_path` form (names outputs
-            and manifest rows; keys seeds).
-        output_dir: OUTPUT_DIR.
-        targets: targets for this source (after ``--per-image`` selection).
-        settings: the run's settings.
-        done: output paths (relative to OUTPUT_DIR) settled by earlier runs (done, or a permanent
-            error); not redone.
-    """
-
-    source: str
-    rel_source: str
-    output_dir: str
-    targets: tuple
-    settings: GenerateSettings
-    done: frozenset = frozenset()
-
-    def output_for(self, target: Any, face: int = 0) -> str:
-        """Relative output path of ``target`` on face ``face``."""
-        return str(output_relpath(self.rel_source, target_slug(target), face, layout=self.settings.layout))
-
-    def seed_for(self, target: Any, face: int = 0) -> int:
-        """Synthesis seed of one output: from (run seed, source, face, target)."""
-        return item_seed(self.settings.seed, self.rel_source, face, target_slug(target))
-
-
-def select_targets(targets: Sequence[Any], k: int | None, *, seed: int, rel_source: str) -> tuple:
-    """``k`` of ``targets`` drawn without replacement, seeded by (seed, rel_source); all if ``k`` is None.
-
-    The drawn targets keep their order in ``targets``.
-    """
-    targets = tuple(targets)
-    if k is None or k >= len(targets):
-        return targets
-    rng = np.random.default_rng(item_seed("per-image", seed, rel_source))
-    idx = np.sort(rng.choice(len(targets), size=k, replace=False))
-    return tuple(targets[i] for i in idx)
-
-
-@dataclass
-class Plan:
-    """What a run will do: jobs to run, and what was found done already."""
-
-    jobs: list[Job]
-    sources: int
-    planned_outputs: list[tuple[str, str, Any]]  # (rel_source, rel_output, target), face 0, not done
-    already_done: int  # outputs (or skipped rows) done by an earlier run (permanent errors not counted)
-
-
-def _source_done(job: Job, manifest: Manifest | None) -> tuple[bool, int]:
-    """Whether every output of ``job`` is settled (done, or a permanent error), and how many are done."""
-    if manifest is None:
-        return False, 0
-    if job.settings.faces == "largest":
-        outs = [job.output_for(t, 0) for t in job.targets]
-    else:
-        rows = manifest.rows_for(job.rel_source)
-        counts = [r.n_faces for r in rows if r.n_faces is not None and r.status in ("ok", "skipped")]
-        # no face count: settled only by source-level rows (unreadable, fit-failed) on face 0
-        n_faces = max(counts) if counts else 1
-        outs = [job.output_for(t, k) for k in range(max(n_faces, 1)) for t in job.targets]
-    return all(o in job.done for o in outs), sum(manifest.is_done(o) for o in outs)
-
-
-def plan_jobs(input_dir: str | os.PathLike, output_dir: str | os.PathLike, settings: GenerateSettings,
-              *, manifest: Manifest | None = None) -> Plan:
-    """List the sources under ``input_dir`` and the work left for each.
-
-    Raises:
-        NotADirectoryError: ``input_dir`` is not a folder.
-    """
-    out_abs = os.path.abspath(output_dir)
-    done_all = manifest.settled_outputs if manifest is not None else frozenset()
-    jobs: list[Job] = []
-    planned: list[tuple[str, str, Any]] = []
-    already = 0
-    n_sources = 0
-    for src in find_images(input_dir, exclude=out_abs):
-        n_sources += 1
-        rel = display_path(str(source_relpath(src, input_dir)))
-        targets = select_targets(settings.targets, settings.per_image, seed=settings.seed, rel_source=rel)
-        if settings.faces == "largest":
-            mine = {output_relpath(rel, target_slug(t), 0, layout=settings.layout).as_posix() for t in targets}
-        else:
-            mine = {r.output for r in manifest.rows_for(rel)} if manifest is not None else set()
-        job = Job(str(src), rel, str(output_dir), targets, settings, frozenset(mine & done_all))
-        finished, n_done = _source_done(job, manifest)
-        already += n_done
-        if finished:
-            continue
-        jobs.append(job)
-        for t in targets:
-            o = job.output_for(t, 0)
-            if o not in job.done:
-                planned.append((rel, o, t))
-    return Plan(jobs, n_sources, planned, already)
-
-
-def _reason_detail(e: BaseException) -> str:
-    msg = " ".join(str(e).split())
-    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
-
-
-def _fail_rows(job: Job, status: str, reason: str, detail: str, *, n_faces: int | None = None,
-               face: int = 0) -> list[ManifestRow]:
-    rows = []
-    for t in job.targets:
-        out = job.output_for(t, face)
-        if out in job.done:
-            continue
-        rows.append(ManifestRow(job.rel_source, out, status, f"{reason}: {detail}",
-                                **_target_fields(t), seed=job.seed_for(t, face), face=face, n_faces=n_faces))
-    return rows
-
-
-def _target_fields(t: Any) -> dict[str, Any]:
-    """Manifest target fields of a target that produced no image (no VA label for expressions:
-    only synthesis knows the expression model)."""
-    return TargetLabels.of(t).to_row()
-
-
-def _ok_row(job: Job, face: int, n_faces: int, out: str, seed: int, labels: SynthLabels) -> ManifestRow:
-    return ManifestRow(job.rel_source, out, "ok", "", seed=seed, face=face, n_faces=n_faces, **labels.to_row())
-
-
 def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
     """Do one source's work and return its manifest rows (never raises for bad input).
 
@@ -339,22 +101,22 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
     try:
         image = load_image(job.source, max_pixels=s.max_pixels)
     except (ImageLoadError, OSError, MemoryError) as e:
-        return _fail_rows(job, "error", "unreadable", _reason_detail(e))
+        return fail_rows(job, "error", "unreadable", reason_detail(e))
     try:
         fits = list(synthesizer.fit(image))
     except Exception as e:  # the engine catches per item (STYLE 5)
         reset_detector(synthesizer)  # a detector that raised once may stay broken: rebuild it
-        return _fail_rows(job, "error", "fit-failed", _reason_detail(e))
+        return fail_rows(job, "error", "fit-failed", reason_detail(e))
     if not fits:
-        return _fail_rows(job, "skipped", "no-face", "no face found", n_faces=0)
+        return fail_rows(job, "skipped", "no-face", "no face found", n_faces=0)
     n_faces = len(fits)
     kept = fits[:1] if s.faces == "largest" else fits
     rows: list[ManifestRow] = []
     for k, fit in enumerate(kept):
         rejection = synthesizer.check(fit, s.gates)
         if rejection is not None:
-            rows += _fail_rows(job, "skipped", rejection.reason, f"face {k}: {rejection.detail}",
-                               n_faces=n_faces, face=k)
+            rows += fail_rows(job, "skipped", rejection.reason, f"face {k}: {rejection.detail}",
+                              n_faces=n_faces, face=k)
             continue
         face_image, face_fit = image, fit
         if s.size is not None:  # synthesise on the face crop: same result as cropping afterwards, far cheaper
@@ -368,23 +130,17 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
                 res = synthesizer.synthesize(face_image, t, fit=face_fit, rng_seed=seed)
                 img = np.asarray(res.image)
             except Exception as e:  # the engine catches per item (STYLE 5)
-                rows.append(ManifestRow(job.rel_source, out, "error", f"synth-failed: {_reason_detail(e)}",
-                                        **_target_fields(t), seed=seed, face=k, n_faces=n_faces))
+                rows.append(error_row(job, t, k, n_faces, "synth-failed", e))
                 continue
             try:
                 save_png(safe_join(job.output_dir, out), img, compress_level=s.png_compress_level, fsync=False)
-            except OSError as e:
-                if e.errno in _NO_SPACE:
+            except (OSError, ValueError) as e:
+                if isinstance(e, OSError) and e.errno in _NO_SPACE:
                     raise DiskFullError(e.errno, f"{job.output_dir}: {os.strerror(e.errno)} while writing {out}; "
                                         "stopped early: free space and rerun the same command to resume") from None
-                rows.append(ManifestRow(job.rel_source, out, "error", f"write-failed: {_reason_detail(e)}",
-                                        **_target_fields(t), seed=seed, face=k, n_faces=n_faces))
+                rows.append(error_row(job, t, k, n_faces, "write-failed", e))
                 continue
-            except ValueError as e:
-                rows.append(ManifestRow(job.rel_source, out, "error", f"write-failed: {_reason_detail(e)}",
-                                        **_target_fields(t), seed=seed, face=k, n_faces=n_faces))
-                continue
-            rows.append(_ok_row(job, k, n_faces, out, seed, res.labels))
+            rows.append(ok_row(job, k, n_faces, out, seed, res.labels))
     return rows
 
 
@@ -413,7 +169,7 @@ def _worker_init(parent_pid: int, settings: GenerateSettings) -> None:
         torch.set_num_threads(1)
         _WORKER_SYNTH = make_synthesizer(settings)
     except Exception as e:  # reported once per job as WorkerSetupError, then fatal in the parent
-        _WORKER_ERROR = _reason_detail(e)
+        _WORKER_ERROR = reason_detail(e)
 
 
 def _worker_run(job: Job) -> list[ManifestRow]:
@@ -573,9 +329,9 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
                 else:
                     run_pool(plan.jobs, workers=settings.workers, initializer=_worker_init, initargs=(settings,),
                              run_job=_worker_run, on_result=lambda job, rows: record(rows),
-                             on_crash=lambda job, why: record(_fail_rows(job, "error", "worker-crashed", why)),
-                             on_error=lambda job, e: record(_fail_rows(job, "error", "worker-error",
-                                                                       _reason_detail(e))),
+                             on_crash=lambda job, why: record(fail_rows(job, "error", "worker-crashed", why)),
+                             on_error=lambda job, e: record(fail_rows(job, "error", "worker-error",
+                                                                       reason_detail(e))),
                              fatal=(DiskFullError,))
         finally:
             bar.close()

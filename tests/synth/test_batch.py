@@ -139,3 +139,14 @@ def test_crop_square(photo):
     assert np.abs(c.astype(int) - ref).mean() < 3
     edge = crop_square(photo, (100, 100, 128, 128), 64, scale=2.0)  # extends past the image: black
     assert (edge[-8:, -8:] == 0).all() and edge[:16, :16].mean() > 10
+
+
+def test_failure_rows_name_every_unsettled_output(tmp_path):
+    from affectsynth.rows import fail_rows
+
+    s = _settings()
+    job = Job("", "a.jpg", str(tmp_path), TARGETS, s, frozenset({Job("", "a.jpg", "", TARGETS, s).output_for(TARGETS[0])}))
+    rows = fail_rows(job, "error", "worker-crashed", "the worker process died on this image (run alone)")
+    assert [r.output for r in rows] == [job.output_for(t) for t in TARGETS[1:]]
+    assert all(r.transient and r.seed == job.seed_for(t) for r, t in zip(rows, TARGETS[1:]))  # retried by a rerun
+    assert not fail_rows(job, "error", "unreadable", "x")[0].transient  # permanent: recorded once

@@ -1,0 +1,110 @@
+"""Settings of a batch run (the ``generate`` command's flags); their errors name the flag to fix."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from affectsynth.gates import MAX_HEAD_ROTATION_DEG, FaceGates
+from affectsynth.images import DEFAULT_MAX_PIXELS
+from affectsynth.naming import LAYOUTS, target_slug
+
+__all__ = ["GenerateSettings"]
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """Options of a batch run (the ``generate`` command's flags).
+
+    Args:
+        targets: `Expression` / `VA` / `AUs` targets (``affectsynth.blendshapes``), at least one.
+        per_image: draw this many targets per source (seeded by ``seed`` and the source's
+            relative path) instead of all; ``None`` = all.
+        size: write an S x S crop centred on the face (side ``crop_scale`` x the face box's
+            longer side, resized; black outside the photo); ``None`` keeps the input size.
+        faces: "largest" (default) or "all".
+        workers: processes; 1 runs in this process.
+        seed: base seed of target draws and synthesis randomness.
+        expressions_lib: an expression library .npz for the Synthesizer (None = default).
+        layout: output naming, "nested" or "flat" (see `affectsynth.naming`).
+        min_face_px: faces whose box is smaller (shorter side, pixels) are skipped.
+        max_yaw_deg, max_pitch_deg: faces turned further are skipped ("extreme-pose"): the model
+            cannot texture what the photo does not show.
+        max_roll_deg: faces tilted further in the image plane (a photo on its side) are skipped
+            ("rotated-face"): the landmark model is trained on upright faces.
+        max_fit_error: faces whose mean landmark error exceeds this fraction of the eye distance
+            are skipped ("poor-fit": occluded or mis-detected faces).
+        crop_scale: crop side / face box longer side for ``size``.
+        max_pixels: decompression-bomb limit passed to `load_image`.
+        device: torch device for the Synthesizer.
+        png_compress_level: zlib level of the output PNGs (0-9; lossless at every level).
+        head_rotation_deg: (max |yaw|, max |pitch|) of a random extra head rotation per output
+            (seeded, recorded in the manifest's pose columns); (0, 0) = off.
+        light_strength: strength in [0, 1] of a random relighting per output; 0 = off.
+
+    Note:
+        Outputs are renamed into place atomically but not fsync'd (about 3 ms each here); the
+        manifest is fsync'd per row. After a power loss an output whose row survived may be
+        missing or corrupt: the next run verifies every ``ok`` output (PNG decode) and redoes it.
+    """
+
+    targets: tuple = ()
+    per_image: int | None = None
+    size: int | None = None
+    faces: str = "largest"
+    workers: int = 1
+    seed: int = 0
+    expressions_lib: str | None = None
+    layout: str = "nested"
+    min_face_px: float = 24.0
+    max_yaw_deg: float = 60.0
+    max_pitch_deg: float = 40.0
+    max_roll_deg: float = 45.0
+    max_fit_error: float = 0.08
+    crop_scale: float = 1.6
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    device: str = "cpu"
+    png_compress_level: int = 1
+    head_rotation_deg: tuple[float, float] = (0.0, 0.0)
+    light_strength: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", tuple(self.targets))
+        object.__setattr__(self, "head_rotation_deg", tuple(float(x) for x in self.head_rotation_deg))
+        lim = MAX_HEAD_ROTATION_DEG
+        if len(self.head_rotation_deg) != 2 or not (0 <= self.head_rotation_deg[0] <= lim[0]
+                                                    and 0 <= self.head_rotation_deg[1] <= lim[1]):
+            raise ValueError(f"--head-rotation: expected YAW,PITCH within {lim[0]:g},{lim[1]:g} degrees (what one photo "
+                             f"supports), got {self.head_rotation_deg}")
+        if not 0 <= self.light_strength <= 1:
+            raise ValueError(f"--relight: expected a strength in [0, 1], got {self.light_strength}")
+        if not self.targets:
+            raise ValueError("GenerateSettings: expected at least one target, got none")
+        for t in self.targets:
+            target_slug(t)  # raises TypeError for non-targets
+        slugs = [target_slug(t) for t in self.targets]
+        if len(set(slugs)) != len(slugs):
+            dup = [s for s, n in Counter(slugs).items() if n > 1]
+            raise ValueError(f"GenerateSettings: duplicate targets {dup}")
+        if self.per_image is not None and not (1 <= self.per_image <= len(self.targets)):
+            raise ValueError(f"--per-image: expected 1..{len(self.targets)} (the number of targets), "
+                             f"got {self.per_image}")
+        if self.size is not None and not (16 <= self.size <= 8192):
+            raise ValueError(f"--size: expected 16..8192 pixels, got {self.size}")
+        if self.faces not in ("largest", "all"):
+            raise ValueError(f"--faces: expected 'largest' or 'all', got {self.faces!r}")
+        if self.workers < 1:
+            raise ValueError(f"--workers: expected >= 1, got {self.workers}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"--layout: expected one of {LAYOUTS}, got {self.layout!r}")
+        if not 0 <= self.png_compress_level <= 9:
+            raise ValueError(f"--png-compression: expected 0..9, got {self.png_compress_level}")
+        if self.crop_scale <= 0:
+            raise ValueError(f"GenerateSettings: crop_scale must be > 0, got {self.crop_scale}")
+        self.gates  # validates the gate limits (FaceGates raises)
+
+    @property
+    def gates(self) -> FaceGates:
+        """The face gates these settings ask for (applied by the Synthesizer, `Synthesizer.check`)."""
+        return FaceGates(self.min_face_px, self.max_yaw_deg, self.max_pitch_deg, self.max_fit_error,
+                         max_roll_deg=self.max_roll_deg)
