@@ -47,6 +47,7 @@ import json
 import math
 import os
 import re
+import stat
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -258,8 +259,6 @@ class Manifest:
             st = os.lstat(self.path)
         except FileNotFoundError:
             return False
-        import stat
-
         if stat.S_ISLNK(st.st_mode):
             raise ManifestError(f"{self.path}: is a symlink (to {os.readlink(self.path)}); refusing to write "
                                 "through it: replace it with a regular file or use another OUTPUT_DIR")
@@ -418,17 +417,19 @@ class Manifest:
         if fd is None:
             raise ValueError(f"{self.path}: manifest is not open")
         start = os.fstat(fd).st_size
+        written = False
         try:
             view = memoryview(data)
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
             os.fsync(fd)
-        except OSError:
-            with contextlib.suppress(OSError):  # leave whole lines only, then report the write error
-                os.ftruncate(fd, start)
-                os.fsync(fd)
-            raise
+            written = True
+        finally:
+            if not written:  # a write error or an interrupt part-way: leave whole lines only
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+                    os.fsync(fd)
 
     def append(self, row: ManifestRow) -> None:
         """Append one row, flush and fsync it (opens the file if needed)."""
@@ -438,7 +439,8 @@ class Manifest:
         """Append rows that arrive together (one image's outputs) in one write, then fsync once.
 
         Raises:
-            OSError: the write failed (e.g. ``ENOSPC``); the file then ends at its last complete line.
+            OSError: the write failed (e.g. ``ENOSPC``); the file then ends at its last complete line
+                (as it does after an interrupt part-way through the write).
         """
         if self._fd is None:
             self.open()
