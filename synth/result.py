@@ -19,6 +19,16 @@ import numpy as np
 __all__ = ["SynthLabels", "SynthResult", "TargetLabels"]
 
 
+def _mapping_free_state(obj: Any) -> dict:
+    """Pickle state of a frozen dataclass with read-only mapping fields (mappingproxy does not pickle)."""
+    return {k: dict(v) if isinstance(v, MappingProxyType) else v for k, v in obj.__dict__.items()}
+
+
+def _set_mapping_state(obj: Any, state: dict) -> None:
+    for k, v in state.items():
+        object.__setattr__(obj, k, MappingProxyType(v) if isinstance(v, dict) else v)
+
+
 @dataclass(frozen=True)
 class TargetLabels:
     """The label fields of one target, before synthesis.
@@ -81,6 +91,9 @@ class TargetLabels:
         return {"target_kind": self.kind, "expression": self.expression, "intensity": self.intensity,
                 "valence": self.valence, "arousal": self.arousal, "variant": self.variant or "", "aus": aus}
 
+    __getstate__ = _mapping_free_state  # picklable (DataLoader workers, spawn)
+    __setstate__ = _set_mapping_state
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
         return {"target_kind": self.kind, "expression": self.expression, "intensity": self.intensity,
@@ -124,6 +137,8 @@ class SynthLabels:
         return isinstance(other, SynthLabels) and self.to_dict() == other.to_dict()
 
     __hash__ = None  # type: ignore[assignment]  # holds an array: not hashable
+    __getstate__ = _mapping_free_state  # picklable (DataLoader workers, spawn)
+    __setstate__ = _set_mapping_state
 
     def to_row(self) -> dict[str, Any]:
         """The manifest fields these labels fill (target fields, pose, weights)."""

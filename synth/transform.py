@@ -278,6 +278,7 @@ class AffectAugment:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_synthesizer"] = None  # rebuilt lazily in the receiving process
+        state["last_labels"] = None  # per-call output, not configuration
         return state
 
     def __setstate__(self, state: dict) -> None:

@@ -205,9 +205,12 @@ def test_pickle_drops_synthesizer_and_cache():
     aug = AffectAugment(("happiness",), p=0.3, seed=9, synthesizer_kwargs={"device": "cpu"})
     aug._synthesizer = "a built synthesizer"
     aug._lru["x"] = None
+    aug.last_labels = SynthLabels(TargetLabels("aus", aus={"AU12": 0.5}), {"jawOpen": 0.3}, (1.0, 2.0, 3.0),
+                                  landmarks=np.ones((468, 2)), frozen=("jawLeft",))
+    assert pickle.loads(pickle.dumps(aug.last_labels)) == aug.last_labels  # labels travel back from workers
     aug.set_epoch(4)
     back = pickle.loads(pickle.dumps(aug))
-    assert back._synthesizer is None and not back._lru
+    assert back._synthesizer is None and not back._lru and back.last_labels is None
     assert back.epoch == 4 and back.p == 0.3 and back.synthesizer_kwargs == {"device": "cpu"}
     img = _images(1)[0]
     aug._synthesizer = None
@@ -260,10 +263,11 @@ class _Epochs(Dataset):
         return self.aug.last_params.epoch, self.aug.last_params.seed % 1000003
 
 
-def test_persistent_workers_see_a_new_epoch():
+@pytest.mark.parametrize("context", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])
+def test_persistent_workers_see_a_new_epoch(context):
     """persistent_workers=True copies the dataset once; set_epoch in the main process must still reach it."""
     aug = AffectAugment(("happiness", "fear"), p=0.0, seed=5)
-    dl = DataLoader(_Epochs(aug), batch_size=2, num_workers=2, persistent_workers=True)
+    dl = DataLoader(_Epochs(aug), batch_size=2, num_workers=2, persistent_workers=True, multiprocessing_context=context)
     epochs = []
     for epoch in range(2):
         aug.set_epoch(epoch)

@@ -18,7 +18,7 @@ from torchvision.transforms import v2  # noqa: E402
 def _face() -> np.ndarray:
     import skimage.data
 
-    return np.asarray(Image.fromarray(skimage.data.astronaut()).resize((256, 256)))
+    return np.array(Image.fromarray(skimage.data.astronaut()).resize((256, 256)))
 
 
 def test_v2_compose_tuple_and_dict_forms_not_drawn():
