@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,13 +32,14 @@ from affectsynth.fitting import Camera
 from affectsynth.render import fit_sh_lighting, interpolate, rasterize, sh_shading
 from affectsynth.render.camera import project_points, projection_matrix, to_clip
 from affectsynth.render.mesh import vertex_normals
-from affectsynth.wrinkles import (
-    WrinkleMaps, feature_activation, fold_neighbourhood, furrow_reach, wrinkle_height, wrinkle_lookup,
-)
+from affectsynth._furrow_kernels import edge_ratio, furrows, shade_window, upsample_grid
+from affectsynth.wrinkles import WrinkleMaps, furrow_reach
 
 __all__ = ["FaceLight", "ShadingSettings", "WindowShading", "estimate_light", "shading_ratio", "apply_shading"]
 
 _LUMA = (0.299, 0.587, 0.114)
+_EMPTY2 = np.zeros((1, 1), np.float32)
+_EMPTY3 = np.zeros((1, 1, 1), np.float32)
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,11 @@ def _upsample(x: Tensor, size: tuple[int, int], k: int) -> Tensor:
     return up[0, :, : size[0], : size[1]].permute(1, 2, 0)
 
 
+def _np(x: Tensor):
+    """A contiguous CPU numpy view (or copy) of `x` for the numba kernels."""
+    return x.detach().contiguous().cpu().numpy()
+
+
 def _luma(x: Tensor) -> Tensor:
     return torch.tensor(_LUMA, dtype=x.dtype, device=x.device)
 
@@ -297,67 +304,61 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
     # would draw a bright line beside each real fold
     sh_tk = sh_shading(n_tk, light.coefficients)[..., 0].clamp_min(0.05)
     geo = sh_tk / sh_shading(n_sk, light.coefficients)[..., 0].clamp_min(0.05)
-    r = _upsample(torch.where(skin_k, geo, torch.ones_like(geo))[..., None], size, k)[..., 0]
-    near = furrow = lift_near = None
+    cpu = skin.device.type == "cpu"
+    if cpu:
+        r = torch.empty(size, dtype=torch.float32)
+        upsample_grid(_np(torch.where(skin_k, geo, torch.ones_like(geo)).float()), k, r.numpy())
+    else:
+        r = _upsample(torch.where(skin_k, geo, torch.ones_like(geo))[..., None], size, k)[..., 0]
+    near = lift_near = None
     if maps is not None and s.wrinkles > 0:
         act_t, act_s = maps.activation(target_weights), maps.activation(source_weights)  # [F, M]
         change = act_t - act_s
         adds, drops = bool((change > 1e-6).any()), image is not None and bool((change < -1e-6).any())
         if adds or drops:
-            uv_k = interpolate(renderer.model.uv[None], rast_k, renderer.tri_uv)[0][0]
-            # candidate pixels: near a furrow whose activation changes (judged every k-th pixel)
-            dist_k, masks_k = wrinkle_lookup(maps, uv_k[skin_k])
-            delta_k = (feature_activation(maps, masks_k, act_t) - feature_activation(maps, masks_k, act_s)).abs()
+            # one kernel: candidates (near a furrow whose activation changes, judged every k-th
+            # pixel), their wrinkle lookups, the added furrows' bumps and shading (into r) and
+            # the dropped folds' neighbourhoods
             reach = furrow_reach(maps, px_per_cm=px, min_width_px=s.min_width_px) + (k * 1.5) / px  # + a cell
-            near_k = torch.zeros_like(skin_k)
-            near_k[skin_k] = ((delta_k > 1e-6) & (dist_k < reach)).any(-1)
-            near = near_k.repeat_interleave(k, 0).repeat_interleave(k, 1)
-            near = F.pad(near, (0, max(0, size[1] - near.shape[1]), 0, max(0, size[0] - near.shape[0])))
-            near = near[: size[0], : size[1]] & skin
-            yx = near.nonzero()
-            if yx.shape[0] == 0:
-                adds = drops = False
-        if adds or drops:
-            # per candidate pixel: exact texture coordinates (the primitive on a 1 x N "image")
-            uv = interpolate(renderer.model.uv[None], rast[0][near][None, None], renderer.tri_uv)[0][0, 0]
-            dist, masks = wrinkle_lookup(maps, uv)
-            a_t, a_s = feature_activation(maps, masks, act_t), feature_activation(maps, masks, act_s)
-            cell = torch.minimum(yx // k, torch.tensor([skin_k.shape[0] - 1, skin_k.shape[1] - 1], device=yx.device))
-        if adds:
-            # the heights on the candidates' bounding box (1 px more: zero there), for their gradient
-            (y0, x0), (y1, x1) = (yx.min(0).values - 1).clamp_min(0).tolist(), (yx.max(0).values + 2).tolist()
-            box = torch.zeros(min(y1, size[0]) - y0, min(x1, size[1]) - x0, device=skin.device)
-            hn = wrinkle_height(maps, dist, (a_t - a_s).clamp_min(0), px_per_cm=px,
-                                strength=s.wrinkles, min_width_px=s.min_width_px)
-            local = yx - torch.tensor([y0, x0], device=yx.device)
-            box[local[:, 0], local[:, 1]] = hn
-            n_t = n_tk[cell[:, 0], cell[:, 1]]
-            bumped = _bumped(n_t, _gradient(box, px)[local[:, 0], local[:, 1]])
-            sh_t = sh_tk[cell[:, 0], cell[:, 1]]
-            sh_b = sh_shading(bumped, light.coefficients)[:, 0].clamp_min(0.05)
-            furrow = sh_b * (1 + s.occlusion_per_cm * hn).clamp_min(0.3) / sh_t
-        if drops:
-            lift_near = fold_neighbourhood(maps, dist, (a_s - a_t) * (s.lift_gain * min(1.0, s.wrinkles)))
-    if furrow is not None:
-        r = r.clone()
-        r[near] = r[near] * furrow
+            sigma = torch.sqrt(maps.width_cm ** 2 + (s.min_width_px / max(px, 1e-6)) ** 2)
+            gain = -s.wrinkles * maps.depth_cm * maps.width_cm / sigma
+            dev = r.device
+            r = r.detach().to("cpu", torch.float32, copy=True).contiguous()
+            lift_near = torch.zeros_like(r)
+            near = torch.zeros(size, dtype=torch.bool)
+            count = furrows(
+                _np(rast[0]), _np(skin), k, _np(renderer.tri_uv), _np(renderer.model.uv), _np(maps.texture),
+                _np(act_t), _np(act_s), _np(reach), _np(sigma), _np(gain), _np(2.5 * (maps.width_cm + 0.25)),
+                float(s.lift_gain * min(1.0, s.wrinkles)), adds, drops, _np(n_tk), _np(sh_tk),
+                _np(light.coefficients[:, 0]), float(px), float(s.occlusion_per_cm), r.numpy(), lift_near.numpy(),
+                near.numpy())
+            r, lift_near, near = r.to(dev), lift_near.to(dev), near.to(dev)
+            if count == 0 or not drops:
+                lift_near = None
     # fade to 1 at the skin's edges (eye and mouth openings, silhouette): no seams
-    inside = skin.to(torch.float32)[None, None]
-    edge = F.avg_pool2d(F.avg_pool2d(inside, (1, 5), stride=1, padding=(0, 2), count_include_pad=False),
-                        (5, 1), stride=1, padding=(2, 0), count_include_pad=False)[0, 0]
-    edge = edge * rendered.coverage.clamp(0, 1)
-    ratio = torch.where(skin, 1 + (r.clamp(s.min_ratio, s.max_ratio) - 1) * edge, ones)
+    if cpu:
+        edge, ratio = torch.empty(size, dtype=torch.float32), torch.empty(size, dtype=torch.float32)
+        edge_ratio(_np(r.float()), _np(skin), _np(rendered.coverage.float()), float(s.min_ratio), float(s.max_ratio),
+                   edge.numpy(), ratio.numpy())
+    else:
+        inside = skin.to(torch.float32)[None, None]
+        edge = F.avg_pool2d(F.avg_pool2d(inside, (1, 5), stride=1, padding=(0, 2), count_include_pad=False),
+                            (5, 1), stride=1, padding=(2, 0), count_include_pad=False)[0, 0]
+        edge = edge * rendered.coverage.clamp(0, 1)
+        ratio = torch.where(skin, 1 + (r.clamp(s.min_ratio, s.max_ratio) - 1) * edge, ones)
     lift = smooth = None
     if lift_near is not None and bool((lift_near > 0.02).any()):
         rgb = image.float() / 255.0
         # the surroundings from the k-grid's samples of the skin (blurred far wider than k)
         wk = skin_k.to(rgb.dtype)
         smooth_k = _blur(rgb[k // 2::k, k // 2::k][: wk.shape[0], : wk.shape[1]], wk, s.lift_blur_cm * px / k)
+        yx = near.nonzero()
+        cell = torch.minimum(yx // k, torch.tensor([skin_k.shape[0] - 1, skin_k.shape[1] - 1], device=yx.device))
         around = smooth_k[cell[:, 0], cell[:, 1]]  # [N, 3] the candidates' surroundings
         luma = rgb[near] @ _luma(rgb)
         dark = 1 - luma / (around @ _luma(rgb)).clamp_min(1e-3)  # how much darker than around
         lift = torch.zeros_like(ones)
-        lift[near] = lift_near * ((dark - s.lift_threshold) / s.lift_ramp).clamp(0.0, 1.0) * edge[near]
+        lift[near] = lift_near[near] * ((dark - s.lift_threshold) / s.lift_ramp).clamp(0.0, 1.0) * edge[near]
         smooth = torch.zeros_like(rgb)
         smooth[near] = around
     return WindowShading(ratio, lift, smooth)
@@ -381,8 +382,16 @@ def apply_shading(image: Tensor, shading: WindowShading, window: tuple[int, int,
     if ax1 <= ax0 or ay1 <= ay0:
         return out
     sl = (slice(ay0 - y0, ay1 - y0), slice(ax0 - x0, ax1 - x0))
-    r = shading.ratio[sl][..., None]
     region = image[ay0:ay1, ax0:ax1]
+    if image.device.type == "cpu":  # one fused pass
+        lift = shading.lift is not None
+        dst = out[ay0:ay1, ax0:ax1]
+        res = torch.empty(dst.shape, dtype=torch.uint8)
+        shade_window(_np(region), _np(shading.ratio[sl].float()), _np(shading.lift[sl].float()) if lift else _EMPTY2,
+                     _np(shading.smooth[sl].float()) if lift else _EMPTY3, lift, res.numpy())
+        dst.copy_(res)
+        return out
+    r = shading.ratio[sl][..., None]
     x = region.float()
     keep = r == 1
     if shading.lift is not None:

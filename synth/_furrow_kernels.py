@@ -1,0 +1,240 @@
+"""Furrow kernel of the expression shading: wrinkle-map lookups, furrow heights, bumps and fold neighbourhoods in one pass."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = ["furrows", "shade_window"]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _uv_lookup(rast, y, x, tri_uv, uv, tex, out):
+    """Bilinear, clamped lookup of tex [R, R, C] at the texture coordinates of window pixel (y, x) into out [C]."""
+    t = np.int64(rast[y, x, 3]) - 1
+    u = rast[y, x, 0]
+    v = rast[y, x, 1]
+    i0 = tri_uv[t, 0]
+    i1 = tri_uv[t, 1]
+    i2 = tri_uv[t, 2]
+    tu = uv[i2, 0] + u * (uv[i0, 0] - uv[i2, 0]) + v * (uv[i1, 0] - uv[i2, 0])
+    tv = uv[i2, 1] + u * (uv[i0, 1] - uv[i2, 1]) + v * (uv[i1, 1] - uv[i2, 1])
+    ht = tex.shape[0]
+    wt = tex.shape[1]
+    xs = tu * np.float32(wt) - np.float32(0.5)
+    ys = tv * np.float32(ht) - np.float32(0.5)
+    xf = math.floor(xs)
+    yf = math.floor(ys)
+    fx = xs - xf
+    fy = ys - yf
+    xa = min(max(int(xf), 0), wt - 1)
+    xb = min(max(int(xf) + 1, 0), wt - 1)
+    ya = min(max(int(yf), 0), ht - 1)
+    yb = min(max(int(yf) + 1, 0), ht - 1)
+    w00 = (1 - fx) * (1 - fy)
+    w01 = fx * (1 - fy)
+    w10 = (1 - fx) * fy
+    w11 = fx * fy
+    for c in range(tex.shape[2]):
+        out[c] = w00 * tex[ya, xa, c] + w01 * tex[ya, xb, c] + w10 * tex[yb, xa, c] + w11 * tex[yb, xb, c]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _activation(look, nf, act, f):
+    s = 0.0
+    for m in range(act.shape[1]):
+        s += look[nf + m] * act[f, m]
+    return min(max(s, 0.0), 1.25)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def furrows(rast, skin, k, tri_uv, uv, tex, act_t, act_s, reach, sigma, height_gain, fold_radius, lift_gain,
+            adds, drops, n_tk, sh_tk, coeffs, px_per_cm, occlusion, ratio, lift_near, near):
+    """Candidate pixels, their furrows' shading and the neighbourhoods of dropped folds, in place.
+
+    Args:
+        rast: [H, W, 4] float32 the window's rasterization (u, v, z/w, triangle_id + 1).
+        skin: [H, W] bool skin pixels.
+        k: the coarse grid's step (cells sampled at k // 2 + i k).
+        tri_uv: [T, 3] int32 texture-coordinate indices.
+        uv: [U, 2] float32 texture coordinates.
+        tex: [R, R, F + M] float32 the wrinkle maps (distances, then masks).
+        act_t, act_s: [F, M] float32 target and source activations.
+        reach: [F] candidate distance per feature, cm (its furrow's reach plus a cell).
+        sigma: [F] groove sigma, cm.
+        height_gain: [F] its depth factor (cm, negative).
+        fold_radius: [F] biweight radius of `fold_neighbourhood`, cm.
+        lift_gain: its activation gain.
+        adds, drops: whether to draw added furrows / mark dropped folds.
+        n_tk: [h, w, 3] float32 target normals on the grid.
+        sh_tk: [h, w] float32 their shading.
+        coeffs: [9] float32 SH light.
+        px_per_cm: the face's scale.
+        occlusion: darkening per cm of depth.
+        ratio: [H, W] float32, multiplied by the furrows' shading at candidates (if adds).
+        lift_near: [H, W] float32 output (zero-filled), the dropped folds' neighbourhood.
+        near: [H, W] bool output (zero-filled), the candidate pixels.
+
+    Returns:
+        How many candidate pixels there are.
+    """
+    H, W = skin.shape
+    hk, wk = n_tk.shape[0], n_tk.shape[1]
+    nf = act_t.shape[0]
+    nc = tex.shape[2]
+    look = np.empty(nc, np.float32)
+    # coarse grid: cells near a furrow whose activation changes
+    near_k = np.zeros((hk, wk), np.bool_)
+    for i in range(hk):
+        y = k // 2 + i * k
+        for j in range(wk):
+            x = k // 2 + j * k
+            if not skin[y, x]:
+                continue
+            _uv_lookup(rast, y, x, tri_uv, uv, tex, look)
+            for f in range(nf):
+                d = _activation(look, nf, act_t, f) - _activation(look, nf, act_s, f)
+                if abs(d) > 1e-6 and look[f] < reach[f]:
+                    near_k[i, j] = True
+                    break
+    height = np.zeros((H, W), np.float32)
+    count = 0
+    for y in range(min(H, hk * k)):
+        i = y // k
+        for x in range(min(W, wk * k)):
+            if not (skin[y, x] and near_k[i, x // k]):
+                continue
+            near[y, x] = True
+            count += 1
+            _uv_lookup(rast, y, x, tri_uv, uv, tex, look)
+            hn = 0.0
+            ln = 0.0
+            for f in range(nf):
+                at = _activation(look, nf, act_t, f)
+                as_ = _activation(look, nf, act_s, f)
+                if adds and at > as_:
+                    z = look[f] / sigma[f]
+                    if z < 3.5:
+                        hn += (at - as_) * math.exp(-0.5 * z * z) * height_gain[f]
+                if drops:
+                    a = min(max((as_ - at) * lift_gain, 0.0), 1.0)
+                    q = look[f] / fold_radius[f]
+                    b = max(1 - q * q, 0.0)
+                    ln = max(ln, a * b * b)
+            height[y, x] = hn
+            lift_near[y, x] = ln
+    if not adds:
+        return count
+    half = 0.5 * px_per_cm
+    for y in range(min(H, hk * k)):
+        i = min(y // k, hk - 1)
+        for x in range(min(W, wk * k)):
+            if not near[y, x]:
+                continue
+            j = min(x // k, wk - 1)
+            gx = (height[y, min(x + 1, W - 1)] - height[y, max(x - 1, 0)]) * half
+            gy = (height[min(y + 1, H - 1), x] - height[max(y - 1, 0), x]) * half
+            nx, ny, nz = n_tk[i, j, 0], n_tk[i, j, 1], n_tk[i, j, 2]
+            dot = gx * nx + gy * ny
+            bx = nx - (gx - dot * nx)
+            by = ny - (gy - dot * ny)
+            bz = nz - (-dot * nz)
+            norm = max(math.sqrt(bx * bx + by * by + bz * bz), 1e-12)
+            bx /= norm
+            by /= norm
+            bz /= norm
+            s = (coeffs[0] * 0.282095 + 0.488603 * (coeffs[1] * by + coeffs[2] * bz + coeffs[3] * bx)
+                 + 1.092548 * (coeffs[4] * bx * by + coeffs[5] * by * bz + coeffs[7] * bx * bz)
+                 + 0.315392 * coeffs[6] * (3 * bz * bz - 1) + 0.546274 * coeffs[8] * (bx * bx - by * by))
+            s = max(s, 0.05)
+            ratio[y, x] *= s * max(1 + occlusion * height[y, x], 0.3) / sh_tk[i, j]
+    return count
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def shade_window(region, ratio, lift, smooth, has_lift, out):
+    """`apply_shading` on one window: ``x = I + lift (255 smooth - I)``, luminance times ratio,
+    chroma times sqrt(ratio), rounded; pixels with ratio 1 and no lift are copied.
+
+    Args:
+        region: [h, w, 3] uint8 the image's window.
+        ratio: [h, w] float32.
+        lift: [h, w] float32 (read only if has_lift).
+        smooth: [h, w, 3] float32 (read only if has_lift).
+        has_lift: whether lift and smooth apply.
+        out: [h, w, 3] uint8 output.
+    """
+    h, w = ratio.shape
+    for y in range(h):
+        for x in range(w):
+            r = ratio[y, x]
+            a = lift[y, x] if has_lift else np.float32(0.0)
+            if r == 1 and a == 0:
+                out[y, x, 0] = region[y, x, 0]
+                out[y, x, 1] = region[y, x, 1]
+                out[y, x, 2] = region[y, x, 2]
+                continue
+            c0 = np.float32(region[y, x, 0])
+            c1 = np.float32(region[y, x, 1])
+            c2 = np.float32(region[y, x, 2])
+            if has_lift:
+                c0 = c0 + a * (smooth[y, x, 0] * np.float32(255.0) - c0)
+                c1 = c1 + a * (smooth[y, x, 1] * np.float32(255.0) - c1)
+                c2 = c2 + a * (smooth[y, x, 2] * np.float32(255.0) - c2)
+            lum = c0 * np.float32(0.299) + c1 * np.float32(0.587) + c2 * np.float32(0.114)
+            sr = np.float32(math.sqrt(r))
+            out[y, x, 0] = np.uint8(min(max(np.rint(lum * r + (c0 - lum) * sr), 0.0), 255.0))
+            out[y, x, 1] = np.uint8(min(max(np.rint(lum * r + (c1 - lum) * sr), 0.0), 255.0))
+            out[y, x, 2] = np.uint8(min(max(np.rint(lum * r + (c2 - lum) * sr), 0.0), 255.0))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def upsample_grid(grid, k, out):
+    """out [H, W] float32: bilinear upsampling by k of grid [h, w] (half-pixel centres, as
+    ``F.interpolate(..., scale_factor=k, align_corners=False)``), edges replicated beyond."""
+    hk, wk = grid.shape
+    H, W = out.shape
+    inv = 1.0 / k
+    for y in range(H):
+        sy = max((y + 0.5) * inv - 0.5, 0.0)
+        y0 = min(int(sy), hk - 1)
+        y1 = min(y0 + 1, hk - 1)
+        ly = min(sy - y0, 1.0)
+        for x in range(W):
+            sx = max((x + 0.5) * inv - 0.5, 0.0)
+            x0 = min(int(sx), wk - 1)
+            x1 = min(x0 + 1, wk - 1)
+            lx = min(sx - x0, 1.0)
+            top = (1 - lx) * grid[y0, x0] + lx * grid[y0, x1]
+            bot = (1 - lx) * grid[y1, x0] + lx * grid[y1, x1]
+            out[y, x] = (1 - ly) * top + ly * bot
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def edge_ratio(r, skin, coverage, lo, hi, edge, ratio):
+    """The ratio image faded to 1 at the skin's edges, in place into ratio [H, W]; edge [H, W] out.
+
+    edge: the 5 x 5 mean of skin (in-bounds pixels only, separable) times the coverage in [0, 1];
+    ratio: ``1 + (clamp(r, lo, hi) - 1) edge`` on skin, 1 elsewhere.
+    """
+    H, W = skin.shape
+    tmp = np.empty((H, W), np.float32)
+    for y in range(H):
+        for x in range(W):
+            s = 0.0
+            n = 0
+            for d in range(max(0, x - 2), min(W, x + 3)):
+                s += skin[y, d]
+                n += 1
+            tmp[y, x] = s / n
+    for y in range(H):
+        a, b = max(0, y - 2), min(H, y + 3)
+        for x in range(W):
+            s = 0.0
+            for d in range(a, b):
+                s += tmp[d, x]
+            e = s / (b - a) * min(max(coverage[y, x], 0.0), 1.0)
+            edge[y, x] = e
+            ratio[y, x] = 1 + (min(max(r[y, x], lo), hi) - 1) * e if skin[y, x] else 1.0
