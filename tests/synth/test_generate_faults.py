@@ -166,9 +166,7 @@ def test_a_full_disk_stops_the_run_and_the_rerun_completes(tmp_path, few_faces, 
     filler.write_bytes(b"\0" * (free - 40_000))  # room for the manifest and a few outputs
     args = ["generate", str(few_faces), str(out), "--expressions", "happiness,sadness", "--size", "96",
             "--quiet", "--workers", "1", "--png-compression", "0"]
-    t0 = time.perf_counter()
     r = CliRunner().invoke(main, args)
-    first_s = time.perf_counter() - t0
     assert r.exit_code == 1 and "No space left on device" in r.stderr and "stopped early" in r.stderr, r.output
     data = (out / "manifest.csv").read_bytes()
     assert data.endswith(b"\n")  # whole lines only
@@ -179,4 +177,3 @@ def test_a_full_disk_stops_the_run_and_the_rerun_completes(tmp_path, few_faces, 
     assert r.exit_code == 0, r.output
     counts = Counter(row["output"] for row in _rows(out))
     assert len(counts) == 6 and set(counts.values()) == {1}
-    assert first_s < 60
