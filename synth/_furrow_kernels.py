@@ -7,12 +7,12 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["furrows", "shade_window"]
+__all__ = ["blur_weighted", "edge_ratio", "furrows", "lift_folds", "shade_window", "upsample_grid"]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _uv_lookup(rast, y, x, tri_uv, uv, tex, out):
-    """Bilinear, clamped lookup of tex [R, R, C] at the texture coordinates of window pixel (y, x) into out [C]."""
+def _uv_taps(rast, y, x, tri_uv, uv, ht, wt):
+    """The 4 bilinear taps (clamped) and their weights at the texture coordinates of window pixel (y, x)."""
     t = np.int64(rast[y, x, 3]) - 1
     u = rast[y, x, 0]
     v = rast[y, x, 1]
@@ -21,8 +21,6 @@ def _uv_lookup(rast, y, x, tri_uv, uv, tex, out):
     i2 = tri_uv[t, 2]
     tu = uv[i2, 0] + u * (uv[i0, 0] - uv[i2, 0]) + v * (uv[i1, 0] - uv[i2, 0])
     tv = uv[i2, 1] + u * (uv[i0, 1] - uv[i2, 1]) + v * (uv[i1, 1] - uv[i2, 1])
-    ht = tex.shape[0]
-    wt = tex.shape[1]
     xs = tu * np.float32(wt) - np.float32(0.5)
     ys = tv * np.float32(ht) - np.float32(0.5)
     xf = math.floor(xs)
@@ -33,12 +31,24 @@ def _uv_lookup(rast, y, x, tri_uv, uv, tex, out):
     xb = min(max(int(xf) + 1, 0), wt - 1)
     ya = min(max(int(yf), 0), ht - 1)
     yb = min(max(int(yf) + 1, 0), ht - 1)
-    w00 = (1 - fx) * (1 - fy)
-    w01 = fx * (1 - fy)
-    w10 = (1 - fx) * fy
-    w11 = fx * fy
-    for c in range(tex.shape[2]):
+    return ya, yb, xa, xb, (1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _uv_lookup(rast, y, x, tri_uv, uv, tex, reach, out):
+    """Bilinear, clamped lookup of tex [R, R, C] at window pixel (y, x) into out [C]: the F
+    distances, then the masks only if some distance is below its `reach` [F]. Returns whether."""
+    ya, yb, xa, xb, w00, w01, w10, w11 = _uv_taps(rast, y, x, tri_uv, uv, tex.shape[0], tex.shape[1])
+    nf = reach.shape[0]
+    any_near = False
+    for c in range(nf):
         out[c] = w00 * tex[ya, xa, c] + w01 * tex[ya, xb, c] + w10 * tex[yb, xa, c] + w11 * tex[yb, xb, c]
+        if out[c] < reach[c]:
+            any_near = True
+    if any_near:
+        for c in range(nf, tex.shape[2]):
+            out[c] = w00 * tex[ya, xa, c] + w01 * tex[ya, xb, c] + w10 * tex[yb, xa, c] + w11 * tex[yb, xb, c]
+    return any_near
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -85,6 +95,13 @@ def furrows(rast, skin, k, tri_uv, uv, tex, act_t, act_s, reach, sigma, height_g
     nf = act_t.shape[0]
     nc = tex.shape[2]
     look = np.empty(nc, np.float32)
+    changed = np.zeros(nf, np.bool_)  # features whose activation changes in some mask
+    limit = np.empty(nf, np.float32)  # where both the groove and the fold neighbourhood are 0
+    for f in range(nf):
+        for m in range(act_t.shape[1]):
+            if abs(act_t[f, m] - act_s[f, m]) > 1e-6:
+                changed[f] = True
+        limit[f] = max(3.5 * sigma[f], fold_radius[f])
     # coarse grid: cells near a furrow whose activation changes
     near_k = np.zeros((hk, wk), np.bool_)
     for i in range(hk):
@@ -93,8 +110,11 @@ def furrows(rast, skin, k, tri_uv, uv, tex, act_t, act_s, reach, sigma, height_g
             x = k // 2 + j * k
             if not skin[y, x]:
                 continue
-            _uv_lookup(rast, y, x, tri_uv, uv, tex, look)
+            if not _uv_lookup(rast, y, x, tri_uv, uv, tex, reach, look):
+                continue
             for f in range(nf):
+                if not changed[f] or look[f] >= reach[f]:
+                    continue
                 d = _activation(look, nf, act_t, f) - _activation(look, nf, act_s, f)
                 if abs(d) > 1e-6 and look[f] < reach[f]:
                     near_k[i, j] = True
@@ -108,10 +128,13 @@ def furrows(rast, skin, k, tri_uv, uv, tex, act_t, act_s, reach, sigma, height_g
                 continue
             near[y, x] = True
             count += 1
-            _uv_lookup(rast, y, x, tri_uv, uv, tex, look)
+            if not _uv_lookup(rast, y, x, tri_uv, uv, tex, limit, look):
+                continue
             hn = 0.0
             ln = 0.0
             for f in range(nf):
+                if not changed[f] or look[f] >= limit[f]:
+                    continue  # beyond the reach of both the groove and the fold neighbourhood
                 at = _activation(look, nf, act_t, f)
                 as_ = _activation(look, nf, act_s, f)
                 if adds and at > as_:
@@ -134,8 +157,12 @@ def furrows(rast, skin, k, tri_uv, uv, tex, act_t, act_s, reach, sigma, height_g
             if not near[y, x]:
                 continue
             j = min(x // k, wk - 1)
-            gx = (height[y, min(x + 1, W - 1)] - height[y, max(x - 1, 0)]) * half
-            gy = (height[min(y + 1, H - 1), x] - height[max(y - 1, 0), x]) * half
+            hr, hl = height[y, min(x + 1, W - 1)], height[y, max(x - 1, 0)]
+            hd, hu = height[min(y + 1, H - 1), x], height[max(y - 1, 0), x]
+            if hr == 0 and hl == 0 and hd == 0 and hu == 0 and height[y, x] == 0:
+                continue  # flat: the target's own (unit) normal, a factor of 1
+            gx = (hr - hl) * half
+            gy = (hd - hu) * half
             nx, ny, nz = n_tk[i, j, 0], n_tk[i, j, 1], n_tk[i, j, 2]
             dot = gx * nx + gy * ny
             bx = nx - (gx - dot * nx)
@@ -238,3 +265,65 @@ def edge_ratio(r, skin, coverage, lo, hi, edge, ratio):
             e = s / (b - a) * min(max(coverage[y, x], 0.0), 1.0)
             edge[y, x] = e
             ratio[y, x] = 1 + (min(max(r[y, x], lo), hi) - 1) * e if skin[y, x] else 1.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def blur_weighted(x, weight, kernel, out):
+    """out [h, w, C]: Gaussian blur (separable, zero beyond the edges) of x [h, w, C] times
+    weight [h, w], over the blurred weight (clamped at 1e-6): an average of the weighted pixels."""
+    h, w, nc = x.shape
+    r = kernel.shape[0] // 2
+    tmp = np.zeros((h, w, nc + 1), np.float32)
+    for y in range(h):
+        for xx in range(w):
+            for d in range(max(0, xx - r), min(w, xx + r + 1)):
+                g = kernel[d - xx + r] * weight[y, d]
+                for c in range(nc):
+                    tmp[y, xx, c] += g * x[y, d, c]
+                tmp[y, xx, nc] += g
+    for y in range(h):
+        for xx in range(w):
+            acc = np.zeros(nc + 1, np.float32)
+            for d in range(max(0, y - r), min(h, y + r + 1)):
+                g = kernel[d - y + r]
+                for c in range(nc + 1):
+                    acc[c] += g * tmp[d, xx, c]
+            den = max(acc[nc], np.float32(1e-6))
+            for c in range(nc):
+                out[y, xx, c] = acc[c] / den
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lift_folds(image, near, lift_near, smooth_k, edge, k, threshold, ramp, luma, lift, smooth):
+    """Where the photo's own creases near a dropped fold are lifted, in place.
+
+    Args:
+        image: [H, W, 3] uint8 the composite's window.
+        near: [H, W] bool candidate pixels.
+        lift_near: [H, W] float32 the dropped folds' neighbourhood.
+        smooth_k: [h, w, 3] float32 the skin's surroundings on the coarse grid.
+        edge: [H, W] float32 the fade at the skin's edges.
+        k: the coarse grid's step.
+        threshold: darkening below the surroundings before a pixel is lifted.
+        ramp: darkening above the threshold at which it is lifted fully.
+        luma: [3] float32 luminance weights.
+        lift: [H, W] float32 output (zero-filled).
+        smooth: [H, W, 3] float32 output (zero-filled): the surroundings at candidates.
+    """
+    H, W = near.shape
+    hk, wk = smooth_k.shape[0], smooth_k.shape[1]
+    for y in range(H):
+        i = min(y // k, hk - 1)
+        for x in range(W):
+            if not near[y, x]:
+                continue
+            j = min(x // k, wk - 1)
+            a0, a1, a2 = smooth_k[i, j, 0], smooth_k[i, j, 1], smooth_k[i, j, 2]
+            smooth[y, x, 0] = a0
+            smooth[y, x, 1] = a1
+            smooth[y, x, 2] = a2
+            lum = (np.float32(image[y, x, 0]) / np.float32(255.0) * luma[0] + np.float32(image[y, x, 1]) / np.float32(255.0) * luma[1]
+                   + np.float32(image[y, x, 2]) / np.float32(255.0) * luma[2])
+            around = max(a0 * luma[0] + a1 * luma[1] + a2 * luma[2], np.float32(1e-3))
+            dark = 1 - lum / around
+            lift[y, x] = lift_near[y, x] * min(max((dark - threshold) / ramp, 0.0), 1.0) * edge[y, x]

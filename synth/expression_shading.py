@@ -32,7 +32,7 @@ from affectsynth.fitting import Camera
 from affectsynth.render import fit_sh_lighting, interpolate, rasterize, sh_shading
 from affectsynth.render.camera import project_points, projection_matrix, to_clip
 from affectsynth.render.mesh import vertex_normals
-from affectsynth._furrow_kernels import edge_ratio, furrows, shade_window, upsample_grid
+from affectsynth._furrow_kernels import blur_weighted, edge_ratio, furrows, lift_folds, shade_window, upsample_grid
 from affectsynth.wrinkles import WrinkleMaps, furrow_reach
 
 __all__ = ["FaceLight", "ShadingSettings", "WindowShading", "estimate_light", "shading_ratio", "apply_shading"]
@@ -348,6 +348,16 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
         ratio = torch.where(skin, 1 + (r.clamp(s.min_ratio, s.max_ratio) - 1) * edge, ones)
     lift = smooth = None
     if lift_near is not None and bool((lift_near > 0.02).any()):
+        if cpu:  # the surroundings and the lift in two kernels
+            sigma_k = s.lift_blur_cm * px / k
+            grid = image[k // 2::k, k // 2::k][: skin_k.shape[0], : skin_k.shape[1]].float() / 255.0
+            smooth_k = torch.empty(grid.shape, dtype=torch.float32)
+            blur_weighted(_np(grid), _np(skin_k.float()), _np(_gaussian(max(1, int(3 * sigma_k)), round(sigma_k, 2), grid.device)),
+                          smooth_k.numpy())
+            lift, smooth = torch.zeros(size, dtype=torch.float32), torch.zeros(size + (3,), dtype=torch.float32)
+            lift_folds(_np(image), _np(near), _np(lift_near.float()), smooth_k.numpy(), _np(edge), k, float(s.lift_threshold),
+                       float(s.lift_ramp), np.asarray(_LUMA, np.float32), lift.numpy(), smooth.numpy())
+            return WindowShading(ratio, lift, smooth)
         rgb = image.float() / 255.0
         # the surroundings from the k-grid's samples of the skin (blurred far wider than k)
         wk = skin_k.to(rgb.dtype)
