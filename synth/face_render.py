@@ -24,6 +24,9 @@ __all__ = ["MouthMaterials", "FaceRenderer", "RenderedFace", "WindowRaster", "NA
 #: tuned for it and scaled to the photo's own skin.
 TYPICAL_SKIN = (0.72, 0.56, 0.47)
 REFERENCE_SKIN_SATURATION = 0.35
+#: Teeth luma over mean skin luma, as the dev photos' own teeth measure (astronaut 1.38, Tom Cruise
+#: 1.30, bald_guys#0 1.45): material teeth in a bright photo stay below white, not clipped.
+TEETH_OVER_SKIN = 1.35
 
 #: ICT-FaceKit's "narrow face area": vertices [0, 6706) are the front of the face (no ears, neck, skull).
 NARROW_FACE_VERTICES = 6706
@@ -190,8 +193,9 @@ class FaceRenderer:
         """[4, 3] colour per triangle kind (0 = skin placeholder, teeth, gums/tongue, socket).
 
         The mouth's materials follow the photo: their brightness scales with the skin's luminance
-        (teeth do not glow in a dark photo) and their saturation with the skin's, so a grayscale or
-        faded photo gets a grayscale or faded mouth.
+        (teeth do not glow in a dark photo; the teeth's luma is `TEETH_OVER_SKIN` x the skin's, at
+        most 0.95 in any channel) and their saturation with the skin's, so a grayscale or faded
+        photo gets a grayscale or faded mouth.
 
         Args:
             skin_color: [3] mean RGB of the visible face in the photo, in [0, 1].
@@ -204,7 +208,11 @@ class FaceRenderer:
         mm = self.materials
         rows = torch.tensor([(0.0, 0.0, 0.0), mm.teeth, mm.gums_tongue, mm.socket], dtype=torch.float32, device=skin_color.device)
         gray = (rows @ weights)[:, None]
-        return (gray + (rows - gray) * chroma) * gain
+        out = (gray + (rows - gray) * chroma) * gain
+        # teeth: TEETH_OVER_SKIN x the skin's luma (what the photos' own teeth measure), never clipped
+        teeth = out[1] * (TEETH_OVER_SKIN * lum / max(float(out[1] @ weights), 1e-6))
+        out[1] = teeth * min(1.0, 0.95 / float(teeth.max()))
+        return out
 
     def teeth_visibility(self, vertices: Tensor) -> float:
         """Deprecated, unused: 0 for closed lips (inner-lip gap <= 1 mm), rising to 1 at a 5 mm gap.
@@ -308,8 +316,7 @@ class FaceRenderer:
         if teeth is not None and bool(is_teeth.any()):
             tile = torch.tensor(TEETH_UV_TILE, dtype=uv.dtype, device=uv.device)
             at = (uv[0][is_teeth] - tile)[None, None]  # [1, 1, N, 2] teeth pixels only
-            rgbw = torch.cat([teeth.texture, teeth.weight[..., None]], -1).to(uv.dtype)
-            sample = texture(rgbw[None].contiguous(), at, boundary_mode="clamp")[0, 0]
+            sample = texture(teeth.rgbw.to(uv.dtype)[None], at, boundary_mode="clamp")[0, 0]
             wt = sample[:, 3:].clamp(0, 1)
             mouth[is_teeth] = wt * sample[:, :3] + (1 - wt) * mouth[is_teeth]
             own[is_teeth] = wt

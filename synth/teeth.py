@@ -9,6 +9,7 @@ Teeth the photo did not see keep the material colour, tinted to the photo's teet
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -32,6 +33,8 @@ class TeethSettings:
         min_opening: the opening's height (inner-lip mask, tallest column) must be at least this
             fraction of the mouth's width, and at least `min_opening_px`.
         min_opening_px: least opening height, pixels.
+        min_mouth_px: least mouth width (corner to corner), pixels: on smaller faces the teeth are
+            a few pixels, as likely a lip's highlight, and material teeth serve as well.
         min_luma: a teeth pixel's luma is at least this fraction of the skin's mean luma.
         max_saturation: a teeth pixel's saturation (max - min) / max is at most this fraction of
             the skin's (and at most `max_saturation_abs`): teeth are paler than skin, gums and lips.
@@ -44,6 +47,7 @@ class TeethSettings:
 
     min_opening: float = 0.06
     min_opening_px: int = 3
+    min_mouth_px: float = 20.0
     min_luma: float = 0.85
     max_saturation: float = 0.9
     max_saturation_abs: float = 0.35
@@ -73,6 +77,11 @@ class PhotoTeeth:
     weight: Tensor
     color: Tensor
 
+    @cached_property
+    def rgbw(self) -> Tensor:
+        """[R, R, 4] float32: `texture` and `weight` in one texture (one sampling per render)."""
+        return torch.cat([self.texture, self.weight[..., None]], -1).float().contiguous()
+
     def to(self, device: torch.device | str) -> "PhotoTeeth":
         """The same teeth on another device."""
         return PhotoTeeth(self.texture.to(device), self.weight.to(device), self.color.to(device))
@@ -94,7 +103,8 @@ def teeth_pixels(photo: Tensor, opening: Tensor, skin_color: Tensor, *, mouth_wi
         settings: `TeethSettings`; None = defaults.
 
     Returns:
-        [H, W] bool teeth pixels, or None (opening too thin, or too few teeth-like pixels in it).
+        [H, W] bool teeth pixels, or None (mouth too small, opening too thin, or too few
+        teeth-like pixels in it).
 
     Raises:
         ValueError: `opening` is not an [H, W] bool mask of the photo.
@@ -104,7 +114,7 @@ def teeth_pixels(photo: Tensor, opening: Tensor, skin_color: Tensor, *, mouth_wi
         raise ValueError(f"teeth_pixels: opening must be {list(photo.shape[:2])} bool, "
                          f"got {list(opening.shape)} {opening.dtype}")
     height = int(opening.sum(0).max()) if bool(opening.any()) else 0
-    if height < max(s.min_opening_px, s.min_opening * mouth_width_px):
+    if mouth_width_px < s.min_mouth_px or height < max(s.min_opening_px, s.min_opening * mouth_width_px):
         return None
     grow = max(1, int(round(s.grow * mouth_width_px)))
     near = torch.nn.functional.max_pool2d(opening.float()[None, None], 2 * grow + 1, stride=1, padding=grow)[0, 0] > 0.5

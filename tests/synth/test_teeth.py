@@ -38,6 +38,12 @@ def test_a_closed_or_dark_mouth_shows_no_teeth():
     assert teeth_pixels(lips, lips_mask, SKIN, mouth_width_px=40.0) is None
 
 
+def test_a_tiny_mouth_gets_material_teeth():
+    photo, opening = _mouth_photo(8, (0.9, 0.88, 0.82))
+    assert teeth_pixels(photo, opening, SKIN, mouth_width_px=40.0) is not None
+    assert teeth_pixels(photo, opening, SKIN, mouth_width_px=15.0) is None  # a face of about 40 px
+
+
 def test_teeth_just_outside_the_detected_contour_count_but_not_a_lip_highlight_apart():
     photo, opening = _mouth_photo(8, (0.9, 0.88, 0.82))
     photo[19, 10:50] = torch.tensor([0.9, 0.88, 0.82])  # teeth 1 px above the contour
