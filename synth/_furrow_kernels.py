@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["blur_weighted", "edge_ratio", "furrows", "lift_folds", "shade_window", "upsample_grid"]
+__all__ = ["blur_weighted", "edge_ratio", "furrows", "grid_ratio", "lift_folds", "shade_window", "upsample_grid"]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -327,3 +327,85 @@ def lift_folds(image, near, lift_near, smooth_k, edge, k, threshold, ramp, luma,
             around = max(a0 * luma[0] + a1 * luma[1] + a2 * luma[2], np.float32(1e-3))
             dark = 1 - lum / around
             lift[y, x] = lift_near[y, x] * min(max((dark - threshold) / ramp, 0.0), 1.0) * edge[y, x]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sh(coeffs, x, y, z):
+    return (coeffs[0] * 0.282095 + 0.488603 * (coeffs[1] * y + coeffs[2] * z + coeffs[3] * x)
+            + 1.092548 * (coeffs[4] * x * y + coeffs[5] * y * z + coeffs[7] * x * z)
+            + 0.315392 * coeffs[6] * (3 * z * z - 1) + 0.546274 * coeffs[8] * (x * x - y * y))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def grid_ratio(rast, skin, k, tri, verts_t, verts_s, coeffs, n_tk, sh_tk, geo):
+    """The mesh's shading ratio on the coarse grid (cells at k // 2 + i k), in place.
+
+    Args:
+        rast: [H, W, 4] float32 the window's rasterization.
+        skin: [H, W] bool skin pixels.
+        k: the grid's step.
+        tri: [T, 3] int32 the rasterized triangles.
+        verts_t: [V, 3] float32 target vertices, camera space.
+        verts_s: [V, 3] float32 source vertices, camera space.
+        coeffs: [9] float32 SH light.
+        n_tk: [h, w, 3] float32 output: the target's unit normals (0 off the skin).
+        sh_tk: [h, w] float32 output: their shading, at least 0.05.
+        geo: [h, w] float32 output: target over source shading on the skin, 1 elsewhere.
+    """
+    hk, wk = sh_tk.shape
+    pos = np.zeros((hk, wk, 6), np.float32)
+    valid = np.zeros((hk, wk), np.bool_)
+    for i in range(hk):
+        y = k // 2 + i * k
+        for j in range(wk):
+            x = k // 2 + j * k
+            valid[i, j] = skin[y, x]
+            t = np.int64(rast[y, x, 3]) - 1
+            if t < 0:
+                continue
+            u = rast[y, x, 0]
+            v = rast[y, x, 1]
+            i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
+            for c in range(3):
+                a2 = verts_t[i2, c]
+                pos[i, j, c] = a2 + u * (verts_t[i0, c] - a2) + v * (verts_t[i1, c] - a2)
+                b2 = verts_s[i2, c]
+                pos[i, j, 3 + c] = b2 + u * (verts_s[i0, c] - b2) + v * (verts_s[i1, c] - b2)
+    d = np.empty(12, np.float32)
+    for i in range(hk):
+        for j in range(wk):
+            if not valid[i, j]:
+                s0 = max(_sh(coeffs, 0.0, 0.0, 0.0), 0.05)
+                n_tk[i, j, 0] = 0.0
+                n_tk[i, j, 1] = 0.0
+                n_tk[i, j, 2] = 0.0
+                sh_tk[i, j] = s0
+                geo[i, j] = 1.0
+                continue
+            jn, jp = min(j + 1, wk - 1), max(j - 1, 0)
+            vn = valid[i, jn] and j < wk - 1
+            vp = valid[i, jp] and j > 0
+            inn, ip = min(i + 1, hk - 1), max(i - 1, 0)
+            un = valid[inn, j] and i < hk - 1
+            up = valid[ip, j] and i > 0
+            for c in range(6):
+                d[c] = (pos[i, jn, c] if vn else pos[i, j, c]) - (pos[i, jp, c] if vp else pos[i, j, c])  # dx
+                d[6 + c] = (pos[inn, j, c] if un else pos[i, j, c]) - (pos[ip, j, c] if up else pos[i, j, c])  # dy
+            shs = np.empty(2, np.float32)
+            for m in range(2):
+                dx0, dx1, dx2 = d[3 * m], d[3 * m + 1], d[3 * m + 2]
+                dy0, dy1, dy2 = d[6 + 3 * m], d[6 + 3 * m + 1], d[6 + 3 * m + 2]
+                nx = dy1 * dx2 - dy2 * dx1
+                ny = dy2 * dx0 - dy0 * dx2
+                nz = dy0 * dx1 - dy1 * dx0
+                norm = max(math.sqrt(nx * nx + ny * ny + nz * nz), 1e-12)
+                nx /= norm
+                ny /= norm
+                nz /= norm
+                if m == 0:
+                    n_tk[i, j, 0] = nx
+                    n_tk[i, j, 1] = ny
+                    n_tk[i, j, 2] = nz
+                shs[m] = max(_sh(coeffs, nx, ny, nz), 0.05)
+            sh_tk[i, j] = shs[0]
+            geo[i, j] = shs[0] / shs[1]

@@ -32,7 +32,9 @@ from affectsynth.fitting import Camera
 from affectsynth.render import fit_sh_lighting, interpolate, rasterize, sh_shading
 from affectsynth.render.camera import project_points, projection_matrix, to_clip
 from affectsynth.render.mesh import vertex_normals
-from affectsynth._furrow_kernels import blur_weighted, edge_ratio, furrows, lift_folds, shade_window, upsample_grid
+from affectsynth._furrow_kernels import (
+    blur_weighted, edge_ratio, furrows, grid_ratio, lift_folds, shade_window, upsample_grid,
+)
 from affectsynth.wrinkles import WrinkleMaps, furrow_reach
 
 __all__ = ["FaceLight", "ShadingSettings", "WindowShading", "estimate_light", "shading_ratio", "apply_shading"]
@@ -294,21 +296,25 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
     # near the features whose activation changes.
     k = int(min(8, max(2, round(s.mesh_blur_cm * px))))
     size = tuple(skin.shape)
-    rast_k = rast[:, k // 2::k, k // 2::k].contiguous()
     skin_k = skin[k // 2::k, k // 2::k]
-    pos, _ = interpolate(torch.cat([vertices, light.vertices], -1)[None], rast_k, renderer.tri)
-    normals = _grid_normals(pos[0], skin_k)  # target, source at the same points of the skin
-    n_tk, n_sk = normals[..., :3], normals[..., 3:]
     # the mesh's change of shape, smoothed (sampled every `mesh_blur_cm`, bilinear in between):
     # the fitted mesh's folds lie a few millimetres off the photo's, and a sharp mesh ratio
     # would draw a bright line beside each real fold
-    sh_tk = sh_shading(n_tk, light.coefficients)[..., 0].clamp_min(0.05)
-    geo = sh_tk / sh_shading(n_sk, light.coefficients)[..., 0].clamp_min(0.05)
     cpu = skin.device.type == "cpu"
-    if cpu:
+    if cpu:  # one kernel for the grid (positions, normals of both surfaces, their shading), one to upsample
+        hk, wk = skin_k.shape
+        n_tk, sh_tk, geo = torch.empty(hk, wk, 3), torch.empty(hk, wk), torch.empty(hk, wk)
+        grid_ratio(_np(rast[0]), _np(skin), k, _np(renderer.tri), _np(vertices.float()), _np(light.vertices.float()),
+                   _np(light.coefficients[:, 0].float()), n_tk.numpy(), sh_tk.numpy(), geo.numpy())
         r = torch.empty(size, dtype=torch.float32)
-        upsample_grid(_np(torch.where(skin_k, geo, torch.ones_like(geo)).float()), k, r.numpy())
+        upsample_grid(geo.numpy(), k, r.numpy())
     else:
+        rast_k = rast[:, k // 2::k, k // 2::k].contiguous()
+        pos, _ = interpolate(torch.cat([vertices, light.vertices], -1)[None], rast_k, renderer.tri)
+        normals = _grid_normals(pos[0], skin_k)  # target, source at the same points of the skin
+        n_tk, n_sk = normals[..., :3], normals[..., 3:]
+        sh_tk = sh_shading(n_tk, light.coefficients)[..., 0].clamp_min(0.05)
+        geo = sh_tk / sh_shading(n_sk, light.coefficients)[..., 0].clamp_min(0.05)
         r = _upsample(torch.where(skin_k, geo, torch.ones_like(geo))[..., None], size, k)[..., 0]
     near = lift_near = None
     if maps is not None and s.wrinkles > 0:
