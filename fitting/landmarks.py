@@ -184,16 +184,17 @@ class TorchFaceDetector:
             if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 got = getattr(image, "shape", type(image).__name__)
                 raise ValueError(f"TorchFaceDetector.detect: image {k}: expected an [H, W, 3] uint8 RGB array, got {got}")
-            if image.shape[0] < 2 or image.shape[1] < 2:
-                raise ValueError(f"TorchFaceDetector.detect: image {k} is empty ({image.shape[0]} x {image.shape[1]} pixels); "
-                                 "expected at least 2 x 2")
-        if not images:
-            return []
-        out = []
-        for found in self._ensure().detect(list(images)):
+            if image.shape[0] == 0 or image.shape[1] == 0:
+                raise ValueError(f"TorchFaceDetector.detect: image {k} is empty ({image.shape[0]} x {image.shape[1]} pixels)")
+        # a photo under 2 px on a side holds no face (and cannot be resampled): no detection to run
+        usable = [k for k, im in enumerate(images) if min(im.shape[:2]) >= 2]
+        if not usable:
+            return [[] for _ in images]
+        out: list[list[Landmarks]] = [[] for _ in images]
+        for k, found in zip(usable, self._ensure().detect([images[k] for k in usable])):
             faces = _dedupe([self._make(f.points, f.depth, f.score) for f in found])
             faces.sort(key=lambda f: -f.size)
-            out.append(faces[: self.max_faces])
+            out[k] = faces[: self.max_faces]
         return out
 
     def _make(self, pts: np.ndarray, depth: np.ndarray, score: float) -> Landmarks:

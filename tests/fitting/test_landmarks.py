@@ -104,9 +104,11 @@ def test_wrong_inputs(detector):
         MediaPipeDetector(max_faces=0)
     with pytest.raises(ValueError, match="min_confidence"):
         MediaPipeDetector(min_confidence=1.5)
-    for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 50, 3), np.uint8), np.zeros((1, 1, 3), np.uint8)):
+    for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 50, 3), np.uint8)):
         with pytest.raises(ValueError, match="empty"):
             detector.detect(empty)
+    assert detector.detect(np.zeros((1, 1, 3), np.uint8)) == []  # too small to hold a face: none found
+    assert [len(f) for f in detector.detect_batch([np.zeros((1, 7, 3), np.uint8), np.zeros((1, 1, 3), np.uint8)])] == [0, 0]
 
 
 def test_empty_image_does_not_poison_later_calls(detector, tom, tom_faces):

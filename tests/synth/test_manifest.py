@@ -113,14 +113,14 @@ def _header() -> str:
 
 def test_a_bom_a_blank_file_and_an_oversized_field_are_repaired(tmp_path):
     p = tmp_path / "manifest.csv"
-    p.write_bytes(b"\xef\xbb\xbf" + _header().encode() + b"a.jpg,o.png,skipped,no-face: x" + b"," * 12 + b"\n")
+    p.write_bytes(b"\xef\xbb\xbf" + _header().encode() + b"a.jpg,o.png,skipped,no-face: x" + b"," * (len(COLUMNS) - 4) + b"\n")
     m = Manifest(p)
     assert m.is_done("o.png") and not p.read_bytes().startswith(b"\xef\xbb\xbf")
     p.write_text("\n")
     assert Manifest(p).rows == [] and p.read_text() == _header()
     big = "x" * (2 << 20)  # over csv's default field limit (128 kB) and our row limit
-    p.write_text(_header() + f"a.jpg,big.png,skipped,no-face: {big}" + "," * 12 + "\n"
-                 + "b.jpg,o2.png,skipped,no-face: y" + "," * 12 + "\n")
+    p.write_text(_header() + f"a.jpg,big.png,skipped,no-face: {big}" + "," * (len(COLUMNS) - 4) + "\n"
+                 + "b.jpg,o2.png,skipped,no-face: y" + "," * (len(COLUMNS) - 4) + "\n")
     m = Manifest(p)
     assert m.done_outputs == {"o2.png"} and m.dropped_rows == 1 and p.stat().st_size < 1000
 
