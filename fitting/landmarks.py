@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "EYE_CORNERS",
+    "box_overlap",
     "Landmarks",
     "LandmarkDetector",
     "MediaPipeDetector",
@@ -215,17 +216,9 @@ def _dedupe(faces: Sequence[Landmarks], iou_threshold: float = 0.5) -> list[Land
     """Drop faces whose box overlaps a higher-scoring face's box (one face seen twice)."""
     kept: list[Landmarks] = []
     for f in sorted(faces, key=lambda f: -f.score):
-        if all(_iou(f.bbox, k.bbox) < iou_threshold for k in kept):
+        if all(box_overlap(f.bbox, k.bbox) < iou_threshold for k in kept):
             kept.append(f)
     return kept
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 #: Registry of detector factories (plain dict, as trimesh's loaders).
@@ -237,3 +230,12 @@ def get_detector(name: str = "mediapipe", **kwargs) -> LandmarkDetector:
     if name not in detectors:
         raise ValueError(f"get_detector: expected one of {sorted(detectors)}, got {name!r}")
     return detectors[name](**kwargs)
+
+
+def box_overlap(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1, ...) boxes given as plain numbers."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

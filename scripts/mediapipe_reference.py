@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from affectsynth.fitting.landmarks import Landmarks, _dedupe, _iou
+from affectsynth.fitting.landmarks import Landmarks, _dedupe, box_overlap
 
 __all__ = ["ReferenceMediaPipeDetector"]
 
@@ -84,7 +84,7 @@ class ReferenceMediaPipeDetector:
                         boxes += _detections(self._detector_short, tile, tx, ty)
         kept: list[tuple[float, float, float, float, float]] = []
         for box in sorted(boxes, key=lambda b: -b[4]):
-            if all(_iou(box, k) < 0.3 for k in kept):
+            if all(box_overlap(box, k) < 0.3 for k in kept):
                 kept.append(box)
         return kept
 

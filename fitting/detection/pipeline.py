@@ -18,6 +18,7 @@ from torch import Tensor
 from affectsynth.fitting.detection.blazeface import BlazeFace
 from affectsynth.fitting.detection.face_mesh import INPUT_SIZE, FaceMesh, unproject
 from affectsynth.fitting.detection.roi import crop_rects, rect_from_detection
+from affectsynth.fitting.landmarks import box_overlap
 
 __all__ = ["FacePipeline", "FaceResult", "PipelineSettings"]
 
@@ -77,14 +78,6 @@ class FaceResult:
     score: float
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 class FacePipeline:
     """The torch face detector + face mesh, on one device.
 
@@ -125,7 +118,7 @@ class FacePipeline:
         for bs in boxes:
             kept: list[tuple[float, float, float, float, float]] = []
             for box in sorted(bs, key=lambda b: -b[4]):
-                if all(_iou(box, k) < 0.3 for k in kept):
+                if all(box_overlap(box, k) < 0.3 for k in kept):
                     kept.append(box)
             out.append(kept)
         return out
