@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from affectsynth.fitting.detection.pipeline import mesh_crop_box
 from affectsynth.fitting.landmarks import Landmarks, _dedupe, box_overlap
 
 __all__ = ["ReferenceMediaPipeDetector"]
@@ -116,10 +117,7 @@ class ReferenceMediaPipeDetector:
             side = max(x1 - x0, y1 - y0)
             if side < self.min_face_px:
                 continue
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            half = side * self.crop_scale / 2
-            cx0, cy0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
-            cx1, cy1 = int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half)))
+            cx0, cy0, cx1, cy1 = mesh_crop_box((x0, y0, x1, y1), self.crop_scale, w, h)
             crop = image[cy0:cy1, cx0:cx1]
             found = self._mesh_points(self._mesh, crop)
             if not found:

@@ -20,7 +20,7 @@ from affectsynth.fitting.detection.face_mesh import INPUT_SIZE, FaceMesh, unproj
 from affectsynth.fitting.detection.roi import crop_rects, rect_from_detection
 from affectsynth.fitting.landmarks import box_overlap
 
-__all__ = ["FacePipeline", "FaceResult", "PipelineSettings"]
+__all__ = ["FacePipeline", "FaceResult", "PipelineSettings", "mesh_crop_box"]
 
 #: MediaPipe's own score floors: the graphs' node options override the solution's threshold.
 FULL_RANGE_MIN_SCORE = 0.6
@@ -76,6 +76,17 @@ class FaceResult:
     points: np.ndarray
     depth: np.ndarray
     score: float
+
+
+def mesh_crop_box(box: tuple[float, float, float, float], crop_scale: float, width: int, height: int
+                  ) -> tuple[int, int, int, int]:
+    """Integer pixel box (x0, y0, x1, y1) of the face-mesh crop around a detected face box: a square
+    ``crop_scale`` x the box's longer side about its centre, clipped to the ``width`` x ``height`` photo."""
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half = max(x1 - x0, y1 - y0) * crop_scale / 2
+    return (int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half))),
+            int(min(width, np.ceil(cx + half))), int(min(height, np.ceil(cy + half))))
 
 
 class FacePipeline:
@@ -164,10 +175,7 @@ class FacePipeline:
                 side = max(x1 - x0, y1 - y0)
                 if side < s.min_face_px:
                     continue
-                cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-                half = side * s.crop_scale / 2
-                cx0, cy0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
-                cx1, cy1 = int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half)))
+                cx0, cy0, cx1, cy1 = mesh_crop_box((x0, y0, x1, y1), s.crop_scale, w, h)
                 if cx1 - cx0 < 2 or cy1 - cy0 < 2:
                     continue
                 regions.append(im[:, cy0:cy1, cx0:cx1])
