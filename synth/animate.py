@@ -13,28 +13,30 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from affectsynth.blendshapes.paths import catmull_rom, path_va_points
 from affectsynth.blendshapes.targets import AffectPath, Expression, VA
 
 if TYPE_CHECKING:  # pragma: no cover
     from affectsynth.blendshapes import ExpressionModel
     from affectsynth.fitting import FaceFit
-    from affectsynth.result import SynthLabels
+    from affectsynth.result import SynthLabels, SynthResult
     from affectsynth.synthesizer import Synthesizer
 
 __all__ = [
     "FRAME_COLUMNS",
     "Frame",
     "FrameTarget",
+    "SequenceDraws",
     "animate",
     "circle_path",
     "envelope",
     "plan_category_frames",
     "plan_path_frames",
+    "render_frame",
+    "sequence_draws",
     "sequence_variants",
     "sway_angles",
 ]
@@ -160,6 +162,8 @@ def circle_path(radius: float = 1.0, keys: int = 8) -> AffectPath:
 
 def _closed_va_points(keys: list[list[float]], n: int) -> list[VA]:
     # periodic Catmull-Rom: the keys before the first and after the last come from the loop itself
+    from affectsynth.blendshapes.paths import catmull_rom  # lazy: the paths module imports torch
+
     ring = keys[:-1]
     m = len(ring)
     out = []
@@ -209,6 +213,8 @@ def plan_path_frames(path: AffectPath, n: int, *, fps: float, sway_deg: tuple[fl
                 for p in path.points]
         points = _closed_va_points(keys, n)
     else:
+        from affectsynth.blendshapes.paths import path_va_points  # lazy: the paths module imports torch
+
         points = path_va_points(path, n, model=model)
     sway = sway_angles(n, sway_deg)
     return [FrameTarget(j, j / fps, points[j], sway[j]) for j in range(n)]
@@ -300,14 +306,92 @@ def sequence_variants(model: "ExpressionModel", categories: Sequence[str], seed:
     return out
 
 
+@dataclass(frozen=True)
+class SequenceDraws:
+    """The random draws of one sequence, made once and shared by all its frames.
+
+    Attributes:
+        seed: the sequence's seed (also each frame's ``rng_seed``).
+        head_rotation_deg: (yaw, pitch) extra head rotation drawn for the sequence, degrees
+            ((0, 0) when the synthesizer's settings disable it); each frame adds its sway.
+        light: (azimuth_deg, strength) relighting drawn for the sequence, or None (off).
+        variants: category -> expression variant of the sequence's categories.
+        turned: whether any frame is turned (drawn rotation or sway): then every frame takes
+            the re-render path, so a sway through 0 degrees does not switch paths mid-sequence.
+    """
+
+    seed: int
+    head_rotation_deg: tuple[float, float]
+    light: tuple[float, float] | None
+    variants: Mapping[str, str]
+    turned: bool
+
+
+def sequence_draws(synth: "Synthesizer", frames: Sequence[FrameTarget], seed: int) -> SequenceDraws:
+    """Draw what is random in a sequence once, from ``seed`` and the whole plan.
+
+    The draws depend on the whole plan (its categories, whether any frame sways), never on
+    which frames are rendered, so rendering a subset of the frames (a resumed batch) gives the
+    same pixels as rendering them all.
+
+    Args:
+        synth: the `Synthesizer` (its settings say whether rotation and relighting are drawn).
+        frames: the whole plan (`plan_path_frames`, `plan_category_frames`).
+        seed: seed of the sequence's draws.
+
+    Returns:
+        The sequence's `SequenceDraws`.
+    """
+    rng = np.random.default_rng(seed)
+    yaw_max, pitch_max = synth.settings.head_rotation_deg
+    base = (float(rng.uniform(-yaw_max, yaw_max)) if yaw_max else 0.0,
+            float(rng.uniform(-pitch_max, pitch_max)) if pitch_max else 0.0)
+    strength = synth.settings.light_strength
+    light = (float(rng.uniform(-60, 60)), float(rng.uniform(0, strength))) if strength > 0 else None
+    # a face turned in any frame is drawn by the re-render path in every frame (the photo-reuse path
+    # serves unturned faces only): a sway through 0 degrees must not switch paths between frames
+    turned = any(abs(f.sway_deg[0]) + abs(f.sway_deg[1]) > 0 for f in frames) or base != (0.0, 0.0)
+    variants = sequence_variants(synth.expressions, [f.target.name for f in frames if isinstance(f.target, Expression)],
+                                 seed)
+    return SequenceDraws(int(seed), base, light, variants, turned)
+
+
+def render_frame(synth: "Synthesizer", image: np.ndarray, frame: FrameTarget, draws: SequenceDraws, *,
+                 fit: "FaceFit") -> "SynthResult":
+    """Render one planned frame with the sequence's draws (what `animate` does per frame).
+
+    Args:
+        synth: the `Synthesizer`.
+        image: [H, W, 3] uint8 RGB photo (or a face crop of it, with ``fit`` seen in it).
+        frame: the planned frame.
+        draws: the sequence's `sequence_draws`.
+        fit: the face (checked by the caller: `animate`, or the batch's gates).
+
+    Returns:
+        The frame's `SynthResult` (image, labels with the target's fixed variant, fit).
+
+    Raises:
+        ValueError: a rotation beyond what one photo supports, or a malformed image.
+    """
+    target = frame.target
+    if isinstance(target, Expression) and target.variant is None:
+        target = target.with_variant(draws.variants[target.name])
+    base = draws.head_rotation_deg
+    rot = (base[0] + frame.sway_deg[0], base[1] + frame.sway_deg[1])
+    if draws.turned and abs(rot[0]) < 1e-5 and abs(rot[1]) < 1e-5:
+        rot = (1e-5, rot[1])  # invisible; keeps this frame on the same render path as its neighbours
+    return synth.synthesize(image, target, fit=fit, rng_seed=draws.seed, head_rotation_deg=rot, light=draws.light)
+
+
 def animate(synth: "Synthesizer", image: np.ndarray, frames: Sequence[FrameTarget], *, fit: "FaceFit | None" = None,
             seed: int = 0) -> Iterator[Frame]:
     """Render planned frames of one face, one at a time (a generator).
 
     One fit and one texture serve every frame; the expression variant of each category, the
     extra head rotation and the relighting (when ``synth.settings`` enables them) are drawn
-    once from ``seed`` and kept for the whole sequence; the per-frame sway is added to the
-    drawn rotation. A frame's target with a fixed variant keeps it.
+    once from ``seed`` and kept for the whole sequence (`sequence_draws`); the per-frame sway
+    is added to the drawn rotation. A frame's target with a fixed variant keeps it. Each
+    frame is `render_frame`, which ``affectsynth generate --paths`` calls too.
 
     Args:
         synth: the `Synthesizer`.
@@ -330,23 +414,7 @@ def animate(synth: "Synthesizer", image: np.ndarray, frames: Sequence[FrameTarge
     rejection = synth.check(fit)
     if rejection is not None:
         raise ValueError(f"animate: face refused ({rejection})")
-    rng = np.random.default_rng(seed)
-    yaw_max, pitch_max = synth.settings.head_rotation_deg
-    base = (float(rng.uniform(-yaw_max, yaw_max)) if yaw_max else 0.0,
-            float(rng.uniform(-pitch_max, pitch_max)) if pitch_max else 0.0)
-    strength = synth.settings.light_strength
-    light = (float(rng.uniform(-60, 60)), float(rng.uniform(0, strength))) if strength > 0 else None
-    # a face turned in any frame is drawn by the re-render path in every frame (the photo-reuse path
-    # serves unturned faces only): a sway through 0 degrees must not switch paths between frames
-    turned = any(abs(f.sway_deg[0]) + abs(f.sway_deg[1]) > 0 for f in frames) or base != (0.0, 0.0)
-    variants = sequence_variants(synth.expressions, [f.target.name for f in frames if isinstance(f.target, Expression)],
-                                 seed)
+    draws = sequence_draws(synth, frames, seed)
     for f in frames:
-        target = f.target
-        if isinstance(target, Expression) and target.variant is None:
-            target = target.with_variant(variants[target.name])
-        rot = (base[0] + f.sway_deg[0], base[1] + f.sway_deg[1])
-        if turned and abs(rot[0]) < 1e-5 and abs(rot[1]) < 1e-5:
-            rot = (1e-5, rot[1])  # invisible; keeps this frame on the same render path as its neighbours
-        result = synth.synthesize(image, target, fit=fit, rng_seed=seed, head_rotation_deg=rot, light=light)
+        result = render_frame(synth, image, f, draws, fit=fit)
         yield Frame(f.index, f.time_s, result.image, result.labels)

@@ -30,11 +30,11 @@ from affectsynth.images import ImageLoadError, load_image, save_png
 from affectsynth.lock import OutputDirLock
 from affectsynth.manifest import Manifest, ManifestRow
 from affectsynth.naming import safe_join
-from affectsynth.plan import Job, Plan, item_seed, plan_jobs, select_targets
+from affectsynth.plan import Job, Plan, PlannedFrame, item_seed, plan_jobs, select_targets
 from affectsynth.pool import WorkerSetupError, die_with_parent, run_pool
 from affectsynth.progress import make_progress
 from affectsynth.recover import reset_detector
-from affectsynth.rows import error_row, fail_rows, ok_row, reason_detail
+from affectsynth.rows import error_row, fail_rows, frame_row, ok_row, reason_detail, target_fields
 
 __all__ = [
     "MANIFEST_NAME",
@@ -81,7 +81,9 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
 
     Steps: load (`load_image`) -> ``synthesizer.fit`` once -> for each face kept (largest, or
     all) and each target not in ``job.done``: ``synthesizer.synthesize(image, target, fit=...,
-    rng_seed=...)``, optional square crop (``settings.size``), atomic PNG write.
+    rng_seed=...)``, optional square crop (``settings.size``), atomic PNG write; then each
+    frame of each affect sequence (``settings.paths``) not in ``job.done``, rendered as
+    ``affectsynth animate`` renders it (one row per frame, with ``sequence, frame, time_s``).
 
     Args:
         synthesizer: an ``affectsynth.synthesizer.Synthesizer`` (``fit(image) -> list[FaceFit]``
@@ -133,33 +135,89 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
             seed = job.seed_for(t, k)
             try:
                 res = synthesizer.synthesize(face_image, t, fit=face_fit, rng_seed=seed)
-                img = np.asarray(res.image)
             except Exception as e:  # the engine catches per item (STYLE 5)
                 rows.append(error_row(job, t, k, n_faces, "synth-failed", e))
                 continue
-            verification = None
-            if s.verify:
-                from affectsynth.verify import verify
+            rows.append(_finish_output(synthesizer, job, res, t, k, n_faces, out, seed, reference))
+        rows += _sequence_rows(synthesizer, job, face_image, face_fit, k, n_faces, reference)
+    return rows
 
-                try:
-                    verification = verify(synthesizer, res, t, reference=reference)
-                except Exception as e:  # the engine catches per item (STYLE 5)
-                    rows.append(error_row(job, t, k, n_faces, "verify-failed", e))
-                    continue
-                reason = verification.rejects(s.min_verify) if s.min_verify is not None else None
-                if reason is not None:  # below the threshold: recorded with its score, never written
-                    rows.append(ok_row(job, k, n_faces, out, seed, res.labels, verification=verification,
-                                       status="rejected", reason=reason))
-                    continue
+
+def _finish_output(synthesizer: Any, job: Job, res: Any, target: Any, face: int, n_faces: int, out: str, seed: int,
+                   reference: Any) -> ManifestRow:
+    """Verify (when asked), write one synthesised output atomically and return its row.
+
+    Raises:
+        DiskFullError: no space left for the output.
+    """
+    s = job.settings
+
+    def failed(reason: str, e: BaseException) -> ManifestRow:
+        return ManifestRow(job.rel_source, out, "error", f"{reason}: {reason_detail(e)}", **target_fields(target),
+                           seed=seed, face=face, n_faces=n_faces)
+
+    verification = None
+    if s.verify:
+        from affectsynth.verify import verify
+
+        try:
+            verification = verify(synthesizer, res, target, reference=reference)
+        except Exception as e:  # the engine catches per item (STYLE 5)
+            return failed("verify-failed", e)
+        reason = verification.rejects(s.min_verify) if s.min_verify is not None else None
+        if reason is not None:  # below the threshold: recorded with its score, never written
+            return ok_row(job, face, n_faces, out, seed, res.labels, verification=verification,
+                          status="rejected", reason=reason)
+    try:
+        save_png(safe_join(job.output_dir, out), np.asarray(res.image), compress_level=s.png_compress_level,
+                 fsync=False)
+    except (OSError, ValueError) as e:
+        if isinstance(e, OSError) and e.errno in _NO_SPACE:
+            raise DiskFullError(e.errno, f"{job.output_dir}: {os.strerror(e.errno)} while writing {out}; "
+                                "stopped early: free space and rerun the same command to resume") from None
+        return failed("write-failed", e)
+    return ok_row(job, face, n_faces, out, seed, res.labels, verification=verification)
+
+
+def _sequence_rows(synthesizer: Any, job: Job, image: np.ndarray, fit: Any, face: int, n_faces: int,
+                   reference: Any) -> list[ManifestRow]:
+    """Render the frames of ``job``'s sequences on one face that are not done yet, as ``affectsynth animate`` does.
+
+    The draws (variant, head rotation, relighting) come from the sequence's seed and its whole
+    plan (`affectsynth.animate.sequence_draws`), so the frames a resumed run renders are the
+    frames an uninterrupted run renders; each frame is `affectsynth.animate.render_frame`.
+    """
+    from affectsynth.animate import render_frame, sequence_draws
+    from affectsynth.blendshapes.targets import Expression
+
+    rows: list[ManifestRow] = []
+    for spec in job.sequences:
+        plan = spec.plan()
+        todo = [PlannedFrame(spec.name, f, job.frame_output(spec.name, f.index, face)) for f in plan]
+        todo = [p for p in todo if p.output not in job.done]
+        if not todo:
+            continue
+        seed = job.sequence_seed(spec.name, face)
+        try:
+            draws = sequence_draws(synthesizer, plan, seed)
+        except Exception as e:  # the engine catches per item (STYLE 5)
+            rows += [frame_row(ManifestRow(job.rel_source, p.output, "error", f"synth-failed: {reason_detail(e)}",
+                                           **target_fields(p.target), seed=seed, face=face, n_faces=n_faces), p)
+                     for p in todo]
+            continue
+        for p in todo:
+            target = p.target
+            if isinstance(target, Expression) and target.variant is None:
+                target = target.with_variant(draws.variants[target.name])
             try:
-                save_png(safe_join(job.output_dir, out), img, compress_level=s.png_compress_level, fsync=False)
-            except (OSError, ValueError) as e:
-                if isinstance(e, OSError) and e.errno in _NO_SPACE:
-                    raise DiskFullError(e.errno, f"{job.output_dir}: {os.strerror(e.errno)} while writing {out}; "
-                                        "stopped early: free space and rerun the same command to resume") from None
-                rows.append(error_row(job, t, k, n_faces, "write-failed", e))
+                res = render_frame(synthesizer, image, p.frame, draws, fit=fit)
+            except Exception as e:  # the engine catches per item (STYLE 5)
+                rows.append(frame_row(ManifestRow(job.rel_source, p.output, "error",
+                                                  f"synth-failed: {reason_detail(e)}", **target_fields(target),
+                                                  seed=seed, face=face, n_faces=n_faces), p))
                 continue
-            rows.append(ok_row(job, k, n_faces, out, seed, res.labels, verification=verification))
+            rows.append(frame_row(_finish_output(synthesizer, job, res, target, face, n_faces, p.output, seed,
+                                                 reference), p))
     return rows
 
 

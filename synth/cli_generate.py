@@ -16,20 +16,22 @@ __all__ = ["build_targets", "generate_command"]
 
 
 def build_targets(expressions: str | None, intensities: tuple[str, ...], va: tuple[str, ...],
-                  va_grid: int | None, aus: tuple[str, ...] = ()) -> list:
+                  va_grid: int | None, aus: tuple[str, ...] = (), paths: bool = False) -> list:
     """The run's targets from the command-line options (raises click.BadParameter/UsageError).
 
     Every expression at every intensity (default 1.0), then every ``--va`` point, then the
     ``--va-grid`` points, then every ``--aus`` target; with none of
-    ``--expressions/--va/--va-grid/--aus`` all 8 categories.
+    ``--expressions/--va/--va-grid/--aus`` all 8 categories, or none when ``paths``
+    (``--paths`` given: its sequences alone).
     """
     from affectsynth.blendshapes.targets import VA
 
-    if intensities and expressions is None and (va or va_grid or aus):
+    if intensities and expressions is None and (va or va_grid or aus or paths):
         raise click.UsageError("--intensity applies to --expressions only; add --expressions "
-                               "(e.g. --expressions happiness,sadness) or drop --intensity")
+                               "(e.g. --expressions happiness,sadness) or drop --intensity"
+                               + (" (a path's intensity goes in the --paths file)" if paths else ""))
     ints = intensities_option(intensities)
-    names = expression_names_option(expressions, default=() if (va or va_grid or aus) else CATEGORIES)
+    names = expression_names_option(expressions, default=() if (va or va_grid or aus or paths) else CATEGORIES)
     targets = expression_targets_option(names, ints)
     points: list[tuple[float, float]] = []
     for text in va:
@@ -61,6 +63,9 @@ Examples:
   affectsynth generate faces/ out/ --va=0.5,-0.25 --va=-0.8,0.6 --va-grid 3 --per-image 2
   affectsynth generate fer/train out/ --expressions all --size 48 --faces all --workers 4
   affectsynth generate faces/ out/ --dry-run --format json     # list planned outputs only
+  affectsynth generate faces/ out/ --paths paths.json --size 128
+      one sequence per path and face: out/img_jpg/f0_path-circle/frame_0000.png ... (format: README,
+      "Affect paths"); add --expressions/--va to render single targets too
 
 \b
 Outputs: OUTPUT_DIR/<subfolders>/<stem>_<ext>/f<face>_<target>.png (lossless PNG), e.g.
@@ -134,6 +139,10 @@ def _pair(text: str, flag: str) -> tuple[float, float]:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="stdout format of the result (the summary also goes to stderr).")
+@click.option("--paths", "paths_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Affect sequences (JSON or .csv; format in the README, 'Affect paths'): each path is rendered "
+                   "per face as frames f<face>_path-<name>/frame_NNNN.png, a row each. Alone, or with "
+                   "--expressions/--va/--aus targets.")
 @click.pass_context
 def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expressions: str | None,
                      intensities: tuple[str, ...], va: tuple[str, ...], va_grid: int | None,
@@ -141,7 +150,7 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
                      expressions_lib: Path | None, layout: str, min_face: float, device: str, png_compression: int,
                      head_rotation: str, relight: float, verify: bool, min_verify: float | None,
                      retry_errors: bool, wait_lock: bool, dry_run: bool,
-                     quiet: bool, fmt: str) -> None:
+                     quiet: bool, fmt: str, paths_file: Path | None = None) -> None:
     """Synthesise expressions for every image under INPUT_DIR into OUTPUT_DIR.
 
     Images are found recursively (jpg, jpeg, png, webp, bmp, tif, tiff; any case). Targets are
@@ -153,7 +162,15 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
     from affectsynth.manifest import Manifest
     from affectsynth.progress import progress_enabled
 
-    targets = build_targets(expressions, intensities, va, va_grid, aus)
+    paths: tuple = ()
+    if paths_file is not None:
+        from affectsynth.paths_file import load_paths_file
+
+        try:
+            paths = load_paths_file(paths_file)
+        except (ValueError, OSError) as e:
+            raise click.BadParameter(str(e), param_hint="--paths") from None
+    targets = build_targets(expressions, intensities, va, va_grid, aus, paths=bool(paths))
     if workers is None:
         workers = os.cpu_count() or 1
     try:
@@ -162,7 +179,7 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
             expressions_lib=str(expressions_lib) if expressions_lib else None, layout=layout,
             min_face_px=min_face, device=device, png_compress_level=png_compression,
             head_rotation_deg=_pair(head_rotation, "--head-rotation"), light_strength=relight,
-            verify=verify, min_verify=min_verify)
+            verify=verify, min_verify=min_verify, paths=paths)
         check_dirs(input_dir, output_dir)
     except ValueError as e:
         raise click.UsageError(str(e)) from None

@@ -45,6 +45,9 @@ class GenerateSettings:
             (`affectsynth.verify`: the manifest's ``verify_*`` columns); about 0.2 s per output here.
         min_verify: outputs scoring below this (in [0, 1]) get ``status=rejected`` rows with the
             reason and no file; implies ``verify``.
+        paths: affect sequences (`affectsynth.paths_file.SequenceSpec`, from ``--paths FILE``)
+            rendered per face besides ``targets``: a sequence of K frames is K outputs. With
+            paths, ``targets`` may be empty; ``per_image`` draws among ``targets`` only.
 
     Note:
         Outputs are renamed into place atomically but not fsync'd (about 3 ms each here); the
@@ -73,6 +76,7 @@ class GenerateSettings:
     light_strength: float = 0.0
     verify: bool = False
     min_verify: float | None = None
+    paths: tuple = ()
 
     def __post_init__(self) -> None:
         if self.min_verify is not None:
@@ -88,14 +92,19 @@ class GenerateSettings:
                              f"supports), got {self.head_rotation_deg}")
         if not 0 <= self.light_strength <= 1:
             raise ValueError(f"--relight: expected a strength in [0, 1], got {self.light_strength}")
-        if not self.targets:
-            raise ValueError("GenerateSettings: expected at least one target, got none")
+        object.__setattr__(self, "paths", tuple(self.paths))
+        self._check_paths()
+        if not self.targets and not self.paths:
+            raise ValueError("GenerateSettings: expected at least one target or path, got none")
         for t in self.targets:
             target_slug(t)  # raises TypeError for non-targets
         slugs = [target_slug(t) for t in self.targets]
         if len(set(slugs)) != len(slugs):
             dup = [s for s, n in Counter(slugs).items() if n > 1]
             raise ValueError(f"GenerateSettings: duplicate targets {dup}")
+        if self.per_image is not None and not self.targets:
+            raise ValueError("--per-image draws among the --expressions/--va/--va-grid/--aus targets; with --paths "
+                             "alone there are none (every path is rendered): drop --per-image or add targets")
         if self.per_image is not None and not (1 <= self.per_image <= len(self.targets)):
             raise ValueError(f"--per-image: expected 1..{len(self.targets)} (the number of targets), "
                              f"got {self.per_image}")
@@ -112,6 +121,27 @@ class GenerateSettings:
         if self.crop_scale <= 0:
             raise ValueError(f"GenerateSettings: crop_scale must be > 0, got {self.crop_scale}")
         self.gates  # validates the gate limits (FaceGates raises)
+
+    def _check_paths(self) -> None:
+        """Paths are `SequenceSpec` with distinct names; drawn head rotation plus sway stays within the limits."""
+        from affectsynth.paths_file import SequenceSpec
+
+        seen: set[str] = set()
+        lim = MAX_HEAD_ROTATION_DEG
+        for spec in self.paths:
+            if not isinstance(spec, SequenceSpec):
+                raise TypeError(f"GenerateSettings: paths must be SequenceSpec (affectsynth.paths_file), "
+                                f"got {type(spec).__name__}")
+            if spec.name.lower() in seen:
+                raise ValueError(f"--paths: duplicate path name {spec.name!r}")
+            seen.add(spec.name.lower())
+            yaw = self.head_rotation_deg[0] + spec.sway_deg[0]
+            pitch = self.head_rotation_deg[1] + spec.sway_deg[1]
+            if yaw > lim[0] or pitch > lim[1]:
+                raise ValueError(f"--paths: path {spec.name!r} sways up to {spec.sway_deg[0]:g},{spec.sway_deg[1]:g} "
+                                 f"degrees on top of --head-rotation {self.head_rotation_deg[0]:g},"
+                                 f"{self.head_rotation_deg[1]:g}: {yaw:g},{pitch:g} exceeds {lim[0]:g},{lim[1]:g} "
+                                 "(what one photo supports); lower one of them")
 
     @property
     def gates(self) -> FaceGates:

@@ -3,7 +3,8 @@
 Columns (:data:`COLUMNS`), in order:
 
 ``source, output, status, error, target_kind, expression, intensity, valence, arousal, seed,
-face, n_faces, yaw, pitch, roll, weights, variant, aus, verify_score, verify_face, verify_aus``
+face, n_faces, yaw, pitch, roll, weights, variant, aus, verify_score, verify_face, verify_aus,
+sequence, frame, time_s``
 
 * ``source``: input path relative to INPUT_DIR (POSIX); ``output``: output path relative to
   OUTPUT_DIR (planned path when the row is an error or a skip).
@@ -27,6 +28,9 @@ face, n_faces, yaw, pitch, roll, weights, variant, aus, verify_score, verify_fac
 * ``verify_score, verify_face, verify_aus``: filled only when outputs are verified
   (``affectsynth.verify``): the score in [0, 1], whether a face was found again in the output
   (``True``/``False``), and JSON ``{"AU12_L": [target, recovered], ...}``.
+* ``sequence, frame, time_s``: filled only for frames of an affect sequence (``--paths``): the
+  sequence's name, the frame's index (from 0) and its time in seconds; empty for single outputs.
+  All frames of a sequence share its ``seed`` (``affectsynth animate --seed`` renders them again).
 
 Resume: :class:`Manifest` reads an existing file on open (one of an earlier version, whose columns
 are a prefix of these, is rewritten with the new columns empty). An output is *done* if it has an
@@ -135,6 +139,9 @@ class ManifestRow:
     verify_score: float | None = None
     verify_face: bool | None = None
     verify_aus: str = ""
+    sequence: str = ""
+    frame: int | None = None
+    time_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -168,9 +175,9 @@ class ManifestRow:
             raw = d.get(f.name)
             if raw is None or raw == "":
                 continue
-            if f.name in ("seed", "face", "n_faces"):
+            if f.name in ("seed", "face", "n_faces", "frame"):
                 kw[f.name] = int(raw)
-            elif f.name in ("intensity", "valence", "arousal", "yaw", "pitch", "roll", "verify_score"):
+            elif f.name in ("intensity", "valence", "arousal", "yaw", "pitch", "roll", "verify_score", "time_s"):
                 kw[f.name] = float(raw)
             elif f.name == "verify_face":
                 kw[f.name] = raw.strip().lower() in ("true", "1")

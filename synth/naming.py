@@ -24,6 +24,15 @@ form (:func:`display_path`): undecodable bytes (``surrogateescape``) become ``\\
 characters ``\\xNN`` / ``\\uNNNN``, a backslash ``\\\\``; one display form per byte path.
 
 Target slugs: ``happiness_i1.00``, ``va_+0.50_-0.25``, ``aus_AU12-0.80_AU6-0.50``.
+
+Frames of an affect sequence (``generate --paths``, :func:`frame_relpath`) go into one folder per
+(face, sequence) beside the source's other outputs, named as ``affectsynth animate`` names PNG
+frames; the flat layout joins the parts with ``_``::
+
+    nested: OUTPUT_DIR/train/img_jpg/f0_path-circle/frame_0007.png
+    flat:   OUTPUT_DIR/img_jpg-<12 hex>__f0_path-circle_frame_0007.png
+
+No target slug starts with ``path-``, so frames never collide with single outputs.
 """
 
 from __future__ import annotations
@@ -41,8 +50,10 @@ __all__ = [
     "UnsafePathError",
     "display_path",
     "find_images",
+    "frame_relpath",
     "output_relpath",
     "safe_join",
+    "sequence_slug",
     "source_relpath",
     "target_slug",
 ]
@@ -190,23 +201,72 @@ def output_relpath(rel_source: str | PurePosixPath, slug: str, face: int = 0, *,
         UnsafePathError: ``rel_source`` is absolute or contains ``..``.
         ValueError: unknown layout or a bad face index.
     """
+    rel = _check_source(rel_source, face, layout, "output_relpath")
+    slug = _clean_component(slug.replace("/", "_"))
+    return _source_output(rel, (f"f{face}_{slug}.png",), layout)
+
+
+def _check_source(rel_source: str | PurePosixPath, face: int, layout: str, where: str) -> PurePosixPath:
     if layout not in LAYOUTS:
-        raise ValueError(f"output_relpath: layout must be one of {LAYOUTS}, got {layout!r}")
+        raise ValueError(f"{where}: layout must be one of {LAYOUTS}, got {layout!r}")
     if isinstance(face, bool) or not isinstance(face, int) or face < 0:
-        raise ValueError(f"output_relpath: face must be an int >= 0, got {face!r}")
+        raise ValueError(f"{where}: face must be an int >= 0, got {face!r}")
     rel = PurePosixPath(rel_source)
     if rel.is_absolute() or ".." in rel.parts or not rel.parts or str(rel) == ".":
-        raise UnsafePathError(f"output_relpath: source path must be relative without '..', got {str(rel)!r}")
-    slug = _clean_component(slug.replace("/", "_"))
-    leaf = f"f{face}_{slug}.png"
+        raise UnsafePathError(f"{where}: source path must be relative without '..', got {str(rel)!r}")
+    return rel
+
+
+def _source_output(rel: PurePosixPath, leaf: tuple[str, ...], layout: str) -> PurePosixPath:
+    """The output path of ``leaf`` (name parts below the source's folder) in ``layout``."""
     parts = rel.parts
     if layout == "nested":
         dirs = [_safe_dir(d, "/".join(parts[: i + 1])) for i, d in enumerate(parts[:-1])]
-        return PurePosixPath(*dirs, _safe_base(rel.name, str(rel)), leaf)
+        return PurePosixPath(*dirs, _safe_base(rel.name, str(rel)), *leaf)
     stem, ext = os.path.splitext(rel.name)
     base = _shorten(_clean_component(f"{stem}_{ext.lstrip('.')}" if ext else f"{stem}_"), 150)
     digest = hashlib.blake2b(str(rel).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
-    return PurePosixPath(f"{base}-{digest}__{leaf}")
+    return PurePosixPath(f"{base}-{digest}__{'_'.join(leaf)}")
+
+
+def sequence_slug(name: str) -> str:
+    """The name part of a sequence's outputs: ``path-<name>`` (no target slug starts with ``path-``).
+
+    Example:
+        >>> sequence_slug("circle")
+        'path-circle'
+    """
+    return "path-" + _clean_component(str(name).replace("/", "_"))
+
+
+def frame_relpath(rel_source: str | PurePosixPath, sequence: str, index: int, face: int = 0, *,
+                  layout: str = "nested") -> PurePosixPath:
+    """Relative output path of frame ``index`` of sequence ``sequence`` on face ``face``.
+
+    Nested: ``<source folder>/f<face>_path-<sequence>/frame_<index:04d>.png`` (the frame names of
+    ``affectsynth animate``); flat: ``<base>-<hash>__f<face>_path-<sequence>_frame_<index:04d>.png``.
+
+    Args:
+        rel_source: the source's path relative to INPUT_DIR (as for :func:`output_relpath`).
+        sequence: the sequence's name (`affectsynth.paths_file.SequenceSpec.name`).
+        index: frame number, >= 0.
+        face: face index in the photo (0 = largest).
+        layout: "nested" or "flat".
+
+    Raises:
+        UnsafePathError: ``rel_source`` is absolute or contains ``..``.
+        ValueError: unknown layout, a bad face or frame index.
+
+    Example:
+        >>> frame_relpath("a/img.jpg", "circle", 7).as_posix()
+        'a/img_jpg/f0_path-circle/frame_0007.png'
+    """
+    from affectsynth.video import frame_name
+
+    rel = _check_source(rel_source, face, layout, "frame_relpath")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ValueError(f"frame_relpath: index must be an int >= 0, got {index!r}")
+    return _source_output(rel, (f"f{face}_{sequence_slug(sequence)}", frame_name(index)), layout)
 
 
 def safe_join(root: str | os.PathLike, rel: str | PurePosixPath) -> Path:

@@ -1,7 +1,9 @@
 """Planning a batch run: one `Job` per source image, what earlier runs settled (resume), and seeds.
 
 Seeds depend only on (run seed, source's display path, face, target), so a resumed or parallel
-run synthesises the same pixels as an uninterrupted one.
+run synthesises the same pixels as an uninterrupted one. An affect sequence (``--paths``) has
+one seed for all its frames, from (run seed, source, face, sequence name), never the frame, so
+its draws are shared by its frames and a resumed run renders the missing frames as they were.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import numpy as np
 
 from affectsynth.generate_settings import GenerateSettings
 from affectsynth.manifest import DONE_STATUSES, Manifest
-from affectsynth.naming import display_path, find_images, output_relpath, source_relpath, target_slug
+from affectsynth.naming import (display_path, find_images, frame_relpath, output_relpath, sequence_slug,
+                                source_relpath, target_slug)
 
-__all__ = ["Job", "Plan", "item_seed", "plan_jobs", "select_targets"]
+__all__ = ["Job", "Plan", "PlannedFrame", "item_seed", "plan_jobs", "select_targets"]
 
 
 def item_seed(*parts: Any) -> int:
@@ -61,6 +64,53 @@ class Job:
         """Synthesis seed of one output: from (run seed, source, face, target)."""
         return item_seed(self.settings.seed, self.rel_source, face, target_slug(target))
 
+    @property
+    def sequences(self) -> tuple:
+        """The run's affect sequences (`affectsynth.paths_file.SequenceSpec`), each rendered per face."""
+        return self.settings.paths
+
+    def frame_output(self, sequence: str, index: int, face: int = 0) -> str:
+        """Relative output path of frame ``index`` of the sequence named ``sequence`` on face ``face``."""
+        return str(frame_relpath(self.rel_source, sequence, index, face, layout=self.settings.layout))
+
+    def sequence_seed(self, sequence: str, face: int = 0) -> int:
+        """Seed of all frames of one sequence: from (run seed, source, face, sequence name), not the frame."""
+        return item_seed(self.settings.seed, self.rel_source, face, sequence_slug(sequence))
+
+    def frames_for(self, face: int = 0) -> "list[PlannedFrame]":
+        """Every frame of every sequence on face ``face``, with its output path, in order."""
+        return [PlannedFrame(spec.name, f, self.frame_output(spec.name, f.index, face))
+                for spec in self.sequences for f in spec.plan()]
+
+    def outputs(self, face: int = 0) -> list[str]:
+        """All output paths of face ``face``: one per target, then one per sequence frame."""
+        return [self.output_for(t, face) for t in self.targets] + [p.output for p in self.frames_for(face)]
+
+
+@dataclass(frozen=True)
+class PlannedFrame:
+    """One frame of an affect sequence as a planned output.
+
+    Attributes:
+        sequence: the sequence's name.
+        frame: the planned frame (`affectsynth.animate.FrameTarget`: index, time, target, sway).
+        output: its output path relative to OUTPUT_DIR.
+    """
+
+    sequence: str
+    frame: Any
+    output: str
+
+    @property
+    def target(self) -> Any:
+        """The frame's target (`VA`, or `Expression` with its variant still to draw)."""
+        return self.frame.target
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: the target's fields plus ``sequence``, ``frame`` and ``time_s``."""
+        return {**self.frame.target.to_dict(), "sequence": self.sequence, "frame": self.frame.index,
+                "time_s": round(self.frame.time_s, 6)}
+
 
 def select_targets(targets: Sequence[Any], k: int | None, *, seed: int, rel_source: str) -> tuple:
     """``k`` of ``targets`` drawn without replacement, seeded by (seed, rel_source); all if ``k`` is None.
@@ -81,7 +131,7 @@ class Plan:
 
     jobs: list[Job]
     sources: int
-    planned_outputs: list[tuple[str, str, Any]]  # (rel_source, rel_output, target), face 0, not done
+    planned_outputs: list[tuple[str, str, Any]]  # (rel_source, rel_output, target or PlannedFrame), face 0, not done
     already_done: int  # outputs (or skipped rows) done by an earlier run (permanent errors not counted)
 
 
@@ -90,13 +140,13 @@ def _source_done(job: Job, manifest: Manifest | None) -> tuple[bool, int]:
     if manifest is None:
         return False, 0
     if job.settings.faces == "largest":
-        outs = [job.output_for(t, 0) for t in job.targets]
+        outs = job.outputs(0)
     else:
         rows = manifest.rows_for(job.rel_source)
         counts = [r.n_faces for r in rows if r.n_faces is not None and r.status in DONE_STATUSES]
         # no face count: settled only by source-level rows (unreadable, fit-failed) on face 0
         n_faces = max(counts) if counts else 1
-        outs = [job.output_for(t, k) for k in range(max(n_faces, 1)) for t in job.targets]
+        outs = [o for k in range(max(n_faces, 1)) for o in job.outputs(k)]
     return all(o in job.done for o in outs), sum(manifest.is_done(o) for o in outs)
 
 
@@ -117,8 +167,10 @@ def plan_jobs(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
         n_sources += 1
         rel = display_path(str(source_relpath(src, input_dir)))
         targets = select_targets(settings.targets, settings.per_image, seed=settings.seed, rel_source=rel)
+        job = Job(str(src), rel, str(output_dir), targets, settings)
         if settings.faces == "largest":
             mine = {output_relpath(rel, target_slug(t), 0, layout=settings.layout).as_posix() for t in targets}
+            mine |= {f.output for f in job.frames_for(0)}
         else:
             mine = {r.output for r in manifest.rows_for(rel)} if manifest is not None else set()
         job = Job(str(src), rel, str(output_dir), targets, settings, frozenset(mine & done_all))
@@ -131,4 +183,7 @@ def plan_jobs(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
             o = job.output_for(t, 0)
             if o not in job.done:
                 planned.append((rel, o, t))
+        for f in job.frames_for(0):
+            if f.output not in job.done:
+                planned.append((rel, f.output, f))
     return Plan(jobs, n_sources, planned, already)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from affectsynth.manifest import ManifestRow
 from affectsynth.plan import Job
 from affectsynth.result import SynthLabels, TargetLabels
 
-__all__ = ["error_row", "fail_rows", "ok_row", "reason_detail", "target_fields"]
+__all__ = ["error_row", "fail_rows", "frame_row", "ok_row", "reason_detail", "target_fields"]
 
 
 def reason_detail(e: BaseException) -> str:
@@ -19,7 +20,8 @@ def reason_detail(e: BaseException) -> str:
 
 def fail_rows(job: Job, status: str, reason: str, detail: str, *, n_faces: int | None = None,
               face: int = 0) -> list[ManifestRow]:
-    """One ``error``/``skipped`` row per target of ``job`` on ``face`` not yet settled: ``reason: detail``."""
+    """One ``error``/``skipped`` row per output of ``job`` on ``face`` not yet settled (each target, then
+    each sequence frame): ``reason: detail``."""
     rows = []
     for t in job.targets:
         out = job.output_for(t, face)
@@ -27,7 +29,17 @@ def fail_rows(job: Job, status: str, reason: str, detail: str, *, n_faces: int |
             continue
         rows.append(ManifestRow(job.rel_source, out, status, f"{reason}: {detail}",
                                 **target_fields(t), seed=job.seed_for(t, face), face=face, n_faces=n_faces))
+    for f in job.frames_for(face):
+        if f.output not in job.done:
+            rows.append(frame_row(ManifestRow(job.rel_source, f.output, status, f"{reason}: {detail}",
+                                              **target_fields(f.target), seed=job.sequence_seed(f.sequence, face),
+                                              face=face, n_faces=n_faces), f))
     return rows
+
+
+def frame_row(row: ManifestRow, frame: Any) -> ManifestRow:
+    """``row`` with the sequence columns of ``frame`` (an `affectsynth.plan.PlannedFrame`) filled."""
+    return replace(row, sequence=frame.sequence, frame=frame.frame.index, time_s=round(frame.frame.time_s, 6))
 
 
 def target_fields(t: Any) -> dict[str, Any]:
