@@ -372,9 +372,18 @@ def parse_paths_csv(text: str, *, file: str = "<paths>") -> tuple[SequenceSpec, 
             if e and (v or a):
                 raise ValueError(f"{w}: give valence,arousal or expression on a row, not both")
             if e:
-                g["expressions"].append(e)
+                from affectsynth.labels import canonical_category
+
+                try:
+                    g["expressions"].append(canonical_category(e))
+                except ValueError as err:
+                    raise ValueError(f"{w}: {err}") from None
             elif v and a:
-                g["va"].append((_csv_value(v, "valence", w), _csv_value(a, "arousal", w)))
+                key = (_csv_value(v, "valence", w), _csv_value(a, "arousal", w))
+                for label, x in zip(("valence", "arousal"), key):
+                    if not (math.isfinite(x) and -1.0 <= x <= 1.0):
+                        raise ValueError(f"{w}: {label} {x:g} is outside [-1, 1]")
+                g["va"].append(key)
             else:
                 raise ValueError(f"{w}: expected valence and arousal, or an expression")
             if g["va"] and g["expressions"]:
