@@ -71,6 +71,8 @@ Examples:
 Outputs: OUTPUT_DIR/<subfolders>/<stem>_<ext>/f<face>_<target>.png (lossless PNG), e.g.
   out/train/img_jpg/f0_happiness_i1.00.png, out/img_png/f0_va_+0.50_-0.25.png
   and OUTPUT_DIR/manifest.csv, one row per output (status ok/error/skipped + reason).
+  --paths frames: OUTPUT_DIR/<subfolders>/<stem>_<ext>/f<face>_path-<name>/frame_NNNN.png, a row each
+  (sequence, frame, time_s columns); a sequence's draws are shared by its frames.
 Rerunning the same command resumes: done outputs are skipped; outputs that failed for a passing
 reason (write-failed, worker-crashed) are retried, permanent failures (unreadable, fit-failed,
 synth-failed) only with --retry-errors. One run at a time per OUTPUT_DIR (a second one refuses,
@@ -155,7 +157,8 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
 
     Images are found recursively (jpg, jpeg, png, webp, bmp, tif, tiff; any case). Targets are
     every --expressions name at every --intensity, plus every --va point and the --va-grid
-    points. Bad inputs (unreadable, no face, ...) get manifest rows with a reason and never
+    points; with --paths FILE, every frame of every affect sequence in FILE too (alone: only
+    those). Bad inputs (unreadable, no face, ...) get manifest rows with a reason and never
     stop the batch.
     """
     from affectsynth.batch import GenerateSettings, Interrupted, check_dirs, plan_jobs, run_batch
