@@ -163,6 +163,7 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
     """
     from affectsynth.batch import GenerateSettings, Interrupted, check_dirs, plan_jobs, run_batch
     from affectsynth.manifest import Manifest
+    from affectsynth.plan import SequenceChangedError
     from affectsynth.progress import progress_enabled
 
     paths: tuple = ()
@@ -191,7 +192,10 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
         mpath = output_dir / "manifest.csv"
         manifest = (Manifest(mpath, output_root=output_dir, readonly=True, retry_errors=retry_errors)
                     if mpath.exists() else None)
-        plan = plan_jobs(input_dir, output_dir, settings, manifest=manifest)
+        try:
+            plan = plan_jobs(input_dir, output_dir, settings, manifest=manifest)
+        except SequenceChangedError as e:
+            raise click.UsageError(str(e)) from None
         if fmt == "json":
             click.echo(json.dumps({
                 "sources": plan.sources, "jobs": len(plan.jobs), "already_done": plan.already_done,
@@ -212,6 +216,8 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
     try:
         summary = run_batch(input_dir, output_dir, settings, progress=progress_enabled(quiet=quiet),
                             retry_errors=retry_errors, wait=wait_lock, on_wait=waiting)
+    except SequenceChangedError as e:
+        raise click.UsageError(str(e)) from None
     except KeyboardInterrupt as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
         name = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"

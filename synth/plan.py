@@ -20,7 +20,8 @@ from affectsynth.manifest import DONE_STATUSES, Manifest
 from affectsynth.naming import (display_path, find_images, frame_relpath, output_relpath, sequence_slug,
                                 source_relpath, target_slug)
 
-__all__ = ["Job", "Plan", "PlannedFrame", "item_seed", "plan_jobs", "select_targets"]
+__all__ = ["Job", "Plan", "PlannedFrame", "SequenceChangedError", "check_sequence_rows", "item_seed", "plan_jobs",
+           "select_targets"]
 
 
 def item_seed(*parts: Any) -> int:
@@ -150,13 +151,70 @@ def _source_done(job: Job, manifest: Manifest | None) -> tuple[bool, int]:
     return all(o in job.done for o in outs), sum(manifest.is_done(o) for o in outs)
 
 
+class SequenceChangedError(ValueError):
+    """A path of ``--paths`` differs from the one an earlier run rendered under the same name in OUTPUT_DIR."""
+
+
+def _frame_text(sequence: str, index: int, time_s: float | None, kind: str, a: Any, b: Any) -> str:
+    if a is None or b is None:
+        what = f"{kind} target"
+    else:
+        what = f"V{a:+.3f} A{b:+.3f}" if kind == "va" else f"{a} {b:.3f}"
+    return f"frame {index} at {time_s:.4f} s: {what}" if time_s is not None else f"frame {index}: {what}"
+
+
+def check_sequence_rows(rows: Sequence[Any], settings: GenerateSettings) -> None:
+    """Refuse to resume a sequence whose earlier frames were planned otherwise (labels would disagree).
+
+    A done frame keeps its file and row on resume; if the path of the same name now plans
+    another target or time for that frame (other keys, frame count or fps), the finished
+    sequence would mix two paths. Rows of paths no longer asked for are left alone.
+
+    Args:
+        rows: manifest rows (`affectsynth.manifest.ManifestRow`) of earlier runs.
+        settings: this run's settings.
+
+    Raises:
+        SequenceChangedError: a row's frame disagrees with this run's plan of its path.
+    """
+    from affectsynth.result import TargetLabels
+
+    plans = {spec.name: spec.plan() for spec in settings.paths}
+    for r in rows:
+        if not r.sequence or r.sequence not in plans or r.frame is None or not r.target_kind:
+            continue  # not a frame of a path asked for now, or a row without labels to disagree
+        plan = plans[r.sequence]
+        if r.frame < len(plan):
+            f = plan[r.frame]
+            t = TargetLabels.of(f.target)
+            if t.kind == "va":
+                now, was = (t.valence, t.arousal), (r.valence, r.arousal)
+            else:
+                now, was = (t.expression, t.intensity), (r.expression, r.intensity)
+            same_target = t.kind == r.target_kind and all(
+                (x == y) if isinstance(x, str) else (y is not None and abs(x - y) <= 5e-4) for x, y in zip(now, was))
+            if same_target and r.time_s is not None and abs(r.time_s - f.time_s) <= 1e-3:  # .6g in the CSV
+                continue
+            change = (f"{_frame_text(r.sequence, r.frame, r.time_s, r.target_kind, *was)}, now "
+                      f"{_frame_text(r.sequence, f.index, f.time_s, t.kind, *now)}")
+        else:
+            change = f"frame {r.frame} exists, the path now has {len(plan)} frames"
+        raise SequenceChangedError(
+            f"--paths: path {r.sequence!r} differs from the one rendered earlier in this OUTPUT_DIR ({r.source}: "
+            f"{change}); give the changed path a new name, or use a new OUTPUT_DIR")
+
+
 def plan_jobs(input_dir: str | os.PathLike, output_dir: str | os.PathLike, settings: GenerateSettings,
               *, manifest: Manifest | None = None) -> Plan:
     """List the sources under ``input_dir`` and the work left for each.
 
     Raises:
         NotADirectoryError: ``input_dir`` is not a folder.
+        SequenceChangedError: ``manifest`` holds frames of a path that this run plans otherwise
+            (`check_sequence_rows`).
     """
+    if manifest is not None and settings.paths:
+        check_sequence_rows(manifest.rows, settings)
     out_abs = os.path.abspath(output_dir)
     done_all = manifest.settled_outputs if manifest is not None else frozenset()
     jobs: list[Job] = []

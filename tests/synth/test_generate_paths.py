@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from affectsynth.batch import GenerateSettings, plan_jobs, process_image
+from affectsynth.plan import SequenceChangedError
 from affectsynth.blendshapes.targets import VA, Expression
 from affectsynth.cli import main
 from affectsynth.manifest import COLUMNS, Manifest, ManifestRow
@@ -163,3 +164,34 @@ def test_bad_paths_files_are_usage_errors_naming_the_file(tmp_path):
                                   "--intensity", "0.5"])
     assert r.exit_code == 2 and "--intensity applies to --expressions only" in r.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_changed_path_under_an_old_name_is_refused(tmp_path):
+    """Frames already done stay; a path that now plans them otherwise would mix two paths in one sequence."""
+    inp = _inputs(tmp_path, ("a.png",))
+    out = tmp_path / "out"
+    s = GenerateSettings(paths=(CIRCLE, SMILE))
+    job = plan_jobs(inp, out, s).jobs[0]
+    with Manifest(out / "manifest.csv", output_root=out) as m:  # an earlier run that settled every frame
+        m.extend(fail_rows(job, "skipped", "test", "settled"))
+    def manifest():
+        return Manifest(out / "manifest.csv", output_root=out)
+
+    assert plan_jobs(inp, out, s, manifest=manifest()).planned_outputs == []  # the same paths resume
+    assert plan_jobs(inp, out, GenerateSettings(paths=(SMILE,)), manifest=manifest()).planned_outputs == []
+    changed = [
+        (SequenceSpec("circle", 5, va=CIRCLE.va, closed=True), r"path 'circle' differs .*a\.png: frame 1 at 0\.0833 s: "
+         r"V\+0\.000 A\+0\.800, now frame 1 at 0\.0833 s: V\+0\.186 A\+0\.742"),
+        (SequenceSpec("circle", 4, va=CIRCLE.va, closed=True, fps=24), r"frame 1 at 0\.0833 s: .*now frame 1 at 0\.0417 s"),
+        (SequenceSpec("circle", 3, va=CIRCLE.va[:3]), r"frame 3 exists, the path now has 3 frames"),  # 0-2 agree
+        (SequenceSpec("smile", 5, expressions=("neutral", "sadness")), r"frame 2 at 0\.1667 s: happiness 0\.000, now "
+         r"frame 2 at 0\.1667 s: sadness 0\.000"),
+    ]
+    for spec, needle in changed:
+        with pytest.raises(SequenceChangedError, match=needle):
+            plan_jobs(inp, out, GenerateSettings(paths=(spec,)), manifest=manifest())
+    (tmp_path / "p.json").write_text(json.dumps([changed[0][0].to_dict()]))
+    r = CliRunner().invoke(main, ["generate", str(inp), str(out), "--paths", str(tmp_path / "p.json"), "--dry-run"])
+    assert r.exit_code == 2 and "give the changed path a new name, or use a new OUTPUT_DIR" in " ".join(r.output.split())
+    r = CliRunner().invoke(main, ["generate", str(inp), str(out), "--paths", str(tmp_path / "p.json"), "-q"])
+    assert r.exit_code == 2 and "path 'circle' differs" in r.output
