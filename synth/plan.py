@@ -155,7 +155,7 @@ class SequenceChangedError(ValueError):
     """A path of ``--paths`` differs from the one an earlier run rendered under the same name in OUTPUT_DIR."""
 
 
-def _frame_text(sequence: str, index: int, time_s: float | None, kind: str, a: Any, b: Any) -> str:
+def _frame_text(index: int, time_s: float | None, kind: str, a: Any, b: Any) -> str:
     if a is None or b is None:
         what = f"{kind} target"
     else:
@@ -195,8 +195,8 @@ def check_sequence_rows(rows: Sequence[Any], settings: GenerateSettings) -> None
                 (x == y) if isinstance(x, str) else (y is not None and abs(x - y) <= 5e-4) for x, y in zip(now, was))
             if same_target and r.time_s is not None and abs(r.time_s - f.time_s) <= 1e-3:  # .6g in the CSV
                 continue
-            change = (f"{_frame_text(r.sequence, r.frame, r.time_s, r.target_kind, *was)}, now "
-                      f"{_frame_text(r.sequence, f.index, f.time_s, t.kind, *now)}")
+            change = (f"{_frame_text(r.frame, r.time_s, r.target_kind, *was)}, now "
+                      f"{_frame_text(f.index, f.time_s, t.kind, *now)}")
         else:
             change = f"frame {r.frame} exists, the path now has {len(plan)} frames"
         raise SequenceChangedError(
