@@ -118,7 +118,8 @@ class SequenceSpec:
         if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 2 <= self.frames <= MAX_FRAMES:
             raise ValueError(f"{where}: frames must be an int in 2..{MAX_FRAMES}, got {self.frames!r}")
         va = tuple(tuple(p) for p in self.va)
-        exprs = tuple(self.expressions)
+        exprs = tuple(c.strip() for c in self.expressions.split(",")) if isinstance(self.expressions, str) \
+            else tuple(self.expressions)
         if bool(va) == bool(exprs):
             raise ValueError(f"{where}: give exactly one of 'va' (key points) or 'expressions' (categories), "
                              f"got {'both' if va else 'neither'}")

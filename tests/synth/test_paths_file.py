@@ -73,6 +73,7 @@ def test_expressions_as_a_comma_list_and_sway():
     from affectsynth.animate import sway_angles
 
     assert [f.sway_deg for f in s.plan()] == sway_angles(4, (4.0, 2.0))
+    assert SequenceSpec("b", 3, expressions="fear,anger").expressions == ("fear", "anger")
 
 
 @pytest.mark.parametrize("paths,needle", [
