@@ -11,11 +11,13 @@ a worker process it kills is isolated (`affectsynth.pool`). Settings: `affectsyn
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import signal
 import threading
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +36,12 @@ from affectsynth.plan import Job, Plan, item_seed, plan_jobs, select_targets
 from affectsynth.pool import WorkerSetupError, die_with_parent, run_pool
 from affectsynth.progress import make_progress
 from affectsynth.recover import reset_detector
-from affectsynth.rows import error_row, fail_rows, ok_row, reason_detail
+from affectsynth.rows import OutputFrame, error_row, fail_rows, ok_row, reason_detail
+from affectsynth.run_record import RunSettingsConflict, check_run_settings, save_record
 
 __all__ = [
     "MANIFEST_NAME",
+    "MANIFEST_FORMATS",
     "BatchSummary",
     "DiskFullError",
     "GenerateSettings",
@@ -51,11 +55,16 @@ __all__ = [
     "make_synthesizer",
     "plan_jobs",
     "process_image",
+    "RunSettingsConflict",
     "run_batch",
     "select_targets",
 ]
 
 MANIFEST_NAME = "manifest.csv"
+
+#: ``--manifest-format`` choices: the CSV journal alone, or also ``manifest.parquet`` (rebuilt from it
+#: at the end of every run; `affectsynth.manifest_parquet`).
+MANIFEST_FORMATS = ("csv", "parquet")
 
 #: Below this many images a run stays in this process: starting worker processes (imports, models,
 #: about 3-4 s each) costs more than it saves.
@@ -137,6 +146,7 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
             except Exception as e:  # the engine catches per item (STYLE 5)
                 rows.append(error_row(job, t, k, n_faces, "synth-failed", e))
                 continue
+            frame = OutputFrame.of(fit.bbox, img.shape, size=s.size, crop_scale=s.crop_scale)
             verification = None
             if s.verify:
                 from affectsynth.verify import verify
@@ -149,7 +159,7 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
                 reason = verification.rejects(s.min_verify) if s.min_verify is not None else None
                 if reason is not None:  # below the threshold: recorded with its score, never written
                     rows.append(ok_row(job, k, n_faces, out, seed, res.labels, verification=verification,
-                                       status="rejected", reason=reason))
+                                       status="rejected", reason=reason, frame=frame))
                     continue
             try:
                 save_png(safe_join(job.output_dir, out), img, compress_level=s.png_compress_level, fsync=False)
@@ -159,7 +169,7 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
                                         "stopped early: free space and rerun the same command to resume") from None
                 rows.append(error_row(job, t, k, n_faces, "write-failed", e))
                 continue
-            rows.append(ok_row(job, k, n_faces, out, seed, res.labels, verification=verification))
+            rows.append(ok_row(job, k, n_faces, out, seed, res.labels, verification=verification, frame=frame))
     return rows
 
 
@@ -217,6 +227,7 @@ class BatchSummary:
     standing_failed: Counter = field(default_factory=Counter)
     retried: int = 0
     rejected: Counter = field(default_factory=Counter)
+    overwritten: int = 0
 
     @property
     def n_failed(self) -> int:
@@ -229,7 +240,7 @@ class BatchSummary:
                 "already_done": self.already_done, "skipped": dict(self.skipped),
                 "failed": dict(self.failed), "seconds": round(self.seconds, 3), "manifest": self.manifest,
                 "standing_failed": dict(self.standing_failed), "retried": self.retried,
-                "rejected": dict(self.rejected)}
+                "rejected": dict(self.rejected), "overwritten": self.overwritten}
 
     def lines(self) -> list[str]:
         """Human-readable summary lines: what is new this run, then what stands from before."""
@@ -245,6 +256,8 @@ class BatchSummary:
                        + f" (see {self.manifest})")
         if self.retried:
             out.append(f"retried: {self.retried} failed outputs of earlier runs")
+        if self.overwritten:
+            out.append(f"overwritten: {self.overwritten} outputs made with other settings were redone (--overwrite)")
         if self.standing_failed:
             out.append("failed before, not retried: " + ", ".join(
                 f"{k} {v}" for k, v in sorted(self.standing_failed.items())) + " (--retry-errors retries them)")
@@ -282,7 +295,8 @@ def _signals_interrupt():
 def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, settings: GenerateSettings, *,
               progress: bool = False, synthesizer: Any = None,
               on_rows: Callable[[list[ManifestRow]], None] | None = None, retry_errors: bool = False,
-              wait: bool = False, on_wait: Callable[[str], None] | None = None) -> BatchSummary:
+              wait: bool = False, on_wait: Callable[[str], None] | None = None, overwrite: bool = False,
+              manifest_format: str = "csv") -> BatchSummary:
     """Run (or resume) a batch: every image under ``input_dir`` -> outputs + manifest in ``output_dir``.
 
     Args:
@@ -297,6 +311,10 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
             transient errors (``write-failed``, ``worker-crashed``) are always redone.
         wait: if another run holds OUTPUT_DIR, wait for it instead of raising.
         on_wait: called once with the holder's description when the run starts waiting.
+        overwrite: redo the outputs that other settings made (see `affectsynth.run_record`)
+            instead of raising `RunSettingsConflict`.
+        manifest_format: "csv", or "parquet" to also write ``manifest.parquet`` (rebuilt from the
+            CSV journal at the end of the run, interrupted or not; see `affectsynth.manifest_parquet`).
 
     Returns:
         The counts; ``summary.n_failed > 0`` means some outputs failed in this run (exit code 3).
@@ -306,21 +324,35 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
         DiskFullError: no space left in OUTPUT_DIR; the run stopped early (rows so far are kept).
         Interrupted: SIGINT or SIGTERM; workers are stopped, rows so far are kept.
         ManifestError: an existing manifest cannot be used (other columns, a symlink).
+        RunSettingsConflict: outputs this run would reuse were made with other settings (the
+            message names each setting, old -> new) and not ``overwrite``; nothing was done.
+        ImportError: ``manifest_format="parquet"`` without pyarrow.
     """
+    if manifest_format not in MANIFEST_FORMATS:
+        raise ValueError(f"--manifest-format: expected one of {MANIFEST_FORMATS}, got {manifest_format!r}")
+    if manifest_format == "parquet":
+        from affectsynth.manifest_parquet import _pyarrow
+
+        _pyarrow()  # fail before any work, with the install command
     check_dirs(input_dir, output_dir)
     t0 = time.perf_counter()
     out = Path(output_dir)
     with _signals_interrupt(), OutputDirLock(out, wait=wait, on_wait=on_wait):
         remove_stale_temps(out)
         manifest = Manifest(out / MANIFEST_NAME, output_root=out, retry_errors=retry_errors)
+        current, record_found, stale = check_run_settings(input_dir, output_dir, settings, manifest,
+                                                          overwrite=overwrite)
+        save_record(out, record_found.updated(current))
         plan = plan_jobs(input_dir, output_dir, settings, manifest=manifest)
         summary = BatchSummary(sources=plan.sources, jobs=len(plan.jobs), already_done=plan.already_done,
                                manifest=str(manifest.path), retried=manifest.retried_rows,
                                standing_failed=Counter(r.reason or "error" for r in manifest.rows
-                                                       if r.status == "error"))
+                                                       if r.status == "error"),
+                               overwritten=len(stale.outputs))
         bar = make_progress(len(plan.jobs), desc="generate", unit="img", enabled=progress)
 
         def record(rows: list[ManifestRow]) -> None:
+            rows = [dataclasses.replace(r, settings_id=current.id) for r in rows]
             try:
                 manifest.extend(rows)
             except OSError as e:
@@ -343,6 +375,7 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
             if on_rows is not None:
                 on_rows(rows)
 
+        finished = False
         try:
             with manifest:
                 if not plan.jobs:
@@ -358,7 +391,33 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
                              on_error=lambda job, e: record(fail_rows(job, "error", "worker-error",
                                                                        reason_detail(e))),
                              fatal=(DiskFullError,))
+            finished = True
         finally:
             bar.close()
+            _refresh_parquet(manifest, out, wanted=manifest_format == "parquet", strict=finished)
+    if manifest_format == "parquet":
+        from affectsynth.manifest_parquet import PARQUET_NAME
+
+        summary.manifest = str(out / PARQUET_NAME)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _refresh_parquet(manifest: Manifest, out: Path, *, wanted: bool, strict: bool) -> None:
+    """Rebuild ``manifest.parquet`` from the journal's rows when asked for or already there.
+
+    ``strict=False`` (the run is failing or interrupted): a failure to write it becomes a warning,
+    so that the run's own error is the one reported; the previous file stays complete (atomic).
+    """
+    from affectsynth.manifest_parquet import PARQUET_NAME, write_parquet
+
+    path = out / PARQUET_NAME
+    if not (wanted or path.exists()):
+        return
+    try:
+        write_parquet(manifest.rows, path)
+    except (OSError, ImportError) as e:
+        if strict and wanted:
+            raise
+        warnings.warn(f"{path}: not rebuilt ({reason_detail(e)}); it lags {manifest.path}, the source of truth: "
+                      "rerun to rebuild it", RuntimeWarning, stacklevel=2)
