@@ -79,7 +79,7 @@ import re
 import stat
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from affectsynth.atomic import atomic_write_bytes
 
@@ -458,6 +458,20 @@ class Manifest:
             self._settled -= gone
             self._rewrite(kept)
         return n
+
+    def update(self, change: Callable[[ManifestRow], ManifestRow]) -> None:
+        """Replace every row by ``change(row)`` (same outputs, e.g. a field filled in) and rewrite
+        the file atomically (in memory only when read-only)."""
+        if self._fd is not None:
+            raise ValueError(f"{self.path}: update() needs the manifest closed")
+        new = [change(r) for r in self.rows]
+        if [r.output for r in new] != [r.output for r in self.rows]:
+            raise ValueError(f"{self.path}: update() must keep every row's output")
+        self.rows = new
+        self._by_source = {}
+        for r in new:
+            self._by_source.setdefault(r.source, []).append(r)
+        self._rewrite(new)
 
     def is_done(self, output: str) -> bool:
         """True if ``output`` has a valid ``ok`` row or a ``skipped`` row."""

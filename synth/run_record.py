@@ -24,7 +24,9 @@ File (written atomically, `affectsynth.atomic`)::
 
 ``runs`` keeps every settings set rows of this OUTPUT_DIR were made with (rows point at them);
 ``info`` the last run's uncompared settings, for the record. Rows with an empty ``settings_id``
-(manifests of versions before this record) are accepted as they are: their settings are unknown.
+(a manifest of a version before this record) are adopted by the first run that finds them: they
+get its settings id, as if made with its settings (their settings are unknown; resuming with the
+same command is the usual case), so that from then on a change of settings is caught.
 """
 
 from __future__ import annotations
@@ -275,8 +277,9 @@ def find_stale(rows: Iterable[Any], wanted: Mapping[str, str], current: RunSetti
         current: this run's settings.
         record: the OUTPUT_DIR's record.
 
-    A row with an empty ``settings_id`` (an older version's) is accepted; one whose id the record
-    lacks (``run.json`` removed) is stale, its settings "(not recorded)".
+    A row with an empty ``settings_id`` (an older version's) is accepted (`check_run_settings`
+    adopts it); one whose id the record lacks (``run.json`` removed) is stale, its settings
+    "(not recorded)".
     """
     outputs: list[str] = []
     changes: dict[tuple, SettingChange] = {}
@@ -340,6 +343,8 @@ def check_run_settings(input_dir: str | os.PathLike, output_dir: str | os.PathLi
         raise RunSettingsConflict(stale, output_dir)
     if stale:
         manifest.drop(stale.outputs)
+    if any(not r.settings_id for r in manifest.rows):  # an older version's rows: adopt them (see below)
+        manifest.update(lambda r: r if r.settings_id else dataclasses.replace(r, settings_id=current.id))
     return current, record, stale
 
 
