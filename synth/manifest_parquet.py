@@ -10,7 +10,8 @@ kept in step by every later run, whatever its ``--manifest-format``, so it never
 
 Columns: those of the CSV (`affectsynth.manifest.COLUMNS`) in the same order, typed as
 `affectsynth.manifest.COLUMN_TYPES` says (int64, float64, bool, string; empty fields are nulls),
-except ``landmarks``, a list of [x, y] pairs (``list<list<double>>``) instead of JSON text.
+except ``landmarks``, a list of [x, y] pairs (``list<list<double>>``) instead of JSON text. Values
+are those the CSV holds (floats at its 6 significant digits), so both files say the same.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def manifest_table(rows: Iterable[ManifestRow]) -> Any:
         ImportError: pyarrow is not installed (the message gives the install command).
     """
     pa = _pyarrow()
-    rows = list(rows)
+    rows = [ManifestRow.from_csv_dict(r.to_csv_dict()) for r in rows]  # the values the CSV holds, exactly
     types = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
     arrays, schema = [], []
     for col in COLUMNS:
