@@ -331,9 +331,9 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
     if manifest_format not in MANIFEST_FORMATS:
         raise ValueError(f"--manifest-format: expected one of {MANIFEST_FORMATS}, got {manifest_format!r}")
     if manifest_format == "parquet":
-        from affectsynth.manifest_parquet import _pyarrow
+        from affectsynth.manifest_parquet import require_pyarrow
 
-        _pyarrow()  # fail before any work, with the install command
+        require_pyarrow()  # fail before any work, with the install command
     check_dirs(input_dir, output_dir)
     t0 = time.perf_counter()
     out = Path(output_dir)

@@ -163,10 +163,10 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
     from affectsynth.run_record import RunSettingsConflict, check_run_settings
 
     if manifest_format == "parquet":
-        from affectsynth.manifest_parquet import _pyarrow
+        from affectsynth.manifest_parquet import require_pyarrow
 
         try:
-            _pyarrow()
+            require_pyarrow()
         except ImportError as e:
             raise click.ClickException(str(e)) from None
 

@@ -27,7 +27,7 @@ import numpy as np
 from affectsynth.atomic import atomic_write_bytes
 from affectsynth.manifest import COLUMN_TYPES, COLUMNS, ManifestRow
 
-__all__ = ["PARQUET_NAME", "manifest_table", "write_parquet"]
+__all__ = ["PARQUET_NAME", "manifest_table", "require_pyarrow", "write_parquet"]
 
 PARQUET_NAME = "manifest.parquet"
 
@@ -35,7 +35,12 @@ PARQUET_NAME = "manifest.parquet"
 LIST_COLUMNS = ("landmarks",)
 
 
-def _pyarrow() -> Any:
+def require_pyarrow() -> Any:
+    """The pyarrow module (with ``pyarrow.parquet`` loaded).
+
+    Raises:
+        ImportError: pyarrow is not installed; the message gives the install command.
+    """
     try:
         import pyarrow
         import pyarrow.parquet  # noqa: F401
@@ -83,7 +88,7 @@ def manifest_table(rows: Iterable[ManifestRow]) -> Any:
     Raises:
         ImportError: pyarrow is not installed (the message gives the install command).
     """
-    pa = _pyarrow()
+    pa = require_pyarrow()
     rows = list(rows)
     types = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
     arrays, schema = [], []
@@ -110,7 +115,7 @@ def write_parquet(rows: Iterable[ManifestRow], path: str | os.PathLike) -> Path:
         ImportError: pyarrow is not installed.
         OSError: the file could not be written (the previous one, if any, is unchanged).
     """
-    pa = _pyarrow()
+    pa = require_pyarrow()
     buf = io.BytesIO()
     pa.parquet.write_table(manifest_table(rows), buf, compression="zstd")
     path = Path(path)

@@ -315,8 +315,9 @@ def check_run_settings(input_dir: str | os.PathLike, output_dir: str | os.PathLi
         input_dir, output_dir: the run's folders.
         settings: its `GenerateSettings`.
         manifest: the OUTPUT_DIR's `affectsynth.manifest.Manifest` (loaded; closed).
-        overwrite: forget the stale outputs' rows (`Manifest.drop`) so that the run redoes them,
-            instead of raising.
+        overwrite: forget the stale outputs' rows (`Manifest.drop`) and delete their files, so
+            that the run redoes them, instead of raising (a read-only manifest, for a dry run,
+            forgets them in memory only and deletes nothing).
 
     Returns:
         (this run's settings, the record as found, the stale outputs: dropped if ``overwrite``).
@@ -343,6 +344,11 @@ def check_run_settings(input_dir: str | os.PathLike, output_dir: str | os.PathLi
         raise RunSettingsConflict(stale, output_dir)
     if stale:
         manifest.drop(stale.outputs)
+        if not manifest.readonly:  # a redo that now fails or skips must not leave the old file behind
+            from affectsynth.naming import safe_join
+
+            for rel in stale.outputs:
+                Path(safe_join(output_dir, rel)).unlink(missing_ok=True)
     if any(not r.settings_id for r in manifest.rows):  # an older version's rows: adopt them (see below)
         manifest.update(lambda r: r if r.settings_id else dataclasses.replace(r, settings_id=current.id))
     return current, record, stale

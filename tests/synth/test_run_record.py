@@ -155,3 +155,26 @@ def test_check_run_settings_on_a_read_only_manifest_changes_nothing(tmp_path):
     _, _, stale = check_run_settings(inp, out, _settings(size=72), m, overwrite=True)
     assert len(stale.outputs) == 2 and not m.settled_outputs
     assert (out / "manifest.csv").read_bytes() == before
+
+
+def test_overwrite_deletes_the_stale_file_before_redoing(tmp_path):
+    """A stale output whose redo is skipped or fails must not leave the old image behind its new row."""
+    from affectsynth.images import save_png
+    import numpy as np
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    (inp / "a.jpg").write_bytes(b"not a photo")
+    a, b = _settings(size=64, targets=TARGETS[:1]), _settings(size=96, targets=TARGETS[:1])
+    rel = "a_jpg/f0_happiness_i1.00.png"
+    save_png(out / rel, np.zeros((64, 64, 3), np.uint8))
+    with Manifest(out / "manifest.csv") as m:
+        m.append(ManifestRow("a.jpg", rel, "ok", settings_id=run_settings(a).id))
+    save_record(out, RunRecord().updated(run_settings(a)))
+    dry = Manifest(out / "manifest.csv", readonly=True)
+    assert check_run_settings(inp, out, b, dry, overwrite=True)[2].outputs == (rel,) and (out / rel).exists()
+    s = run_batch(inp, out, b, synthesizer=object(), overwrite=True)
+    assert s.overwritten == 1 and s.failed["unreadable"] == 1
+    assert not (out / rel).exists()  # the 64 px image made with the old settings is gone with its row
+    (row,) = Manifest(out / "manifest.csv").rows
+    assert row.status == "error" and row.settings_id == run_settings(b).id
