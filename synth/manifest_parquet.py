@@ -109,7 +109,8 @@ def manifest_table(rows: Iterable[ManifestRow]) -> Any:
 
 
 def write_parquet(rows: Iterable[ManifestRow], path: str | os.PathLike) -> Path:
-    """Write ``rows`` to ``path`` as Parquet, atomically (temporary file, fsync, rename).
+    """Write ``rows`` to ``path`` as Parquet, atomically (temporary file, fsync, rename); a file
+    that already holds exactly this is left alone.
 
     Raises:
         ImportError: pyarrow is not installed.
@@ -119,5 +120,11 @@ def write_parquet(rows: Iterable[ManifestRow], path: str | os.PathLike) -> Path:
     buf = io.BytesIO()
     pa.parquet.write_table(manifest_table(rows), buf, compression="zstd")
     path = Path(path)
-    atomic_write_bytes(path, buf.getvalue())
+    data = buf.getvalue()
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return path  # unchanged: a rerun with nothing to do touches no file
+    except OSError:
+        pass
+    atomic_write_bytes(path, data)
     return path

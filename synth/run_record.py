@@ -208,9 +208,16 @@ def load_record(output_dir: str | os.PathLike) -> RunRecord:
 
 
 def save_record(output_dir: str | os.PathLike, record: RunRecord) -> Path:
-    """Write ``run.json`` atomically (a reader sees the old or the new record, never half of one)."""
+    """Write ``run.json`` atomically (a reader sees the old or the new record, never half of one);
+    an unchanged record is not rewritten, so a rerun of the same command touches no file."""
     path = Path(output_dir) / RUN_RECORD_NAME
-    atomic_write_text(path, json.dumps(record.to_dict(), indent=1, sort_keys=True) + "\n")
+    text = json.dumps(record.to_dict(), indent=1, sort_keys=True) + "\n"
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return path
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, text)
     return path
 
 

@@ -122,3 +122,12 @@ def test_one_line_of_pandas_reads_both(tmp_path):
     assert [list(p) for p in dp.landmarks[0]] == [[1.5, 2.25], [3.0, 4.0]]
     assert df.crop_x1[0] - df.crop_x0[0] == 78 == dp.crop_x1[0] - dp.crop_x0[0]
     assert df.settings_id[0] == "s0123456789a" and df.au_activations.map(json.loads)[0] == {"AU12_L": 1.0}
+
+
+def test_an_unchanged_parquet_is_not_rewritten(tmp_path):
+    p = write_parquet(ROWS, tmp_path / PARQUET_NAME)
+    stamp = p.stat().st_mtime_ns
+    write_parquet(ROWS, p)
+    assert p.stat().st_mtime_ns == stamp
+    write_parquet(ROWS[:1], p)
+    assert pq.read_table(p).num_rows == 1

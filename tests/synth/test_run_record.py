@@ -178,3 +178,10 @@ def test_overwrite_deletes_the_stale_file_before_redoing(tmp_path):
     assert not (out / rel).exists()  # the 64 px image made with the old settings is gone with its row
     (row,) = Manifest(out / "manifest.csv").rows
     assert row.status == "error" and row.settings_id == run_settings(b).id
+
+
+def test_the_same_command_again_touches_no_file(tmp_path):
+    inp, out = _done_dir(tmp_path, _settings(size=64), n=1)
+    snap = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".affectsynth.lock"}
+    run_batch(inp, out, _settings(size=64), synthesizer=object())
+    assert {p: p.stat().st_mtime_ns for p in snap} == snap
