@@ -56,7 +56,9 @@ holding a permanent error. Each output keeps one row: on open, rows to be retrie
 errors; every error with ``retry_errors``), ``ok`` rows whose file is missing or unreadable,
 duplicates of a settled row, undecodable lines and lines with an oversized field are dropped, a
 byte-order mark and a truncated last line left by a killed run are cut off; the file is then
-rewritten atomically, so appending resumes cleanly.
+rewritten atomically, so appending resumes cleanly. Whether a done output was made with this
+run's settings is `affectsynth.run_record`'s question (``settings_id``, ``run.json``); a Parquet
+copy of the rows is `affectsynth.manifest_parquet`'s.
 
 Writing: each batch of rows is one ``write`` of whole lines to a file opened ``O_APPEND``
 (``O_NOFOLLOW``: a ``manifest.csv`` that is a symlink is refused), then fsync'd; if the write
