@@ -11,11 +11,13 @@ a worker process it kills is isolated (`affectsynth.pool`). Settings: `affectsyn
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import signal
 import threading
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +36,12 @@ from affectsynth.plan import Job, Plan, PlannedFrame, item_seed, plan_jobs, sele
 from affectsynth.pool import WorkerSetupError, die_with_parent, run_pool
 from affectsynth.progress import make_progress
 from affectsynth.recover import reset_detector
-from affectsynth.rows import error_row, fail_rows, frame_row, ok_row, reason_detail, target_fields
+from affectsynth.rows import OutputPlacement, error_row, fail_rows, frame_row, ok_row, reason_detail, target_fields
+from affectsynth.run_record import RunSettingsConflict, check_run_settings, save_record
 
 __all__ = [
     "MANIFEST_NAME",
+    "MANIFEST_FORMATS",
     "BatchSummary",
     "DiskFullError",
     "GenerateSettings",
@@ -51,11 +55,16 @@ __all__ = [
     "make_synthesizer",
     "plan_jobs",
     "process_image",
+    "RunSettingsConflict",
     "run_batch",
     "select_targets",
 ]
 
 MANIFEST_NAME = "manifest.csv"
+
+#: ``--manifest-format`` choices: the CSV journal alone, or also ``manifest.parquet`` (rebuilt from it
+#: at the end of every run; `affectsynth.manifest_parquet`).
+MANIFEST_FORMATS = ("csv", "parquet")
 
 #: Below this many images a run stays in this process: starting worker processes (imports, models,
 #: about 3-4 s each) costs more than it saves.
@@ -138,14 +147,16 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
             except Exception as e:  # the engine catches per item (STYLE 5)
                 rows.append(error_row(job, t, k, n_faces, "synth-failed", e))
                 continue
-            rows.append(_finish_output(synthesizer, job, res, t, k, n_faces, out, seed, reference))
-        rows += _sequence_rows(synthesizer, job, face_image, face_fit, k, n_faces, reference)
+            rows.append(_finish_output(synthesizer, job, res, t, k, n_faces, out, seed, reference, fit.bbox))
+        rows += _sequence_rows(synthesizer, job, face_image, face_fit, k, n_faces, reference, fit.bbox)
     return rows
 
 
 def _finish_output(synthesizer: Any, job: Job, res: Any, target: Any, face: int, n_faces: int, out: str, seed: int,
-                   reference: Any) -> ManifestRow:
+                   reference: Any, source_box: Any) -> ManifestRow:
     """Verify (when asked), write one synthesised output atomically and return its row.
+
+    ``source_box`` is the face's box in the source photo (the row's placement columns).
 
     Raises:
         DiskFullError: no space left for the output.
@@ -156,6 +167,8 @@ def _finish_output(synthesizer: Any, job: Job, res: Any, target: Any, face: int,
         return ManifestRow(job.rel_source, out, "error", f"{reason}: {reason_detail(e)}", **target_fields(target),
                            seed=seed, face=face, n_faces=n_faces)
 
+    image = np.asarray(res.image)
+    placement = OutputPlacement.of(source_box, image.shape, size=s.size, crop_scale=s.crop_scale)
     verification = None
     if s.verify:
         from affectsynth.verify import verify
@@ -167,20 +180,20 @@ def _finish_output(synthesizer: Any, job: Job, res: Any, target: Any, face: int,
         reason = verification.rejects(s.min_verify) if s.min_verify is not None else None
         if reason is not None:  # below the threshold: recorded with its score, never written
             return ok_row(job, face, n_faces, out, seed, res.labels, verification=verification,
-                          status="rejected", reason=reason)
+                          status="rejected", reason=reason, placement=placement)
     try:
-        save_png(safe_join(job.output_dir, out), np.asarray(res.image), compress_level=s.png_compress_level,
+        save_png(safe_join(job.output_dir, out), image, compress_level=s.png_compress_level,
                  fsync=False)
     except (OSError, ValueError) as e:
         if isinstance(e, OSError) and e.errno in _NO_SPACE:
             raise DiskFullError(e.errno, f"{job.output_dir}: {os.strerror(e.errno)} while writing {out}; "
                                 "stopped early: free space and rerun the same command to resume") from None
         return failed("write-failed", e)
-    return ok_row(job, face, n_faces, out, seed, res.labels, verification=verification)
+    return ok_row(job, face, n_faces, out, seed, res.labels, verification=verification, placement=placement)
 
 
 def _sequence_rows(synthesizer: Any, job: Job, image: np.ndarray, fit: Any, face: int, n_faces: int,
-                   reference: Any) -> list[ManifestRow]:
+                   reference: Any, source_box: Any) -> list[ManifestRow]:
     """Render the frames of ``job``'s sequences on one face that are not done yet, as ``affectsynth animate`` does.
 
     The draws (variant, head rotation, relighting) come from the sequence's seed and its whole
@@ -217,7 +230,7 @@ def _sequence_rows(synthesizer: Any, job: Job, image: np.ndarray, fit: Any, face
                                                   seed=seed, face=face, n_faces=n_faces), p))
                 continue
             rows.append(frame_row(_finish_output(synthesizer, job, res, target, face, n_faces, p.output, seed,
-                                                 reference), p))
+                                                 reference, source_box), p))
     return rows
 
 
@@ -275,6 +288,7 @@ class BatchSummary:
     standing_failed: Counter = field(default_factory=Counter)
     retried: int = 0
     rejected: Counter = field(default_factory=Counter)
+    overwritten: int = 0
 
     @property
     def n_failed(self) -> int:
@@ -287,7 +301,7 @@ class BatchSummary:
                 "already_done": self.already_done, "skipped": dict(self.skipped),
                 "failed": dict(self.failed), "seconds": round(self.seconds, 3), "manifest": self.manifest,
                 "standing_failed": dict(self.standing_failed), "retried": self.retried,
-                "rejected": dict(self.rejected)}
+                "rejected": dict(self.rejected), "overwritten": self.overwritten}
 
     def lines(self) -> list[str]:
         """Human-readable summary lines: what is new this run, then what stands from before."""
@@ -303,6 +317,8 @@ class BatchSummary:
                        + f" (see {self.manifest})")
         if self.retried:
             out.append(f"retried: {self.retried} failed outputs of earlier runs")
+        if self.overwritten:
+            out.append(f"overwritten: {self.overwritten} outputs made with other settings were redone (--overwrite)")
         if self.standing_failed:
             out.append("failed before, not retried: " + ", ".join(
                 f"{k} {v}" for k, v in sorted(self.standing_failed.items())) + " (--retry-errors retries them)")
@@ -340,7 +356,8 @@ def _signals_interrupt():
 def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, settings: GenerateSettings, *,
               progress: bool = False, synthesizer: Any = None,
               on_rows: Callable[[list[ManifestRow]], None] | None = None, retry_errors: bool = False,
-              wait: bool = False, on_wait: Callable[[str], None] | None = None) -> BatchSummary:
+              wait: bool = False, on_wait: Callable[[str], None] | None = None, overwrite: bool = False,
+              manifest_format: str = "csv") -> BatchSummary:
     """Run (or resume) a batch: every image under ``input_dir`` -> outputs + manifest in ``output_dir``.
 
     Args:
@@ -355,6 +372,10 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
             transient errors (``write-failed``, ``worker-crashed``) are always redone.
         wait: if another run holds OUTPUT_DIR, wait for it instead of raising.
         on_wait: called once with the holder's description when the run starts waiting.
+        overwrite: redo the outputs that other settings made (see `affectsynth.run_record`)
+            instead of raising `RunSettingsConflict`.
+        manifest_format: "csv", or "parquet" to also write ``manifest.parquet`` (rebuilt from the
+            CSV journal at the end of the run, interrupted or not; see `affectsynth.manifest_parquet`).
 
     Returns:
         The counts; ``summary.n_failed > 0`` means some outputs failed in this run (exit code 3).
@@ -364,21 +385,35 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
         DiskFullError: no space left in OUTPUT_DIR; the run stopped early (rows so far are kept).
         Interrupted: SIGINT or SIGTERM; workers are stopped, rows so far are kept.
         ManifestError: an existing manifest cannot be used (other columns, a symlink).
+        RunSettingsConflict: outputs this run would reuse were made with other settings (the
+            message names each setting, old -> new) and not ``overwrite``; nothing was done.
+        ImportError: ``manifest_format="parquet"`` without pyarrow.
     """
+    if manifest_format not in MANIFEST_FORMATS:
+        raise ValueError(f"--manifest-format: expected one of {MANIFEST_FORMATS}, got {manifest_format!r}")
+    if manifest_format == "parquet":
+        from affectsynth.manifest_parquet import require_pyarrow
+
+        require_pyarrow()  # fail before any work, with the install command
     check_dirs(input_dir, output_dir)
     t0 = time.perf_counter()
     out = Path(output_dir)
     with _signals_interrupt(), OutputDirLock(out, wait=wait, on_wait=on_wait):
         remove_stale_temps(out)
         manifest = Manifest(out / MANIFEST_NAME, output_root=out, retry_errors=retry_errors)
+        current, record_found, stale = check_run_settings(input_dir, output_dir, settings, manifest,
+                                                          overwrite=overwrite)
+        save_record(out, record_found.updated(current))
         plan = plan_jobs(input_dir, output_dir, settings, manifest=manifest)
         summary = BatchSummary(sources=plan.sources, jobs=len(plan.jobs), already_done=plan.already_done,
                                manifest=str(manifest.path), retried=manifest.retried_rows,
                                standing_failed=Counter(r.reason or "error" for r in manifest.rows
-                                                       if r.status == "error"))
+                                                       if r.status == "error"),
+                               overwritten=len(stale.outputs))
         bar = make_progress(len(plan.jobs), desc="generate", unit="img", enabled=progress)
 
         def record(rows: list[ManifestRow]) -> None:
+            rows = [dataclasses.replace(r, settings_id=current.id) for r in rows]
             try:
                 manifest.extend(rows)
             except OSError as e:
@@ -401,6 +436,7 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
             if on_rows is not None:
                 on_rows(rows)
 
+        finished = False
         try:
             with manifest:
                 if not plan.jobs:
@@ -416,7 +452,33 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
                              on_error=lambda job, e: record(fail_rows(job, "error", "worker-error",
                                                                        reason_detail(e))),
                              fatal=(DiskFullError,))
+            finished = True
         finally:
             bar.close()
+            _refresh_parquet(manifest, out, wanted=manifest_format == "parquet", strict=finished)
+    if manifest_format == "parquet":
+        from affectsynth.manifest_parquet import PARQUET_NAME
+
+        summary.manifest = str(out / PARQUET_NAME)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _refresh_parquet(manifest: Manifest, out: Path, *, wanted: bool, strict: bool) -> None:
+    """Rebuild ``manifest.parquet`` from the journal's rows when asked for or already there.
+
+    ``strict=False`` (the run is failing or interrupted): a failure to write it becomes a warning,
+    so that the run's own error is the one reported; the previous file stays complete (atomic).
+    """
+    from affectsynth.manifest_parquet import PARQUET_NAME, write_parquet
+
+    path = out / PARQUET_NAME
+    if not (wanted or path.exists()):
+        return
+    try:
+        write_parquet(manifest.rows, path)
+    except (OSError, ImportError) as e:
+        if strict and wanted:
+            raise
+        warnings.warn(f"{path}: not rebuilt ({reason_detail(e)}); it lags {manifest.path}, the source of truth: "
+                      "rerun to rebuild it", RuntimeWarning, stacklevel=2)

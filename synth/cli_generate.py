@@ -76,7 +76,9 @@ Outputs: OUTPUT_DIR/<subfolders>/<stem>_<ext>/f<face>_<target>.png (lossless PNG
 Rerunning the same command resumes: done outputs are skipped; outputs that failed for a passing
 reason (write-failed, worker-crashed) are retried, permanent failures (unreadable, fit-failed,
 synth-failed) only with --retry-errors. One run at a time per OUTPUT_DIR (a second one refuses,
-naming the first, or waits with --wait).
+naming the first, or waits with --wait). OUTPUT_DIR/run.json records the settings; a rerun with
+settings that change existing outputs (--size, --seed, ...) refuses (exit 2), naming each one
+(old -> new); --overwrite redoes those outputs.
 Exit codes: 0 done, 1 fatal error (e.g. disk full), 2 bad usage, 3 finished but some inputs failed
 in this run, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); rerun to resume.
 """
@@ -141,6 +143,12 @@ def _pair(text: str, flag: str) -> tuple[float, float]:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="stdout format of the result (the summary also goes to stderr).")
+@click.option("--manifest-format", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True,
+              help="parquet: also write OUTPUT_DIR/manifest.parquet (typed columns, landmarks as lists), rebuilt "
+                   "from manifest.csv (the resume journal) at the end of every run, interrupted ones included.")
+@click.option("--overwrite", is_flag=True,
+              help="Redo the outputs in OUTPUT_DIR that were made with other settings (recorded in run.json) "
+                   "instead of refusing; the others are kept.")
 @click.option("--paths", "paths_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Affect sequences (JSON or .csv; format in the README, 'Affect paths'): each path is rendered "
                    "per face as frames f<face>_path-<name>/frame_NNNN.png, a row each. Alone, or with "
@@ -152,7 +160,8 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
                      expressions_lib: Path | None, layout: str, min_face: float, device: str, png_compression: int,
                      head_rotation: str, relight: float, verify: bool, min_verify: float | None,
                      retry_errors: bool, wait_lock: bool, dry_run: bool,
-                     quiet: bool, fmt: str, paths_file: Path | None = None) -> None:
+                     quiet: bool, fmt: str, manifest_format: str = "csv", overwrite: bool = False,
+                     paths_file: Path | None = None) -> None:
     """Synthesise expressions for every image under INPUT_DIR into OUTPUT_DIR.
 
     Images are found recursively (jpg, jpeg, png, webp, bmp, tif, tiff; any case). Targets are
@@ -165,6 +174,15 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
     from affectsynth.manifest import Manifest
     from affectsynth.plan import SequenceChangedError
     from affectsynth.progress import progress_enabled
+    from affectsynth.run_record import RunSettingsConflict, check_run_settings
+
+    if manifest_format == "parquet":
+        from affectsynth.manifest_parquet import require_pyarrow
+
+        try:
+            require_pyarrow()
+        except ImportError as e:
+            raise click.ClickException(str(e)) from None
 
     paths: tuple = ()
     if paths_file is not None:
@@ -192,6 +210,14 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
         mpath = output_dir / "manifest.csv"
         manifest = (Manifest(mpath, output_root=output_dir, readonly=True, retry_errors=retry_errors)
                     if mpath.exists() else None)
+        stale_note = ""
+        if manifest is not None:
+            try:  # the same refusal as a real run; with --overwrite the stale outputs show as planned
+                stale = check_run_settings(input_dir, output_dir, settings, manifest, overwrite=overwrite)[2]
+            except (RunSettingsConflict, ValueError) as e:
+                raise click.UsageError(str(e)) from None
+            if stale:
+                stale_note = f", {len(stale.outputs)} made with other settings to redo (--overwrite)"
         try:
             plan = plan_jobs(input_dir, output_dir, settings, manifest=manifest)
         except SequenceChangedError as e:
@@ -206,7 +232,7 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
                 click.echo(str(output_dir / o))
         note = " (face 0 only; --faces all adds outputs per extra face)" if faces == "all" else ""
         click.echo(f"dry run: {plan.sources} images, {len(plan.jobs)} to process, "
-                   f"{len(plan.planned_outputs)} outputs planned{note}, {plan.already_done} already done; "
+                   f"{len(plan.planned_outputs)} outputs planned{note}, {plan.already_done} already done{stale_note}; "
                    "nothing written", err=True)
         return
 
@@ -215,8 +241,9 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
 
     try:
         summary = run_batch(input_dir, output_dir, settings, progress=progress_enabled(quiet=quiet),
-                            retry_errors=retry_errors, wait=wait_lock, on_wait=waiting)
-    except SequenceChangedError as e:
+                            retry_errors=retry_errors, wait=wait_lock, on_wait=waiting, overwrite=overwrite,
+                            manifest_format=manifest_format)
+    except (RunSettingsConflict, SequenceChangedError) as e:  # bad usage: OUTPUT_DIR holds it made otherwise
         raise click.UsageError(str(e)) from None
     except KeyboardInterrupt as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT

@@ -50,6 +50,11 @@ class GenerateSettings:
             paths, ``targets`` may be empty; ``per_image`` draws among ``targets`` only.
 
     Note:
+        Every field counts as output-affecting: OUTPUT_DIR/run.json records it and a rerun that
+        changes it refuses to reuse the outputs made before (`affectsynth.run_record`), unless
+        the field is listed in `affectsynth.run_record.NOT_COMPARED` (how the work runs, or what
+        only decides which outputs are planned). A new field that changes no output belongs there.
+
         Outputs are renamed into place atomically but not fsync'd (about 3 ms each here); the
         manifest is fsync'd per row. After a power loss an output whose row survived may be
         missing or corrupt: the next run verifies every ``ok`` output (PNG decode) and redoes it.

@@ -4,7 +4,9 @@ Columns (:data:`COLUMNS`), in order:
 
 ``source, output, status, error, target_kind, expression, intensity, valence, arousal, seed,
 face, n_faces, yaw, pitch, roll, weights, variant, aus, verify_score, verify_face, verify_aus,
-sequence, frame, time_s``
+face_x0, face_y0, face_x1, face_y1, crop_x0, crop_y0, crop_x1, crop_y1, out_width, out_height,
+head_rotation_yaw, head_rotation_pitch, light_azimuth, light_strength, au_activations, landmarks,
+settings_id, sequence, frame, time_s``
 
 * ``source``: input path relative to INPUT_DIR (POSIX); ``output``: output path relative to
   OUTPUT_DIR (planned path when the row is an error or a skip).
@@ -28,6 +30,24 @@ sequence, frame, time_s``
 * ``verify_score, verify_face, verify_aus``: filled only when outputs are verified
   (``affectsynth.verify``): the score in [0, 1], whether a face was found again in the output
   (``True``/``False``), and JSON ``{"AU12_L": [target, recovered], ...}``.
+* ``face_x0, face_y0, face_x1, face_y1``: the fitted face's box in the SOURCE photo's pixels
+  (continuous coordinates, top-left corner 0, 0); ``crop_x0 .. crop_y1``: the ``--size`` crop
+  window in source pixels (a square, resized to ``out_width`` x ``out_height``; it may reach
+  outside the photo, which is black there), empty without ``--size``. Four numeric columns each
+  rather than one ``"x0,y0,x1,y1"`` text: ``pd.read_csv`` types them as numbers directly
+  (``df.face_x1 - df.face_x0`` works with no parsing), and Parquet stores them as numbers.
+* ``out_width, out_height``: the written image's size in pixels.
+* ``head_rotation_yaw, head_rotation_pitch``: the extra head rotation drawn for this output
+  (degrees, 0 when ``--head-rotation`` is off; the resulting pose is in ``yaw, pitch, roll``);
+  ``light_azimuth, light_strength``: the relighting applied (degrees from the camera axis, and
+  strength in [0, 1]), empty when the output was not relit. The run's maxima are in ``run.json``.
+* ``au_activations``: JSON ``{"AU12_L": 0.8, ...}``: the FACS Action Units the output's final
+  blendshape weights imply (`affectsynth.verify.au_activations`, the one weights -> AU projection
+  used by verification too), 3 decimals, absent AUs are 0.
+* ``landmarks``: JSON ``[[x, y], ...]``, the 468 MediaPipe-layout points of the output face in the
+  WRITTEN image's pixels (after the crop and any head rotation), 0.01 px.
+* ``settings_id``: which recorded settings made this row (a key of ``run.json``'s ``runs``, see
+  `affectsynth.run_record`); empty in rows of versions that recorded none.
 * ``sequence, frame, time_s``: filled only for frames of an affect sequence (``--paths``): the
   sequence's name, the frame's index (from 0) and its time in seconds; empty for single outputs.
   All frames of a sequence share its ``seed`` (``affectsynth animate --seed`` renders them again).
@@ -39,7 +59,9 @@ holding a permanent error. Each output keeps one row: on open, rows to be retrie
 errors; every error with ``retry_errors``), ``ok`` rows whose file is missing or unreadable,
 duplicates of a settled row, undecodable lines and lines with an oversized field are dropped, a
 byte-order mark and a truncated last line left by a killed run are cut off; the file is then
-rewritten atomically, so appending resumes cleanly.
+rewritten atomically, so appending resumes cleanly. Whether a done output was made with this
+run's settings is `affectsynth.run_record`'s question (``settings_id``, ``run.json``); a Parquet
+copy of the rows is `affectsynth.manifest_parquet`'s.
 
 Writing: each batch of rows is one ``write`` of whole lines to a file opened ``O_APPEND``
 (``O_NOFOLLOW``: a ``manifest.csv`` that is a symlink is refused), then fsync'd; if the write
@@ -62,12 +84,13 @@ import re
 import stat
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from affectsynth.atomic import atomic_write_bytes
 
 __all__ = [
     "COLUMNS",
+    "COLUMN_TYPES",
     "DONE_STATUSES",
     "TRANSIENT_REASONS",
     "Manifest",
@@ -139,6 +162,23 @@ class ManifestRow:
     verify_score: float | None = None
     verify_face: bool | None = None
     verify_aus: str = ""
+    face_x0: float | None = None
+    face_y0: float | None = None
+    face_x1: float | None = None
+    face_y1: float | None = None
+    crop_x0: int | None = None
+    crop_y0: int | None = None
+    crop_x1: int | None = None
+    crop_y1: int | None = None
+    out_width: int | None = None
+    out_height: int | None = None
+    head_rotation_yaw: float | None = None
+    head_rotation_pitch: float | None = None
+    light_azimuth: float | None = None
+    light_strength: float | None = None
+    au_activations: str = ""
+    landmarks: str = ""
+    settings_id: str = ""
     sequence: str = ""
     frame: int | None = None
     time_s: float | None = None
@@ -175,11 +215,12 @@ class ManifestRow:
             raw = d.get(f.name)
             if raw is None or raw == "":
                 continue
-            if f.name in ("seed", "face", "n_faces", "frame"):
+            kind = COLUMN_TYPES.get(f.name, "str")
+            if kind == "int":
                 kw[f.name] = int(raw)
-            elif f.name in ("intensity", "valence", "arousal", "yaw", "pitch", "roll", "verify_score", "time_s"):
+            elif kind == "float":
                 kw[f.name] = float(raw)
-            elif f.name == "verify_face":
+            elif kind == "bool":
                 kw[f.name] = raw.strip().lower() in ("true", "1")
             else:
                 kw[f.name] = raw
@@ -198,6 +239,11 @@ class ManifestRow:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ManifestRow))
+
+#: Column -> "int", "float", "bool" or "str": how a CSV field is parsed and the Parquet column's type.
+COLUMN_TYPES: Mapping[str, str] = {
+    f.name: next((k for k in ("int", "float", "bool") if str(f.type).startswith(k)), "str")
+    for f in fields(ManifestRow)}
 
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -399,6 +445,41 @@ class Manifest:
         if self.readonly:
             return
         atomic_write_bytes(self.path, self._lines(rows, header=True))
+
+    def drop(self, outputs: Iterable[str]) -> int:
+        """Forget the rows of ``outputs`` (they are redone) and rewrite the file atomically.
+
+        Returns:
+            The number of rows dropped.
+        """
+        if self._fd is not None:
+            raise ValueError(f"{self.path}: drop() needs the manifest closed")
+        gone = set(outputs)
+        kept = [r for r in self.rows if r.output not in gone]
+        n = len(self.rows) - len(kept)
+        if n:
+            self.rows = kept
+            self._by_source = {}
+            for r in kept:
+                self._by_source.setdefault(r.source, []).append(r)
+            self._done -= gone
+            self._settled -= gone
+            self._rewrite(kept)
+        return n
+
+    def update(self, change: Callable[[ManifestRow], ManifestRow]) -> None:
+        """Replace every row by ``change(row)`` (same outputs, e.g. a field filled in) and rewrite
+        the file atomically (in memory only when read-only)."""
+        if self._fd is not None:
+            raise ValueError(f"{self.path}: update() needs the manifest closed")
+        new = [change(r) for r in self.rows]
+        if [r.output for r in new] != [r.output for r in self.rows]:
+            raise ValueError(f"{self.path}: update() must keep every row's output")
+        self.rows = new
+        self._by_source = {}
+        for r in new:
+            self._by_source.setdefault(r.source, []).append(r)
+        self._rewrite(new)
 
     def is_done(self, output: str) -> bool:
         """True if ``output`` has a valid ``ok`` row or a ``skipped`` row."""

@@ -140,13 +140,36 @@ class SynthLabels:
     __getstate__ = _mapping_free_state  # picklable (DataLoader workers, spawn)
     __setstate__ = _set_mapping_state
 
+    def au_activations(self) -> dict[str, float]:
+        """FACS Action Unit -> activation in [0, 1] implied by the final ``weights``.
+
+        The projection `affectsynth.verify.au_activations` (over `affectsynth.verify.VERIFY_AUS`,
+        the same one verification scores with), so that a label and a verification agree on
+        what an AU is; absent blendshapes count as 0.
+        """
+        from affectsynth.blendshapes.facs import ARKIT_NAMES
+        from affectsynth.verify import au_activations
+
+        names = list(ARKIT_NAMES) + [n for n in self.weights if n not in ARKIT_NAMES]
+        return au_activations([float(self.weights.get(n, 0.0)) for n in names], names)
+
     def to_row(self) -> dict[str, Any]:
-        """The manifest fields these labels fill (target fields, pose, weights)."""
+        """The manifest fields these labels fill: target fields, pose, weights, the head rotation
+        and relighting applied, the AU activations (non-zero ones, 3 decimals, compact JSON) and
+        the landmarks (compact JSON ``[[x, y], ...]``, 0.01 px, output pixels)."""
         from affectsynth.manifest import ManifestRow
 
         yaw, pitch, roll = self.pose_deg
+        aus = {k: round(v, 3) for k, v in self.au_activations().items() if round(v, 3) != 0.0}
+        pts = np.asarray(self.landmarks, dtype=np.float64).reshape(-1, 2).round(2)
+        light = self.lighting if self.lighting is not None else (None, None)
         return {**self.target.to_row(), "yaw": yaw, "pitch": pitch, "roll": roll,
-                "weights": ManifestRow.weights_json(self.weights)}
+                "weights": ManifestRow.weights_json(self.weights),
+                "head_rotation_yaw": float(self.head_rotation_deg[0]),
+                "head_rotation_pitch": float(self.head_rotation_deg[1]),
+                "light_azimuth": light[0], "light_strength": light[1],
+                "au_activations": json.dumps(aus, separators=(",", ":")),
+                "landmarks": json.dumps(pts.tolist(), separators=(",", ":")) if len(pts) else ""}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of every field (the layout the labels dict of earlier versions had)."""

@@ -2,14 +2,56 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
 
+from affectsynth.crop import face_square_box
 from affectsynth.manifest import ManifestRow
 from affectsynth.plan import Job
 from affectsynth.result import SynthLabels, TargetLabels
 
-__all__ = ["error_row", "fail_rows", "frame_row", "ok_row", "reason_detail", "target_fields"]
+__all__ = ["OutputPlacement", "error_row", "fail_rows", "frame_row", "ok_row", "reason_detail", "target_fields"]
+
+
+@dataclass(frozen=True)
+class OutputPlacement:
+    """Where a written output sits in its source photo (the manifest's box and size columns).
+
+    Attributes:
+        face_box: (x0, y0, x1, y1) the fitted face's box, source photo pixels.
+        crop_box: (x0, y0, x1, y1) the square ``--size`` crop window, source photo pixels
+            (integers; may reach outside the photo), or None when the output is the whole photo.
+        out_size: (width, height) of the written image, pixels.
+    """
+
+    face_box: tuple[float, float, float, float]
+    crop_box: tuple[int, int, int, int] | None
+    out_size: tuple[int, int]
+
+    @classmethod
+    def of(cls, face_box: Sequence[float], image_shape: Sequence[int], *, size: int | None,
+           crop_scale: float) -> "OutputPlacement":
+        """The frame of an output synthesised on the face ``face_box`` of a photo.
+
+        Args:
+            face_box: the source fit's ``bbox`` (source pixels).
+            image_shape: the written image's shape, [H, W, ...].
+            size: ``--size`` (the crop is `affectsynth.crop.face_square_box` of ``face_box``,
+                as `Synthesizer.crop_to_face` cuts it), or None for the whole photo.
+            crop_scale: crop side / face box longer side.
+        """
+        crop = None
+        if size is not None:
+            x0, y0, side = face_square_box(face_box, scale=crop_scale)
+            crop = (x0, y0, x0 + side, y0 + side)
+        return cls(tuple(float(v) for v in face_box), crop, (int(image_shape[1]), int(image_shape[0])))
+
+    def to_row(self) -> dict[str, Any]:
+        """The manifest fields ``face_x0 .. crop_y1, out_width, out_height``."""
+        crop = self.crop_box if self.crop_box is not None else (None,) * 4
+        return {**dict(zip(("face_x0", "face_y0", "face_x1", "face_y1"), self.face_box)),
+                **dict(zip(("crop_x0", "crop_y0", "crop_x1", "crop_y1"), crop)),
+                "out_width": self.out_size[0], "out_height": self.out_size[1]}
 
 
 def reason_detail(e: BaseException) -> str:
@@ -49,13 +91,16 @@ def target_fields(t: Any) -> dict[str, Any]:
 
 
 def ok_row(job: Job, face: int, n_faces: int, out: str, seed: int, labels: SynthLabels, *,
-           verification: Any = None, status: str = "ok", reason: str = "") -> ManifestRow:
+           verification: Any = None, status: str = "ok", reason: str = "",
+           placement: OutputPlacement | None = None) -> ManifestRow:
     """The row of a synthesised output: its labels (`SynthLabels.to_row`), seed, face and, when the
-    output was verified, its `affectsynth.verify.Verification` fields. ``status="rejected"`` with the
-    ``reason`` for an output the verification threshold refused (not written)."""
+    output was verified, its `affectsynth.verify.Verification` fields; ``placement``: where it sits in
+    the source photo. ``status="rejected"`` with the ``reason`` for an output the verification
+    threshold refused (not written)."""
     extra = verification.to_row() if verification is not None else {}
+    where = placement.to_row() if placement is not None else {}
     return ManifestRow(job.rel_source, out, status, reason, seed=seed, face=face, n_faces=n_faces,
-                       **labels.to_row(), **extra)
+                       **labels.to_row(), **extra, **where)
 
 
 def error_row(job: Job, target: Any, face: int, n_faces: int, reason: str, e: BaseException) -> ManifestRow:

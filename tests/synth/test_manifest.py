@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from affectsynth.images import save_png
-from affectsynth.manifest import COLUMNS, Manifest, ManifestError, ManifestRow, is_readable_image
+from affectsynth.manifest import COLUMN_TYPES, COLUMNS, Manifest, ManifestError, ManifestRow, is_readable_image
 
 
 def _ok(out: str, **kw) -> ManifestRow:
@@ -204,3 +204,52 @@ def test_rejected_rows_are_done_and_not_redone(tmp_path):
     again = Manifest(path, output_root=tmp_path)
     assert "a_jpg/f0_anger.png" in again.done_outputs
     assert [r.reason for r in again.rows] == ["verify-low"]
+
+
+#: The columns of the release before the box/size/rotation/lighting/AU/landmark columns (21).
+PREVIOUS_COLUMNS = ("source", "output", "status", "error", "target_kind", "expression", "intensity", "valence",
+                    "arousal", "seed", "face", "n_faces", "yaw", "pitch", "roll", "weights", "variant", "aus",
+                    "verify_score", "verify_face", "verify_aus")
+
+
+def test_new_columns_come_after_the_previous_release(tmp_path):
+    """The previous release's manifest (21 columns, an ok row with its PNG) resumes: rows kept, new columns empty."""
+    assert COLUMNS[:len(PREVIOUS_COLUMNS)] == PREVIOUS_COLUMNS
+    assert COLUMNS[len(PREVIOUS_COLUMNS):] == (
+        "face_x0", "face_y0", "face_x1", "face_y1", "crop_x0", "crop_y0", "crop_x1", "crop_y1", "out_width",
+        "out_height", "head_rotation_yaw", "head_rotation_pitch", "light_azimuth", "light_strength",
+        "au_activations", "landmarks", "settings_id")
+    from affectsynth.images import save_png
+
+    save_png(tmp_path / "a_jpg" / "f0_happiness_i1.00.png", np.zeros((8, 8, 3), np.uint8))
+    path = tmp_path / "manifest.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(PREVIOUS_COLUMNS)
+        w.writerow(["a.jpg", "a_jpg/f0_happiness_i1.00.png", "ok", "", "expression", "happiness", "1", "0.8", "0.35",
+                    "5", "0", "1", "1.5", "-2", "0.5", '{"mouthSmile_L":1.0}', "open", "", "", "", ""])
+    m = Manifest(path, output_root=tmp_path)
+    assert m.is_done("a_jpg/f0_happiness_i1.00.png")
+    r = m.rows[0]
+    assert r.yaw == 1.5 and r.out_width is None and r.landmarks == "" and r.settings_id == ""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == COLUMNS and rows[0]["weights"] == '{"mouthSmile_L":1.0}' and rows[0]["crop_x0"] == ""
+
+
+def test_typed_columns_round_trip(tmp_path):
+    row = ManifestRow("a.jpg", "o.png", "ok", face_x0=10.25, face_y0=20.5, face_x1=60.0, face_y1=80.75, crop_x0=-5,
+                      crop_y0=3, crop_x1=91, crop_y1=99, out_width=64, out_height=64, head_rotation_yaw=-3.5,
+                      head_rotation_pitch=2.0, light_azimuth=12.5, light_strength=0.25, au_activations='{"AU6":0.5}',
+                      landmarks="[[1.5,2.25]]", settings_id="s0123456789a", verify_face=False)
+    assert ManifestRow.from_csv_dict(row.to_csv_dict()) == row
+    assert COLUMN_TYPES["crop_x0"] == "int" and COLUMN_TYPES["face_x0"] == "float" and COLUMN_TYPES["landmarks"] == "str"
+
+
+def test_drop_forgets_rows_and_rewrites(tmp_path):
+    p = tmp_path / "manifest.csv"
+    with Manifest(p) as m:
+        m.extend([ManifestRow("a.jpg", "a.png", "skipped", "no-face: x"), ManifestRow("b.jpg", "b.png", "skipped", "no-face: y")])
+    m = Manifest(p)
+    assert m.drop(["a.png", "zzz.png"]) == 1 and not m.is_done("a.png") and m.rows_for("a.jpg") == []
+    assert Manifest(p).done_outputs == {"b.png"}
