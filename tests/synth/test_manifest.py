@@ -218,7 +218,7 @@ def test_new_columns_come_after_the_previous_release(tmp_path):
     assert COLUMNS[len(PREVIOUS_COLUMNS):] == (
         "face_x0", "face_y0", "face_x1", "face_y1", "crop_x0", "crop_y0", "crop_x1", "crop_y1", "out_width",
         "out_height", "head_rotation_yaw", "head_rotation_pitch", "light_azimuth", "light_strength",
-        "au_activations", "landmarks", "settings_id")
+        "au_activations", "landmarks", "settings_id", "sequence", "frame", "time_s")
     from affectsynth.images import save_png
 
     save_png(tmp_path / "a_jpg" / "f0_happiness_i1.00.png", np.zeros((8, 8, 3), np.uint8))

@@ -33,15 +33,30 @@ def test_output_affecting_fields_are_compared_others_recorded():
 
 
 def test_a_new_settings_field_is_compared_unless_listed():
-    """Another engineer adds a field (e.g. ``paths``): compared by default; ``engine`` is listed as not."""
+    """A field added later (here ``blur``) is compared by default; ``engine`` is listed as not."""
     Extended = dataclasses.make_dataclass(
-        "Extended", [("paths", tuple, dataclasses.field(default=())), ("engine", str, dataclasses.field(default="local"))],
+        "Extended", [("blur", tuple, dataclasses.field(default=())), ("engine", str, dataclasses.field(default="local"))],
         bases=(GenerateSettings,), frozen=True)
-    a = run_settings(Extended(targets=TARGETS, paths=("happy->sad",), engine="ray"))
-    b = run_settings(Extended(targets=TARGETS, paths=("happy->fear",), engine="local"))
-    assert a.compared["paths"] == ["happy->sad"] and "engine" not in a.compared and "engine" in NOT_COMPARED
+    a = run_settings(Extended(targets=TARGETS, blur=(1.5,), engine="ray"))
+    b = run_settings(Extended(targets=TARGETS, blur=(2.0,), engine="local"))
+    assert a.compared["blur"] == [1.5] and "engine" not in a.compared and "engine" in NOT_COMPARED
     assert a.id != b.id
     assert run_settings(Extended(targets=TARGETS, engine="ray")).id == run_settings(Extended(targets=TARGETS)).id
+
+
+def test_sequences_are_compared_per_frame_like_targets():
+    """An edited ``--paths`` sequence changes its own ``path-<name>`` entry, not the run's id: a new
+    sequence is new outputs, an edited one makes only its own frames stale."""
+    from affectsynth.paths_file import SequenceSpec
+
+    circle = SequenceSpec.from_dict({"name": "circle", "va": "circle", "frames": 4})
+    smile = SequenceSpec.from_dict({"name": "smile", "expressions": ["neutral", "happiness"], "frames": 4})
+    longer = SequenceSpec.from_dict({"name": "smile", "expressions": ["neutral", "happiness"], "frames": 6})
+    a = run_settings(_settings(paths=(circle, smile)))
+    b = run_settings(_settings(paths=(circle, longer)))
+    assert a.id == b.id and "paths" not in a.compared
+    assert a.targets["path-circle"] == b.targets["path-circle"]
+    assert a.targets["path-smile"] != b.targets["path-smile"]
 
 
 def test_expression_library_compared_by_content(tmp_path):
