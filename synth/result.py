@@ -140,6 +140,15 @@ class SynthLabels:
     __getstate__ = _mapping_free_state  # picklable (DataLoader workers, spawn)
     __setstate__ = _set_mapping_state
 
+    @property
+    def face_box(self) -> tuple[float, float, float, float] | None:
+        """(x0, y0, x1, y1) box of the output face in the output image, pixels: the extent of its
+        ``landmarks`` (the detector's box rule), so it follows a turned head; None without landmarks."""
+        pts = np.asarray(self.landmarks, dtype=np.float64).reshape(-1, 2)
+        if len(pts) == 0:
+            return None
+        return (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))
+
     def to_row(self) -> dict[str, Any]:
         """The manifest fields these labels fill (target fields, pose, weights)."""
         from affectsynth.manifest import ManifestRow
