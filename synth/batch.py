@@ -249,7 +249,7 @@ class BatchSummary:
             out.append("failed before, not retried: " + ", ".join(
                 f"{k} {v}" for k, v in sorted(self.standing_failed.items())) + " (--retry-errors retries them)")
         if self.workers is not None and self.jobs:
-            out.append(f"ran {self.workers.note}")
+            out.append(f"execution: {self.workers.note}")
         return out
 
 

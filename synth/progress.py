@@ -78,7 +78,7 @@ class OutputProgress:
                  enabled: bool = True, file: TextIO | None = None) -> None:
         self.planned = dict(planned)
         self.counts: Counter = Counter(ok=0, skip=0, err=0)
-        label = f"{desc} ({note})" if note else desc
+        label = f"{desc} [{note}]" if note else desc
         self.bar = make_progress(sum(self.planned.values()), desc=label, unit="out", enabled=enabled, file=file)
         self._stage: str | None = None
 

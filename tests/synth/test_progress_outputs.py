@@ -38,7 +38,7 @@ def _check_bar(text: str, note: str) -> None:
     assert "9/9" in last, last  # 3 images x 3 targets, counted as outputs
     assert re.search(r"out/s|s/out", last), last  # the rate is in outputs (tqdm inverts it when slow)
     assert "ok=3 skip=3 err=3" in last, last  # skipped (no face) and failed (unreadable) outputs count too
-    assert f"generate ({note})" in text
+    assert f"generate [{note}]" in text
 
 
 def test_bar_counts_outputs_in_process(tmp_path):
@@ -49,7 +49,7 @@ def test_bar_counts_outputs_in_process(tmp_path):
     assert summary.workers.note == "in-process: job too small for workers"
     assert summary.written == 3 and summary.n_failed == 3
     _check_bar(buf.getvalue(), "in-process: job too small for workers")
-    assert "ran in-process: job too small for workers" in summary.lines()
+    assert "execution: in-process: job too small for workers" in summary.lines()
     assert summary.to_dict()["workers"] == 1
 
 
