@@ -21,7 +21,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 import numpy as np
 
@@ -34,10 +34,11 @@ from affectsynth.manifest import Manifest, ManifestRow
 from affectsynth.naming import safe_join
 from affectsynth.plan import Job, Plan, PlannedFrame, item_seed, plan_jobs, select_targets
 from affectsynth.pool import WorkerSetupError, die_with_parent, run_pool
-from affectsynth.progress import make_progress
+from affectsynth.progress import OutputProgress
 from affectsynth.recover import reset_detector
 from affectsynth.rows import OutputPlacement, error_row, fail_rows, frame_row, ok_row, reason_detail, target_fields
 from affectsynth.run_record import RunSettingsConflict, check_run_settings, save_record
+from affectsynth.workers import WorkerChoice, choose_workers
 
 __all__ = [
     "MANIFEST_NAME",
@@ -65,10 +66,6 @@ MANIFEST_NAME = "manifest.csv"
 #: ``--manifest-format`` choices: the CSV journal alone, or also ``manifest.parquet`` (rebuilt from it
 #: at the end of every run; `affectsynth.manifest_parquet`).
 MANIFEST_FORMATS = ("csv", "parquet")
-
-#: Below this many images a run stays in this process: starting worker processes (imports, models,
-#: about 3-4 s each) costs more than it saves.
-MIN_JOBS_PER_WORKER = 6
 
 _NO_SPACE = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
@@ -289,6 +286,7 @@ class BatchSummary:
     retried: int = 0
     rejected: Counter = field(default_factory=Counter)
     overwritten: int = 0
+    workers: WorkerChoice | None = None
 
     @property
     def n_failed(self) -> int:
@@ -301,7 +299,9 @@ class BatchSummary:
                 "already_done": self.already_done, "skipped": dict(self.skipped),
                 "failed": dict(self.failed), "seconds": round(self.seconds, 3), "manifest": self.manifest,
                 "standing_failed": dict(self.standing_failed), "retried": self.retried,
-                "rejected": dict(self.rejected), "overwritten": self.overwritten}
+                "rejected": dict(self.rejected), "overwritten": self.overwritten,
+                "workers": None if self.workers is None else self.workers.workers,
+                "workers_note": None if self.workers is None else self.workers.note}
 
     def lines(self) -> list[str]:
         """Human-readable summary lines: what is new this run, then what stands from before."""
@@ -322,6 +322,8 @@ class BatchSummary:
         if self.standing_failed:
             out.append("failed before, not retried: " + ", ".join(
                 f"{k} {v}" for k, v in sorted(self.standing_failed.items())) + " (--retry-errors retries them)")
+        if self.workers is not None and self.jobs:
+            out.append(f"execution: {self.workers.note}")
         return out
 
 
@@ -357,16 +359,19 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
               progress: bool = False, synthesizer: Any = None,
               on_rows: Callable[[list[ManifestRow]], None] | None = None, retry_errors: bool = False,
               wait: bool = False, on_wait: Callable[[str], None] | None = None, overwrite: bool = False,
-              manifest_format: str = "csv") -> BatchSummary:
+              manifest_format: str = "csv", progress_file: TextIO | None = None) -> BatchSummary:
     """Run (or resume) a batch: every image under ``input_dir`` -> outputs + manifest in ``output_dir``.
 
     Args:
         input_dir: INPUT_DIR (searched recursively, see `find_images`).
         output_dir: OUTPUT_DIR (created); holds the outputs and ``manifest.csv``.
         settings: the run's options.
-        progress: draw a tqdm bar on stderr.
+        progress: draw a tqdm bar counting outputs (planned: images x targets, grown by the
+            extra faces found with ``faces="all"``), with rate, ETA and ``ok=/skip=/err=`` counts;
+            on stderr unless ``progress_file``.
         synthesizer: use this instance in-process (ignores ``settings.workers``); default: build
-            one per worker (or one here when ``workers == 1``).
+            one per worker, or one here when the run is in-process (``settings.workers`` 1, or
+            None and `affectsynth.workers.default_workers` finds the job too small for workers).
         on_rows: called in the main process with each job's rows after they are in the manifest.
         retry_errors: also redo outputs whose earlier error was permanent (``unreadable``, ...);
             transient errors (``write-failed``, ``worker-crashed``) are always redone.
@@ -376,6 +381,7 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
             instead of raising `RunSettingsConflict`.
         manifest_format: "csv", or "parquet" to also write ``manifest.parquet`` (rebuilt from the
             CSV journal at the end of the run, interrupted or not; see `affectsynth.manifest_parquet`).
+        progress_file: where the bar is drawn (default stderr), e.g. a StringIO in tests.
 
     Returns:
         The counts; ``summary.n_failed > 0`` means some outputs failed in this run (exit code 3).
@@ -410,9 +416,13 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
                                standing_failed=Counter(r.reason or "error" for r in manifest.rows
                                                        if r.status == "error"),
                                overwritten=len(stale.outputs))
-        bar = make_progress(len(plan.jobs), desc="generate", unit="img", enabled=progress)
+        choice = choose_workers(settings.workers, len(plan.jobs), len(plan.planned_outputs) / max(1, len(plan.jobs)),
+                                os.cpu_count(), given_synthesizer=synthesizer is not None)
+        summary.workers = choice
+        bar = OutputProgress(_planned_per_job(plan), desc="generate", note=choice.note, enabled=progress,
+                             file=progress_file)
 
-        def record(rows: list[ManifestRow]) -> None:
+        def record(job: Job, rows: list[ManifestRow]) -> None:
             rows = [dataclasses.replace(r, settings_id=current.id) for r in rows]
             try:
                 manifest.extend(rows)
@@ -431,8 +441,7 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
                     summary.rejected[r.reason or "rejected"] += 1
                 else:
                     summary.failed[r.reason or "error"] += 1
-            bar.update(1)
-            bar.set_postfix_str(f"{summary.written} out, {summary.n_failed} failed", refresh=False)
+            bar.advance(job.rel_source, rows)
             if on_rows is not None:
                 on_rows(rows)
 
@@ -441,16 +450,19 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
             with manifest:
                 if not plan.jobs:
                     pass
-                elif synthesizer is not None or settings.workers == 1 or len(plan.jobs) < MIN_JOBS_PER_WORKER:
+                elif choice.workers == 1:
+                    bar.stage("loading models")
                     synth = synthesizer if synthesizer is not None else make_synthesizer(settings)
+                    bar.stage(None)
                     for job in plan.jobs:
-                        record(process_image(synth, job))
+                        record(job, process_image(synth, job))
                 else:
-                    run_pool(plan.jobs, workers=settings.workers, initializer=_worker_init, initargs=(settings,),
-                             run_job=_worker_run, on_result=lambda job, rows: record(rows),
-                             on_crash=lambda job, why: record(fail_rows(job, "error", "worker-crashed", why)),
-                             on_error=lambda job, e: record(fail_rows(job, "error", "worker-error",
-                                                                       reason_detail(e))),
+                    bar.stage(f"starting {choice.workers} workers")
+                    run_pool(plan.jobs, workers=choice.workers, initializer=_worker_init, initargs=(settings,),
+                             run_job=_worker_run, on_result=record,
+                             on_crash=lambda job, why: record(job, fail_rows(job, "error", "worker-crashed", why)),
+                             on_error=lambda job, e: record(job, fail_rows(job, "error", "worker-error",
+                                                                            reason_detail(e))),
                              fatal=(DiskFullError,))
             finished = True
         finally:
@@ -482,3 +494,9 @@ def _refresh_parquet(manifest: Manifest, out: Path, *, wanted: bool, strict: boo
             raise
         warnings.warn(f"{path}: not rebuilt ({reason_detail(e)}); it lags {manifest.path}, the source of truth: "
                       "rerun to rebuild it", RuntimeWarning, stacklevel=2)
+
+
+def _planned_per_job(plan: Plan) -> dict[str, int]:
+    """Outputs planned per job (face 0's targets not done), keyed by the job's ``rel_source``."""
+    planned = Counter(rel for rel, _o, _t in plan.planned_outputs)
+    return {job.rel_source: planned.get(job.rel_source, 0) for job in plan.jobs}

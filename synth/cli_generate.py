@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 from pathlib import Path
 
@@ -113,7 +112,9 @@ def _pair(text: str, flag: str) -> tuple[float, float]:
 @click.option("--faces", type=click.Choice(["largest", "all"]), default="largest", show_default=True,
               help="Which faces of a photo to synthesise.")
 @click.option("--workers", type=int, default=None, metavar="N",
-              help="Worker processes (default: the number of CPU cores; 1 = in this process; runs of under 6 images stay in-process).")
+              help="Worker processes; 1 = in this process. Always obeyed when given. Default: chosen from the job "
+                   "(images x targets) and the CPU cores: small jobs stay in-process, where starting workers "
+                   "costs more than it saves (the summary says which).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of target draws and synthesis.")
 @click.option("--expressions-lib", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="LIB.npz", help="Expression library built by `affectsynth build-expressions`.")
@@ -193,8 +194,6 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
         except (ValueError, OSError) as e:
             raise click.BadParameter(str(e), param_hint="--paths") from None
     targets = build_targets(expressions, intensities, va, va_grid, aus, paths=bool(paths))
-    if workers is None:
-        workers = os.cpu_count() or 1
     try:
         settings = GenerateSettings(
             targets=tuple(targets), per_image=per_image, size=size, faces=faces, workers=workers, seed=seed,

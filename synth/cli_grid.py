@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from affectsynth.cli_targets import aus_option, expression_names_option, expression_targets_option, intensities_option
 from affectsynth.labels import va_wheel_points
+
+if TYPE_CHECKING:
+    from affectsynth.progress import StageProgress
 
 __all__ = ["demo_command", "grid_command", "grid_targets"]
 
@@ -37,15 +41,34 @@ def grid_targets(expressions: str | None, intensity: str | None, va_wheel: int |
 
 
 def _write_grid(images: list[tuple[str, "object"]], targets: list, out: Path, *, cell: int, crop: bool,
-                device: str, expressions_lib: Path | None, seed: int) -> list[str]:
-    """Synthesise and save the grid; returns the row labels of photos that got no synthesised cells."""
+                device: str, expressions_lib: Path | None, seed: int, progress: "StageProgress | None" = None
+                ) -> list[str]:
+    """Synthesise and save the grid; returns the row labels of photos that got no synthesised cells.
+
+    ``progress``: a bar of 1 + len(images) x (1 + len(targets)) + 1 steps (models, fits and cells, write).
+    """
     from affectsynth.grid import make_grid, synthesize_grid_rows
     from affectsynth.images import save_png
     from affectsynth.synthesizer import Synthesizer
 
+    if progress is not None:
+        progress.stage("loading models")
     synth = Synthesizer(device=device, expressions=str(expressions_lib) if expressions_lib else None)
-    rows, row_labels, col_labels = synthesize_grid_rows(synth, images, targets, crop=crop, cell=cell, seed=seed)
+    if progress is not None:
+        progress.step("fitting")
+    n, cells = len(targets), [0]
+
+    def on_step(done: str) -> None:  # one step done; show the stage that comes next
+        if progress is None:
+            return
+        cells[0] = cells[0] + 1 if done.startswith("synthesised") else 0
+        progress.step(f"synthesising {cells[0] + 1}/{n}" if cells[0] < n else "writing the grid")
+
+    rows, row_labels, col_labels = synthesize_grid_rows(synth, images, targets, crop=crop, cell=cell, seed=seed,
+                                                        on_step=on_step)
     save_png(out, make_grid(rows, row_labels, col_labels, cell=cell))
+    if progress is not None:
+        progress.step("done")
     return [label for row, label in zip(rows, row_labels) if len(row) == 1]
 
 
@@ -105,13 +128,16 @@ Example:
 @click.option("--cell", type=int, default=256, show_default=True, help="Cell side in pixels.")
 @click.option("--device", default="cpu", show_default=True, help="torch device.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthesis draws (variants, ...).")
-def demo_command(out_dir: Path, cell: int, device: str, seed: int) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def demo_command(out_dir: Path, cell: int, device: str, seed: int, quiet: bool = False) -> None:
     """Synthesise all 8 expression categories on the shipped public-domain `astronaut` photo (NASA).
 
     Writes OUT/astronaut.png (the input) and OUT/grid.png (input + 8 categories) and prints
-    both paths on stdout.
+    both paths on stdout. A bar on stderr shows the stages (loading models, fitting,
+    synthesising k/8) when stderr is a terminal or AFFECTSYNTH_PROGRESS=1; --quiet hides it.
     """
     from affectsynth.images import save_png
+    from affectsynth.progress import StageProgress, progress_enabled
     from affectsynth.sample_data import astronaut
 
     photo = astronaut()
@@ -119,7 +145,12 @@ def demo_command(out_dir: Path, cell: int, device: str, seed: int) -> None:
     src = out_dir / "astronaut.png"
     save_png(src, photo)
     grid = out_dir / "grid.png"
-    _write_grid([("astronaut", photo)], grid_targets(None, None, None), grid, cell=cell, crop=True,
-                device=device, expressions_lib=None, seed=seed)
+    targets = grid_targets(None, None, None)
+    bar = StageProgress(len(targets) + 3, desc="demo", enabled=progress_enabled(quiet=quiet))
+    try:
+        _write_grid([("astronaut", photo)], targets, grid, cell=cell, crop=True,
+                    device=device, expressions_lib=None, seed=seed, progress=bar)
+    finally:
+        bar.close()
     click.echo(str(src))
     click.echo(str(grid))

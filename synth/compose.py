@@ -4,6 +4,10 @@ Steps, each a function: `turn_head` (optional extra head rotation about the face
 `relight_shading` (optional per-vertex relighting), `render_and_composite` (render the face
 window, warp the photo around it by the projected vertex motion, paste, shade by the expression
 ratio image of `affectsynth.expression_shading`), `output_landmarks`.
+
+Everything an output reports about where its face is (the labels' landmarks, the output fit's
+landmarks and box) comes from the output face's own vertices, after any head rotation, never
+from the photo's detection: a turned head moves its landmarks and its box.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from affectsynth.render.composite import CompositeSettings, composite
 from affectsynth.render.warp import motion_field, motion_window
 from affectsynth.wrinkles import wrinkle_maps
 
-__all__ = ["ComposeSettings", "Composed", "compose_target", "output_landmarks", "relight_shading", "turn_head"]
+__all__ = ["ComposeSettings", "Composed", "compose_target", "landmarks_box", "output_fit", "output_landmarks",
+           "relight_shading", "turn_head"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,8 @@ class Composed:
 
     Attributes:
         image: [H, W, 3] uint8 the photo with the new face.
-        fit: the output face as a fit (same identity and camera; new expression and pose).
+        fit: the output face as a fit (same identity and camera; new expression and pose; its
+            ``landmarks`` and ``bbox`` those of the output face, see `output_fit`).
         landmarks: [468, 2] float64 MediaPipe-layout points of the new face, pixels, rounded to 0.01.
     """
 
@@ -152,9 +158,37 @@ def render_and_composite(prepared: PreparedFace, new: Tensor, renderer: FaceRend
 
 
 def output_landmarks(renderer: FaceRenderer, vertices: Tensor, fit: FaceFit) -> np.ndarray:
-    """[468, 2] float64 MediaPipe-layout points of a face's vertices in its photo, pixels (0.01 px)."""
+    """[468, 2] float64 MediaPipe-layout points of a face's vertices in its photo, pixels (0.01 px).
+
+    ``vertices`` are camera-space (already posed: turned, for a turned head), so only
+    ``fit.camera`` is used; pass the vertices the output image shows.
+    """
     pts = renderer.model.landmark_points(vertices[None], "mediapipe468")[0]
     return project_points(pts, fit.camera).cpu().numpy().round(2)
+
+
+def landmarks_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) box of [N, 2] pixel points: the detector's face box rule (its 468 landmarks' extent)."""
+    pts = np.asarray(points, dtype=np.float64)[:468]
+    return (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))
+
+
+def output_fit(fit: FaceFit, weights: Tensor, rotation: Tensor, translation: Tensor, landmarks: np.ndarray) -> FaceFit:
+    """The output face as a fit: the photo's identity and camera, the new expression and pose, and the
+    output's own landmarks (``mediapipe468``, zero residuals: the model is the face) and box.
+
+    Args:
+        fit: the photo's fit.
+        weights: [S] final blendshape weights.
+        rotation: [3, 3] model -> camera rotation of the output face (turned, or the photo's).
+        translation: [3] its translation, cm.
+        landmarks: [468, 2] `output_landmarks` of the output face, pixels.
+    """
+    pts = torch.as_tensor(np.asarray(landmarks), dtype=fit.landmarks.dtype, device=fit.landmarks.device)
+    return dataclasses.replace(fit, expression=weights.detach(), rotation=rotation, translation=translation,
+                               landmarks=pts, landmark_kind="mediapipe468",
+                               residuals=torch.zeros(pts.shape[0], dtype=fit.residuals.dtype, device=fit.residuals.device),
+                               bbox=landmarks_box(landmarks))
 
 
 def compose_target(prepared: PreparedFace, weights: Tensor, renderer: FaceRenderer, settings: ComposeSettings, *,
@@ -186,5 +220,6 @@ def compose_target(prepared: PreparedFace, weights: Tensor, renderer: FaceRender
         shading = relight_shading(renderer.vertex_normals(new), *light)
     reuse = settings.reuse_photo and shading is None and not rotated
     image = render_and_composite(prepared, new, renderer, settings, shading=shading, reuse_photo=reuse, expressed=expressed)
-    out_fit = dataclasses.replace(fit, expression=weights.detach(), rotation=rotation, translation=translation)
-    return Composed(image.cpu().numpy(), out_fit, output_landmarks(renderer, new, out_fit))
+    turned = dataclasses.replace(fit, rotation=rotation, translation=translation)
+    landmarks = output_landmarks(renderer, new, turned)  # of the vertices drawn: turned, when turned
+    return Composed(image.cpu().numpy(), output_fit(fit, weights, rotation, translation, landmarks), landmarks)

@@ -23,7 +23,8 @@ class GenerateSettings:
         size: write an S x S crop centred on the face (side ``crop_scale`` x the face box's
             longer side, resized; black outside the photo); ``None`` keeps the input size.
         faces: "largest" (default) or "all".
-        workers: processes; 1 runs in this process.
+        workers: processes; 1 runs in this process; None: chosen from the job's size and the
+            cores (`affectsynth.workers.default_workers`, the ``generate`` command's default).
         seed: base seed of target draws and synthesis randomness.
         expressions_lib: an expression library .npz for the Synthesizer (None = default).
         layout: output naming, "nested" or "flat" (see `affectsynth.naming`).
@@ -64,7 +65,7 @@ class GenerateSettings:
     per_image: int | None = None
     size: int | None = None
     faces: str = "largest"
-    workers: int = 1
+    workers: int | None = 1
     seed: int = 0
     expressions_lib: str | None = None
     layout: str = "nested"
@@ -117,7 +118,7 @@ class GenerateSettings:
             raise ValueError(f"--size: expected 16..8192 pixels, got {self.size}")
         if self.faces not in ("largest", "all"):
             raise ValueError(f"--faces: expected 'largest' or 'all', got {self.faces!r}")
-        if self.workers < 1:
+        if self.workers is not None and self.workers < 1:
             raise ValueError(f"--workers: expected >= 1, got {self.workers}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"--layout: expected one of {LAYOUTS}, got {self.layout!r}")

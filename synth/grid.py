@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -130,7 +130,8 @@ def grid_cell_seed(seed: int, row: int, column: int) -> int:
 
 
 def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.ndarray]], targets: Sequence[object],
-                         *, crop: bool = True, cell: int = 256, crop_scale: float = 1.6, seed: int = 0
+                         *, crop: bool = True, cell: int = 256, crop_scale: float = 1.6, seed: int = 0,
+                         on_step: Callable[[str], None] | None = None
                          ) -> tuple[list[list[np.ndarray | None]], list[str], list[str]]:
     """Synthesise every target on the largest face of every image, as rows for :func:`make_grid`.
 
@@ -144,6 +145,8 @@ def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.nda
         crop_scale: crop side / face box longer side.
         seed: seed of the synthesis draws (variants, head rotation, relighting); the cell of image
             i and target k uses ``grid_cell_seed(seed, i, k)``, so a grid is reproducible.
+        on_step: called with what was just done: ``"fitted NAME"`` after each photo's fit, then
+            ``"synthesised k/n"`` after each cell (progress display, e.g. the ``demo`` command's).
 
     Returns:
         (rows, row_labels, col_labels); column 0 is the input. A photo without a face, or whose face
@@ -158,6 +161,8 @@ def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.nda
     row_labels: list[str] = []
     for i, (name, img) in enumerate(images):
         fits = synthesizer.fit(img)  # type: ignore[attr-defined]
+        if on_step is not None:
+            on_step(f"fitted {name}")
         if not fits:
             rows.append([img])
             row_labels.append(f"{name} (no face)")
@@ -173,6 +178,8 @@ def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.nda
         for k, t in enumerate(targets):
             res = synthesizer.synthesize(img, t, fit=fit, rng_seed=grid_cell_seed(seed, i, k))  # type: ignore[attr-defined]
             row.append(prep(np.asarray(res.image)))
+            if on_step is not None:
+                on_step(f"synthesised {k + 1}/{len(targets)}")
         rows.append(row)
         row_labels.append(name)
     return rows, row_labels, ["input"] + [target_label(t) for t in targets]

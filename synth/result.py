@@ -153,6 +153,15 @@ class SynthLabels:
         names = list(ARKIT_NAMES) + [n for n in self.weights if n not in ARKIT_NAMES]
         return au_activations([float(self.weights.get(n, 0.0)) for n in names], names)
 
+    @property
+    def face_box(self) -> tuple[float, float, float, float] | None:
+        """(x0, y0, x1, y1) box of the output face in the output image, pixels: the extent of its
+        ``landmarks`` (the detector's box rule), so it follows a turned head; None without landmarks."""
+        pts = np.asarray(self.landmarks, dtype=np.float64).reshape(-1, 2)
+        if len(pts) == 0:
+            return None
+        return (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))
+
     def to_row(self) -> dict[str, Any]:
         """The manifest fields these labels fill: target fields, pose, weights, the head rotation
         and relighting applied, the AU activations (non-zero ones, 3 decimals, compact JSON) and

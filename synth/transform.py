@@ -17,6 +17,12 @@ epoch set by :meth:`AffectAugment.set_epoch`), never on worker count, order or g
 epoch is shared memory, so DataLoader workers (persistent ones too) see ``set_epoch``.
 Fits are cached by content digest: an in-memory LRU (``cache`` entries, per process) and
 optionally JSON files in ``cache_dir`` (shared by processes, written atomically).
+
+Fork safety: a process forked from one that has synthesised (a ``fork`` DataLoader worker)
+inherits the Synthesizer's state mid-flight (detector, renderer, texture caches, torch's thread
+pools). An ``os.register_at_fork`` hook drops every live transform's Synthesizer in the child and
+sets ``torch.set_num_threads(1)`` there, so each forked worker builds its own on first use, as a
+spawned one does; the fit LRU (plain tensors, the same in every process) is kept.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import json
 import math
 import os
 import sys
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -229,6 +236,7 @@ class AffectAugment:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.synthesizer_kwargs = dict(synthesizer_kwargs or {})
         self._synthesizer = synthesizer
+        _LIVE.add(self)  # a forked child drops its Synthesizer (`_after_fork_in_child`)
         self._templates = self._parse_targets(targets)
         import torch
 
@@ -283,6 +291,12 @@ class AffectAugment:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        _LIVE.add(self)
+
+    def _forget_synthesizer(self) -> None:
+        """Drop this process's Synthesizer (built again on first use, from ``synthesizer_kwargs``)."""
+        self._synthesizer = None
+        self.last_labels = None
 
     # ------------------------------------------------------------------ epoch
     @property
@@ -591,3 +605,28 @@ def _like(label: Any, value: Any, *, integer: bool) -> Any:
     import torch as _torch
 
     return _torch.tensor(value, dtype=_torch.float32)
+
+
+#: Every `AffectAugment` alive in this process (weakly held), for `_after_fork_in_child`.
+_LIVE: "weakref.WeakSet[AffectAugment]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child: drop every live transform's Synthesizer and use one torch thread.
+
+    The child's copy of a Synthesizer built in the parent holds state made for the parent's
+    threads (the detector's and renderer's buffers, torch's intra-op pool); a forked DataLoader
+    worker then builds its own on first use, as a spawned one does. A Synthesizer passed to the
+    constructor is dropped too (as when the transform is pickled to a spawned worker): the child
+    builds one from ``synthesizer_kwargs``.
+    """
+    live = list(_LIVE)
+    for aug in live:
+        aug._forget_synthesizer()
+    torch = sys.modules.get("torch")
+    if live and torch is not None:
+        torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; nothing forks elsewhere
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -45,7 +45,7 @@ def _faces(d: Path, n: int) -> Path:
 
 @pytest.fixture(scope="module")
 def faces_dir(tmp_path_factory) -> Path:
-    """Six faces: enough for a run to use its worker pool (`MIN_JOBS_PER_WORKER`)."""
+    """Six faces: work for both workers of a `--workers 2` run (an explicit count always uses the pool)."""
     return _faces(tmp_path_factory.mktemp("faces6"), 6)
 
 
