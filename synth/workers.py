@@ -44,7 +44,7 @@ class WorkerCosts:
 #: jobs): worker start 1.69-1.80 s (spawn + imports 1.08-1.19 s, Synthesizer 0.55-0.60 s; 2.0-5.6 s
 #: wall seen by the parent), in-process Synthesizer build 0.54-0.67 s, per image 0.083-0.090 s, per
 #: output 0.047-0.055 s. ``efficiency`` 0.5: end to end (wall, load 2-3) 2 workers / in-process
-#: was 0.45 at 12 photos and 0.60 at 24, and the marginal rate between them equal (16.8 vs 17.0
+#: was 0.45 at 12 photos and 0.60 at 24, and the marginal rate between them equal (16.9 vs 17.0
 #: outputs/s): the in-process run already uses both cores through torch's intra-op threads, so on
 #: 2 cores workers only add their start (issue 13: 11.6 vs 12.3 outputs/s at 12 photos).
 MEASURED = WorkerCosts(start_s=1.75, build_s=0.6, per_image_s=0.085, per_target_s=0.05)
