@@ -35,19 +35,19 @@ class WorkerCosts:
     build_s: float
     per_image_s: float
     per_target_s: float
-    efficiency: float = 0.6
+    efficiency: float = 0.5
     margin: float = 0.15
 
 
 #: Measured with ``scripts/bench_workers.py`` on the 2-core dev machine (torch 2.13.0 CPU, 256 px
-#: crops of the astronaut photo, 8 targets; CPU time, medians of 3, under a load average of 1.2-4
-#: from other jobs): worker start 1.69-1.71 s (spawn + imports 1.08-1.14 s, Synthesizer 0.55 s;
-#: 3.2-5.6 s wall seen by the parent), in-process Synthesizer build 0.54-0.56 s, per image
-#: 0.083-0.090 s, per output 0.047-0.052 s. ``efficiency`` 0.6: issue 13's 12-photo run (in-process
-#: 12.3 outputs/s, 2 workers 11.6) fits 0.55-0.7 (the in-process run already uses both cores through
-#: torch's intra-op threads); the script's end-to-end runs under load 6-8 gave 2 workers / in-process
-#: 0.22 (6 photos), 0.28 (12), 0.36 (24), worse still.
-MEASURED = WorkerCosts(start_s=1.69, build_s=0.54, per_image_s=0.083, per_target_s=0.047)
+#: crops of the astronaut photo, 8 targets; CPU time, medians of 3, load average 0.3-4 from other
+#: jobs): worker start 1.69-1.80 s (spawn + imports 1.08-1.19 s, Synthesizer 0.55-0.60 s; 2.0-5.6 s
+#: wall seen by the parent), in-process Synthesizer build 0.54-0.67 s, per image 0.083-0.090 s, per
+#: output 0.047-0.055 s. ``efficiency`` 0.5: end to end (wall, load 2-3) 2 workers / in-process
+#: was 0.45 at 12 photos and 0.60 at 24, and the marginal rate between them equal (16.9 vs 17.0
+#: outputs/s): the in-process run already uses both cores through torch's intra-op threads, so on
+#: 2 cores workers only add their start (issue 13: 11.6 vs 12.3 outputs/s at 12 photos).
+MEASURED = WorkerCosts(start_s=1.75, build_s=0.6, per_image_s=0.085, per_target_s=0.05)
 
 
 def _predicted_s(workers: int, n_jobs: int, n_targets: float, cpu_count: int, costs: WorkerCosts) -> float:
@@ -66,9 +66,9 @@ def default_workers(n_jobs: int, n_targets: float, cpu_count: int | None, *, cos
     The run's predicted time in-process is ``build_s + work`` and on W workers
     ``start_s + work / (min(W, cores) x efficiency)``, where ``work = n_jobs x (per_image_s +
     n_targets x per_target_s)``. The fewest workers within 2% of the fastest prediction is chosen,
-    and it must beat in-process by ``margin``. With `MEASURED`: on 2 cores 12 images x 8 targets
-    (work 5.5 s) stay in-process (predicted 6.1 s vs 6.3 s on 2 workers), and so does any job
-    under about 160 images x 8 targets; on 16 cores 8 images x 8 targets go to 8 workers.
+    and it must beat in-process by ``margin``. With `MEASURED`: on 2 cores every job stays
+    in-process (2 workers at efficiency 0.5 only match the in-process rate, after their start); on
+    4 cores 12 images x 8 targets go to 4 workers, on 16 cores 8 images x 8 targets to 8.
 
     Args:
         n_jobs: source images to process.
@@ -80,8 +80,8 @@ def default_workers(n_jobs: int, n_targets: float, cpu_count: int | None, *, cos
         Workers in ``[1, min(cpu_count, n_jobs)]``.
 
     Example:
-        >>> default_workers(12, 8, 2), default_workers(500, 8, 2), default_workers(500, 8, 1)
-        (1, 2, 1)
+        >>> default_workers(12, 8, 2), default_workers(5000, 8, 2), default_workers(12, 8, 16), default_workers(500, 8, 1)
+        (1, 1, 12, 1)
     """
     cores = max(1, int(cpu_count or 1))
     top = min(cores, int(n_jobs))
