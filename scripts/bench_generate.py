@@ -7,18 +7,19 @@ What it measures (every number from this run, on this machine):
 
 - stages: an in-process run (`run_batch` with an in-process `Synthesizer`, one thread) over the
   dev photos, `--repeats` times, each with a fresh Synthesizer (no cached textures); every stage
-  function is wrapped by a timer that charges *thread-CPU* time (`time.thread_time`, robust to
-  the load of other processes) exclusively to the innermost stage running. Printed: the median
-  over repeats of ms per photo (photo-level stages) or ms per output (per-target stages). A
-  warm-up photo runs first (numba cache loads, lazily built tables are not steady state).
+  function is wrapped by a timer that charges *thread-CPU* time (`time.thread_time`, far more
+  robust to other processes than wall time) exclusively to the innermost stage running. Printed:
+  the median over repeats of ms per photo (photo-level stages) or ms per output (per-target
+  stages). A warm-up photo runs first (numba cache loads, lazily built tables are not steady state).
 - end to end: the command line itself (`python -m affectsynth.cli generate ...`) in a subprocess
   with --workers 1 and 2: wall outputs/s, CPU seconds per output (user + sys of the subprocess
   and its workers, from `getrusage(RUSAGE_CHILDREN)`), and the time from process start to the
   first output file (polled every 20 ms). Steady state: the marginal rate between half and all
   of the photos (start-up cancels out).
 - ``--baseline-ref REF``: the same measurements on commit REF, checked out into a temporary git
-  worktree and imported from there (a shim package dir on PYTHONPATH), right after this tree's
-  runs (the load may differ between the two: compare the thread-CPU numbers); prints the ratios.
+  worktree and imported from there (a shim package dir on PYTHONPATH); each of the ``--repeats``
+  rounds measures both trees one after the other (interleaved, so both see a similar load:
+  even thread-CPU grows by ~30% on a machine loaded 4x over its cores); prints the ratios.
 
 The photos: the dev photos in ``../shared/assets/dev-photos`` (real photos, one or more faces),
 cycled up to ``--photos``. Prints ``uptime`` before and after: the machine is shared.
@@ -220,16 +221,32 @@ def run_cli(env: dict, in_dir: Path, size: int, workers: int) -> dict:
     return {"wall_s": wall, "cpu_s": cpu, "outputs": n, "first_output_s": first}
 
 
-def measure(label: str, env: dict, dirs: dict, args) -> dict:
-    """Stage split (child process) and the command line runs for one tree."""
-    res = subprocess.run([sys.executable, str(HERE), "--child-stages", str(dirs["stages"]), str(dirs["warm"]), "--size", str(args.size),
-                          "--repeats", str(args.repeats)], env=env, capture_output=True, text=True)
+def stage_round(label: str, env: dict, dirs: dict, args) -> dict:
+    """One stage-split run (a child process, one repeat) of one tree."""
+    res = subprocess.run([sys.executable, str(HERE), "--child-stages", str(dirs["stages"]), str(dirs["warm"]), "--size",
+                          str(args.size), "--repeats", "1"], env=env, capture_output=True, text=True)
     if res.returncode != 0:
         raise SystemExit(f"bench_generate: stage run of {label} failed:\n{res.stderr[-3000:]}")
-    stages = json.loads(res.stdout.strip().splitlines()[-1])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def cli_round(env: dict, dirs: dict, args) -> dict:
+    """One `generate` run per worker count (1, 2) and photo set (half, full) of one tree."""
+    return {w: {k: run_cli(env, dirs[k], args.size, w) for k in ("half", "full")} for w in (1, 2)}
+
+
+def summarize(stage_runs: list[dict], cli_runs: list[dict]) -> dict:
+    """Medians over the rounds of one tree."""
+    first = stage_runs[0]
+    keys = sorted({k for r in stage_runs for k in r["stages"]})
+    zero = {"per_photo_ms": 0.0, "per_output_ms": 0.0}
+    stages = {k: {f: statistics.median(r["stages"].get(k, zero)[f] for r in stage_runs) for f in zero} for k in keys}
+    stages_out = {"warmup_cpu_ms": first["warmup_cpu_ms"], "photos": first["photos"], "outputs": first["outputs"],
+                  "repeats": len(stage_runs), "stages": stages,
+                  "total_per_output_ms": statistics.median(r["total_per_output_ms"] for r in stage_runs)}
     cli = {}
     for w in (1, 2):
-        runs = {k: [run_cli(env, dirs[k], args.size, w) for _ in range(args.repeats)] for k in ("half", "full")}
+        runs = {k: [r[w][k] for r in cli_runs] for k in ("half", "full")}
         best = {k: min(v, key=lambda r: r["wall_s"]) for k, v in runs.items()}
         dn = best["full"]["outputs"] - best["half"]["outputs"]
         dt = best["full"]["wall_s"] - best["half"]["wall_s"]
@@ -240,7 +257,7 @@ def measure(label: str, env: dict, dirs: dict, args) -> dict:
                   "cpu_ms_per_output": statistics.median(r["cpu_s"] / r["outputs"] for r in runs["full"]) * 1e3,
                   "first_output_s": statistics.median(r["first_output_s"] for r in runs["half"] + runs["full"]),
                   "runs": runs}
-    return {"stages": stages, "cli": cli}
+    return {"stages": stages_out, "cli": cli}
 
 
 def report(label: str, m: dict, base: dict | None) -> None:
@@ -302,12 +319,21 @@ def main() -> None:
             trees["baseline " + args.baseline_ref] = wt
         dirs = {"stages": photo_dir(min(args.photos, 6), tmp / "stages"), "warm": photo_dir(1, tmp / "warm", DEV_PHOTOS[-1:]), "half": photo_dir(args.photos // 2, tmp / "half"),
                 "full": photo_dir(args.photos, tmp / "full")}
-        results = {}
-        for label, tree in trees.items():
+        envs, commits = {}, {}
+        for i, (label, tree) in enumerate(trees.items()):
             # the environment users have (no OMP_NUM_THREADS): the thread settings are the code's own
-            env = {**os.environ, "PYTHONPATH": str(shim_for(tree, tmp / f"shim_{len(results)}"))}
-            commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-            results[label] = {"commit": commit, **measure(label, env, dirs, args)}
+            envs[label] = {**os.environ, "PYTHONPATH": str(shim_for(tree, tmp / f"shim_{i}"))}
+            commits[label] = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                            text=True).stdout.strip()
+        # rounds interleave the trees, so that both see the same (changing) load
+        stage_runs = {label: [] for label in trees}
+        cli_runs = {label: [] for label in trees}
+        for _ in range(args.repeats):
+            for label in trees:
+                stage_runs[label].append(stage_round(label, envs[label], dirs, args))
+            for label in trees:
+                cli_runs[label].append(cli_round(envs[label], dirs, args))
+        results = {label: {"commit": commits[label], **summarize(stage_runs[label], cli_runs[label])} for label in trees}
         base = next((v for k, v in results.items() if k.startswith("baseline")), None)
         for label, m in results.items():
             report(f"{label} ({m['commit']})", m, base if m is not base else None)
