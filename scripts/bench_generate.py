@@ -1,10 +1,28 @@
-"""Benchmark the engine end to end: outputs/s of `generate` (8 targets per photo), time per stage, peak memory,
-and the dataloader transform's images/s with a warm fit cache.
+"""Benchmark `affectsynth generate IN OUT --size 256` (8 targets per photo): outputs/s, time to first
+output, CPU per output and photo, and where that CPU goes; optionally against a baseline commit.
 
-    python scripts/bench_generate.py [--photos 16] [--size 256] [--workers 2] [--json PATH]
+    python scripts/bench_generate.py [--photos 12] [--size 256] [--repeats 3] [--baseline-ref HEAD~3] [--json PATH]
 
-Public API only. Photos: skimage's astronaut plus the single-face crops of the dev photos when
-`../shared/assets/dev-photos` exists (each face cropped to its own photo, so every photo has one face).
+What it measures (every number from this run, on this machine):
+
+- stages: an in-process run (`run_batch` with an in-process `Synthesizer`, one thread) over the
+  dev photos, `--repeats` times, each with a fresh Synthesizer (no cached textures); every stage
+  function is wrapped by a timer that charges *thread-CPU* time (`time.thread_time`, far more
+  robust to other processes than wall time) exclusively to the innermost stage running. Printed:
+  the median over repeats of ms per photo (photo-level stages) or ms per output (per-target
+  stages). A warm-up photo runs first (numba cache loads, lazily built tables are not steady state).
+- end to end: the command line itself (`python -m affectsynth.cli generate ...`) in a subprocess
+  with --workers 1 and 2: wall outputs/s, CPU seconds per output (user + sys of the subprocess
+  and its workers, from `getrusage(RUSAGE_CHILDREN)`), and the time from process start to the
+  first output file (polled every 20 ms). Steady state: the marginal rate between half and all
+  of the photos (start-up cancels out).
+- ``--baseline-ref REF``: the same measurements on commit REF, checked out into a temporary git
+  worktree and imported from there (a shim package dir on PYTHONPATH); each of the ``--repeats``
+  rounds measures both trees one after the other (interleaved, so both see a similar load:
+  even thread-CPU grows by ~30% on a machine loaded 4x over its cores); prints the ratios.
+
+The photos: the dev photos in ``../shared/assets/dev-photos`` (real photos, one or more faces),
+cycled up to ``--photos``. Prints ``uptime`` before and after: the machine is shared.
 """
 
 from __future__ import annotations
@@ -12,157 +30,320 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
+HERE = Path(__file__).resolve()
+TREE = HERE.parents[1]
+DEV = TREE.parent / "shared" / "assets" / "dev-photos"
+#: the dev photos that hold a face the default gates accept (dogs.jpg holds none)
+DEV_PHOTOS = ("2007_007763", "2008_001009", "2008_001322", "2008_002079", "2008_002470", "2008_002506",
+              "2008_004176", "2008_007676", "2009_004587", "Tom_Cruise_avp_2014_4", "bald_guys")
 
-from affectsynth.batch import GenerateSettings, run_batch
-from affectsynth.blendshapes import CATEGORIES, Expression
-from affectsynth.crop import crop_square
-from affectsynth.images import load_image, save_png
-from affectsynth.synthesizer import Synthesizer
-from affectsynth.transform import AffectAugment
+#: (module, attribute "func" or "Class.method", stage). Exclusive thread-CPU time goes to the innermost.
+HOOKS = (
+    ("affectsynth.batch", "load_image", "load"),
+    ("affectsynth.fitting.detection.pipeline", "FacePipeline._boxes", "detect.boxes"),
+    ("affectsynth.fitting.detection.pipeline", "FacePipeline._mesh_in", "detect.mesh"),
+    ("affectsynth.fitting.landmarks", "TorchFaceDetector.detect_batch", "detect.other"),
+    ("affectsynth.fitting.photo", "fit_landmarks", "fit"),
+    ("affectsynth.synthesizer", "Synthesizer.check", "gates"),
+    ("affectsynth.synthesizer", "Synthesizer.crop_to_face", "crop"),
+    ("affectsynth.prepare", "unwrap_texture", "prepare.unwrap"),
+    ("affectsynth.prepare", "fill_texture", "prepare.fill"),
+    ("affectsynth.prepare", "estimate_light", "prepare.light"),
+    ("affectsynth.prepare", "unwrap_photo_teeth", "prepare.teeth"),
+    ("affectsynth.prepare", "teeth_pixels", "prepare.teeth"),
+    ("affectsynth.synthesizer", "prepare_face", "prepare.other"),
+    ("affectsynth.synthesizer", "Synthesizer.target_weights", "weights"),
+    ("affectsynth.synthesizer", "compose_target", "compose.other"),
+    ("affectsynth.fitting.face_model", "FaceModel.reconstruct", "deform"),
+    ("affectsynth.synthesizer", "image_digest", "digest"),
+    ("affectsynth.synthesizer", "Synthesizer.target_labels", "target_labels"),
+    ("affectsynth.synthesizer", "Synthesizer.resolve_target", "target_labels"),
+    ("affectsynth.face_render", "FaceRenderer.rasterize_window", "rasterize"),
+    ("affectsynth.face_render", "interpolate", "interpolate"),
+    ("affectsynth.face_render", "texture", "texture"),
+    ("affectsynth.face_render", "antialias", "antialias"),
+    ("affectsynth.face_render", "_close_teeth_gaps", "teeth"),
+    ("affectsynth.face_render", "_close_slits", "teeth"),
+    ("affectsynth.face_render", "FaceRenderer.render", "render.other"),
+    ("affectsynth.compose", "motion_window", "warp"),
+    ("affectsynth.compose", "motion_field", "warp"),
+    ("affectsynth.compose", "composite", "composite"),
+    ("affectsynth.expression_shading", "furrows", "wrinkles"),
+    ("affectsynth.compose", "shading_ratio", "shading"),
+    ("affectsynth.compose", "apply_shading", "shading.apply"),
+    ("affectsynth.compose", "output_landmarks", "landmarks_out"),
+    ("affectsynth.synthesizer", "Synthesizer.synthesize", "synthesize.other"),
+    ("affectsynth.batch", "save_png", "png"),
+    ("affectsynth.batch", "process_image", "batch.other"),
+)
+PHOTO_STAGES = ("load", "detect.boxes", "detect.mesh", "detect.other", "fit", "gates", "crop", "prepare.unwrap",
+                "prepare.fill", "prepare.light", "prepare.teeth", "prepare.other", "batch.other")
 
-DEV = Path(__file__).resolve().parents[2] / "shared" / "assets" / "dev-photos"
 
+# --------------------------------------------------------------------------- child: stage split
 
-def _photos(n: int, folder: Path, synth: Synthesizer) -> list[Path]:
-    import skimage.data
+def _instrument(acc: dict[str, float]) -> None:
+    """Wrap the stage functions of HOOKS (those this tree has) with exclusive thread-CPU timers."""
+    import functools
+    import importlib
 
-    sources = [skimage.data.astronaut()]
-    if DEV.is_dir():
-        for p in sorted(DEV.glob("*.jpg")):
-            img = load_image(p)
-            for fit in synth.fit(img):
-                if min(fit.bbox[2] - fit.bbox[0], fit.bbox[3] - fit.bbox[1]) >= 60:
-                    sources.append(crop_square(img, fit.bbox, 384, scale=2.2))
-    paths = []
-    for i in range(n):
-        p = folder / f"photo_{i:03d}.png"
-        save_png(p, sources[i % len(sources)])
-        paths.append(p)
-    return paths
+    stack: list[list] = []  # [stage, start, child time]
 
+    def wrap(fn, stage):
+        @functools.wraps(fn)
+        def timed(*a, **k):
+            stack.append([stage, time.thread_time(), 0.0])
+            try:
+                return fn(*a, **k)
+            finally:
+                st, t0, child = stack.pop()
+                dt = time.thread_time() - t0
+                acc[st] = acc.get(st, 0.0) + (dt - child) * 1e3  # ms
+                if stack:
+                    stack[-1][2] += dt
+        return timed
 
-def _median_iqr(xs: list[float]) -> tuple[float, float]:
-    q1, q2, q3 = np.percentile(xs, [25, 50, 75])
-    return float(q2), float(q3 - q1)
-
-
-def stage_times(synth: Synthesizer, paths: list[Path], size: int, targets: list) -> dict:
-    """Time each stage in this process (1 thread), medians over the photos."""
-    stages: dict[str, list[float]] = {k: [] for k in ("load", "detect+fit", "crop", "prepare", "synthesize", "write")}
-    tmp = Path(tempfile.mkdtemp())
-    for p in paths:
-        t = time.perf_counter(); img = load_image(p); stages["load"].append(time.perf_counter() - t)
-        t = time.perf_counter(); fits = synth.fit(img); stages["detect+fit"].append(time.perf_counter() - t)
-        if not fits:
+    for mod_name, attr, stage in HOOKS:
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError:
             continue
-        t = time.perf_counter(); crop, fit = synth.crop_to_face(img, fits[0], size); stages["crop"].append(time.perf_counter() - t)
-        t = time.perf_counter(); synth.prepare(crop, fit); stages["prepare"].append(time.perf_counter() - t)
-        for tg in targets:
-            t = time.perf_counter(); res = synth.synthesize(crop, tg, fit=fit); stages["synthesize"].append(time.perf_counter() - t)
-            if res.image.shape != (size, size, 3):
-                raise AssertionError(f"bench: output shape {res.image.shape}")
-            t = time.perf_counter(); save_png(tmp / "o.png", res.image, fsync=False); stages["write"].append(time.perf_counter() - t)
-    shutil.rmtree(tmp)
-    return {k: {"median_ms": _median_iqr(v)[0] * 1e3, "iqr_ms": _median_iqr(v)[1] * 1e3, "n": len(v)} for k, v in stages.items() if v}
+        owner, name = (mod, attr) if "." not in attr else (getattr(mod, attr.split(".")[0], None), attr.split(".")[1])
+        if owner is None or not hasattr(owner, name):
+            continue
+        setattr(owner, name, wrap(getattr(owner, name), stage))
 
 
-def end_to_end(in_dir: Path, size: int, workers: int, targets: list, repeats: int) -> list[tuple[int, float]]:
-    """(outputs, seconds) of `run_batch` over the photos in `in_dir`, start-up of the workers included."""
-    runs = []
+def child_stages(in_dir: Path, warm_dir: Path, size: int, repeats: int) -> dict:
+    """Per-stage thread-CPU ms (median over repeats) of in-process runs over `in_dir`.
+
+    Each repeat builds a fresh Synthesizer (no cached textures) and warms it on the photo in
+    `warm_dir` (not in `in_dir`) first, untimed: lazily built tables (wrinkle maps, mirror maps)
+    and numba's cache loads are start-up, reported once as the warm-up of the first repeat.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    from affectsynth.batch import make_synthesizer, run_batch
+    from affectsynth.blendshapes import CATEGORIES, Expression
+    from affectsynth.generate_settings import GenerateSettings
+
+    settings = GenerateSettings(targets=tuple(Expression(c, 1.0) for c in CATEGORIES), size=size, workers=1, seed=0)
+    acc: dict[str, float] = {}
+    _instrument(acc)
+    runs, first = [], None
     for _ in range(repeats):
+        synth = make_synthesizer(settings)
+        acc.clear()
         out = Path(tempfile.mkdtemp())
-        settings = GenerateSettings(targets=tuple(targets), size=size, workers=workers, seed=0)
-        t = time.perf_counter()
-        summary = run_batch(in_dir, out, settings)
-        dt = time.perf_counter() - t
-        if summary.n_failed:
-            raise AssertionError(f"bench: {summary.n_failed} outputs failed")
-        runs.append((len(list(out.rglob("*.png"))), dt))
+        t0 = time.thread_time()
+        run_batch(warm_dir, out, settings, synthesizer=synth)
+        if first is None:
+            first = {"warmup_cpu_ms": (time.thread_time() - t0) * 1e3, "warmup_stages_ms": dict(acc)}
         shutil.rmtree(out)
-    return runs
+        acc.clear()
+        out = Path(tempfile.mkdtemp())
+        t0 = time.thread_time()
+        run_batch(in_dir, out, settings, synthesizer=synth)
+        total = time.thread_time() - t0
+        n_out = len(list(out.rglob("*.png")))
+        runs.append({"total_ms": total * 1e3, "outputs": n_out, "stages_ms": dict(acc)})
+        shutil.rmtree(out)
+    n_photos = len(list(in_dir.iterdir()))
+    stages = sorted({k for r in runs for k in r["stages_ms"]})
+    per = {}
+    for k in stages:
+        vals = [r["stages_ms"].get(k, 0.0) for r in runs]
+        per[k] = {"per_photo_ms": statistics.median(vals) / n_photos,
+                  "per_output_ms": statistics.median(v / r["outputs"] for v, r in zip(vals, runs))}
+    return {**first, "photos": n_photos, "outputs": runs[0]["outputs"], "stages": per, "repeats": repeats,
+            "total_per_output_ms": statistics.median(r["total_ms"] / r["outputs"] for r in runs)}
 
 
-def _subset(in_dir: Path, n: int) -> Path:
-    sub = Path(tempfile.mkdtemp())
-    for p in sorted(in_dir.glob("*.png"))[:n]:
-        shutil.copy(p, sub / p.name)
-    return sub
+# --------------------------------------------------------------------------- parent
+
+def shim_for(tree: Path, where: Path) -> Path:
+    """A dir to put on PYTHONPATH that imports `affectsynth` (and its subpackages) from `tree`."""
+    pkg = where / "affectsynth"
+    pkg.mkdir(parents=True)
+    (tree / "synth" / "__pycache__").mkdir(exist_ok=True)  # shared: numba's cache of the tree is reused
+    for p in (tree / "synth").iterdir():
+        (pkg / p.name).symlink_to(p)
+    for sub in ("fitting", "blendshapes", "render"):
+        (pkg / sub).symlink_to(tree / sub)
+    return where
 
 
-def transform_rate(paths: list[Path], repeats: int = 3) -> dict:
-    """AffectAugment images/s on 256 px face crops, cold (first epoch: fits) and warm (cache hit)."""
-    imgs = [np.asarray(Image.fromarray(load_image(p)).resize((256, 256))) for p in paths[:8]]
-    aug = AffectAugment(targets=("happiness", "sadness", "surprise", "anger"), p=1.0, seed=0, label_preset="fer2013")
-    t = time.perf_counter()
-    for im in imgs:
-        aug((im, 0))
-    cold = len(imgs) / (time.perf_counter() - t)
-    warm = []
-    for e in range(repeats):
-        aug.set_epoch(e + 1)
-        t = time.perf_counter()
-        for im in imgs:
-            aug((im, 0))
-        warm.append(len(imgs) / (time.perf_counter() - t))
-    return {"cold_images_per_s": cold, "warm_images_per_s_median": float(np.median(warm)), "n_images": len(imgs)}
+def photo_dir(n: int, where: Path, names: tuple[str, ...] = DEV_PHOTOS[:-1]) -> Path:
+    """`n` dev photos (cycled) in a fresh folder (the last of DEV_PHOTOS is kept for warm-ups)."""
+    where.mkdir(parents=True)
+    srcs = [DEV / f"{s}.jpg" for s in names if (DEV / f"{s}.jpg").exists()]
+    if not srcs:
+        raise SystemExit(f"bench_generate: no dev photos in {DEV}")
+    for i in range(n):
+        shutil.copy(srcs[i % len(srcs)], where / f"p{i:03d}_{srcs[i % len(srcs)].name}")
+    return where
+
+
+def run_cli(env: dict, in_dir: Path, size: int, workers: int) -> dict:
+    """One `generate` subprocess: wall s, CPU s (it and its workers), outputs, s to the first output."""
+    out = Path(tempfile.mkdtemp()) / "out"
+    cmd = [sys.executable, "-c", "from affectsynth.cli import main; main()", "generate", str(in_dir), str(out),
+           "--size", str(size), "--expressions", "all", "--workers", str(workers)]
+    import resource  # getrusage of children is cumulative: take deltas
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = None
+    while proc.poll() is None:
+        if first is None and out.exists() and any(out.rglob("*.png")):
+            first = time.perf_counter() - t0
+        time.sleep(0.02)
+    wall = time.perf_counter() - t0
+    log = proc.stdout.read()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench_generate: generate failed ({proc.returncode}):\n{log[-3000:]}")
+    n = len(list(out.rglob("*.png")))
+    if first is None and n:
+        first = wall
+    shutil.rmtree(out.parent)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "outputs": n, "first_output_s": first}
+
+
+def stage_round(label: str, env: dict, dirs: dict, args) -> dict:
+    """One stage-split run (a child process, one repeat) of one tree."""
+    res = subprocess.run([sys.executable, str(HERE), "--child-stages", str(dirs["stages"]), str(dirs["warm"]), "--size",
+                          str(args.size), "--repeats", "1"], env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"bench_generate: stage run of {label} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def cli_round(env: dict, dirs: dict, args) -> dict:
+    """One `generate` run per worker count (1, 2) and photo set (half, full) of one tree."""
+    return {w: {k: run_cli(env, dirs[k], args.size, w) for k in ("half", "full")} for w in (1, 2)}
+
+
+def summarize(stage_runs: list[dict], cli_runs: list[dict]) -> dict:
+    """Medians over the rounds of one tree."""
+    first = stage_runs[0]
+    keys = sorted({k for r in stage_runs for k in r["stages"]})
+    zero = {"per_photo_ms": 0.0, "per_output_ms": 0.0}
+    stages = {k: {f: statistics.median(r["stages"].get(k, zero)[f] for r in stage_runs) for f in zero} for k in keys}
+    stages_out = {"warmup_cpu_ms": first["warmup_cpu_ms"], "photos": first["photos"], "outputs": first["outputs"],
+                  "repeats": len(stage_runs), "stages": stages,
+                  "total_per_output_ms": statistics.median(r["total_per_output_ms"] for r in stage_runs)}
+    cli = {}
+    for w in (1, 2):
+        runs = {k: [r[w][k] for r in cli_runs] for k in ("half", "full")}
+        best = {k: min(v, key=lambda r: r["wall_s"]) for k, v in runs.items()}
+        dn = best["full"]["outputs"] - best["half"]["outputs"]
+        dt = best["full"]["wall_s"] - best["half"]["wall_s"]
+        steady = dn / dt if dt > 0 else float("nan")  # nan: the load swamped the difference
+        cpu = {k: statistics.median(r["cpu_s"] for r in v) for k, v in runs.items()}
+        cli[w] = {"end_to_end_per_s": best["full"]["outputs"] / best["full"]["wall_s"], "steady_per_s": steady,
+                  "steady_cpu_ms_per_output": (cpu["full"] - cpu["half"]) / max(dn, 1) * 1e3,
+                  "cpu_ms_per_output": statistics.median(r["cpu_s"] / r["outputs"] for r in runs["full"]) * 1e3,
+                  "first_output_s": statistics.median(r["first_output_s"] for r in runs["half"] + runs["full"]),
+                  "runs": runs}
+    return {"stages": stages_out, "cli": cli}
+
+
+def report(label: str, m: dict, base: dict | None) -> None:
+    st = m["stages"]
+    print(f"\n== {label}: in-process stage split, thread-CPU, median of {st['repeats']} repeats "
+          f"({st['photos']} photos, {st['outputs']} outputs)")
+    photo_total = out_total = 0.0
+    for k, v in sorted(st["stages"].items(), key=lambda kv: -kv[1]["per_photo_ms"]):
+        b = None if base is None else base["stages"]["stages"].get(k)
+        if k in PHOTO_STAGES:
+            photo_total += v["per_photo_ms"]
+            val, unit, bval = v["per_photo_ms"], "per photo ", None if b is None else b["per_photo_ms"]
+        else:
+            out_total += v["per_output_ms"]
+            val, unit, bval = v["per_output_ms"], "per output", None if b is None else b["per_output_ms"]
+        ratio = "" if not bval else f"   baseline {bval:7.2f} ms  x{bval / max(val, 1e-9):.2f}"
+        print(f"  {k:18s} {val:7.2f} ms {unit}{ratio}")
+    print(f"  photo-level {photo_total:.1f} ms/photo, per output {out_total:.1f} ms; all included "
+          f"{st['total_per_output_ms']:.1f} ms thread-CPU per output -> {1000 / st['total_per_output_ms']:.1f} outputs/s per core"
+          + ("" if base is None else f" (baseline {base['stages']['total_per_output_ms']:.1f} ms, "
+                                     f"x{base['stages']['total_per_output_ms'] / st['total_per_output_ms']:.2f})"))
+    print(f"  warm-up photo (first in a fresh process after imports): {st['warmup_cpu_ms']:.0f} ms thread-CPU")
+    for w, c in m["cli"].items():
+        b = None if base is None else base["cli"][w]
+        line = (f"  generate --workers {w}: wall: steady {c['steady_per_s']:6.1f} outputs/s, end to end {c['end_to_end_per_s']:6.1f}/s, "
+                f"first output {c['first_output_s']:.2f} s; CPU: {c['steady_cpu_ms_per_output']:6.1f} ms/output steady "
+                f"(marginal), {c['cpu_ms_per_output']:6.1f} ms/output incl. start-up")
+        if b:
+            line += (f"\n      baseline: wall steady {b['steady_per_s']:.1f}/s, first {b['first_output_s']:.2f} s; CPU "
+                     f"{b['steady_cpu_ms_per_output']:.1f} ms/output steady, {b['cpu_ms_per_output']:.1f} incl. start-up; "
+                     f"ratio CPU steady x{b['steady_cpu_ms_per_output'] / max(c['steady_cpu_ms_per_output'], 1e-9):.2f}, "
+                     f"incl. start-up x{b['cpu_ms_per_output'] / max(c['cpu_ms_per_output'], 1e-9):.2f}")
+        print(line)
+    c1, c2 = m["cli"][1], m["cli"][2]
+    print(f"  speed-up 2 workers / 1 (wall, steady): x{c2['steady_per_s'] / max(c1['steady_per_s'], 1e-9):.2f}"
+          " (nan or noise when other processes load the machine)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--photos", type=int, default=16)
+    ap.add_argument("--photos", type=int, default=12)
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--baseline-ref", help="git ref measured the same way in a temporary worktree")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--child-stages", type=Path, nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
-
-    torch.set_num_threads(1)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    info = {"commit": commit, "torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-            "cpu": platform.processor() or platform.machine(), "python": sys.version.split()[0]}
-    print(json.dumps(info))
-    targets = [Expression(c, 1.0) for c in CATEGORIES]  # 8 targets per photo
-    synth = Synthesizer()
-    in_dir = Path(tempfile.mkdtemp())
-    paths = _photos(args.photos, in_dir, synth)
-    stages = stage_times(synth, paths[: min(6, len(paths))], args.size, targets)
-    for k, v in stages.items():
-        print(f"stage {k:11s} median {v['median_ms']:8.1f} ms  IQR {v['iqr_ms']:6.1f} ms  (n={v['n']})")
-    per_output = stages["synthesize"]["median_ms"] + stages["write"]["median_ms"]
-    per_photo = sum(stages[k]["median_ms"] for k in ("load", "detect+fit", "crop", "prepare"))
-    print(f"one process, one thread: {per_photo:.0f} ms per photo + {per_output:.0f} ms per output "
-          f"-> {1000 * len(targets) / (per_photo + len(targets) * per_output):.1f} outputs/s")
-    half = _subset(in_dir, args.photos // 2)
-    base = end_to_end(in_dir, args.size, 1, targets, 1)[0]
-    small = end_to_end(half, args.size, args.workers, targets, args.repeats)
-    full = end_to_end(in_dir, args.size, args.workers, targets, args.repeats)
-    shutil.rmtree(half)
-    (n_s, t_s), (n_f, t_f) = min(small, key=lambda r: r[1]), min(full, key=lambda r: r[1])
-    steady = (n_f - n_s) / max(t_f - t_s, 1e-9)  # marginal rate: the workers' start-up cancels out
-    peak_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-    print(f"generate --size {args.size}, {len(targets)} targets/photo, {args.photos} photos: "
-          f"workers=1 (in-process) {base[0] / base[1]:.1f} outputs/s; workers={args.workers}: {n_f / t_f:.1f} outputs/s "
-          f"end to end ({t_f:.1f} s incl. worker start-up), steady state {steady:.1f} outputs/s "
-          f"(marginal rate between {args.photos // 2} and {args.photos} photos; ratio to 1 worker {steady / (base[0] / base[1]):.2f}); "
-          f"peak RSS {peak_mb:.0f} MB")
-    rates = {"workers1": base, "half": small, "full": full, "steady_outputs_per_s": steady}
-    tr = transform_rate(paths)
-    print(f"AffectAugment 256 px: first epoch {tr['cold_images_per_s']:.1f} img/s, warm cache {tr['warm_images_per_s_median']:.1f} img/s")
-    shutil.rmtree(in_dir)
-    if args.json:
-        args.json.write_text(json.dumps({**info, "stages": stages, "rates": rates, "peak_mb": peak_mb, "transform": tr}, indent=1))
+    if args.child_stages:
+        print(json.dumps(child_stages(*args.child_stages, args.size, args.repeats)))
+        return
+    print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    tmp = Path(tempfile.mkdtemp(prefix="bench_generate_"))
+    trees = {"this tree": TREE}
+    try:
+        if args.baseline_ref:
+            wt = tmp / "baseline"
+            subprocess.run(["git", "-C", str(TREE), "worktree", "add", "--detach", str(wt), args.baseline_ref],
+                           check=True, capture_output=True)
+            trees["baseline " + args.baseline_ref] = wt
+        dirs = {"stages": photo_dir(min(args.photos, 6), tmp / "stages"), "warm": photo_dir(1, tmp / "warm", DEV_PHOTOS[-1:]), "half": photo_dir(args.photos // 2, tmp / "half"),
+                "full": photo_dir(args.photos, tmp / "full")}
+        envs, commits = {}, {}
+        for i, (label, tree) in enumerate(trees.items()):
+            # the environment users have (no OMP_NUM_THREADS): the thread settings are the code's own
+            envs[label] = {**os.environ, "PYTHONPATH": str(shim_for(tree, tmp / f"shim_{i}"))}
+            commits[label] = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                            text=True).stdout.strip()
+        # rounds interleave the trees, so that both see the same (changing) load
+        stage_runs = {label: [] for label in trees}
+        cli_runs = {label: [] for label in trees}
+        for _ in range(args.repeats):
+            for label in trees:
+                stage_runs[label].append(stage_round(label, envs[label], dirs, args))
+            for label in trees:
+                cli_runs[label].append(cli_round(envs[label], dirs, args))
+        results = {label: {"commit": commits[label], **summarize(stage_runs[label], cli_runs[label])} for label in trees}
+        base = next((v for k, v in results.items() if k.startswith("baseline")), None)
+        for label, m in results.items():
+            report(f"{label} ({m['commit']})", m, base if m is not base else None)
+        print("\nuptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1, default=str))
+    finally:
+        if args.baseline_ref:
+            subprocess.run(["git", "-C", str(TREE), "worktree", "remove", "--force", str(tmp / "baseline")], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -294,25 +294,31 @@ class FaceRenderer:
             shade, _ = interpolate(shading[None], rast, self.tri)
             skin = skin * shade[0]
         mm = self.materials
-        normals = vertex_normals(vertices_cam, self.mouth_tri)
-        facing = (normals * vertices_cam).sum(-1).abs() / vertices_cam.norm(dim=-1).clamp_min(1e-6)
-        shade_attr = torch.stack([self.mouth_depth[:, 0], facing, self.mouth_light], -1)
-        depth_facing, _ = interpolate(shade_attr[None], rast, self.tri)
-        depth, facing, light = depth_facing[0, ..., :1], depth_facing[0, ..., 1:2], depth_facing[0, ..., 2:]
-        falloff = mm.floor + (1.0 - mm.floor) * torch.exp(-depth / mm.depth_falloff_cm)
-        ambient = torch.where((kind == 1)[..., None], mm.teeth_ambient, mm.ambient)
-        darken = falloff * (ambient + (1.0 - ambient) * facing.clamp(0.0, 1.0)) * light
         if skin_color is None:
             skin_color = torch.tensor(TYPICAL_SKIN, device=vertices_cam.device)
         colors = self.material_colors(skin_color)
         shadow = colors[3] * 0.5
         if teeth is not None:
             colors[1] = teeth.color.to(colors)
-        mouth = colors[kind] * darken
-        # teeth deep in the mouth or seen edge-on sink into the cavity's shadow, not into grey
+        # the mouth's colours matter only on mouth pixels (kind > 0; the skin shows elsewhere):
+        # they are computed in the mouth's bounding box only, zeros outside
+        mouth = torch.zeros_like(skin)
+        box = _bounding_box(kind > 0)
+        if box is not None:
+            normals = vertex_normals(vertices_cam, self.mouth_tri)
+            facing = (normals * vertices_cam).sum(-1).abs() / vertices_cam.norm(dim=-1).clamp_min(1e-6)
+            shade_attr = torch.stack([self.mouth_depth[:, 0], facing, self.mouth_light], -1)
+            depth_facing, _ = interpolate(shade_attr[None], rast[:, box[0], box[1]].contiguous(), self.tri)
+            depth, facing, light = depth_facing[0, ..., :1], depth_facing[0, ..., 1:2], depth_facing[0, ..., 2:]
+            falloff = mm.floor + (1.0 - mm.floor) * torch.exp(-depth / mm.depth_falloff_cm)
+            kind_box = kind[box]
+            ambient = torch.where((kind_box == 1)[..., None], mm.teeth_ambient, mm.ambient)
+            darken = falloff * (ambient + (1.0 - ambient) * facing.clamp(0.0, 1.0)) * light
+            # teeth deep in the mouth or seen edge-on sink into the cavity's shadow, not into grey
+            mouth[box] = torch.where((kind_box == 1)[..., None], shadow + (colors[1] - shadow) * darken,
+                                     colors[kind_box] * darken)
         is_teeth = kind == 1
-        mouth = torch.where(is_teeth[..., None], shadow + (colors[1] - shadow) * darken, mouth)
-        own = torch.zeros_like(darken)
+        own = torch.zeros(kind.shape + (1,), dtype=skin.dtype, device=skin.device)
         if teeth is not None and bool(is_teeth.any()):
             tile = torch.tensor(TEETH_UV_TILE, dtype=uv.dtype, device=uv.device)
             at = (uv[0][is_teeth] - tile)[None, None]  # [1, 1, N, 2] teeth pixels only

@@ -25,9 +25,14 @@ into the skin) and `fold_neighbourhood` into where such a fold may show in a pho
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -173,7 +178,12 @@ def _on_surface(xy: Tensor, verts: Tensor) -> Tensor:
 
 @lru_cache(maxsize=4)
 def wrinkle_maps(renderer: FaceRenderer, resolution: int = 256) -> WrinkleMaps:
-    """The wrinkle maps of a renderer's face model (built once per model and resolution, ~0.3 s).
+    """The wrinkle maps of a renderer's face model (built once per model and resolution).
+
+    Building them takes ~0.4-0.7 s of CPU, in every process (each `generate` worker): so they are
+    also kept on disk (`_disk_cache_path`: keyed by the model's mesh, UVs, skin triangles and
+    shape names, this module's source and the resolution; written atomically) and read back in
+    a few milliseconds by later processes. No writable cache folder: built every time.
 
     Args:
         renderer: the face renderer (its model, UVs and rendered skin triangles).
@@ -183,6 +193,64 @@ def wrinkle_maps(renderer: FaceRenderer, resolution: int = 256) -> WrinkleMaps:
     Returns:
         `WrinkleMaps`.
     """
+    path = _disk_cache_path(renderer, resolution)
+    dev = renderer.model.device
+    if path is not None and path.is_file():
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+            return WrinkleMaps(**{k: d[k].to(dev) for k in ("texture", "drive", "depth_cm", "width_cm")})
+        except Exception:  # a damaged or foreign file: rebuild (and overwrite) it
+            pass
+    maps = _build_wrinkle_maps(renderer, resolution)
+    if path is not None:
+        _store(path, maps)
+    return maps
+
+
+def _cache_dirs() -> list[Path]:
+    """Where the wrinkle maps may be kept: $AFFECTSYNTH_CACHE_DIR, else next to this module
+    (``__pycache__``, as numba's cache), else the user's cache folder."""
+    env = os.environ.get("AFFECTSYNTH_CACHE_DIR")
+    if env:
+        return [Path(env)]
+    user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "affectsynth"
+    return [Path(__file__).resolve().parent / "__pycache__", user]
+
+
+def _disk_cache_path(renderer: FaceRenderer, resolution: int) -> Path | None:
+    """The cache file of this model's maps at `resolution`, in the first writable cache folder."""
+    m = renderer.model
+    h = hashlib.blake2b(digest_size=16)
+    h.update(Path(__file__).read_bytes())
+    for t in (m.neutral, m.uv, m.triangles, m.triangle_uv, renderer.skin, m.neutral_normals):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update("\0".join(m.expression_names).encode())
+    h.update(str(int(resolution)).encode())
+    name = f"wrinkle_maps_{h.hexdigest()}.pt"
+    for d in _cache_dirs():
+        if (d / name).is_file():
+            return d / name
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(d, os.W_OK):
+            return d / name
+    return None
+
+
+def _store(path: Path, maps: WrinkleMaps) -> None:
+    """Write the maps to `path` atomically; a failure only costs the next process a rebuild."""
+    from affectsynth.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save({k: getattr(maps, k).detach().cpu() for k in ("texture", "drive", "depth_cm", "width_cm")}, buf)
+    with contextlib.suppress(OSError):
+        atomic_write_bytes(path, buf.getvalue(), fsync=False)
+
+
+def _build_wrinkle_maps(renderer: FaceRenderer, resolution: int) -> WrinkleMaps:
+    """`wrinkle_maps` computed from the model (no caches)."""
     model = renderer.model
     dev = model.device
     tri = model.triangles[renderer.skin].long()
