@@ -165,6 +165,25 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
 
 # --------------------------------------------------------------------------- running
 
+#: torch threads of every engine's synthesis (in this process, pool workers, Ray actors): the fit's
+#: float reductions depend on the thread count, so one thread everywhere keeps the output bytes of
+#: every engine identical; parallelism comes from processes. Loaded cores also run one thread faster.
+SYNTH_THREADS = 1
+
+
+@contextlib.contextmanager
+def synth_threads() -> Any:
+    """Run the block with :data:`SYNTH_THREADS` torch threads, then restore the count."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(SYNTH_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def make_synthesizer(settings: GenerateSettings) -> Any:
     """Build the ``affectsynth.synthesizer.Synthesizer`` a run uses (imports torch)."""
     from affectsynth.synthesizer import Synthesizer, SynthSettings
@@ -185,7 +204,7 @@ def _worker_init(parent_pid: int, settings: GenerateSettings) -> None:
     try:
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(SYNTH_THREADS)
         _WORKER_SYNTH = make_synthesizer(settings)
     except Exception as e:  # reported once per job as WorkerSetupError, then fatal in the parent
         _WORKER_ERROR = reason_detail(e)
@@ -282,7 +301,8 @@ def _signals_interrupt():
 def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, settings: GenerateSettings, *,
               progress: bool = False, synthesizer: Any = None,
               on_rows: Callable[[list[ManifestRow]], None] | None = None, retry_errors: bool = False,
-              wait: bool = False, on_wait: Callable[[str], None] | None = None) -> BatchSummary:
+              wait: bool = False, on_wait: Callable[[str], None] | None = None,
+              runner: Callable[[list[Job], Callable[[list[ManifestRow]], None]], None] | None = None) -> BatchSummary:
     """Run (or resume) a batch: every image under ``input_dir`` -> outputs + manifest in ``output_dir``.
 
     Args:
@@ -297,6 +317,9 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
             transient errors (``write-failed``, ``worker-crashed``) are always redone.
         wait: if another run holds OUTPUT_DIR, wait for it instead of raising.
         on_wait: called once with the holder's description when the run starts waiting.
+        runner: another engine (e.g. `affectsynth.ray_engine.RayRunner`): ``runner(jobs, record)``
+            runs the planned jobs and calls ``record(rows)`` once per job, in this process, as
+            results arrive; lock, manifest, resume and summary stay here.
 
     Returns:
         The counts; ``summary.n_failed > 0`` means some outputs failed in this run (exit code 3).
@@ -347,10 +370,13 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
             with manifest:
                 if not plan.jobs:
                     pass
+                elif runner is not None:
+                    runner(plan.jobs, record)
                 elif synthesizer is not None or settings.workers == 1 or len(plan.jobs) < MIN_JOBS_PER_WORKER:
-                    synth = synthesizer if synthesizer is not None else make_synthesizer(settings)
-                    for job in plan.jobs:
-                        record(process_image(synth, job))
+                    with synth_threads():
+                        synth = synthesizer if synthesizer is not None else make_synthesizer(settings)
+                        for job in plan.jobs:
+                            record(process_image(synth, job))
                 else:
                     run_pool(plan.jobs, workers=settings.workers, initializer=_worker_init, initargs=(settings,),
                              run_job=_worker_run, on_result=lambda job, rows: record(rows),

@@ -134,6 +134,12 @@ def _pair(text: str, flag: str) -> tuple[float, float]:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="stdout format of the result (the summary also goes to stderr).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: processes on this machine (--workers); ray: Ray Data actors, one per --workers "
+                   "(default: one per cluster CPU); OUTPUT_DIR must be a folder every node sees. "
+                   "Needs pip install 'affectsynth[ray]'.")
+@click.option("--ray-address", metavar="ADDR", default=None,
+              help="Ray cluster to run on (HEAD:6379 or auto; with --engine ray); default: start a local Ray.")
 @click.pass_context
 def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expressions: str | None,
                      intensities: tuple[str, ...], va: tuple[str, ...], va_grid: int | None,
@@ -141,7 +147,7 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
                      expressions_lib: Path | None, layout: str, min_face: float, device: str, png_compression: int,
                      head_rotation: str, relight: float, verify: bool, min_verify: float | None,
                      retry_errors: bool, wait_lock: bool, dry_run: bool,
-                     quiet: bool, fmt: str) -> None:
+                     quiet: bool, fmt: str, engine: str = "local", ray_address: str | None = None) -> None:
     """Synthesise expressions for every image under INPUT_DIR into OUTPUT_DIR.
 
     Images are found recursively (jpg, jpeg, png, webp, bmp, tif, tiff; any case). Targets are
@@ -154,6 +160,9 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
     from affectsynth.progress import progress_enabled
 
     targets = build_targets(expressions, intensities, va, va_grid, aus)
+    if ray_address is not None and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray (e.g. --engine ray --ray-address HEAD:6379)")
+    ray_workers = workers  # None: the Ray engine sizes the actor pool to the cluster
     if workers is None:
         workers = os.cpu_count() or 1
     try:
@@ -190,8 +199,19 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
         click.echo(f"generate: OUTPUT_DIR {output_dir} is in use by {holder}; waiting (--wait)", err=True)
 
     try:
-        summary = run_batch(input_dir, output_dir, settings, progress=progress_enabled(quiet=quiet),
-                            retry_errors=retry_errors, wait=wait_lock, on_wait=waiting)
+        if engine == "ray":
+            from affectsynth.ray_engine import RayOptions, RayUnavailableError, run_batch_ray
+
+            try:
+                summary = run_batch_ray(input_dir, output_dir, settings,
+                                        RayOptions(address=ray_address, workers=ray_workers),
+                                        progress=progress_enabled(quiet=quiet), retry_errors=retry_errors,
+                                        wait=wait_lock, on_wait=waiting)
+            except RayUnavailableError as e:
+                raise click.UsageError(str(e)) from None
+        else:
+            summary = run_batch(input_dir, output_dir, settings, progress=progress_enabled(quiet=quiet),
+                                retry_errors=retry_errors, wait=wait_lock, on_wait=waiting)
     except KeyboardInterrupt as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
         name = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
@@ -200,6 +220,10 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
         ctx.exit(128 + int(signum))
     for line in summary.lines():
         click.echo(line, err=True)
+    ray_stats = getattr(summary, "ray", None)
+    if ray_stats is not None and ray_stats.actor_peak_rss_mb:
+        peaks = sorted(ray_stats.actor_peak_rss_mb.values())
+        click.echo(f"ray: {len(peaks)} actors, peak RSS per actor {peaks[0]:.0f}-{peaks[-1]:.0f} MiB", err=True)
     if fmt == "json":
         click.echo(json.dumps(summary.to_dict(), indent=1))
     else:
