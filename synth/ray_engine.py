@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import logging
+import os
 import resource
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
@@ -34,7 +35,8 @@ from affectsynth.plan import Job
 __all__ = ["RayOptions", "RayRunner", "RayUnavailableError", "SynthActor", "import_ray", "run_batch_ray"]
 
 #: Test hook: ``MARKER:REL_SOURCE``: the first actor that gets REL_SOURCE creates MARKER and dies
-#: (``os._exit``) before writing anything; after that the job runs normally. Read by the driver.
+#: (``os._exit``) before writing anything; after that the job runs normally. ``:REL_SOURCE`` (no
+#: marker): every actor that gets it dies. Read by the driver, passed to the actors.
 DIE_ONCE_ENV = "AFFECTSYNTH_TEST_RAY_DIE_ONCE"
 
 INSTALL_HINT = "pip install 'affectsynth[ray]'"
@@ -153,18 +155,20 @@ class SynthActor:
         """Run every job of ``batch`` (columns of :func:`job_to_record`); one result row per job.
 
         Returns columns ``index``, ``rows`` (JSON of the job's manifest rows), ``fatal`` (a
-        `DiskFullError` message, else ""), ``pid`` and ``peak_rss_mb`` (this actor process).
+        `DiskFullError` message, else ""), ``pid`` and ``peak_rss_mb`` (this actor process) and
+        ``cpu_s`` (the job's CPU time in this process, all its threads).
         """
         from affectsynth.batch import DiskFullError, process_image
         from affectsynth.rows import fail_rows, reason_detail
 
-        out: dict[str, list] = {"index": [], "rows": [], "fatal": [], "pid": [], "peak_rss_mb": []}
+        out: dict[str, list] = {"index": [], "rows": [], "fatal": [], "pid": [], "peak_rss_mb": [], "cpu_s": []}
         n = len(batch["index"])
         for i in range(n):
             rec = {k: batch[k][i] for k in ("index", "source", "rel_source", "targets", "done")}
             job = job_from_record(rec, self.output_dir, self.settings)
             self._maybe_die(job)
             fatal = ""
+            cpu0 = time.process_time()
             try:
                 rows = process_image(self.synth, job)
             except DiskFullError as e:
@@ -176,12 +180,15 @@ class SynthActor:
             out["fatal"].append(fatal)
             out["pid"].append(os.getpid())
             out["peak_rss_mb"].append(peak_rss_mb())
+            out["cpu_s"].append(time.process_time() - cpu0)
         return out
 
     def _maybe_die(self, job: Job) -> None:
         if self.die_once is None:
             return
         marker, rel = self.die_once
+        if job.rel_source == rel and not marker:  # no marker: die every time (a poisonous image)
+            os._exit(1)
         if job.rel_source == rel:
             try:
                 fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -196,9 +203,11 @@ class SynthActor:
 
 @dataclass
 class RayStats:
-    """What the Ray run measured: peak RSS (MiB) per actor process, results seen, retried jobs."""
+    """What the Ray run measured: peak RSS (MiB) and CPU seconds per actor process, results seen,
+    results of jobs already recorded (ignored), jobs rerun alone, jobs that never came back."""
 
     actor_peak_rss_mb: dict[int, float] = field(default_factory=dict)
+    actor_cpu_s: dict[int, float] = field(default_factory=dict)
     results: int = 0
     duplicates: int = 0
     isolated: int = 0
@@ -251,6 +260,7 @@ class RayRunner:
                 self.stats.results += 1
                 pid, mb = int(res["pid"]), float(res["peak_rss_mb"])
                 self.stats.actor_peak_rss_mb[pid] = max(mb, self.stats.actor_peak_rss_mb.get(pid, 0.0))
+                self.stats.actor_cpu_s[pid] = self.stats.actor_cpu_s.get(pid, 0.0) + float(res["cpu_s"])
                 job = pending.pop(i, None)
                 if job is None:  # Ray ran this job twice (a retried batch): its rows are in already
                     self.stats.duplicates += 1

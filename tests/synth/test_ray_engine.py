@@ -186,3 +186,20 @@ def test_affect_augment_in_ray_data_map_batches_and_a_dataloader(ray_session):
         assert not np.array_equal(row["image"], photo)
         assert int(row["label"]) == int(label)  # same draw in Ray as in the DataLoader
         np.testing.assert_array_equal(row["image"], np.asarray(image))
+
+
+def test_an_image_that_kills_every_actor_gets_worker_crashed_rows_and_the_rest_finish(ray_session, inputs,
+                                                                                   reference, tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.setenv(DIE_ONCE_ENV, f":{PHOTOS[0]}")  # every actor that gets it exits
+    out = tmp_path / "out"
+    summary = run_batch_ray(inputs, out, _settings(workers=2),
+                            RayOptions(workers=2, batch_size=2, max_task_retries=0))
+    assert summary.failed == Counter({"worker-crashed": len(TARGETS)}), summary.lines()
+    assert summary.written == (len(PHOTOS) - 1) * len(TARGETS)
+    assert summary.ray.crashed == 1
+    rows = _rows(out)
+    assert Counter(r["output"] for r in rows) == Counter({o: 1 for o in (r["output"] for r in rows)})
+    assert {r["source"] for r in rows if r["status"] == "error"} == {PHOTOS[0]}
+    ref = _files(reference)
+    assert _files(out) == {k: v for k, v in ref.items() if not k.startswith(PHOTOS[0].replace(".", "_"))}
