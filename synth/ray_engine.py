@@ -156,12 +156,14 @@ class SynthActor:
 
         Returns columns ``index``, ``rows`` (JSON of the job's manifest rows), ``fatal`` (a
         `DiskFullError` message, else ""), ``pid`` and ``peak_rss_mb`` (this actor process) and
-        ``cpu_s`` (the job's CPU time in this process, all its threads).
+        ``cpu_s`` (the job's CPU time in this process, all its threads), ``process_cpu_s`` (this
+        process's CPU time so far: imports and the Synthesizer's build included).
         """
         from affectsynth.batch import DiskFullError, process_image
         from affectsynth.rows import fail_rows, reason_detail
 
-        out: dict[str, list] = {"index": [], "rows": [], "fatal": [], "pid": [], "peak_rss_mb": [], "cpu_s": []}
+        out: dict[str, list] = {"index": [], "rows": [], "fatal": [], "pid": [], "peak_rss_mb": [], "cpu_s": [],
+                                "process_cpu_s": []}
         n = len(batch["index"])
         for i in range(n):
             rec = {k: batch[k][i] for k in ("index", "source", "rel_source", "targets", "done")}
@@ -181,6 +183,7 @@ class SynthActor:
             out["pid"].append(os.getpid())
             out["peak_rss_mb"].append(peak_rss_mb())
             out["cpu_s"].append(time.process_time() - cpu0)
+            out["process_cpu_s"].append(time.process_time())
         return out
 
     def _maybe_die(self, job: Job) -> None:
@@ -203,11 +206,13 @@ class SynthActor:
 
 @dataclass
 class RayStats:
-    """What the Ray run measured: peak RSS (MiB) and CPU seconds per actor process, results seen,
-    results of jobs already recorded (ignored), jobs rerun alone, jobs that never came back."""
+    """What the Ray run measured, per actor process (pid): peak RSS (MiB), CPU seconds of its jobs and
+    of its whole life so far; then results seen, results of jobs already recorded (ignored), jobs
+    rerun alone, jobs that never came back."""
 
     actor_peak_rss_mb: dict[int, float] = field(default_factory=dict)
     actor_cpu_s: dict[int, float] = field(default_factory=dict)
+    actor_process_cpu_s: dict[int, float] = field(default_factory=dict)
     results: int = 0
     duplicates: int = 0
     isolated: int = 0
@@ -261,6 +266,8 @@ class RayRunner:
                 pid, mb = int(res["pid"]), float(res["peak_rss_mb"])
                 self.stats.actor_peak_rss_mb[pid] = max(mb, self.stats.actor_peak_rss_mb.get(pid, 0.0))
                 self.stats.actor_cpu_s[pid] = self.stats.actor_cpu_s.get(pid, 0.0) + float(res["cpu_s"])
+                self.stats.actor_process_cpu_s[pid] = max(float(res["process_cpu_s"]),
+                                                          self.stats.actor_process_cpu_s.get(pid, 0.0))
                 job = pending.pop(i, None)
                 if job is None:  # Ray ran this job twice (a retried batch): its rows are in already
                     self.stats.duplicates += 1
