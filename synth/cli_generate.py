@@ -61,6 +61,8 @@ Examples:
   affectsynth generate faces/ out/ --va=0.5,-0.25 --va=-0.8,0.6 --va-grid 3 --per-image 2
   affectsynth generate fer/train out/ --expressions all --size 48 --faces all --workers 4
   affectsynth generate faces/ out/ --dry-run --format json     # list planned outputs only
+  affectsynth generate /shared/faces /shared/out --engine ray --ray-address HEAD:6379
+      the same job on a Ray cluster (folders every node sees; pip install 'affectsynth[ray]')
 
 \b
 Outputs: OUTPUT_DIR/<subfolders>/<stem>_<ext>/f<face>_<target>.png (lossless PNG), e.g.

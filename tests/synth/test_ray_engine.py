@@ -3,7 +3,8 @@
 One Ray session for the module (starting Ray on two loaded cores takes seconds). A small real job
 (3 dev photos x 2 targets at --size 64) is run once in this process (the reference); the
 engines must give the same bytes and manifests, a killed actor must lose nothing, a rerun must
-resume. No timing assertions.
+resume. No timing assertions. The runs are marked ``slow`` (end-to-end over real photos); the
+module takes about 100 s on this project's loaded 2-core machine.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def reference(inputs, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_ray_gives_the_same_bytes_and_rows_as_one_process_and_two_workers(ray_session, inputs, reference,
                                                                           tmp_path, monkeypatch):
     out_ray = tmp_path / "ray"
@@ -96,6 +98,7 @@ def test_ray_gives_the_same_bytes_and_rows_as_one_process_and_two_workers(ray_se
     assert _sorted_rows(out_pool) == _sorted_rows(reference)
 
 
+@pytest.mark.slow
 def test_ray_resumes_like_the_local_engine(ray_session, inputs, reference, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(reference, out)
@@ -113,6 +116,7 @@ def test_ray_resumes_like_the_local_engine(ray_session, inputs, reference, tmp_p
     assert again.jobs == 0 and again.written == 0
 
 
+@pytest.mark.slow
 def test_a_killed_actor_loses_only_its_batch_and_ray_completes_it(ray_session, inputs, reference, tmp_path,
                                                                   monkeypatch):
     marker = tmp_path / "died.pid"
@@ -127,6 +131,7 @@ def test_a_killed_actor_loses_only_its_batch_and_ray_completes_it(ray_session, i
     assert not list(out.rglob("*" + TMP_SUFFIX))
 
 
+@pytest.mark.slow
 def test_cli_engine_ray(ray_session, inputs, reference, tmp_path):
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["generate", str(inputs), str(out), *CLI_ARGS, "--seed", "3",
@@ -150,6 +155,7 @@ def test_engine_ray_without_ray_names_the_extra(inputs, tmp_path, monkeypatch):
     assert not (tmp_path / "o" / "manifest.csv").exists()
 
 
+@pytest.mark.slow
 def test_affect_augment_in_ray_data_map_batches_and_a_dataloader(ray_session):
     import torch
     from PIL import Image
@@ -188,6 +194,7 @@ def test_affect_augment_in_ray_data_map_batches_and_a_dataloader(ray_session):
         np.testing.assert_array_equal(row["image"], np.asarray(image))
 
 
+@pytest.mark.slow
 def test_an_image_that_kills_every_actor_gets_worker_crashed_rows_and_the_rest_finish(ray_session, inputs,
                                                                                    reference, tmp_path,
                                                                                    monkeypatch):
