@@ -10,6 +10,7 @@ module takes about 100 s on this project's loaded 2-core machine.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import sys
 from collections import Counter
@@ -27,6 +28,7 @@ from affectsynth.atomic import TMP_SUFFIX  # noqa: E402
 from affectsynth.batch import GenerateSettings, run_batch  # noqa: E402
 from affectsynth.blendshapes.targets import Expression  # noqa: E402
 from affectsynth.cli import main  # noqa: E402
+from affectsynth.manifest import is_readable_image  # noqa: E402
 from affectsynth.ray_engine import DIE_ONCE_ENV, RayOptions, run_batch_ray  # noqa: E402
 
 DEV = Path(__file__).resolve().parents[2] / ".." / "shared" / "assets" / "dev-photos"
@@ -210,3 +212,46 @@ def test_an_image_that_kills_every_actor_gets_worker_crashed_rows_and_the_rest_f
     assert {r["source"] for r in rows if r["status"] == "error"} == {PHOTOS[0]}
     ref = _files(reference)
     assert _files(out) == {k: v for k, v in ref.items() if not k.startswith(PHOTOS[0].replace(".", "_"))}
+
+
+@pytest.mark.slow
+def test_an_interrupted_driver_keeps_what_came_back_and_a_rerun_completes(inputs, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for p in PHOTOS:  # 6 jobs, one actor: time to interrupt after the first rows
+        for copy in ("a", "b"):
+            shutil.copy(inputs / p, inp / f"{copy}_{p}")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "affectsynth.cli", "generate", str(inp), str(out), *CLI_ARGS, "--seed", "3",
+           "--engine", "ray", "--workers", "1"]
+    log = tmp_path / "first_run.log"
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=log_file)
+        deadline = time.time() + 400
+        while time.time() < deadline and proc.poll() is None:
+            m = out / "manifest.csv"
+            if m.exists() and sum(1 for ln in m.read_text().splitlines()[1:] if ",ok," in ln) >= 2:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, f"the run ended before it could be interrupted: {log.read_text()[-2000:]}"
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=120) == 128 + signal.SIGINT, log.read_text()[-2000:]
+    kept = [r for r in _rows(out) if r["status"] == "ok"]
+    assert 2 <= len(kept) < 12, (out / "manifest.csv").read_text()[:3000] + log.read_text()[-3000:]
+    before = {r["output"]: (out / r["output"]).read_bytes() for r in kept}
+    second = subprocess.run([*cmd, "--format", "json"], capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    text = second.stdout  # the JSON summary; anything Ray may print comes before it
+    summary = json.loads(text if text.startswith("{") else text[text.rindex("\n{") + 1:])
+    assert summary["written"] == 12 - len(kept) and summary["already_done"] == len(kept)
+    rows = _rows(out)
+    counts = Counter(r["output"] for r in rows)
+    assert len(counts) == 12 and set(counts.values()) == {1} and all(r["status"] == "ok" for r in rows)
+    assert not list(out.rglob("*" + TMP_SUFFIX))
+    assert all(is_readable_image(out / o) for o in counts)
+    assert {o: (out / o).read_bytes() for o in before} == before  # what came back was kept, not redone
