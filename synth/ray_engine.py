@@ -27,8 +27,10 @@ import resource
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from affectsynth.atomic import remove_stale_temps
 from affectsynth.manifest import ManifestRow
 from affectsynth.plan import Job
 
@@ -248,6 +250,8 @@ class RayRunner:
                 self.stats.crashed += 1
                 record(fail_rows(pending.pop(i), "error", "worker-crashed",
                                  "the Ray actor died on this image (run alone)"))
+        # every task has ended: temp files of actors that died mid-write are debris (the lock is ours)
+        remove_stale_temps(Path(jobs[0].output_dir))
 
     def _run_pass(self, ray: Any, pending: dict[int, Job], record: Callable[[list[ManifestRow]], None], *,
                   isolate: bool) -> None:
