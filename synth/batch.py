@@ -233,18 +233,30 @@ def _sequence_rows(synthesizer: Any, job: Job, image: np.ndarray, fit: Any, face
 
 # --------------------------------------------------------------------------- running
 
-def make_synthesizer(settings: GenerateSettings) -> Any:
-    """Build the ``affectsynth.synthesizer.Synthesizer`` a run uses (imports torch).
+#: torch threads of every engine's synthesis (in this process, pool workers, Ray actors): the fit's
+#: float reductions depend on the thread count, so one thread everywhere keeps the output bytes of
+#: every engine identical; parallelism comes from processes. On small per-face tensors extra threads
+#: only contend: on a loaded 2-core machine an in-process run took 4x longer with torch's default 2.
+SYNTH_THREADS = 1
 
-    Also sets torch to one intra-op thread in this process: a run's parallelism is its worker
-    processes, and on small per-face tensors extra threads only contend (on a loaded 2-core
-    machine an in-process run took 4x longer with torch's default 2 threads than with 1).
-    """
+
+@contextlib.contextmanager
+def synth_threads() -> Any:
+    """Run the block with :data:`SYNTH_THREADS` torch threads, then restore the count."""
     import torch
 
-    from affectsynth.synthesizer import Synthesizer, SynthSettings
+    old = torch.get_num_threads()
+    torch.set_num_threads(SYNTH_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
-    torch.set_num_threads(1)
+
+def make_synthesizer(settings: GenerateSettings) -> Any:
+    """Build the ``affectsynth.synthesizer.Synthesizer`` a run uses (imports torch; run it under
+    :func:`synth_threads`, as every engine does)."""
+    from affectsynth.synthesizer import Synthesizer, SynthSettings
 
     extras = SynthSettings(head_rotation_deg=settings.head_rotation_deg, light_strength=settings.light_strength,
                            gates=settings.gates)
@@ -262,7 +274,7 @@ def _worker_init(parent_pid: int, settings: GenerateSettings) -> None:
     try:
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(SYNTH_THREADS)
         _WORKER_SYNTH = make_synthesizer(settings)
     except Exception as e:  # reported once per job as WorkerSetupError, then fatal in the parent
         _WORKER_ERROR = reason_detail(e)
@@ -368,7 +380,8 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
               progress: bool = False, synthesizer: Any = None,
               on_rows: Callable[[list[ManifestRow]], None] | None = None, retry_errors: bool = False,
               wait: bool = False, on_wait: Callable[[str], None] | None = None, overwrite: bool = False,
-              manifest_format: str = "csv", progress_file: TextIO | None = None) -> BatchSummary:
+              manifest_format: str = "csv", progress_file: TextIO | None = None,
+              runner: Callable[[list[Job], Callable[[list[ManifestRow]], None]], None] | None = None) -> BatchSummary:
     """Run (or resume) a batch: every image under ``input_dir`` -> outputs + manifest in ``output_dir``.
 
     Args:
@@ -391,6 +404,9 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
         manifest_format: "csv", or "parquet" to also write ``manifest.parquet`` (rebuilt from the
             CSV journal at the end of the run, interrupted or not; see `affectsynth.manifest_parquet`).
         progress_file: where the bar is drawn (default stderr), e.g. a StringIO in tests.
+        runner: another engine (e.g. `affectsynth.ray_engine.RayRunner`): ``runner(jobs, record)``
+            runs the planned jobs and calls ``record(rows)`` once per job, in this process, as
+            results arrive; lock, manifest, resume and summary stay here.
 
     Returns:
         The counts; ``summary.n_failed > 0`` means some outputs failed in this run (exit code 3).
@@ -425,8 +441,13 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
                                standing_failed=Counter(r.reason or "error" for r in manifest.rows
                                                        if r.status == "error"),
                                overwritten=len(stale.outputs))
-        choice = choose_workers(settings.workers, len(plan.jobs), len(plan.planned_outputs) / max(1, len(plan.jobs)),
-                                os.cpu_count(), given_synthesizer=synthesizer is not None)
+        if runner is not None:
+            choice = WorkerChoice(settings.workers or 0, settings.workers is not None,
+                                  getattr(runner, "description", "another engine"))
+        else:
+            choice = choose_workers(settings.workers, len(plan.jobs),
+                                    len(plan.planned_outputs) / max(1, len(plan.jobs)), os.cpu_count(),
+                                    given_synthesizer=synthesizer is not None)
         summary.workers = choice
         bar = OutputProgress(_planned_per_job(plan), desc="generate", note=choice.note, enabled=progress,
                              file=progress_file)
@@ -459,12 +480,21 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
             with manifest:
                 if not plan.jobs:
                     pass
+                elif runner is not None:
+                    jobs_by_source = {job.rel_source: job for job in plan.jobs}
+
+                    def record_rows(rows: list[ManifestRow]) -> None:
+                        if rows:
+                            record(jobs_by_source[rows[0].source], rows)
+
+                    runner(plan.jobs, record_rows)
                 elif choice.workers == 1:
                     bar.stage("loading models")
-                    synth = synthesizer if synthesizer is not None else make_synthesizer(settings)
-                    bar.stage(None)
-                    for job in plan.jobs:
-                        record(job, process_image(synth, job))
+                    with synth_threads():
+                        synth = synthesizer if synthesizer is not None else make_synthesizer(settings)
+                        bar.stage(None)
+                        for job in plan.jobs:
+                            record(job, process_image(synth, job))
                 else:
                     bar.stage(f"starting {choice.workers} workers")
                     run_pool(plan.jobs, workers=choice.workers, initializer=_worker_init, initargs=(settings,),

@@ -65,6 +65,8 @@ Examples:
   affectsynth generate faces/ out/ --paths paths.json --size 128
       one sequence per path and face: out/img_jpg/f0_path-circle/frame_0000.png ... (format: README,
       "Affect paths"); add --expressions/--va to render single targets too
+  affectsynth generate /shared/faces /shared/out --engine ray --ray-address HEAD:6379
+      the same job on a Ray cluster (folders every node sees; pip install 'affectsynth[ray]')
 
 \b
 Outputs: OUTPUT_DIR/<subfolders>/<stem>_<ext>/f<face>_<target>.png (lossless PNG), e.g.
@@ -154,6 +156,12 @@ def _pair(text: str, flag: str) -> tuple[float, float]:
               help="Affect sequences (JSON or .csv; format in the README, 'Affect paths'): each path is rendered "
                    "per face as frames f<face>_path-<name>/frame_NNNN.png, a row each. Alone, or with "
                    "--expressions/--va/--aus targets.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: processes on this machine (--workers); ray: Ray Data actors, one per --workers "
+                   "(default: one per cluster CPU); OUTPUT_DIR must be a folder every node sees. "
+                   "Needs pip install 'affectsynth[ray]'.")
+@click.option("--ray-address", metavar="ADDR", default=None,
+              help="Ray cluster to run on (HEAD:6379 or auto; with --engine ray); default: start a local Ray.")
 @click.pass_context
 def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expressions: str | None,
                      intensities: tuple[str, ...], va: tuple[str, ...], va_grid: int | None,
@@ -162,7 +170,8 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
                      head_rotation: str, relight: float, verify: bool, min_verify: float | None,
                      retry_errors: bool, wait_lock: bool, dry_run: bool,
                      quiet: bool, fmt: str, manifest_format: str = "csv", overwrite: bool = False,
-                     paths_file: Path | None = None) -> None:
+                     paths_file: Path | None = None, engine: str = "local",
+                     ray_address: str | None = None) -> None:
     """Synthesise expressions for every image under INPUT_DIR into OUTPUT_DIR.
 
     Images are found recursively (jpg, jpeg, png, webp, bmp, tif, tiff; any case). Targets are
@@ -194,6 +203,8 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
         except (ValueError, OSError) as e:
             raise click.BadParameter(str(e), param_hint="--paths") from None
     targets = build_targets(expressions, intensities, va, va_grid, aus, paths=bool(paths))
+    if ray_address is not None and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray (e.g. --engine ray --ray-address HEAD:6379)")
     try:
         settings = GenerateSettings(
             targets=tuple(targets), per_image=per_image, size=size, faces=faces, workers=workers, seed=seed,
@@ -239,9 +250,18 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
         click.echo(f"generate: OUTPUT_DIR {output_dir} is in use by {holder}; waiting (--wait)", err=True)
 
     try:
-        summary = run_batch(input_dir, output_dir, settings, progress=progress_enabled(quiet=quiet),
-                            retry_errors=retry_errors, wait=wait_lock, on_wait=waiting, overwrite=overwrite,
-                            manifest_format=manifest_format)
+        common = dict(progress=progress_enabled(quiet=quiet), retry_errors=retry_errors, wait=wait_lock,
+                      on_wait=waiting, overwrite=overwrite, manifest_format=manifest_format)
+        if engine == "ray":
+            from affectsynth.ray_engine import RayOptions, RayUnavailableError, run_batch_ray
+
+            try:  # workers None: the Ray engine sizes the actor pool to the cluster
+                summary = run_batch_ray(input_dir, output_dir, settings, RayOptions(address=ray_address, workers=workers),
+                                        **common)
+            except RayUnavailableError as e:
+                raise click.UsageError(str(e)) from None
+        else:
+            summary = run_batch(input_dir, output_dir, settings, **common)
     except (RunSettingsConflict, SequenceChangedError) as e:  # bad usage: OUTPUT_DIR holds it made otherwise
         raise click.UsageError(str(e)) from None
     except KeyboardInterrupt as e:
@@ -252,6 +272,10 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
         ctx.exit(128 + int(signum))
     for line in summary.lines():
         click.echo(line, err=True)
+    ray_stats = getattr(summary, "ray", None)
+    if ray_stats is not None and ray_stats.actor_peak_rss_mb:
+        peaks = sorted(ray_stats.actor_peak_rss_mb.values())
+        click.echo(f"ray: {len(peaks)} actors, peak RSS per actor {peaks[0]:.0f}-{peaks[-1]:.0f} MiB", err=True)
     if fmt == "json":
         click.echo(json.dumps(summary.to_dict(), indent=1))
     else:

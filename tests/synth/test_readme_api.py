@@ -18,7 +18,7 @@ def _blocks() -> list[tuple[str, str]]:
 
 def test_readme_marks_its_examples():
     opts = [o for o, _ in _blocks()]
-    assert len(opts) == 5 and opts.count("setup") == 1 and "needs=torchvision" in opts
+    assert len(opts) == 6 and opts.count("setup") == 1 and "needs=torchvision" in opts and "needs=ray" in opts
 
 
 @pytest.mark.slow

@@ -1,0 +1,365 @@
+"""The ``generate`` batch on a Ray cluster: the same jobs, rows and files as the local engine, run by Ray Data actors.
+
+The driver plans the run as `affectsynth.batch.run_batch` does (lock, stale temps, manifest,
+``plan_jobs``), then hands the jobs to :class:`RayRunner` through run_batch's ``runner`` seam. A
+Ray dataset holds one row per planned job (paths, targets and the outputs already settled as JSON;
+never image bytes). ``map_batches`` runs :class:`SynthActor`: each actor builds one Synthesizer
+once, runs `process_image` on its jobs, writes the PNGs itself into OUTPUT_DIR (atomic temp +
+rename, so OUTPUT_DIR must be a path that every node sees) and returns only the manifest rows,
+as JSON. The driver appends each job's rows to the manifest as they stream in, so an
+interrupted driver keeps what came back and the next run resumes from it.
+
+Failures: an actor that dies is restarted by Ray and its in-flight batch is retried (at most
+``max_task_retries`` times); a batch that still fails is dropped (``max_errored_blocks``) and its
+jobs are run again one per task; a job that still never comes back gets ``worker-crashed`` rows,
+which the next run retries. A job's rows are recorded once, even if Ray ran it twice.
+
+Ray is an optional extra (``pip install 'affectsynth[ray]'``), imported only here, when used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import resource
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from affectsynth.atomic import remove_stale_temps
+from affectsynth.manifest import ManifestRow
+from affectsynth.plan import Job
+
+__all__ = ["RayOptions", "RayRunner", "RayUnavailableError", "SynthActor", "import_ray", "run_batch_ray"]
+
+#: Test hook: ``MARKER:REL_SOURCE``: the first actor that gets REL_SOURCE creates MARKER and dies
+#: (``os._exit``) before writing anything; after that the job runs normally. ``:REL_SOURCE`` (no
+#: marker): every actor that gets it dies. Read by the driver, passed to the actors.
+DIE_ONCE_ENV = "AFFECTSYNTH_TEST_RAY_DIE_ONCE"
+
+INSTALL_HINT = "pip install 'affectsynth[ray]'"
+
+
+class RayUnavailableError(ImportError):
+    """``--engine ray`` without Ray installed."""
+
+
+def import_ray() -> Any:
+    """Import ``ray`` and ``ray.data`` or raise `RayUnavailableError` naming the extra to install."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the Data library is in the ray[data] extra)
+    except ImportError as e:
+        raise RayUnavailableError(f"--engine ray needs Ray Data, which is not installed ({e}); install it with "
+                                  f"{INSTALL_HINT}") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How the batch runs on Ray.
+
+    Args:
+        address: a running cluster (``HEAD:6379``, ``auto``); ``None`` starts a local Ray in
+            this process (and stops it at the end).
+        workers: actors (one Synthesizer each); ``None``: one per ``cpus_per_worker`` CPUs of the cluster.
+        cpus_per_worker: CPUs Ray reserves per actor (synthesis runs on one torch thread, for the same
+            bytes as the local engine; more CPUs leave room for PNG encoding and I/O).
+        gpus_per_worker: GPUs per actor; ``None``: 1 when the run's device is CUDA, else 0.
+        batch_size: jobs (source images) per actor call: small, so a lost actor loses little and
+            results stream back early.
+        max_task_retries: retries of a batch whose actor died (the actor itself always restarts).
+        local_cpus: CPUs of a local Ray (default: ``workers * cpus_per_worker``, or all cores).
+        object_store_mb: object store of a local Ray; only rows pass through it.
+    """
+
+    address: str | None = None
+    workers: int | None = None
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float | None = None
+    batch_size: int = 2
+    max_task_retries: int = 2
+    local_cpus: int | None = None
+    object_store_mb: int = 200
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"--workers: expected >= 1, got {self.workers}")
+        if self.cpus_per_worker <= 0:
+            raise ValueError(f"RayOptions: cpus_per_worker must be > 0, got {self.cpus_per_worker}")
+        if self.batch_size < 1:
+            raise ValueError(f"RayOptions: batch_size must be >= 1, got {self.batch_size}")
+        if self.object_store_mb < 75:
+            raise ValueError(f"RayOptions: object_store_mb must be >= 75 (Ray's minimum), got {self.object_store_mb}")
+
+
+# --------------------------------------------------------------------------- rows <-> JSON
+
+def job_to_record(index: int, job: Job) -> dict[str, Any]:
+    """The dataset row of a job: small, JSON-safe (paths, targets, settled outputs)."""
+    return {"index": index, "source": job.source, "rel_source": job.rel_source,
+            "targets": json.dumps([t.to_dict() for t in job.targets]), "done": json.dumps(sorted(job.done))}
+
+
+def job_from_record(rec: dict[str, Any], output_dir: str, settings: Any) -> Job:
+    """Inverse of :func:`job_to_record` (the settings travel once, with the actor)."""
+    from affectsynth.blendshapes.targets import target_from_dict
+
+    targets = tuple(target_from_dict(d) for d in json.loads(str(rec["targets"])))
+    return Job(str(rec["source"]), str(rec["rel_source"]), output_dir, targets, settings,
+               frozenset(json.loads(str(rec["done"]))))
+
+
+def rows_to_json(rows: list[ManifestRow]) -> str:
+    """Manifest rows as one JSON string (what an actor returns per job)."""
+    return json.dumps([asdict(r) for r in rows])
+
+
+def rows_from_json(text: str) -> list[ManifestRow]:
+    """Inverse of :func:`rows_to_json`."""
+    return [ManifestRow(**d) for d in json.loads(text)]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB (``getrusage``; Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# --------------------------------------------------------------------------- the actor
+
+class SynthActor:
+    """The ``map_batches`` callable: one Synthesizer per actor, built once; jobs in, manifest rows out.
+
+    Args:
+        output_dir: OUTPUT_DIR as every node sees it.
+        settings: the run's `GenerateSettings`.
+        threads: torch threads; default `affectsynth.batch.SYNTH_THREADS` (same bytes as the local engine).
+        die_once: test hook (see :data:`DIE_ONCE_ENV`): ``(marker path, rel_source)``.
+    """
+
+    def __init__(self, output_dir: str, settings: Any, threads: int | None = None,
+                 die_once: tuple[str, str] | None = None) -> None:
+        import torch
+
+        from affectsynth.batch import SYNTH_THREADS, make_synthesizer
+
+        torch.set_num_threads(SYNTH_THREADS if threads is None else max(1, int(threads)))
+        self.output_dir = output_dir
+        self.settings = settings
+        self.die_once = die_once
+        self.synth = make_synthesizer(settings)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        """Run every job of ``batch`` (columns of :func:`job_to_record`); one result row per job.
+
+        Returns columns ``index``, ``rows`` (JSON of the job's manifest rows), ``fatal`` (a
+        `DiskFullError` message, else ""), ``pid`` and ``peak_rss_mb`` (this actor process) and
+        ``cpu_s`` (the job's CPU time in this process, all its threads), ``process_cpu_s`` (this
+        process's CPU time so far: imports and the Synthesizer's build included).
+        """
+        from affectsynth.batch import DiskFullError, process_image
+        from affectsynth.rows import fail_rows, reason_detail
+
+        out: dict[str, list] = {"index": [], "rows": [], "fatal": [], "pid": [], "peak_rss_mb": [], "cpu_s": [],
+                                "process_cpu_s": []}
+        n = len(batch["index"])
+        for i in range(n):
+            rec = {k: batch[k][i] for k in ("index", "source", "rel_source", "targets", "done")}
+            job = job_from_record(rec, self.output_dir, self.settings)
+            self._maybe_die(job)
+            fatal = ""
+            cpu0 = time.process_time()
+            try:
+                rows = process_image(self.synth, job)
+            except DiskFullError as e:
+                rows, fatal = [], str(e)
+            except Exception as e:  # the engine catches per item (STYLE 5): as the local pool's worker-error
+                rows = fail_rows(job, "error", "worker-error", reason_detail(e))
+            out["index"].append(int(rec["index"]))
+            out["rows"].append(rows_to_json(rows))
+            out["fatal"].append(fatal)
+            out["pid"].append(os.getpid())
+            out["peak_rss_mb"].append(peak_rss_mb())
+            out["cpu_s"].append(time.process_time() - cpu0)
+            out["process_cpu_s"].append(time.process_time())
+        return out
+
+    def _maybe_die(self, job: Job) -> None:
+        if self.die_once is None:
+            return
+        marker, rel = self.die_once
+        if job.rel_source == rel and not marker:  # no marker: die every time (a poisonous image)
+            os._exit(1)
+        if job.rel_source == rel:
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            os._exit(1)
+
+
+# --------------------------------------------------------------------------- the driver
+
+@dataclass
+class RayStats:
+    """What the Ray run measured, per actor process (pid): peak RSS (MiB), CPU seconds of its jobs and
+    of its whole life so far; then results seen, results of jobs already recorded (ignored), jobs
+    rerun alone, jobs that never came back."""
+
+    actor_peak_rss_mb: dict[int, float] = field(default_factory=dict)
+    actor_cpu_s: dict[int, float] = field(default_factory=dict)
+    actor_process_cpu_s: dict[int, float] = field(default_factory=dict)
+    results: int = 0
+    duplicates: int = 0
+    isolated: int = 0
+    crashed: int = 0
+
+
+class RayRunner:
+    """run_batch's ``runner`` for Ray: ``runner(jobs, record)`` runs the jobs, ``record(rows)`` once per job.
+
+    Args:
+        settings: the run's `GenerateSettings` (sent once to each actor).
+        options: `RayOptions`.
+    """
+
+    #: how the run is executed (the summary's ``execution:`` line and the progress bar)
+    description = "Ray Data actors"
+
+    def __init__(self, settings: Any, options: RayOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.stats = RayStats()
+
+    def __call__(self, jobs: list[Job], record: Callable[[list[ManifestRow]], None]) -> None:
+        from affectsynth.rows import fail_rows
+
+        if not jobs:
+            return
+        ray = import_ray()
+        with _ray_session(ray, self.options):
+            pending = dict(enumerate(jobs))
+            self._run_pass(ray, pending, record, isolate=False)
+            if pending:  # batches that failed even after retries: each job alone
+                self.stats.isolated += len(pending)
+                self._run_pass(ray, pending, record, isolate=True)
+            for i in sorted(pending):
+                self.stats.crashed += 1
+                record(fail_rows(pending.pop(i), "error", "worker-crashed",
+                                 "the Ray actor died on this image (run alone)"))
+        # every task has ended: temp files of actors that died mid-write are debris (the lock is ours)
+        remove_stale_temps(Path(jobs[0].output_dir))
+
+    def _run_pass(self, ray: Any, pending: dict[int, Job], record: Callable[[list[ManifestRow]], None], *,
+                  isolate: bool) -> None:
+        """Run ``pending`` jobs on an actor pool; record and remove each job whose rows come back."""
+        from affectsynth.batch import DiskFullError
+
+        ctx = ray.data.DataContext.get_current()
+        old = ctx.max_errored_blocks
+        ctx.max_errored_blocks = -1  # a batch that keeps failing is dropped, not fatal: its jobs are isolated
+        try:
+            for res in self._results(ray, pending, isolate=isolate):
+                if res["fatal"]:
+                    raise DiskFullError(res["fatal"])
+                i = int(res["index"])
+                self.stats.results += 1
+                pid, mb = int(res["pid"]), float(res["peak_rss_mb"])
+                self.stats.actor_peak_rss_mb[pid] = max(mb, self.stats.actor_peak_rss_mb.get(pid, 0.0))
+                self.stats.actor_cpu_s[pid] = self.stats.actor_cpu_s.get(pid, 0.0) + float(res["cpu_s"])
+                self.stats.actor_process_cpu_s[pid] = max(float(res["process_cpu_s"]),
+                                                          self.stats.actor_process_cpu_s.get(pid, 0.0))
+                job = pending.pop(i, None)
+                if job is None:  # Ray ran this job twice (a retried batch): its rows are in already
+                    self.stats.duplicates += 1
+                    continue
+                record(rows_from_json(str(res["rows"])))
+        finally:
+            ctx.max_errored_blocks = old
+
+    def _results(self, ray: Any, pending: dict[int, Job], *, isolate: bool) -> Iterator[dict[str, Any]]:
+        """Stream the actors' result rows; an execution error ends the stream (the rest stay pending)."""
+        o = self.options
+        recs = [job_to_record(i, j) for i, j in sorted(pending.items())]
+        workers = o.workers or _cluster_workers(ray, o.cpus_per_worker)
+        workers = max(1, min(workers, len(recs)))
+        gpus = o.gpus_per_worker
+        if gpus is None:
+            gpus = 1.0 if str(self.settings.device).startswith("cuda") else 0.0
+        ds = ray.data.from_items(recs, override_num_blocks=len(recs) if isolate else None)
+        die = os.environ.get(DIE_ONCE_ENV)
+        die_once = tuple(die.split(":", 1)) if die else None
+        with warnings.catch_warnings():
+            # Ray 2.60 has no named parameter for the retry bounds (its **ray_remote_args warn, removal
+            # announced for 2.64; the extra pins 2.60): without them a batch that kills its actor
+            # every time would be retried for ever.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = ds.map_batches(
+                SynthActor, batch_size=1 if isolate else o.batch_size, batch_format="numpy",
+                fn_constructor_kwargs={"output_dir": pending[next(iter(pending))].output_dir,
+                                       "settings": self.settings,
+                                       "die_once": die_once},
+                compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
+                num_cpus=o.cpus_per_worker, num_gpus=gpus or None,
+                max_restarts=-1, max_task_retries=o.max_task_retries)
+        it = iter(ds.iter_rows())
+        while True:
+            try:
+                res = next(it)
+            except StopIteration:
+                return
+            except ray.exceptions.RayError:  # the execution failed as a whole: what is missing is retried
+                return
+            yield res
+
+
+def _cluster_workers(ray: Any, cpus_per_worker: float) -> int:
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    return max(1, int(cpus // cpus_per_worker))
+
+
+@contextlib.contextmanager
+def _ray_session(ray: Any, o: RayOptions) -> Iterator[None]:
+    """Connect to ``o.address`` or start a local Ray (stopped on exit); reuse one already initialised."""
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the run's own bar counts images; Ray's would interleave with it
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if ray.is_initialized():
+        yield
+        return
+    if o.address:
+        ray.init(address=o.address, log_to_driver=False, include_dashboard=False, logging_level=logging.WARNING)
+    else:
+        cpus = o.local_cpus or (int(o.workers * o.cpus_per_worker) if o.workers else (os.cpu_count() or 1))
+        ray.init(num_cpus=max(1, cpus), include_dashboard=False, log_to_driver=False,
+                 object_store_memory=o.object_store_mb * 1024 * 1024, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def run_batch_ray(input_dir: str | os.PathLike, output_dir: str | os.PathLike, settings: Any,
+                  options: RayOptions | None = None, **kwargs: Any) -> Any:
+    """`affectsynth.batch.run_batch` on Ray: same arguments (``kwargs``), same manifest and outputs.
+
+    Returns:
+        The `BatchSummary`; ``summary.ray`` is the runner's `RayStats` (peak RSS per actor).
+
+    Raises:
+        RayUnavailableError: Ray Data is not installed (the message names the extra).
+        Everything `run_batch` raises.
+    """
+    from affectsynth.batch import run_batch
+
+    import_ray()  # fail before the lock and the manifest are touched
+    runner = RayRunner(settings, options or RayOptions())
+    summary = run_batch(input_dir, output_dir, settings, runner=runner, **kwargs)
+    summary.ray = runner.stats
+    return summary
