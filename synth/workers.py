@@ -35,7 +35,7 @@ class WorkerCosts:
     build_s: float
     per_image_s: float
     per_target_s: float
-    efficiency: float = 0.5
+    efficiency: float = 0.95
     margin: float = 0.15
 
 
@@ -43,10 +43,12 @@ class WorkerCosts:
 #: crops of the astronaut photo, 8 targets; CPU time, medians of 3, load average 0.3-4 from other
 #: jobs): worker start 1.69-1.80 s (spawn + imports 1.08-1.19 s, Synthesizer 0.55-0.60 s; 2.0-5.6 s
 #: wall seen by the parent), in-process Synthesizer build 0.54-0.67 s, per image 0.083-0.090 s, per
-#: output 0.047-0.055 s. ``efficiency`` 0.5: end to end (wall, load 2-3) 2 workers / in-process
-#: was 0.45 at 12 photos and 0.60 at 24, and the marginal rate between them equal (16.9 vs 17.0
-#: outputs/s): the in-process run already uses both cores through torch's intra-op threads, so on
-#: 2 cores workers only add their start (issue 13: 11.6 vs 12.3 outputs/s at 12 photos).
+#: output 0.047-0.055 s. ``efficiency`` 0.95: every engine synthesises on one torch thread per
+#: process (`affectsynth.batch.SYNTH_THREADS`), so the in-process run uses one core and W workers
+#: add W; ``scripts/bench_generate.py --photos 12`` (load 0.7-1.1) measured the steady rate of 2
+#: workers at 2.16x the in-process one (27.6 vs 12.8 outputs/s) and 12 photos x 8 targets end to end
+#: at 12.9 vs 9.2 outputs/s. (Before one thread was the rule, the in-process run used both cores
+#: through torch's threads and was the faster one at 12 photos: issue 13's 11.6 vs 12.3 outputs/s.)
 MEASURED = WorkerCosts(start_s=1.75, build_s=0.6, per_image_s=0.085, per_target_s=0.05)
 
 

@@ -10,12 +10,13 @@ from affectsynth.workers import MEASURED, choose_workers, default_workers
 
 
 def test_small_jobs_stay_in_process_large_ones_use_the_cores():
-    # the case of issue 13: 12 photos x 8 targets on 2 cores ran faster in-process
-    assert default_workers(12, 8, 2) == 1
+    # 2 cores: 6 photos x 8 targets do not pay for the workers' start; 12 do (measured 12.9 vs 9.2 outputs/s)
+    assert default_workers(6, 8, 2) == 1
+    assert default_workers(12, 8, 2) == 2
     assert default_workers(1, 8, 64) == 1  # one image cannot be shared
-    # 2 cores: the in-process run already uses both (torch threads); 2 workers only add their start
-    assert default_workers(5000, 8, 2) == 1
-    assert default_workers(5000, 8, 2, costs=dataclasses.replace(MEASURED, efficiency=0.9)) == 2
+    assert default_workers(5000, 8, 2) == 2
+    # were the workers to share the cores badly (torch threads in-process), 2 cores would stay in-process
+    assert default_workers(5000, 8, 2, costs=dataclasses.replace(MEASURED, efficiency=0.5)) == 1
     assert default_workers(5000, 8, 4) == 4
     many = default_workers(5000, 8, 16)
     assert 2 < many <= 16
@@ -28,7 +29,7 @@ def test_more_work_never_means_fewer_workers():
         for n_targets in (1, 8, 40):
             picks = [default_workers(n, n_targets, cores) for n in range(1, 4000, 37)]
             assert picks == sorted(picks), (cores, n_targets, picks)
-            assert picks[-1] > 1 or cores == 2, (cores, n_targets)  # a big enough job goes parallel
+            assert picks[-1] > 1, (cores, n_targets)  # a big enough job goes parallel
 
 
 def test_the_rule_follows_the_measured_costs():
@@ -43,7 +44,7 @@ def test_the_rule_follows_the_measured_costs():
 
 
 def test_choice_notes_and_explicit_workers_are_obeyed():
-    auto = choose_workers(None, 12, 8, 2)
+    auto = choose_workers(None, 4, 8, 2)
     assert (auto.workers, auto.explicit, auto.note) == (1, False, "in-process: job too small for workers")
     assert choose_workers(None, 5000, 8, 4).note == "4 workers"
     assert choose_workers(None, 5000, 8, 1).note == "in-process: one core"
