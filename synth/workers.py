@@ -68,9 +68,8 @@ def default_workers(n_jobs: int, n_targets: float, cpu_count: int | None, *, cos
     The run's predicted time in-process is ``build_s + work`` and on W workers
     ``start_s + work / (min(W, cores) x efficiency)``, where ``work = n_jobs x (per_image_s +
     n_targets x per_target_s)``. The fewest workers within 2% of the fastest prediction is chosen,
-    and it must beat in-process by ``margin``. With `MEASURED`: on 2 cores every job stays
-    in-process (2 workers at efficiency 0.5 only match the in-process rate, after their start); on
-    4 cores 12 images x 8 targets go to 4 workers, on 16 cores 8 images x 8 targets to 8.
+    and it must beat in-process by ``margin``. With `MEASURED`: on 2 cores 6 images x 8 targets stay
+    in-process and 12 go to 2 workers (their start is paid back from about 8 images).
 
     Args:
         n_jobs: source images to process.
@@ -82,8 +81,8 @@ def default_workers(n_jobs: int, n_targets: float, cpu_count: int | None, *, cos
         Workers in ``[1, min(cpu_count, n_jobs)]``.
 
     Example:
-        >>> default_workers(12, 8, 2), default_workers(5000, 8, 2), default_workers(12, 8, 16), default_workers(500, 8, 1)
-        (1, 1, 12, 1)
+        >>> default_workers(6, 8, 2), default_workers(12, 8, 2), default_workers(12, 8, 16), default_workers(500, 8, 1)
+        (1, 2, 12, 1)
     """
     cores = max(1, int(cpu_count or 1))
     top = min(cores, int(n_jobs))
