@@ -308,6 +308,7 @@ class BatchSummary:
     rejected: Counter = field(default_factory=Counter)
     overwritten: int = 0
     workers: WorkerChoice | None = None
+    ray: Any = None  # `affectsynth.ray_engine.RayStats` of a run on Ray (peak RSS per actor, ...)
 
     @property
     def n_failed(self) -> int:
