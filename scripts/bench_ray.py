@@ -83,7 +83,6 @@ def main() -> None:
     ray.init(num_cpus=a.workers, include_dashboard=False, log_to_driver=False,
              object_store_memory=200 * 1024 * 1024, logging_level=logging.WARNING)
     print(f"ray.init: {time.perf_counter() - t0:.1f} s")
-    batch.MIN_JOBS_PER_WORKER = 1  # the pool even for a small job: it is what is compared
     names = ("in-process", "pool", "ray", "ray-jobs")
     res: dict[str, dict[str, list[float]]] = {k: {"out_s": [], "out_cpu_s": []} for k in names}
     peaks: list[float] = []
