@@ -162,6 +162,11 @@ def _pair(text: str, flag: str) -> tuple[float, float]:
                    "Needs pip install 'affectsynth[ray]'.")
 @click.option("--ray-address", metavar="ADDR", default=None,
               help="Ray cluster to run on (HEAD:6379 or auto; with --engine ray); default: start a local Ray.")
+@click.option("--ray-stall-timeout", "ray_stall_timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="S",
+              help="With --engine ray: if no result comes back from Ray for S seconds (actor start-up included; "
+                   "default 600), stop waiting: the images still pending get worker-crashed rows, retried by the "
+                   "next run.")
 @click.pass_context
 def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expressions: str | None,
                      intensities: tuple[str, ...], va: tuple[str, ...], va_grid: int | None,
@@ -171,7 +176,7 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
                      retry_errors: bool, wait_lock: bool, dry_run: bool,
                      quiet: bool, fmt: str, manifest_format: str = "csv", overwrite: bool = False,
                      paths_file: Path | None = None, engine: str = "local",
-                     ray_address: str | None = None) -> None:
+                     ray_address: str | None = None, ray_stall_timeout: float | None = None) -> None:
     """Synthesise expressions for every image under INPUT_DIR into OUTPUT_DIR.
 
     Images are found recursively (jpg, jpeg, png, webp, bmp, tif, tiff; any case). Targets are
@@ -205,6 +210,8 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
     targets = build_targets(expressions, intensities, va, va_grid, aus, paths=bool(paths))
     if ray_address is not None and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray (e.g. --engine ray --ray-address HEAD:6379)")
+    if ray_stall_timeout is not None and engine != "ray":
+        raise click.UsageError("--ray-stall-timeout needs --engine ray")
     try:
         settings = GenerateSettings(
             targets=tuple(targets), per_image=per_image, size=size, faces=faces, workers=workers, seed=seed,
@@ -255,9 +262,10 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
         if engine == "ray":
             from affectsynth.ray_engine import RayOptions, RayUnavailableError, run_batch_ray
 
+            stall = RayOptions.stall_timeout_s if ray_stall_timeout is None else ray_stall_timeout
+            options = RayOptions(address=ray_address, workers=workers, stall_timeout_s=stall)
             try:  # workers None: the Ray engine sizes the actor pool to the cluster
-                summary = run_batch_ray(input_dir, output_dir, settings, RayOptions(address=ray_address, workers=workers),
-                                        **common)
+                summary = run_batch_ray(input_dir, output_dir, settings, options, **common)
             except RayUnavailableError as e:
                 raise click.UsageError(str(e)) from None
         else:

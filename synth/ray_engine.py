@@ -14,6 +14,15 @@ Failures: an actor that dies is restarted by Ray and its in-flight batch is retr
 jobs are run again one per task; a job that still never comes back gets ``worker-crashed`` rows,
 which the next run retries. A job's rows are recorded once, even if Ray ran it twice.
 
+Stalls: the Ray Data stream is consumed by a daemon thread that hands results to the driver
+through a queue (`affectsynth.stall.stream_with_stall_timeout`). When no result arrives for
+``RayOptions.stall_timeout_s`` (Ray Data 2.60 once waited 14 minutes after an image killed every
+actor), the driver stops waiting: every job still pending gets ``worker-crashed`` rows ("no result
+from Ray for N s (stalled)"; the next run retries them), no further pass is tried, and the Ray
+session ends as after any run (a local Ray stops with its actors; on a cluster, ``ray.shutdown``
+disconnects the driver and Ray ends its job, whose actors die with it). The driver's main thread
+waits in short slices, so Ctrl-C (and SIGTERM) still stop it at once.
+
 Ray is an optional extra (``pip install 'affectsynth[ray]'``), imported only here, when used.
 """
 
@@ -33,13 +42,25 @@ from typing import Any, Callable, Iterator
 from affectsynth.atomic import remove_stale_temps
 from affectsynth.manifest import ManifestRow
 from affectsynth.plan import Job
+from affectsynth.stall import StreamStalled, stream_with_stall_timeout
 
-__all__ = ["RayOptions", "RayRunner", "RayUnavailableError", "SynthActor", "import_ray", "run_batch_ray"]
+__all__ = ["RayOptions", "RayRunner", "RayUnavailableError", "SynthActor", "import_ray", "run_batch_ray",
+           "stall_detail"]
 
 #: Test hook: ``MARKER:REL_SOURCE``: the first actor that gets REL_SOURCE creates MARKER and dies
 #: (``os._exit``) before writing anything; after that the job runs normally. ``:REL_SOURCE`` (no
 #: marker): every actor that gets it dies. Read by the driver, passed to the actors.
 DIE_ONCE_ENV = "AFFECTSYNTH_TEST_RAY_DIE_ONCE"
+
+#: Test hook: ``REL_SOURCE``: every actor that gets REL_SOURCE sleeps (10 minutes) before running
+#: it, so that the driver sees a stalled stream. Read by the driver, passed to the actors.
+SLEEP_ENV = "AFFECTSYNTH_TEST_RAY_SLEEP"
+
+#: how long the test hook of :data:`SLEEP_ENV` sleeps (longer than any test's stall timeout)
+SLEEP_S = 600.0
+
+#: the driver's queue wait per slice: short, so that signals (Ctrl-C) are handled promptly
+POLL_S = 0.25
 
 INSTALL_HINT = "pip install 'affectsynth[ray]'"
 
@@ -75,6 +96,9 @@ class RayOptions:
         max_task_retries: retries of a batch whose actor died (the actor itself always restarts).
         local_cpus: CPUs of a local Ray (default: ``workers * cpus_per_worker``, or all cores).
         object_store_mb: object store of a local Ray; only rows pass through it.
+        stall_timeout_s: seconds without any result from Ray after which the driver gives up on
+            the jobs still pending (``worker-crashed`` rows, retried by the next run) and ends the
+            run; counts from the start of each pass, so it must cover the actors' start-up too.
     """
 
     address: str | None = None
@@ -85,6 +109,7 @@ class RayOptions:
     max_task_retries: int = 2
     local_cpus: int | None = None
     object_store_mb: int = 200
+    stall_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -95,6 +120,8 @@ class RayOptions:
             raise ValueError(f"RayOptions: batch_size must be >= 1, got {self.batch_size}")
         if self.object_store_mb < 75:
             raise ValueError(f"RayOptions: object_store_mb must be >= 75 (Ray's minimum), got {self.object_store_mb}")
+        if not self.stall_timeout_s > 0:
+            raise ValueError(f"--ray-stall-timeout: expected seconds > 0, got {self.stall_timeout_s}")
 
 
 # --------------------------------------------------------------------------- rows <-> JSON
@@ -139,10 +166,11 @@ class SynthActor:
         settings: the run's `GenerateSettings`.
         threads: torch threads; default `affectsynth.batch.SYNTH_THREADS` (same bytes as the local engine).
         die_once: test hook (see :data:`DIE_ONCE_ENV`): ``(marker path, rel_source)``.
+        sleep_on: test hook (see :data:`SLEEP_ENV`): the rel_source this actor sleeps on.
     """
 
     def __init__(self, output_dir: str, settings: Any, threads: int | None = None,
-                 die_once: tuple[str, str] | None = None) -> None:
+                 die_once: tuple[str, str] | None = None, sleep_on: str | None = None) -> None:
         import torch
 
         from affectsynth.batch import SYNTH_THREADS, make_synthesizer
@@ -151,6 +179,7 @@ class SynthActor:
         self.output_dir = output_dir
         self.settings = settings
         self.die_once = die_once
+        self.sleep_on = sleep_on or None
         self.synth = make_synthesizer(settings)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
@@ -171,6 +200,8 @@ class SynthActor:
             rec = {k: batch[k][i] for k in ("index", "source", "rel_source", "targets", "done")}
             job = job_from_record(rec, self.output_dir, self.settings)
             self._maybe_die(job)
+            if self.sleep_on is not None and job.rel_source == self.sleep_on:
+                time.sleep(SLEEP_S)  # test hook: a stalled stream
             fatal = ""
             cpu0 = time.process_time()
             try:
@@ -210,7 +241,8 @@ class SynthActor:
 class RayStats:
     """What the Ray run measured, per actor process (pid): peak RSS (MiB), CPU seconds of its jobs and
     of its whole life so far; then results seen, results of jobs already recorded (ignored), jobs
-    rerun alone, jobs that never came back."""
+    rerun alone, jobs that never came back (all of them), and of those the jobs given up on because
+    the stream stalled (``stall_timeout_s``)."""
 
     actor_peak_rss_mb: dict[int, float] = field(default_factory=dict)
     actor_cpu_s: dict[int, float] = field(default_factory=dict)
@@ -219,6 +251,7 @@ class RayStats:
     duplicates: int = 0
     isolated: int = 0
     crashed: int = 0
+    stalled: int = 0
 
 
 class RayRunner:
@@ -236,6 +269,7 @@ class RayRunner:
         self.settings = settings
         self.options = options
         self.stats = RayStats()
+        self._dataset: Any = None  # the pass's Ray dataset (set by `_results`), to stop it if it stalls
 
     def __call__(self, jobs: list[Job], record: Callable[[list[ManifestRow]], None]) -> None:
         from affectsynth.rows import fail_rows
@@ -245,27 +279,39 @@ class RayRunner:
         ray = import_ray()
         with _ray_session(ray, self.options):
             pending = dict(enumerate(jobs))
-            self._run_pass(ray, pending, record, isolate=False)
-            if pending:  # batches that failed even after retries: each job alone
-                self.stats.isolated += len(pending)
-                self._run_pass(ray, pending, record, isolate=True)
+            detail = "the Ray actor died on this image (run alone)"
+            try:
+                self._run_pass(ray, pending, record, isolate=False)
+                if pending:  # batches that failed even after retries: each job alone
+                    self.stats.isolated += len(pending)
+                    self._run_pass(ray, pending, record, isolate=True)
+            except StreamStalled as e:  # no further pass: Ray itself is stuck; the next run retries these
+                self.stats.stalled = len(pending)
+                detail = stall_detail(e.timeout_s)
             for i in sorted(pending):
                 self.stats.crashed += 1
-                record(fail_rows(pending.pop(i), "error", "worker-crashed",
-                                 "the Ray actor died on this image (run alone)"))
+                record(fail_rows(pending.pop(i), "error", "worker-crashed", detail))
         # every task has ended: temp files of actors that died mid-write are debris (the lock is ours)
         remove_stale_temps(Path(jobs[0].output_dir))
 
     def _run_pass(self, ray: Any, pending: dict[int, Job], record: Callable[[list[ManifestRow]], None], *,
                   isolate: bool) -> None:
-        """Run ``pending`` jobs on an actor pool; record and remove each job whose rows come back."""
+        """Run ``pending`` jobs on an actor pool; record and remove each job whose rows come back.
+
+        Raises:
+            StreamStalled: no result for ``stall_timeout_s`` (the jobs left in ``pending`` are not done).
+            DiskFullError: an actor could not write.
+        """
         from affectsynth.batch import DiskFullError
 
         ctx = ray.data.DataContext.get_current()
         old = ctx.max_errored_blocks
         ctx.max_errored_blocks = -1  # a batch that keeps failing is dropped, not fatal: its jobs are isolated
         try:
-            for res in self._results(ray, pending, isolate=isolate):
+            results = stream_with_stall_timeout(self._results(ray, pending, isolate=isolate),
+                                                self.options.stall_timeout_s, poll_s=POLL_S,
+                                                name="affectsynth-ray-results")
+            for res in results:
                 if res["fatal"]:
                     raise DiskFullError(res["fatal"])
                 i = int(res["index"])
@@ -280,11 +326,19 @@ class RayRunner:
                     self.stats.duplicates += 1
                     continue
                 record(rows_from_json(str(res["rows"])))
+        except StreamStalled:
+            _stop_execution(self._dataset)
+            raise
         finally:
+            self._dataset = None
             ctx.max_errored_blocks = old
 
     def _results(self, ray: Any, pending: dict[int, Job], *, isolate: bool) -> Iterator[dict[str, Any]]:
-        """Stream the actors' result rows; an execution error ends the stream (the rest stay pending)."""
+        """Stream the actors' result rows; an execution error ends the stream (the rest stay pending).
+
+        Runs in the reader thread of `stream_with_stall_timeout` (builds the dataset there too); it
+        only reads ``pending``, which the driver changes only for jobs that already came back.
+        """
         o = self.options
         recs = [job_to_record(i, j) for i, j in sorted(pending.items())]
         workers = o.workers or _cluster_workers(ray, o.cpus_per_worker)
@@ -304,10 +358,12 @@ class RayRunner:
                 SynthActor, batch_size=1 if isolate else o.batch_size, batch_format="numpy",
                 fn_constructor_kwargs={"output_dir": pending[next(iter(pending))].output_dir,
                                        "settings": self.settings,
-                                       "die_once": die_once},
+                                       "die_once": die_once,
+                                       "sleep_on": os.environ.get(SLEEP_ENV) or None},
                 compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
                 num_cpus=o.cpus_per_worker, num_gpus=gpus or None,
                 max_restarts=-1, max_task_retries=o.max_task_retries)
+        self._dataset = ds
         it = iter(ds.iter_rows())
         while True:
             try:
@@ -317,6 +373,26 @@ class RayRunner:
             except ray.exceptions.RayError:  # the execution failed as a whole: what is missing is retried
                 return
             yield res
+
+
+def _stop_execution(ds: Any) -> None:
+    """Best effort: shut a stalled Ray Data execution down, so that its threads neither outlive the pass
+    nor, once Ray is shut down, log errors and start a new local Ray from the abandoned reader thread.
+
+    Ray Data 2.60 keeps the streaming executor of ``iter_rows`` on the dataset (private
+    ``_current_executor``, what its own ``_synchronize_progress_bar`` shuts down); if that ever
+    changes this does nothing and the Ray session's shutdown still ends the actors.
+    """
+    executor = getattr(ds, "_current_executor", None)
+    if executor is None:
+        return
+    with contextlib.suppress(Exception):
+        executor.shutdown(force=True)
+
+
+def stall_detail(timeout_s: float) -> str:
+    """The ``worker-crashed`` detail of a job given up on because Ray sent nothing for ``timeout_s``."""
+    return f"no result from Ray for {timeout_s:g} s (stalled); rerun to retry"
 
 
 def _cluster_workers(ray: Any, cpus_per_worker: float) -> int:
