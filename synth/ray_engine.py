@@ -326,7 +326,7 @@ class RayRunner:
                     self.stats.duplicates += 1
                     continue
                 record(rows_from_json(str(res["rows"])))
-        except StreamStalled:
+        except BaseException:  # stalled, disk full, Ctrl-C: the reader thread is abandoned, stop what feeds it
             _stop_execution(self._dataset)
             raise
         finally:
@@ -376,8 +376,9 @@ class RayRunner:
 
 
 def _stop_execution(ds: Any) -> None:
-    """Best effort: shut a stalled Ray Data execution down, so that its threads neither outlive the pass
-    nor, once Ray is shut down, log errors and start a new local Ray from the abandoned reader thread.
+    """Best effort: shut an abandoned (stalled, interrupted) Ray Data execution down, so that its threads
+    neither outlive the pass nor, once Ray is shut down, log errors and start a new local Ray from the
+    abandoned reader thread (seen with Ray 2.60).
 
     Ray Data 2.60 keeps the streaming executor of ``iter_rows`` on the dataset (private
     ``_current_executor``, what its own ``_synchronize_progress_bar`` shuts down); if that ever
