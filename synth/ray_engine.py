@@ -18,10 +18,11 @@ Stalls: the Ray Data stream is consumed by a daemon thread that hands results to
 through a queue (`affectsynth.stall.stream_with_stall_timeout`). When no result arrives for
 ``RayOptions.stall_timeout_s`` (Ray Data 2.60 once waited 14 minutes after an image killed every
 actor), the driver stops waiting: every job still pending gets ``worker-crashed`` rows ("no result
-from Ray for N s (stalled)"; the next run retries them), no further pass is tried, and the Ray
-session ends as after any run (a local Ray stops with its actors; on a cluster, ``ray.shutdown``
-disconnects the driver and Ray ends its job, whose actors die with it). The driver's main thread
-waits in short slices, so Ctrl-C (and SIGTERM) still stop it at once.
+from Ray for N s (stalled)"; the next run retries them), no further pass is tried, the pass's
+Ray Data execution is shut down (its actors are killed) and the Ray session ends as after any run
+(a local Ray stops; on a cluster, ``ray.shutdown`` disconnects the driver and Ray ends its job,
+whose actors die with it). The driver's main thread waits in short slices, so Ctrl-C (and
+SIGTERM) still stop it at once.
 
 Ray is an optional extra (``pip install 'affectsynth[ray]'``), imported only here, when used.
 """
