@@ -36,7 +36,7 @@ from affectsynth.plan import Job, Plan, PlannedFrame, item_seed, plan_jobs, sele
 from affectsynth.pool import WorkerSetupError, die_with_parent, run_pool
 from affectsynth.progress import OutputProgress
 from affectsynth.recover import reset_detector
-from affectsynth.rows import OutputPlacement, error_row, fail_rows, frame_row, ok_row, reason_detail, target_fields
+from affectsynth.rows import OutputPlacement, error_row, fail_rows, frame_row, ok_row, reason_detail
 from affectsynth.run_record import RunSettingsConflict, check_run_settings, save_record
 from affectsynth.workers import WorkerChoice, choose_workers
 
@@ -161,8 +161,7 @@ def _finish_output(synthesizer: Any, job: Job, res: Any, target: Any, face: int,
     s = job.settings
 
     def failed(reason: str, e: BaseException) -> ManifestRow:
-        return ManifestRow(job.rel_source, out, "error", f"{reason}: {reason_detail(e)}", **target_fields(target),
-                           seed=seed, face=face, n_faces=n_faces)
+        return error_row(job, target, face, n_faces, reason, e, output=out, seed=seed)
 
     image = np.asarray(res.image)
     placement = OutputPlacement.of(source_box, image.shape, size=s.size, crop_scale=s.crop_scale)
@@ -211,9 +210,8 @@ def _sequence_rows(synthesizer: Any, job: Job, image: np.ndarray, fit: Any, face
         try:
             draws = sequence_draws(synthesizer, plan, seed)
         except Exception as e:  # the engine catches per item (STYLE 5)
-            rows += [frame_row(ManifestRow(job.rel_source, p.output, "error", f"synth-failed: {reason_detail(e)}",
-                                           **target_fields(p.target), seed=seed, face=face, n_faces=n_faces), p)
-                     for p in todo]
+            rows += [frame_row(error_row(job, p.target, face, n_faces, "synth-failed", e, output=p.output, seed=seed),
+                               p) for p in todo]
             continue
         for p in todo:
             target = p.target
@@ -222,9 +220,8 @@ def _sequence_rows(synthesizer: Any, job: Job, image: np.ndarray, fit: Any, face
             try:
                 res = render_frame(synthesizer, image, p.frame, draws, fit=fit)
             except Exception as e:  # the engine catches per item (STYLE 5)
-                rows.append(frame_row(ManifestRow(job.rel_source, p.output, "error",
-                                                  f"synth-failed: {reason_detail(e)}", **target_fields(target),
-                                                  seed=seed, face=face, n_faces=n_faces), p))
+                rows.append(frame_row(error_row(job, target, face, n_faces, "synth-failed", e, output=p.output,
+                                                seed=seed), p))
                 continue
             rows.append(frame_row(_finish_output(synthesizer, job, res, target, face, n_faces, p.output, seed,
                                                  reference, source_box), p))

@@ -103,7 +103,13 @@ def ok_row(job: Job, face: int, n_faces: int, out: str, seed: int, labels: Synth
                        **labels.to_row(), **extra, **where)
 
 
-def error_row(job: Job, target: Any, face: int, n_faces: int, reason: str, e: BaseException) -> ManifestRow:
-    """The ``error`` row of one output whose synthesis or write raised ``e``."""
-    return ManifestRow(job.rel_source, job.output_for(target, face), "error", f"{reason}: {reason_detail(e)}",
-                       **target_fields(target), seed=job.seed_for(target, face), face=face, n_faces=n_faces)
+def error_row(job: Job, target: Any, face: int, n_faces: int, reason: str, e: BaseException, *,
+              output: str | None = None, seed: int | None = None) -> ManifestRow:
+    """The ``error`` row of one output whose synthesis, verification or write raised ``e``.
+
+    ``output`` and ``seed`` default to the target's own (`Job.output_for`, `Job.seed_for`); a
+    sequence frame passes its frame's path and its sequence's seed.
+    """
+    return ManifestRow(job.rel_source, job.output_for(target, face) if output is None else output, "error",
+                       f"{reason}: {reason_detail(e)}", **target_fields(target),
+                       seed=job.seed_for(target, face) if seed is None else seed, face=face, n_faces=n_faces)
