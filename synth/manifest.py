@@ -96,6 +96,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "ManifestRow",
+    "format_field",
     "is_readable_image",
 ]
 
@@ -129,7 +130,8 @@ class ManifestError(ValueError):
     """An existing manifest has another format than this version writes."""
 
 
-def _fmt(v: Any) -> str:
+def format_field(v: Any) -> str:
+    """A field's CSV text: "" for None and NaN, floats at 6 significant digits, else ``str``."""
     if v is None:
         return ""
     if isinstance(v, float):
@@ -205,7 +207,7 @@ class ManifestRow:
 
     def to_csv_dict(self) -> dict[str, str]:
         """All fields as strings, keyed by column."""
-        return {k: _fmt(v) for k, v in asdict(self).items()}
+        return {k: format_field(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_csv_dict(cls, d: Mapping[str, str]) -> "ManifestRow":

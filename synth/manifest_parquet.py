@@ -17,7 +17,6 @@ are those the CSV holds (floats at its 6 significant digits), so both files say 
 from __future__ import annotations
 
 import io
-import math
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,7 +24,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from affectsynth.atomic import atomic_write_bytes
-from affectsynth.manifest import COLUMN_TYPES, COLUMNS, ManifestRow
+from affectsynth.manifest import COLUMN_TYPES, COLUMNS, ManifestRow, format_field
 
 __all__ = ["PARQUET_NAME", "manifest_table", "require_pyarrow", "write_parquet"]
 
@@ -51,10 +50,10 @@ def require_pyarrow() -> Any:
 
 
 def _csv_float(v: Any) -> float | None:
-    """A float as the CSV holds it (6 significant digits; NaN is an empty field)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    return float(f"{float(v):.6g}")
+    """A float as the CSV holds it (the CSV's own formatting, `affectsynth.manifest.format_field`:
+    6 significant digits; None and NaN are an empty field, here a null)."""
+    text = format_field(v)
+    return float(text) if text else None
 
 
 def _points_array(pa: Any, texts: list[str]) -> Any:
