@@ -32,7 +32,7 @@ from affectsynth.images import ImageLoadError, load_image, save_png
 from affectsynth.lock import OutputDirLock
 from affectsynth.manifest import Manifest, ManifestRow
 from affectsynth.naming import safe_join
-from affectsynth.plan import Job, Plan, PlannedFrame, item_seed, plan_jobs, select_targets
+from affectsynth.plan import Job, Plan, item_seed, plan_jobs, select_targets
 from affectsynth.pool import WorkerSetupError, die_with_parent, run_pool
 from affectsynth.progress import OutputProgress
 from affectsynth.recover import reset_detector
@@ -201,14 +201,13 @@ def _sequence_rows(synthesizer: Any, job: Job, image: np.ndarray, fit: Any, face
 
     rows: list[ManifestRow] = []
     for spec in job.sequences:
-        plan = spec.plan()
-        todo = [PlannedFrame(spec.name, f, job.frame_output(spec.name, f.index, face)) for f in plan]
-        todo = [p for p in todo if p.output not in job.done]
+        frames = job.frames_of(spec, face)
+        todo = [p for p in frames if p.output not in job.done]
         if not todo:
             continue
         seed = job.sequence_seed(spec.name, face)
-        try:
-            draws = sequence_draws(synthesizer, plan, seed)
+        try:  # drawn from the whole plan, not the frames left: a resumed run draws as an uninterrupted one
+            draws = sequence_draws(synthesizer, [p.frame for p in frames], seed)
         except Exception as e:  # the engine catches per item (STYLE 5)
             rows += [frame_row(error_row(job, p.target, face, n_faces, "synth-failed", e, output=p.output, seed=seed),
                                p) for p in todo]

@@ -78,10 +78,13 @@ class Job:
         """Seed of all frames of one sequence: from (run seed, source, face, sequence name), not the frame."""
         return item_seed(self.settings.seed, self.rel_source, face, sequence_slug(sequence))
 
+    def frames_of(self, spec: Any, face: int = 0) -> "list[PlannedFrame]":
+        """Every frame of the sequence ``spec`` (a `SequenceSpec`) on face ``face``, with its output path."""
+        return [PlannedFrame(spec.name, f, self.frame_output(spec.name, f.index, face)) for f in spec.plan()]
+
     def frames_for(self, face: int = 0) -> "list[PlannedFrame]":
         """Every frame of every sequence on face ``face``, with its output path, in order."""
-        return [PlannedFrame(spec.name, f, self.frame_output(spec.name, f.index, face))
-                for spec in self.sequences for f in spec.plan()]
+        return [p for spec in self.sequences for p in self.frames_of(spec, face)]
 
     def outputs(self, face: int = 0) -> list[str]:
         """All output paths of face ``face``: one per target, then one per sequence frame."""
