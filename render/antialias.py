@@ -57,27 +57,51 @@ def antialias_construct_topology_hash(tri: Tensor) -> TopologyHash:
     return TopologyHash(opposite=topology_opposite(t_np), num_triangles=int(tri.shape[0]))
 
 
-def _find_edges(pos: Tensor, rast: Tensor, tri: Tensor, topo: TopologyHash, pos_batched: bool) -> Tensor:
+def _pos_index(nb: int, pos_batched: bool) -> np.ndarray:
+    """[B] int64: the pos batch each image uses."""
+    return np.arange(nb, dtype=np.int64) if pos_batched else np.zeros(nb, dtype=np.int64)
+
+
+def _pos3(pos: Tensor) -> np.ndarray:
+    """[Bp, V, 4] contiguous numpy view of pos ([V, 4] gets a batch of 1)."""
+    p = pos.detach().contiguous()
+    return (p.unsqueeze(0) if p.dim() == 2 else p).numpy()
+
+
+def _find_edges(pos: Tensor, rast: Tensor, tri: Tensor, topo: TopologyHash,
+                pos_batched: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(items [N, 6] int64, crossing distances [N] float64) of `antialias_find_edges`."""
     from affectsynth.render._kernels.antialias import antialias_find_edges  # noqa: PLC0415
 
     nb, height, width, _ = rast.shape
     p = pos.detach().contiguous()
-    if p.dim() == 2:
-        p = p.unsqueeze(0)
-    pos_index = (
-        np.arange(nb, dtype=np.int64) if pos_batched else np.zeros(nb, dtype=np.int64)
-    )
-    r = rast.detach()
-    tid = (r[..., 3].round().to(torch.int32) - 1).contiguous()
-    zw = r[..., 2].contiguous()
-    # Upper bound on work items: the number of adjacent pixel pairs with different ids.
-    bound = int((tid[:, :, 1:] != tid[:, :, :-1]).sum()) + int((tid[:, 1:, :] != tid[:, :-1, :]).sum())
-    items = np.empty((max(bound, 1), 6), dtype=np.int64)
-    n = antialias_find_edges(
-        p.numpy(), pos_index, tri.detach().to(torch.int32).contiguous().numpy(), topo.opposite,
-        tid.numpy(), zw.numpy(), height, width, items,
-    )
-    return torch.from_numpy(items[:n].copy())
+    p = p.unsqueeze(0) if p.dim() == 2 else p
+    pos_index = np.arange(nb, dtype=np.int64) if pos_batched else np.zeros(nb, dtype=np.int64)
+    args = (p.numpy(), pos_index, tri.detach().to(torch.int32).contiguous().numpy(), topo.opposite,
+            rast.detach().contiguous().numpy())
+    # Edges lie along silhouettes: a few times the perimeter is room enough, almost always; the
+    # retry has room for every adjacent pixel pair. (Fewer fresh pages than the full size each call.)
+    for bound in (nb * (8 * (height + width) + 1024), 2 * nb * height * width):
+        items = np.empty((bound, 6), dtype=np.int64)
+        dcs = np.empty(bound, dtype=np.float64)
+        n = antialias_find_edges(*args, items, dcs)
+        if n >= 0:
+            break
+    return items[:n], dcs[:n]
+
+
+def _antialias_forward(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, topo: TopologyHash,
+                       pos_batched: bool) -> Tensor:
+    """The compiled forward-only path (CPU, nothing requires grad): the edges' crossings as found,
+    blended in numba, no autograd graph."""
+    from affectsynth.render._kernels.antialias import antialias_blend  # noqa: PLC0415
+
+    items, dcs = _find_edges(pos, rast, tri, topo, pos_batched)
+    c = color.detach().to(torch.promote_types(color.dtype, pos.dtype)).contiguous()
+    out = c.clone()
+    ch = c.shape[-1]
+    antialias_blend(c.view(-1, ch).numpy(), items, dcs, items.shape[0], out.view(-1, ch).numpy())
+    return out
 
 
 def antialias(
@@ -107,7 +131,9 @@ def antialias(
         pos_gradient_boost: multiplier on the gradient w.r.t. `pos` (values unaffected).
 
     Returns:
-        [B, H, W, C] antialiased colours; differentiable w.r.t. `color` and `pos`.
+        [B, H, W, C] antialiased colours; differentiable w.r.t. `color` and `pos`. On the CPU
+        with neither requiring grad, one compiled pass finds and blends the edges (no autograd
+        graph; the same values up to float rounding).
 
     Raises:
         TypeError: wrong types or dtypes, or a foreign topology hash.
@@ -157,7 +183,9 @@ def antialias(
         )
 
     topo = topology_hash if topology_hash is not None else antialias_construct_topology_hash(tri)
-    items = _find_edges(pos, rast, tri, topo, pos_batched)
+    if color.device.type == "cpu" and not (torch.is_grad_enabled() and (color.requires_grad or pos.requires_grad)):
+        return _antialias_forward(color, rast, pos, tri, topo, pos_batched)
+    items = torch.from_numpy(_find_edges(pos, rast, tri, topo, pos_batched)[0].copy())
     if items.shape[0] == 0:
         return color.clone()
     _, height, width, ch = color.shape

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["topology_opposite", "antialias_find_edges"]
+__all__ = ["topology_opposite", "antialias_find_edges", "antialias_blend"]
 
 
 def topology_opposite(tri: np.ndarray) -> np.ndarray:
@@ -55,76 +55,111 @@ def _same_sign(a, b):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _pix(pos, pb, v, xh, yh, fx, fy):
-    """Vertex v's projected position relative to the reference pixel centre, in pixels."""
-    w = np.float64(pos[pb, v, 3])
-    return pos[pb, v, 0] / w * xh - fx, pos[pb, v, 1] / w * yh - fy
-
-
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _edge(k, x0, y0, x1, y1, x2, y2, a0, a1, a2):
-    """Edge k of a triangle (from vertex (k+1)%3 to (k+2)%3) and its fold sign a_k: (xa, ya, xb, yb, a_k)."""
-    if k == 0:
-        return x1, y1, x2, y2, a0
-    if k == 1:
-        return x2, y2, x0, y0, a1
-    return x0, y0, x1, y1, a2
+def _project(pos, pb, xh, yh, px, py):
+    """Vertices of pos batch pb in pixels relative to the image centre: px = x / w * W / 2 (float64)."""
+    for v in range(pos.shape[1]):
+        w = np.float64(pos[pb, v, 3])
+        px[v] = pos[pb, v, 0] / w * xh
+        py[v] = pos[pb, v, 1] / w * yh
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def antialias_find_edges(pos, pos_index, tri, opp, tid, zw, height, width, items):
+def _silhouette_flags(t, tri, opp, px, py):
+    """Bit k set: edge k of triangle t is a silhouette edge (its neighbour folds to the same side, or
+    there is none). Depends on the projection only, not on the pixel pair: the callers compute it
+    once per triangle and image, on first use."""
+    v0 = tri[t, 0]
+    v1 = tri[t, 1]
+    v2 = tri[t, 2]
+    x0 = px[v0]
+    y0 = py[v0]
+    x1 = px[v1]
+    y1 = py[v1]
+    x2 = px[v2]
+    y2 = py[v2]
+    o = opp[t, 0]
+    ox0, oy0 = (x0, y0) if o < 0 else (px[o], py[o])
+    o = opp[t, 1]
+    ox1, oy1 = (x1, y1) if o < 0 else (px[o], py[o])
+    o = opp[t, 2]
+    ox2, oy2 = (x2, y2) if o < 0 else (px[o], py[o])
+    bb = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    a0 = (x1 - ox0) * (y2 - oy0) - (x2 - ox0) * (y1 - oy0)
+    a1 = (x2 - ox1) * (y0 - oy1) - (x0 - ox1) * (y2 - oy1)
+    a2 = (x0 - ox2) * (y1 - oy2) - (x1 - ox2) * (y0 - oy2)
+    return (1 if _same_sign(a0, bb) else 0) | (2 if _same_sign(a1, bb) else 0) | (4 if _same_sign(a2, bb) else 0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _edge(k, x0, y0, x1, y1, x2, y2):
+    """Edge k of a triangle (from vertex (k+1)%3 to (k+2)%3): (xa, ya, xb, yb)."""
+    if k == 0:
+        return x1, y1, x2, y2
+    if k == 1:
+        return x2, y2, x0, y0
+    return x0, y0, x1, y1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def antialias_find_edges(pos, pos_index, tri, opp, rast, items, dcs):
     """Find silhouette edges crossing between horizontally/vertically adjacent pixel centres.
 
     Mirrors nvdiffrast's antialias analysis: for each pixel pair with different triangle ids,
     the nearer triangle (or the only one) is chosen; among its edges that cross the line
     between the two pixel centres, the one farthest towards the other pixel is taken if it is a
     silhouette edge (its neighbouring triangle folds to the same side, or there is none) and is
-    steep relative to the pair direction. The crossing position is then recomputed in torch.
+    steep relative to the pair direction. Whether a triangle has silhouette edges depends on the
+    projection only: it is found once per triangle (`_silhouette_flags`), which rejects the pairs
+    inside the mesh quickly. (One loop, no per-pair helper function: numba compiled one about 8x
+    slower.)
 
     Args:
         pos: [Bp, V, 4] float clip-space positions.
         pos_index: [B] int64, which pos batch each image uses.
         tri: [T, 3] int32.
         opp: [T, 3] int32 from `topology_opposite`.
-        tid: [B, H, W] int32 triangle index (-1 = empty).
-        zw: [B, H, W] float32 z/w.
-        height: H.
-        width: W.
-        items: [M, 6] int64 output rows, M >= the number of adjacent pixel pairs with
-            different ids
+        rast: [B, H, W, 4] float rasterizer output (u, v, z/w, triangle_id + 1).
+        items: [M, 6] int64 output rows
             (pixel0 flat index, pixel1 flat index, down flag, ref is pixel1 flag, va, vb), where
             va, vb are flat indices into pos.reshape(-1, 4) of the crossing edge's endpoints.
+        dcs: [M] float64 output: the signed crossing distance from the reference pixel (the
+            nearer triangle's), in pixels along the pair.
 
     Returns:
-        Number of rows written.
+        Number of rows written, or -1 when `items` ran out of rows (M >= 2 B H W, the number of
+        adjacent pixel pairs, always suffices).
     """
     n = 0
+    nb, height, width = rast.shape[0], rast.shape[1], rast.shape[2]
     nv = pos.shape[1]
     xh = 0.5 * width
     yh = 0.5 * height
-    eps = 0.0625
-    for b in range(tid.shape[0]):
+    vx = np.empty(nv)
+    vy = np.empty(nv)
+    flags = np.empty(tri.shape[0], dtype=np.int8)
+    for b in range(nb):
+        _project(pos, pos_index[b], xh, yh, vx, vy)
+        flags[:] = -1
         vbase = pos_index[b] * nv
         for py in range(height):
             for px in range(width):
-                t0 = tid[b, py, px]
                 for d in range(2):
-                    if d == 0:
-                        if px == width - 1:
-                            continue
-                        qx = px + 1
-                        qy = py
-                    else:
-                        if py == height - 1:
-                            continue
-                        qx = px
-                        qy = py + 1
-                    t1 = tid[b, qy, qx]
+                    qx = px + 1 - d
+                    qy = py + d
+                    if qx == width or qy == height:
+                        continue
+                    t0 = np.int64(rast[b, py, px, 3] + 0.5) - 1
+                    t1 = np.int64(rast[b, qy, qx, 3] + 0.5) - 1
                     if t0 == t1:
                         continue
                     t = t0 if t0 >= 0 else t1
                     if t0 >= 0 and t1 >= 0:
-                        t = t0 if zw[b, py, px] < zw[b, qy, qx] else t1
+                        t = t0 if rast[b, py, px, 2] < rast[b, qy, qx, 2] else t1
+                    if flags[t] < 0:
+                        flags[t] = _silhouette_flags(t, tri, opp, vx, vy)
+                    f = flags[t]
+                    if f == 0:
+                        continue
                     if t == t1:
                         rx = qx
                         ry = qy
@@ -133,27 +168,17 @@ def antialias_find_edges(pos, pos_index, tri, opp, tid, zw, height, width, items
                         rx = px
                         ry = py
                         ds = 1.0
-                    pb = pos_index[b]
+                    fx = rx + 0.5 - xh
+                    fy = ry + 0.5 - yh
                     v0 = tri[t, 0]
                     v1 = tri[t, 1]
                     v2 = tri[t, 2]
-                    fx = rx + 0.5 - xh
-                    fy = ry + 0.5 - yh
-                    x0, y0 = _pix(pos, pb, v0, xh, yh, fx, fy)
-                    x1, y1 = _pix(pos, pb, v1, xh, yh, fx, fy)
-                    x2, y2 = _pix(pos, pb, v2, xh, yh, fx, fy)
-                    o = opp[t, 0]
-                    ox0, oy0 = (x0, y0) if o < 0 else _pix(pos, pb, o, xh, yh, fx, fy)
-                    o = opp[t, 1]
-                    ox1, oy1 = (x1, y1) if o < 0 else _pix(pos, pb, o, xh, yh, fx, fy)
-                    o = opp[t, 2]
-                    ox2, oy2 = (x2, y2) if o < 0 else _pix(pos, pb, o, xh, yh, fx, fy)
-                    bb = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-                    a0 = (x1 - ox0) * (y2 - oy0) - (x2 - ox0) * (y1 - oy0)
-                    a1 = (x2 - ox1) * (y0 - oy1) - (x0 - ox1) * (y2 - oy1)
-                    a2 = (x0 - ox2) * (y1 - oy2) - (x1 - ox2) * (y0 - oy2)
-                    if not (_same_sign(a0, bb) or _same_sign(a1, bb) or _same_sign(a2, bb)):
-                        continue
+                    x0 = vx[v0] - fx
+                    y0 = vy[v0] - fy
+                    x1 = vx[v1] - fx
+                    y1 = vy[v1] - fy
+                    x2 = vx[v2] - fx
+                    y2 = vy[v2] - fy
                     if d == 1:
                         x0, y0 = y0, x0
                         x1, y1 = y1, x1
@@ -162,7 +187,7 @@ def antialias_find_edges(pos, pos_index, tri, opp, tid, zw, height, width, items
                     best = -1
                     best_dc = -1e300
                     for k in range(3):
-                        xa, ya, xb, yb, ak = _edge(k, x0, y0, x1, y1, x2, y2, a0, a1, a2)
+                        xa, ya, xb, yb = _edge(k, x0, y0, x1, y1, x2, y2)
                         if _same_sign(ya, yb):
                             continue
                         dx = xb - xa
@@ -171,24 +196,40 @@ def antialias_find_edges(pos, pos_index, tri, opp, tid, zw, height, width, items
                         if dc > best_dc:
                             best_dc = dc
                             best = k
-                    if best < 0:
+                    if best < 0 or ((f >> best) & 1) == 0:
                         continue
-                    xa, ya, xb, yb, ak = _edge(best, x0, y0, x1, y1, x2, y2, a0, a1, a2)
-                    if not _same_sign(ak, bb):
-                        continue
+                    xa, ya, xb, yb = _edge(best, x0, y0, x1, y1, x2, y2)
                     if abs(yb - ya) < abs(xb - xa):
                         continue
-                    if not (best_dc > -eps and best_dc < 1.0 + eps):
+                    if not (best_dc > -0.0625 and best_dc < 1.0625):
                         continue
-                    p0 = (b * height + py) * width + px
-                    p1 = (b * height + qy) * width + qx
-                    items[n, 0] = p0
-                    items[n, 1] = p1
+                    if n == items.shape[0]:
+                        return -1
+                    items[n, 0] = (b * height + py) * width + px
+                    items[n, 1] = (b * height + qy) * width + qx
                     items[n, 2] = d
                     items[n, 3] = 1 if ds < 0.0 else 0
-                    va = v1 if best == 0 else (v2 if best == 1 else v0)
-                    vb = v2 if best == 0 else (v0 if best == 1 else v1)
-                    items[n, 4] = vbase + va
-                    items[n, 5] = vbase + vb
+                    items[n, 4] = vbase + (v1 if best == 0 else (v2 if best == 1 else v0))
+                    items[n, 5] = vbase + (v2 if best == 0 else (v0 if best == 1 else v1))
+                    dcs[n] = best_dc
                     n += 1
     return n
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def antialias_blend(color, items, dcs, n, out):
+    """Forward-only blend of the first `n` edges of `antialias_find_edges` into out [P, C].
+
+    out holds a copy of color [P, C] (flattened pixels); each edge moves the pixel on the wrong
+    side of the midpoint towards the other one by |0.5 - crossing| (crossing clamped to [0, 1]),
+    from the unblended colours, in row order (the torch path's index_add, without autograd).
+    """
+    nc = color.shape[1]
+    for i in range(n):
+        p0 = items[i, 0]
+        p1 = items[i, 1]
+        ds = -1.0 if items[i, 3] else 1.0
+        alpha = ds * (0.5 - min(max(dcs[i], 0.0), 1.0))
+        target = p0 if alpha > 0.0 else p1
+        for k in range(nc):
+            out[target, k] += alpha * (color[p1, k] - color[p0, k])

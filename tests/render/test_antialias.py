@@ -178,3 +178,18 @@ def test_optimisation_recovers_rotation_and_colour(make_disc):
         opt.step()
     assert abs(math.degrees(theta.item()) - 6.0) < 0.3
     torch.testing.assert_close(colour.detach(), true_colour, rtol=0, atol=0.02)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_forward_only_path_matches_autograd_path(make_soup, batch):
+    # nothing requires grad: the compiled one-pass blend; otherwise the torch path with autograd
+    pos, tri = make_soup(300, seed=5, batch=batch)
+    rast, _ = rasterize(pos, tri, (61, 47))
+    color = torch.rand(batch, 61, 47, 4, generator=torch.Generator().manual_seed(5))
+    fast = antialias(color, rast, pos, tri)
+    slow = antialias(color.clone().requires_grad_(True), rast, pos, tri)
+    assert fast.grad_fn is None and slow.grad_fn is not None
+    assert (fast != color).any()
+    torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(antialias(color.clone().requires_grad_(True), rast, pos, tri), fast, rtol=0, atol=0)
