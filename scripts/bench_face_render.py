@@ -33,7 +33,8 @@ bench_generate = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type
 _spec.loader.exec_module(bench_generate)  # type: ignore[union-attr]
 
 #: the stages this benchmark reports (the face render's share of `bench_generate.HOOKS`)
-STAGES = ("deform", "rasterize", "interpolate", "texture", "antialias", "teeth", "render.other", "landmarks_out")
+STAGES = ("deform", "rasterize", "interpolate", "texture", "render.shade", "antialias", "teeth", "render.other",
+          "landmarks_out")
 
 
 def capture(photos: int, path: Path) -> int:

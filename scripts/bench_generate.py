@@ -70,6 +70,7 @@ HOOKS = (
     ("affectsynth.face_render", "interpolate", "interpolate"),
     ("affectsynth.face_render", "texture", "texture"),
     ("affectsynth.face_render", "antialias", "antialias"),
+    ("affectsynth.face_render", "FaceRenderer._shade_compiled", "render.shade"),
     ("affectsynth.face_render", "_close_teeth_gaps", "teeth"),
     ("affectsynth.face_render", "_close_slits", "teeth"),
     ("affectsynth.face_render", "FaceRenderer.render", "render.other"),

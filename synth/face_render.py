@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -288,11 +289,6 @@ class FaceRenderer:
         raster = self.rasterize_window(vertices_cam, camera, window)
         rast, clip, covered = raster.rast, raster.clip, raster.kind >= 0
         kind = raster.kind.clamp_min(0)
-        uv, _ = interpolate(self.model.uv[None], rast, self.tri_uv)
-        skin = texture(tex[None].contiguous(), uv, boundary_mode="clamp")[0]
-        if shading is not None:
-            shade, _ = interpolate(shading[None], rast, self.tri)
-            skin = skin * shade[0]
         mm = self.materials
         if skin_color is None:
             skin_color = torch.tensor(TYPICAL_SKIN, device=vertices_cam.device)
@@ -300,14 +296,49 @@ class FaceRenderer:
         shadow = colors[3] * 0.5
         if teeth is not None:
             colors[1] = teeth.color.to(colors)
+        compiled = _compiled_path(vertices_cam, tex, shading, photo_weight, teeth)
+        shade = self._shade_compiled if compiled else self._shade_torch
+        skin, mouth, own, seen = shade(vertices_cam, raster, tex, colors, shadow, shading, photo_weight, teeth)
+        if mm.teeth_gap_px > 0:
+            mouth, kind = _close_teeth_gaps(mouth, kind, mm.teeth_gap_px, shade=mm.teeth_gap_shade, own=own)
+        if mm.min_opening > 0:
+            lm = self.model.landmarks68
+            corners = project_points(vertices_cam[lm[[48, 54]]], raster.camera)
+            # at least 2 px: on small faces a one-pixel line of teeth reads as a white scratch
+            min_px = max(2, int(round(mm.min_opening * float((corners[0] - corners[1]).norm()))))
+            mouth = _close_slits(mouth, skin, kind > 0, min_px, shadow=shadow, lip_line=mm.lip_line)
+        color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
+        rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
+        out = antialias(rgba[None], rast, clip, self.tri, topology_hash=self.topology)[0]
+        return RenderedFace(out[..., :3].clamp(0, 1), out[..., 3].clamp(0, 1), window, seen, raster.kind, rast)
+
+    def _mouth_attributes(self, vertices_cam: Tensor) -> Tensor:
+        """[V, 3] per-vertex (depth behind the lips or front teeth cm, facing ratio |n . v| / |v|, light)."""
+        normals = vertex_normals(vertices_cam, self.mouth_tri)
+        facing = (normals * vertices_cam).sum(-1).abs() / vertices_cam.norm(dim=-1).clamp_min(1e-6)
+        return torch.stack([self.mouth_depth[:, 0], facing, self.mouth_light], -1)
+
+    def _shade_torch(self, vertices_cam: Tensor, raster: WindowRaster, tex: Tensor, colors: Tensor, shadow: Tensor,
+                     shading: Tensor | None, photo_weight: Tensor | None,
+                     teeth: PhotoTeeth | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """The window's skin [h, w, 3], mouth [h, w, 3], own-teeth weight [h, w] and photo weight
+        [h, w] (None without `photo_weight`) with the render primitives: any device, differentiable.
+        See `render` for the arguments."""
+        rast = raster.rast
+        kind = raster.kind.clamp_min(0)
+        covered = raster.kind >= 0
+        mm = self.materials
+        uv, _ = interpolate(self.model.uv[None], rast, self.tri_uv)
+        skin = texture(tex[None].contiguous(), uv, boundary_mode="clamp")[0]
+        if shading is not None:
+            shade, _ = interpolate(shading[None], rast, self.tri)
+            skin = skin * shade[0]
         # the mouth's colours matter only on mouth pixels (kind > 0; the skin shows elsewhere):
         # they are computed in the mouth's bounding box only, zeros outside
         mouth = torch.zeros_like(skin)
         box = _bounding_box(kind > 0)
         if box is not None:
-            normals = vertex_normals(vertices_cam, self.mouth_tri)
-            facing = (normals * vertices_cam).sum(-1).abs() / vertices_cam.norm(dim=-1).clamp_min(1e-6)
-            shade_attr = torch.stack([self.mouth_depth[:, 0], facing, self.mouth_light], -1)
+            shade_attr = self._mouth_attributes(vertices_cam)
             depth_facing, _ = interpolate(shade_attr[None], rast[:, box[0], box[1]].contiguous(), self.tri)
             depth, facing, light = depth_facing[0, ..., :1], depth_facing[0, ..., 1:2], depth_facing[0, ..., 2:]
             falloff = mm.floor + (1.0 - mm.floor) * torch.exp(-depth / mm.depth_falloff_cm)
@@ -318,34 +349,56 @@ class FaceRenderer:
             mouth[box] = torch.where((kind_box == 1)[..., None], shadow + (colors[1] - shadow) * darken,
                                      colors[kind_box] * darken)
         is_teeth = kind == 1
-        own = torch.zeros(kind.shape + (1,), dtype=skin.dtype, device=skin.device)
+        own = torch.zeros(kind.shape, dtype=skin.dtype, device=skin.device)
         if teeth is not None and bool(is_teeth.any()):
             tile = torch.tensor(TEETH_UV_TILE, dtype=uv.dtype, device=uv.device)
             at = (uv[0][is_teeth] - tile)[None, None]  # [1, 1, N, 2] teeth pixels only
             sample = texture(teeth.rgbw.to(uv.dtype)[None], at, boundary_mode="clamp")[0, 0]
             wt = sample[:, 3:].clamp(0, 1)
             mouth[is_teeth] = wt * sample[:, :3] + (1 - wt) * mouth[is_teeth]
-            own[is_teeth] = wt
-        if mm.teeth_gap_px > 0:
-            mouth, kind = _close_teeth_gaps(mouth, kind, mm.teeth_gap_px, shade=mm.teeth_gap_shade, own=own[..., 0])
-        if mm.min_opening > 0:
-            lm = self.model.landmarks68
-            corners = project_points(vertices_cam[lm[[48, 54]]], raster.camera)
-            # at least 2 px: on small faces a one-pixel line of teeth reads as a white scratch
-            min_px = max(2, int(round(mm.min_opening * float((corners[0] - corners[1]).norm()))))
-            mouth = _close_slits(mouth, skin, kind > 0, min_px, shadow=shadow, lip_line=mm.lip_line)
-        color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
-        rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
-        out = antialias(rgba[None], rast, clip, self.tri, topology_hash=self.topology)[0]
-        weight = None
+            own[is_teeth] = wt[:, 0]
+        seen = None
         if photo_weight is not None:
-            seen = texture(photo_weight[None, :, :, None].to(uv.dtype).contiguous(), uv, boundary_mode="clamp")[0, ..., 0]
-            weight = torch.where(covered & (kind == 0), seen, torch.zeros_like(seen)).clamp(0, 1)
-        return RenderedFace(out[..., :3].clamp(0, 1), out[..., 3].clamp(0, 1), window, weight, raster.kind, rast)
+            sampled = texture(photo_weight[None, :, :, None].to(uv.dtype).contiguous(), uv, boundary_mode="clamp")[0, ..., 0]
+            seen = torch.where(covered & (kind == 0), sampled, torch.zeros_like(sampled)).clamp(0, 1)
+        return skin, mouth, own, seen
+
+    def _shade_compiled(self, vertices_cam: Tensor, raster: WindowRaster, tex: Tensor, colors: Tensor, shadow: Tensor,
+                        shading: Tensor | None, photo_weight: Tensor | None,
+                        teeth: PhotoTeeth | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """`_shade_torch` in one compiled pass over the window (CPU, float32, nothing requires grad)."""
+        from affectsynth._face_kernels import shade_face  # noqa: PLC0415  (numba import is slow)
+
+        mm = self.materials
+        h, w = raster.kind.shape
+        skin = torch.empty(h, w, 3)
+        mouth = torch.empty(h, w, 3)
+        own = torch.empty(h, w)
+        seen = torch.empty(h, w)
+        tex_w = tex if photo_weight is None else torch.cat([tex, photo_weight[..., None]], -1)
+        no_teeth = torch.zeros(0, 0, 4)
+        attr = self._mouth_attributes(vertices_cam) if bool((raster.kind > 0).any()) else torch.zeros(1, 3)
+        shade_face(raster.rast[0].detach().contiguous().numpy(), raster.kind.contiguous().numpy(), self.tri.numpy(),
+                   self.tri_uv.numpy(), self.model.uv.numpy(), tex_w.detach().contiguous().numpy(),
+                   (torch.zeros(0) if shading is None else shading.detach()[:, 0].contiguous()).numpy(),
+                   attr.detach().contiguous().numpy(), colors.contiguous().numpy(), shadow.contiguous().numpy(),
+                   np.array([mm.floor, mm.depth_falloff_cm, mm.ambient, mm.teeth_ambient], dtype=np.float32),
+                   (no_teeth if teeth is None else teeth.rgbw).numpy(), np.array(TEETH_UV_TILE, dtype=np.float32),
+                   skin.numpy(), mouth.numpy(), own.numpy(), seen.numpy())
+        return skin, mouth, own, (seen if photo_weight is not None else None)
 
     def vertex_normals(self, vertices_cam: Tensor) -> Tensor:
         """[V, 3] unit normals of the skin surface."""
         return vertex_normals(vertices_cam, self.skin_tri)
+
+
+def _compiled_path(vertices_cam: Tensor, tex: Tensor, shading: Tensor | None, photo_weight: Tensor | None,
+                   teeth: PhotoTeeth | None) -> bool:
+    """Whether `FaceRenderer.render` may shade with the compiled kernel: every input float32 on the
+    CPU and none requiring grad (else the differentiable torch path runs)."""
+    ts = [t for t in (vertices_cam, tex, shading, photo_weight, None if teeth is None else teeth.rgbw) if t is not None]
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in ts)
+    return not grad and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in ts)
 
 
 def _bounding_box(mask: Tensor, *, margin: int = 0) -> tuple[slice, slice] | None:

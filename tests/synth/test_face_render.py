@@ -201,3 +201,26 @@ def test_the_photos_own_teeth_match_the_source_better_than_material_teeth(synth)
     assert stats["own"][2] > 50
     assert stats["own"][0] > stats["material"][0] + 0.05, stats
     assert stats["own"][1] < stats["material"][1] - 0.03, stats
+
+
+@pytest.mark.parametrize("with_extras", [False, True])
+def test_compiled_shading_matches_the_differentiable_path(smile, with_extras):
+    """On the CPU with nothing requiring grad, render shades in one compiled pass; with a
+    texture that requires grad, the torch primitives (and autograd) run: the same picture."""
+    synth, prepared, verts, pix = smile
+    r = FaceRenderer(synth.model)
+    cam = prepared.fit.camera
+    window = r.window_for(pix[r.drawn_vertices], (cam.width, cam.height))
+    extras = {}
+    if with_extras:
+        shading = 0.8 + 0.4 * torch.rand(verts.shape[0], 1, generator=torch.Generator().manual_seed(0))
+        extras = {"shading": shading, "photo_weight": prepared.photo_weight, "teeth": prepared.teeth}
+    fast = r.render(verts, prepared.texture, cam, window, skin_color=prepared.skin_color, **extras)
+    tex = prepared.texture.clone().requires_grad_(True)
+    slow = r.render(verts, tex, cam, window, skin_color=prepared.skin_color, **extras)
+    assert fast.color.grad_fn is None and slow.color.grad_fn is not None
+    assert bool((fast.kind == 1).any())  # the smile shows teeth: the mouth materials are compared too
+    torch.testing.assert_close(fast.color, slow.color.detach(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(fast.coverage, slow.coverage.detach(), rtol=0, atol=1e-5)
+    if with_extras:
+        torch.testing.assert_close(fast.photo_weight, slow.photo_weight.detach(), rtol=0, atol=1e-5)
