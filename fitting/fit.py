@@ -131,16 +131,6 @@ def silhouette_pick(normals: Tensor, points: Tensor, valid: Tensor) -> Tensor:
     return (first_stop - 1).clamp_min(0)
 
 
-def _row_jacobian(jpr: Tensor, basis: Tensor) -> Tensor:
-    """Per-row chain rule: jpr [B, N, 2, 3] x basis [B or 1, N, P, 3] -> [B, N, 2, P].
-
-    Written as three broadcast multiply-adds: a batched matmul over N tiny matrices is far slower on CPU.
-    """
-    out = jpr[..., 0, None] * basis[:, :, None, :, 0]
-    out = out + jpr[..., 1, None] * basis[:, :, None, :, 1]
-    return out + jpr[..., 2, None] * basis[:, :, None, :, 2]
-
-
 def _affine_init(model_pts: Tensor, image_pts: Tensor, weights: Tensor, intr: Tensor) -> tuple[Tensor, Tensor]:
     """Scaled-orthographic initialisation: (rotation [B, 3, 3], translation [B, 3])."""
     b, n, _ = model_pts.shape
@@ -166,37 +156,39 @@ class _LandmarkProblem:
     """Linear landmark model of one layout: fixed (inner) points plus contour candidate bands.
 
     Rows are reordered inner first, contour last; `order` maps them back to the layout's order.
-    Bases are laid out [rows, coefficients, 3] so that per-row Jacobians are batched matmuls.
+    Shape coefficients are the K identity modes followed by the free blendshapes (`free_expr`; the
+    fixed ones stay 0, so they are left out of every basis), one vector per face, so that each
+    evaluation of the model is one matmul.
     """
 
     order: Tensor  # [N] layout index of each row
     num_inner: int
+    num_identity: int  # K
+    free_expr: Tensor  # [S] bool, blendshapes the fit estimates
     mean: Tensor  # [Ni, 3]
-    ident: Tensor  # [Ni, K, 3]
-    expr: Tensor  # [Ni, S, 3]
+    shape_rows: Tensor  # [Ni, K + Sf, 3] per-row bases, for the Jacobian
+    shape_flat: Tensor  # [K + Sf, Ni*3] the same flattened, for the points
     cand: Tensor  # [C, M] candidate vertex ids (-1 padded)
-    cand_mean: Tensor  # [C*M, 3]
-    cand_ident: Tensor  # [C*M, K, 3]
-    cand_expr: Tensor  # [C*M, S, 3]
-    cand_normal: Tensor  # [C*M, 3] neutral-mesh (area-weighted, unnormalised) vertex normals of the candidates
-    cand_normal_ident: Tensor  # [K, C*M*3] their first-order change per identity coefficient
-    cand_normal_expr: Tensor  # [S, C*M*3] ... and per expression weight
+    cand_rest: Tensor  # [2*C*M, 3] candidate positions, then their neutral-mesh (area-weighted,
+    #                    unnormalised) vertex normals
+    cand_flat: Tensor  # [K + Sf, 2*C*M*3] first-order change of both per coefficient
+    cand_shape: Tensor  # [C*M, K + Sf, 3] the candidates' position bases, per row
     weights: Tensor  # [N] per-row weight
-    ident_flat: Tensor  # [K, Ni*3] the same bases flattened for one matmul per evaluation
-    expr_flat: Tensor  # [S, Ni*3]
-    cand_ident_flat: Tensor  # [K, C*M*3]
-    cand_expr_flat: Tensor  # [S, C*M*3]
 
 
 def _problem(model: FaceModel, kind: str, settings: FitSettings) -> _LandmarkProblem:
     """The model-level tensors of a landmark fit (built once per model, layout and settings)."""
-    return _build_problem(model, kind, settings.contour_weight, settings.identity_modes)
+    return _build_problem(model, kind, settings.contour_weight, settings.identity_modes,
+                          tuple(settings.fixed_expressions))
 
 
 @lru_cache(maxsize=16)
-def _build_problem(model: FaceModel, kind: str, contour_weight: float, identity_modes: int) -> _LandmarkProblem:
+def _build_problem(model: FaceModel, kind: str, contour_weight: float, identity_modes: int,
+                   fixed_expressions: tuple[str, ...]) -> _LandmarkProblem:
     k = min(identity_modes, model.num_identity)
     mean, ident, expr = model.landmark_basis(kind)
+    free = torch.tensor([n not in fixed_expressions for n in model.expression_names], dtype=torch.bool,
+                        device=model.device)
     emb = model.embedding(kind)
     used = torch.zeros(emb.num_landmarks, dtype=torch.bool, device=model.device)
     used[emb.fit_subset if emb.fit_subset is not None else slice(None)] = True
@@ -206,24 +198,24 @@ def _build_problem(model: FaceModel, kind: str, contour_weight: float, identity_
     safe = cand.clamp_min(0).flatten()
     weights = torch.ones(inner_idx.numel() + contour_idx.numel(), dtype=torch.float32, device=model.device)
     weights[inner_idx.numel():] = contour_weight
-    prob = _LandmarkProblem(
+    inner_basis = torch.cat([ident[:k, inner_idx], expr[free][:, inner_idx]])  # [K + Sf, Ni, 3]
+    cand_basis = torch.cat([model.identity_basis[:k, safe], model.expressions.deltas[free][:, safe]])
+    normal, normal_ident, normal_expr = _normal_basis(model, safe, k)
+    return _LandmarkProblem(
         order=torch.cat([inner_idx, contour_idx]),
         num_inner=int(inner_idx.numel()),
+        num_identity=k,
+        free_expr=free,
         mean=mean[inner_idx],
-        ident=ident[:k, inner_idx].permute(1, 0, 2).contiguous(),
-        expr=expr[:, inner_idx].permute(1, 0, 2).contiguous(),
+        shape_rows=inner_basis.permute(1, 0, 2).contiguous(),
+        shape_flat=inner_basis.reshape(inner_basis.shape[0], -1).contiguous(),
         cand=cand,
-        cand_mean=model.neutral[safe],
-        cand_ident=model.identity_basis[:k, safe].permute(1, 0, 2).contiguous(),
-        cand_expr=model.expressions.deltas[:, safe].permute(1, 0, 2).contiguous(),
-        **dict(zip(("cand_normal", "cand_normal_ident", "cand_normal_expr"), _normal_basis(model, safe, k))),
+        cand_rest=torch.cat([model.neutral[safe], normal]),
+        cand_flat=torch.cat([cand_basis.reshape(cand_basis.shape[0], -1),
+                             torch.cat([normal_ident, normal_expr[free]])], 1).contiguous(),
+        cand_shape=cand_basis.permute(1, 0, 2).contiguous(),
         weights=weights,
-        ident_flat=ident[:k, inner_idx].reshape(k, -1).contiguous(),
-        expr_flat=expr[:, inner_idx].reshape(expr.shape[0], -1).contiguous(),
-        cand_ident_flat=model.identity_basis[:k, safe].reshape(k, -1).contiguous(),
-        cand_expr_flat=model.expressions.deltas[:, safe].reshape(model.num_expressions, -1).contiguous(),
     )
-    return prob
 
 
 def _normal_basis(model: FaceModel, vertices: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -334,142 +326,153 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
     prob = _problem(model, kind, settings)
     obs = obs_layout[:, prob.order]
     b, n, _ = obs.shape
-    ni = prob.num_inner
+    ni, k = prob.num_inner, prob.num_identity
     c, m = prob.cand.shape
-    k, s = prob.ident.shape[1], prob.expr.shape[1]
     dev, dt = obs.device, obs.dtype
-    rows_b = torch.arange(b, device=dev)[:, None]
 
     # residual normalisation: percent of the inter-ocular distance
     eyes = EYE_CORNERS[kind]
     iod = (obs_layout[:, eyes[0]] - obs_layout[:, eyes[1]]).norm(dim=-1).clamp_min(1.0)  # [B]
     norm = (100.0 / iod)[:, None, None]  # px -> percent IOD
 
-    free_expr = torch.ones(s, dtype=torch.bool, device=dev)
-    for name in settings.fixed_expressions:
-        if name in model.expression_names:
-            free_expr[model.expression_names.index(name)] = False
-    free_cols = torch.cat([torch.ones(6 + k, dtype=torch.bool, device=dev), free_expr])
-
     rot, trans = _affine_init(prob.mean[None].expand(b, -1, -1), obs[:, :ni], prob.weights[:ni][None].expand(b, -1), intr)
-    ident = torch.zeros(b, k, dtype=dt, device=dev)
-    expr = torch.zeros(b, s, dtype=dt, device=dev)
+    p_full = 6 + prob.shape_flat.shape[0]
+    coef = torch.zeros(b, p_full - 6, dtype=dt, device=dev)  # identity modes, then the free blendshapes
     valid = (prob.cand >= 0)[None]
     cand_offset = (torch.arange(c, device=dev) * m)[None]
-
     prior = torch.cat([
         torch.zeros(6, dtype=dt, device=dev),
         torch.full((k,), settings.identity_prior, dtype=dt, device=dev),
-        torch.full((s,), settings.expression_prior, dtype=dt, device=dev),
-    ])[free_cols]
+        torch.full((p_full - 6 - k,), settings.expression_prior, dtype=dt, device=dev),
+    ])
+    prior_scale = prior[6:]
     lam = torch.full((b,), settings.damping, dtype=dt, device=dev)
-    shape_rows = torch.cat([prob.ident, prob.expr[:, free_expr]], 1)[None]  # [1, Ni, K + S_free, 3]
-    p_full = 6 + k + int(free_expr.sum())
 
-    def bases(ident: Tensor, expr: Tensor, rot: Tensor, trans: Tensor):
-        """Per-face rows of the landmark model: contour rows re-picked on the current silhouette."""
+    def contour_rows(coef: Tensor, rot: Tensor, trans: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Per-face contour rows (mean [B, C, 3], bases [B, C, K + Sf, 3]) re-picked on the current silhouette."""
         if c == 0:
-            return prob.mean[None].expand(b, -1, -1), None, None
-        cand = prob.cand_mean + (ident @ prob.cand_ident_flat + expr @ prob.cand_expr_flat).view(b, -1, 3)
-        cam = cand @ rot.transpose(1, 2) + trans[:, None]
-        normal = prob.cand_normal + (ident @ prob.cand_normal_ident + expr @ prob.cand_normal_expr).view(b, -1, 3)
-        normal = normal @ rot.transpose(1, 2)
-        pick = silhouette_pick(normal.reshape(b, c, m, 3), cam.reshape(b, c, m, 3), valid)
+            return None
+        cand = (prob.cand_rest + (coef @ prob.cand_flat).view(b, -1, 3)) @ rot.transpose(1, 2)  # positions, normals
+        cam = cand[:, : c * m] + trans[:, None]
+        pick = silhouette_pick(cand[:, c * m:].reshape(b, c, m, 3), cam.reshape(b, c, m, 3), valid)
         flat = pick + cand_offset  # [B, C]
-        return prob.cand_mean[flat], prob.cand_ident[flat], prob.cand_expr[flat]
+        return prob.cand_rest[flat], prob.cand_shape[flat]
 
-    def points(ident, expr, cmean, cid, cex):
-        inner = prob.mean + (ident @ prob.ident_flat + expr @ prob.expr_flat).view(b, ni, 3)
-        if cid is None:
+    def points(coef: Tensor, rows: tuple[Tensor, Tensor] | None) -> Tensor:
+        inner = prob.mean + (coef @ prob.shape_flat).view(b, ni, 3)
+        if rows is None:
             return inner
-        cont = cmean + (ident[:, None, None] @ cid)[:, :, 0] + (expr[:, None, None] @ cex)[:, :, 0]
+        cont = rows[0] + (coef[:, None, None] @ rows[1])[:, :, 0]
         return torch.cat([inner, cont], 1)
 
-    def residuals(pts, rot, trans):
+    def residuals(pts: Tensor, rot: Tensor, trans: Tensor) -> tuple[Tensor, Tensor]:
         cam = pts @ rot.transpose(1, 2) + trans[:, None]
         return cam, (project_points(cam, intr[:, None]) - obs) * norm
 
-    def energy(res, ident, expr, wl):
+    def energy(res: Tensor, coef: Tensor, wl: Tensor) -> Tensor:
         data = (wl * res.pow(2).sum(-1)).sum(-1)
-        return (data + settings.identity_prior * ident.pow(2).sum(-1)
-                + settings.expression_prior * expr.pow(2).sum(-1) + settings.expression_l1 * expr.sum(-1))
+        e = coef[:, k:]
+        return data + (prior_scale * coef.pow(2)).sum(-1) + settings.expression_l1 * e.sum(-1)
 
     total = settings.pose_iterations + settings.iterations
     for it in range(total):
         pose_only = it < settings.pose_iterations
-        cmean, cid, cex = bases(ident, expr, rot, trans)
-        pts = points(ident, expr, cmean, cid, cex)
-        cam, res = residuals(pts, rot, trans)
+        rows = contour_rows(coef, rot, trans)
+        cam, res = residuals(points(coef, rows), rot, trans)
         dist = res.norm(dim=-1)
         w_rob = torch.where(dist > settings.huber_pct, settings.huber_pct / dist.clamp_min(1e-9), torch.ones_like(dist))
         wl = w_rob * prob.weights[None]  # [B, N]
-        # d(pixels, % IOD)/d(camera point): [B, N, 2, 3]
-        z = cam[..., 2].clamp_min(1e-3)
-        fz = intr[:, None, :2] / z[..., None] * norm[..., 0:1]  # [B, N, 2]
-        jp = torch.zeros(b, n, 2, 3, dtype=dt, device=dev)
-        jp[..., 0, 0] = fz[..., 0]
-        jp[..., 1, 1] = fz[..., 1]
-        jp[..., :, 2] = -fz * cam[..., :2] / z[..., None]
-        rp = cam - trans[:, None]  # R @ pts
-        jac = torch.empty(b, n, 2, 6 if pose_only else p_full, dtype=dt, device=dev)
-        jac[..., :3] = jp @ -_skew(rp)
-        jac[..., 3:6] = jp
-        if not pose_only:
-            jpr = jp @ rot[:, None]  # [B, N, 2, 3]
-            jac[:, :ni, :, 6:] = _row_jacobian(jpr[:, :ni], shape_rows)
-            if cid is not None:
-                jac[:, ni:, :, 6:] = _row_jacobian(jpr[:, ni:], torch.cat([cid, cex[:, :, free_expr]], 2))
-        # weighted least squares: scale rows by sqrt(weight) once
-        sw = wl.sqrt()
-        jac = (jac * sw[..., None, None]).reshape(b, n * 2, -1)  # [B, 2N, P]
-        jt = jac.transpose(1, 2)
-        hess = jt @ jac
-        grad = (jt @ (res * sw[..., None]).reshape(b, n * 2, 1))[..., 0]
+        sw = wl.sqrt()  # weighted least squares: rows scaled by sqrt(weight), folded into d(pixels)/d(camera point)
+        jac = _weighted_jacobian(cam, trans, rot, intr, norm, sw, None if pose_only else (prob.shape_rows, rows))
+        jac = jac.reshape(b, n * 2, -1)  # [B, 2N, P]
+        hess = jac.transpose(1, 2) @ jac
+        grad = ((res * sw[..., None]).reshape(b, 1, n * 2) @ jac)[:, 0]
         if pose_only:
             reg = torch.zeros(6, dtype=dt, device=dev)
         else:
             reg = prior
-            grad = grad + torch.cat([
-                torch.zeros(b, 6, dtype=dt, device=dev),
-                settings.identity_prior * ident,
-                settings.expression_prior * expr[:, free_expr] + 0.5 * settings.expression_l1,
-            ], -1)
+            g_shape = grad[:, 6:] + prior_scale * coef
+            g_shape[:, k:] += 0.5 * settings.expression_l1
             # active set: weights at a bound and pushed outward do not move this step
-            e_cur = expr[:, free_expr]
-            g_ex = grad[:, 6 + k:]
+            e_cur, g_ex = coef[:, k:], g_shape[:, k:]
             blocked = ((e_cur <= 0) & (g_ex > 0)) | ((e_cur >= 1) & (g_ex < 0))
-            hess = hess + torch.diag_embed(torch.cat([torch.zeros(b, 6 + k, dtype=dt, device=dev), blocked.to(dt) * 1e8], -1))
-            grad = torch.cat([grad[:, : 6 + k], g_ex.masked_fill(blocked, 0.0)], -1)
+            hess.diagonal(dim1=-2, dim2=-1)[:, 6 + k:] += blocked.to(dt) * 1e8
+            g_ex.masked_fill_(blocked, 0.0)
+            grad = torch.cat([grad[:, :6], g_shape], -1)
         diag = torch.diagonal(hess, dim1=-2, dim2=-1)
         lhs = hess + torch.diag_embed(reg[None] + lam[:, None] * (diag + 1e-3))
         delta = -torch.linalg.solve(lhs, grad[..., None])[..., 0]
 
         new_rot = _rodrigues(delta[:, :3]) @ rot
         new_trans = trans + delta[:, 3:6]
-        new_ident, new_expr = ident, expr
+        new_coef = coef
         if not pose_only:
-            new_ident = ident + delta[:, 6:6 + k]
-            new_expr = expr.clone()
-            new_expr[:, free_expr] = (expr[:, free_expr] + delta[:, 6 + k:]).clamp(0.0, 1.0)
-        e_old = energy(res, ident, expr, wl)
-        _, res_new = residuals(points(new_ident, new_expr, cmean, cid, cex), new_rot, new_trans)
-        e_new = energy(res_new, new_ident, new_expr, wl)
+            new_coef = coef + delta[:, 6:]
+            new_coef[:, k:] = new_coef[:, k:].clamp(0.0, 1.0)
+        e_old = energy(res, coef, wl)
+        _, res_new = residuals(points(new_coef, rows), new_rot, new_trans)
+        e_new = energy(res_new, new_coef, wl)
         accept = e_new <= e_old
         lam = torch.where(accept, lam * 0.3, lam * 10.0).clamp(1e-7, 1e4)
         rot = torch.where(accept[:, None, None], new_rot, rot)
         trans = torch.where(accept[:, None], new_trans, trans)
-        ident = torch.where(accept[:, None], new_ident, ident)
-        expr = torch.where(accept[:, None], new_expr, expr)
+        coef = torch.where(accept[:, None], new_coef, coef)
 
+    ident = coef[:, :k]
+    expr = torch.zeros(b, prob.free_expr.shape[0], dtype=dt, device=dev)
+    expr[:, prob.free_expr] = coef[:, k:]
     # Residuals of every landmark of the layout (also those the solve skipped), in pixels.
-    cmean, cid, cex = bases(ident, expr, rot, trans)
-    cam, _ = residuals(points(ident, expr, cmean, cid, cex), rot, trans)
+    cam, _ = residuals(points(coef, contour_rows(coef, rot, trans)), rot, trans)
     full_mean, full_id, full_ex = model.landmark_basis(kind)
     full = full_mean + torch.einsum("bk,knd->bnd", ident, full_id[:k]) + torch.einsum("bs,snd->bnd", expr, full_ex)
     full_cam = full @ rot.transpose(1, 2) + trans[:, None]
     full_cam[:, prob.order[ni:]] = cam[:, ni:]
     res_layout = (project_points(full_cam, intr[:, None]) - obs_layout).norm(dim=-1)
     return {"identity": ident, "expression": expr, "rotation": rot, "translation": trans, "residuals": res_layout}
+
+
+def _weighted_jacobian(cam: Tensor, trans: Tensor, rot: Tensor, intr: Tensor, norm: Tensor, sw: Tensor,
+                       shape: tuple[Tensor, tuple[Tensor, Tensor] | None] | None) -> Tensor:
+    """Row-weighted Jacobian of the residuals (% IOD) w.r.t. (rotation update, translation[, shape]).
+
+    Args:
+        cam: [B, N, 3] camera-space landmark points; trans [B, 3], rot [B, 3, 3] the current pose.
+        intr: [B, 4] (fx, fy, cx, cy); norm: [B, 1, 1] pixels -> % IOD; sw: [B, N] row weights.
+        shape: None for the pose only, else (inner row bases [Ni, P', 3], contour rows or None).
+
+    Returns:
+        [B, N, 2, 6 (+ P')]: columns rotation (left-multiplied axis-angle), translation, shape.
+    """
+    b, n, _ = cam.shape
+    z = cam[..., 2].clamp_min(1e-3)
+    fz = intr[:, None, :2] / z[..., None] * (norm[..., 0:1] * sw[..., None])  # [B, N, 2]
+    jp = torch.zeros(b, n, 2, 3, dtype=cam.dtype, device=cam.device)  # d(weighted residual)/d(camera point)
+    jp[..., 0, 0] = fz[..., 0]
+    jp[..., 1, 1] = fz[..., 1]
+    jp[..., :, 2] = -fz * cam[..., :2] / z[..., None]
+    cols = 6 if shape is None else 6 + shape[0].shape[1]
+    jac = torch.empty(b, n, 2, cols, dtype=cam.dtype, device=cam.device)
+    # d(R p)/d(w) = -[R p]_x, and a^T (-[q]_x) = (q x a)^T
+    jac[..., :3] = torch.linalg.cross((cam - trans[:, None])[:, :, None].expand(-1, -1, 2, -1), jp)
+    jac[..., 3:6] = jp
+    if shape is not None:
+        inner, contour = shape
+        ni = inner.shape[0]
+        jpr = (jp.reshape(b, n * 2, 3) @ rot).view(b, n, 2, 3)  # d/d(model point)
+        _row_jacobian_(jac[:, :ni, :, 6:], jpr[:, :ni], inner[None])
+        if contour is not None:
+            _row_jacobian_(jac[:, ni:, :, 6:], jpr[:, ni:], contour[1])
+    return jac
+
+
+def _row_jacobian_(out: Tensor, jpr: Tensor, basis: Tensor) -> None:
+    """Per-row chain rule written into `out`: jpr [B, N, 2, 3] x basis [B or 1, N, P, 3] -> [B, N, 2, P].
+
+    Three broadcast multiply-adds in place: a batched matmul over N tiny matrices is far slower on CPU.
+    """
+    torch.mul(jpr[..., 0, None], basis[:, :, None, :, 0], out=out)
+    out.addcmul_(jpr[..., 1, None], basis[:, :, None, :, 1])
+    out.addcmul_(jpr[..., 2, None], basis[:, :, None, :, 2])
 
 
 def reconstruct(

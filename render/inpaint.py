@@ -50,6 +50,28 @@ def push_pull_fill(image: Tensor, weight: Tensor, *, min_size: int = 1) -> Tenso
         raise TypeError(f"push_pull_fill: image must be floating point, got {image.dtype}")
     img = image if batched else image[None]
     w = (weight if batched else weight[None]).to(image.dtype).clamp(0.0, 1.0)
+    out = _push_pull_kernel(img, w, min_size) if _kernel_applies(img, w) else _push_pull_torch(img, w, min_size)
+    return out if batched else out[0]
+
+
+def _kernel_applies(image: Tensor, weight: Tensor) -> bool:
+    """The compiled kernel serves CPU float32 inference; autograd and other devices take the torch path."""
+    wants_grad = torch.is_grad_enabled() and (image.requires_grad or weight.requires_grad)
+    return not wants_grad and image.device.type == "cpu" and image.dtype == torch.float32 and image.numel() > 0
+
+
+def _push_pull_kernel(image: Tensor, weight: Tensor, min_size: int) -> Tensor:
+    """[B, H, W, C] push-pull fill by the compiled kernel (the same arithmetic as `_push_pull_torch`)."""
+    from affectsynth.render._kernels.inpaint import push_pull  # noqa: PLC0415  (numba import is slow)
+
+    img = image.detach().contiguous()
+    out = torch.empty_like(img)
+    push_pull(img.numpy(), weight.detach().contiguous().numpy(), int(min_size), out.numpy())
+    return out
+
+
+def _push_pull_torch(img: Tensor, w: Tensor, min_size: int) -> Tensor:
+    """[B, H, W, C] push-pull fill of [B, H, W] clamped weights in torch ops (differentiable, any device)."""
     c = img.permute(0, 3, 1, 2)  # [B, C, H, W]
     w = w[:, None]  # [B, 1, H, W]
 
@@ -80,5 +102,4 @@ def push_pull_fill(image: Tensor, weight: Tensor, *, min_size: int = 1) -> Tenso
         out = lw * lc + (1.0 - lw) * up
     # known pixels exactly (the blend above is exact for w == 1 up to rounding; make it bitwise)
     out = torch.where(w >= 1.0, c, out)
-    out = out.permute(0, 2, 3, 1)
-    return out if batched else out[0]
+    return out.permute(0, 2, 3, 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from affectsynth.render import inpaint
 from affectsynth.render.inpaint import push_pull_fill
 
 
@@ -83,3 +84,19 @@ def test_gradcheck_float64():
     w = torch.rand(5, 6, dtype=torch.float64)
     w[0, 0] = 0.0
     assert torch.autograd.gradcheck(lambda x: push_pull_fill(x, w), (img,))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 3), (1, 1, 7, 2), (1, 5, 1, 1), (2, 17, 31, 3), (1, 33, 8, 4), (1, 256, 256, 3)])
+def test_compiled_kernel_matches_torch_path(shape):
+    """The CPU inference kernel and the differentiable torch path agree to float32 rounding, and the
+    kernel keeps known pixels bitwise."""
+    g = torch.Generator().manual_seed(sum(shape))
+    img = torch.rand(*shape, generator=g)
+    w = torch.rand(*shape[:-1], generator=g)
+    w = torch.where(w > 0.7, torch.ones_like(w), torch.where(w < 0.4, torch.zeros_like(w), w))
+    fast = inpaint._push_pull_kernel(img, w, 1)
+    torch.testing.assert_close(fast, inpaint._push_pull_torch(img, w, 1), rtol=0, atol=1e-6)
+    assert torch.equal(fast[w >= 1], img[w >= 1])
+    # push_pull_fill takes the kernel without autograd, the torch path with it
+    assert torch.equal(push_pull_fill(img, w), fast)
+    torch.testing.assert_close(push_pull_fill(img.requires_grad_(), w).detach(), fast, rtol=0, atol=1e-6)
