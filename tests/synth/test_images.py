@@ -176,3 +176,21 @@ def test_empty_and_non_finite_images_are_refused():
         to_numpy_image(a)
     with pytest.raises(ValueError, match="finite"):
         to_numpy_image(torch.full((3, 4, 4), float("inf")))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 5, 3), (9, 4), (6, 3, 4), (64, 48, 3)])
+@pytest.mark.parametrize("level", [0, 1, 3, 6])
+def test_save_png_round_trips_every_layout_and_level(tmp_path, shape, level):
+    from PIL import Image
+
+    a = np.random.default_rng(sum(shape) + level).integers(0, 256, shape, dtype=np.uint8)
+    p = tmp_path / "o.png"
+    save_png(p, a, compress_level=level, fsync=False)
+    with Image.open(p) as img:
+        np.testing.assert_array_equal(np.asarray(img), a)
+
+
+def test_fast_png_is_deterministic(photo):
+    from affectsynth.images import encode_png_fast
+
+    assert encode_png_fast(photo) == encode_png_fast(photo.copy())
