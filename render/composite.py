@@ -127,6 +127,51 @@ def _from_float(x: Tensor, dtype: torch.dtype) -> Tensor:
     return x.to(dtype)
 
 
+def _opaque(alpha: Tensor, opacity: Tensor | None) -> Tensor:
+    """The feathered alpha times the opacity clamped to [0, 1] (None: alpha itself)."""
+    if opacity is None:
+        return alpha
+    return alpha * opacity.to(device=alpha.device, dtype=alpha.dtype).clamp(0.0, 1.0)
+
+
+def _takes_fast_path(photo: Tensor, rendered: Tensor, render_mask: Tensor, flow: Tensor | None,
+                     opacity: Tensor | None, s: CompositeSettings) -> bool:
+    """Whether `composite` runs the compiled CPU kernels: an RGB uint8 photo (no gradient reaches it
+    anyway), every tensor on the CPU, none that requires grad, and no colour match."""
+    tensors = [t for t in (photo, rendered, render_mask, flow, opacity) if t is not None]
+    return (photo.dtype == torch.uint8 and photo.shape[-1] == 3 and not s.color_match and rendered.is_floating_point()
+            and all(t.device.type == "cpu" and not t.requires_grad for t in tensors))
+
+
+def _feather_alpha_cpu(render_mask: Tensor, opacity: Tensor | None, s: CompositeSettings) -> Tensor:
+    """`feather_mask` times the clamped opacity, by the compiled kernel (CPU, no grad)."""
+    from affectsynth.render._kernels.composite import feather_alpha  # noqa: PLC0415  (numba import is slow)
+
+    cov = render_mask.detach().to(torch.float32).contiguous()
+    op = cov if opacity is None else opacity.detach().to(torch.float32).contiguous()
+    alpha = torch.empty(cov.shape, dtype=torch.float32)
+    if not feather_alpha(cov.numpy(), op.numpy(), opacity is not None, float(s.feather_px), float(s.erode_px),
+                         np.float32(s.coverage_threshold), alpha.numpy()):
+        # no pixel outside the coverage: keep scipy's convention for a mask without background
+        return _opaque(feather_mask(render_mask, feather_px=s.feather_px, erode_px=s.erode_px,
+                                    threshold=s.coverage_threshold), opacity)
+    return alpha
+
+
+def _warp_paste_cpu(photo: Tensor, box: tuple[int, int, int, int], flow: Tensor | None, flow_window: tuple[int, int],
+                    rendered: Tensor, alpha: Tensor, corner: tuple[int, int], s: CompositeSettings,
+                    out: Tensor, used: Tensor) -> None:
+    """The warp and blend of `composite` over ``box`` (X0, Y0, X1, Y1) of a uint8 photo by the
+    compiled kernel, in place into ``out`` (a copy of the photo) and ``used``."""
+    from affectsynth.render._kernels.composite import warp_paste  # noqa: PLC0415  (numba import is slow)
+
+    fl = torch.zeros(1, 1, 2) if flow is None else flow.detach().to(torch.float32).contiguous()
+    fx0, fy0 = (0, 0) if flow is None else (int(flow_window[0]), int(flow_window[1]))
+    warp_paste(_to_float(photo).contiguous().numpy(), np.asarray(box, np.int64), fl.numpy(), fx0, fy0,
+               rendered.detach().to(torch.float32).contiguous().numpy(), alpha.contiguous().numpy(),
+               int(corner[0]), int(corner[1]), s.warp_mode == "bicubic", out.numpy(), used.numpy())
+
+
 def composite(
     photo: Tensor,
     rendered: Tensor,
@@ -179,7 +224,7 @@ def composite(
         raise ValueError(f"composite: flow must be [fh, fw, 2], got {list(flow.shape)}")
     H, W, C = photo.shape
     device = photo.device
-    out = photo.clone()
+    out = photo.clone(memory_format=torch.contiguous_format)
     used = torch.zeros(H, W, dtype=torch.bool, device=device)
 
     # region that may change: render window and flow window, clipped to the photo
@@ -194,11 +239,14 @@ def composite(
     Y0 = max(0, min(b[1] for b in boxes))
     X1 = min(W, max(b[2] for b in boxes))
     Y1 = min(H, max(b[3] for b in boxes))
-    alpha_full = feather_mask(
+    if _takes_fast_path(photo, rendered, render_mask, flow, opacity, s):
+        alpha_full = _feather_alpha_cpu(render_mask, opacity, s)
+        if X1 > X0 and Y1 > Y0:
+            _warp_paste_cpu(photo, (X0, Y0, X1, Y1), flow, flow_window, rendered, alpha_full, (rx0, ry0), s, out, used)
+        return CompositeResult(out, used, alpha_full)
+    alpha_full = _opaque(feather_mask(
         render_mask, feather_px=s.feather_px, erode_px=s.erode_px, threshold=s.coverage_threshold
-    ).to(device)
-    if opacity is not None:
-        alpha_full = alpha_full * opacity.to(device=device, dtype=alpha_full.dtype).clamp(0.0, 1.0)
+    ).to(device), opacity)
     if X1 <= X0 or Y1 <= Y0:
         return CompositeResult(out, used, alpha_full)
 
