@@ -1,7 +1,7 @@
 """Benchmark `affectsynth generate IN OUT --size 256` (8 targets per photo): outputs/s, time to first
 output, CPU per output and photo, and where that CPU goes; optionally against a baseline commit.
 
-    python scripts/bench_generate.py [--photos 12] [--size 256] [--repeats 3] [--baseline-ref HEAD~3] [--json PATH]
+    python scripts/bench_generate.py [--photos 20] [--size 256] [--repeats 3] [--baseline-ref HEAD~3] [--json PATH]
 
 What it measures (every number from this run, on this machine):
 
@@ -14,15 +14,16 @@ What it measures (every number from this run, on this machine):
 - end to end: the command line itself (`python -m affectsynth.cli generate ...`) in a subprocess
   with --workers 1 and 2: wall outputs/s, CPU seconds per output (user + sys of the subprocess
   and its workers, from `getrusage(RUSAGE_CHILDREN)`), and the time from process start to the
-  first output file (polled every 20 ms). Steady state: the marginal rate between half and all
-  of the photos (start-up cancels out).
+  first output file (polled every 20 ms). Steady state: the marginal rate between a run over
+  half of the photos and a run over all of them (start-up cancels out); the second half is the
+  first half mirrored, so the marginal photos carry exactly the first half's workload.
 - ``--baseline-ref REF``: the same measurements on commit REF, checked out into a temporary git
   worktree and imported from there (a shim package dir on PYTHONPATH); each of the ``--repeats``
   rounds measures both trees one after the other (interleaved, so both see a similar load:
   even thread-CPU grows by ~30% on a machine loaded 4x over its cores); prints the ratios.
 
 The photos: the dev photos in ``../shared/assets/dev-photos`` (real photos, one or more faces),
-cycled up to ``--photos``. Prints ``uptime`` before and after: the machine is shared.
+cycled up to ``--photos // 2`` (see `photo_dir`), then mirrored. Prints ``uptime`` before and after: the machine is shared.
 """
 
 from __future__ import annotations
@@ -183,14 +184,31 @@ def shim_for(tree: Path, where: Path) -> Path:
     return where
 
 
-def photo_dir(n: int, where: Path, names: tuple[str, ...] = DEV_PHOTOS[:-1]) -> Path:
-    """`n` dev photos (cycled) in a fresh folder (the last of DEV_PHOTOS is kept for warm-ups)."""
+def photo_dir(n: int, where: Path, names: tuple[str, ...] = DEV_PHOTOS[:-1], *, mirrored: bool = False) -> Path:
+    """`n` distinct dev photos in a fresh folder (the last of DEV_PHOTOS is kept for warm-ups).
+
+    The dev photos are cycled; a photo's k-th reuse loses its k leftmost pixel columns, so that
+    no two files have the same content (the engine caches prepared faces by content: a repeated
+    photo would cost less than a new one). With ``mirrored``, the same ``n`` photos follow once
+    more, mirrored left-right: the second half is new content with the first half's workload
+    (same faces, same sizes), which is what the steady-state rate (full minus half) must measure.
+    """
+    import numpy as np
+    from PIL import Image
+
     where.mkdir(parents=True)
     srcs = [DEV / f"{s}.jpg" for s in names if (DEV / f"{s}.jpg").exists()]
     if not srcs:
         raise SystemExit(f"bench_generate: no dev photos in {DEV}")
-    for i in range(n):
-        shutil.copy(srcs[i % len(srcs)], where / f"p{i:03d}_{srcs[i % len(srcs)].name}")
+    for flip in (False, True) if mirrored else (False,):
+        for i in range(n):
+            src, reuse = srcs[i % len(srcs)], i // len(srcs)
+            dst = where / f"p{i:03d}{'m' if flip else ''}_{src.name}"
+            if not flip and not reuse:
+                shutil.copy(src, dst)
+                continue
+            pixels = np.asarray(Image.open(src).convert("RGB"))[:, reuse:]
+            Image.fromarray(np.ascontiguousarray(pixels[:, ::-1] if flip else pixels)).save(dst, quality=95)
     return where
 
 
@@ -299,7 +317,7 @@ def report(label: str, m: dict, base: dict | None) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--photos", type=int, default=12)
+    ap.add_argument("--photos", type=int, default=20)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--baseline-ref", help="git ref measured the same way in a temporary worktree")
@@ -319,7 +337,7 @@ def main() -> None:
                            check=True, capture_output=True)
             trees["baseline " + args.baseline_ref] = wt
         dirs = {"stages": photo_dir(min(args.photos, 6), tmp / "stages"), "warm": photo_dir(1, tmp / "warm", DEV_PHOTOS[-1:]), "half": photo_dir(args.photos // 2, tmp / "half"),
-                "full": photo_dir(args.photos, tmp / "full")}
+                "full": photo_dir(args.photos // 2, tmp / "full", mirrored=True)}
         envs, commits = {}, {}
         for i, (label, tree) in enumerate(trees.items()):
             # the environment users have (no OMP_NUM_THREADS): the thread settings are the code's own
