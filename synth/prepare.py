@@ -21,7 +21,8 @@ from torch import Tensor
 from affectsynth.expression_shading import FaceLight, estimate_light
 from affectsynth.face_render import TYPICAL_SKIN, FaceRenderer
 from affectsynth.fitting import FaceFit
-from affectsynth.render.unwrap import fill_texture, mirror_texel_map, unwrap_texture
+from affectsynth.face_unwrap import unwrap_face
+from affectsynth.render.unwrap import fill_texture, mirror_texel_map
 from affectsynth.teeth import PhotoTeeth, teeth_pixels, unwrap_photo_teeth
 
 __all__ = ["PreparedFace", "fit_digest", "prepare_face", "texture_resolution"]
@@ -107,17 +108,15 @@ def prepare_face(image: np.ndarray, fit: FaceFit, renderer: FaceRenderer, *, res
         teeth_px = teeth_pixels(photo_f, opening, skin_color, mouth_width_px=_mouth_width_px(fit))
     # the skin never takes the mouth's pixels: the opening, and the photo's teeth just outside it
     not_skin = opening if teeth_px is None else opening | teeth_px
-    un = unwrap_texture(photo_f, verts, model.triangles, model.uv, model.triangle_uv,
-                        cam, resolution=resolution, triangle_mask=renderer.skin, min_cos=0.05,
-                        photo_mask=None if not_skin is None else ~not_skin)
+    un = unwrap_face(photo_f, verts, renderer, cam, "skin", resolution=resolution, min_cos=0.05,
+                     photo_mask=None if not_skin is None else ~not_skin)
     # every texel the photo sees keeps the photo's colour; only unseen ones are filled
     tex = fill_texture(un.texture, un.visible.to(un.texture.dtype), mirror_uv=_mirror_map(renderer, resolution))
     vis = un.weight > 0.5
     skin = un.texture[vis].mean(0) if vis.any() else torch.tensor(TYPICAL_SKIN, device=device)
     teeth = None
     if teeth_px is not None:
-        teeth = unwrap_photo_teeth(photo_f, verts, model.triangles, model.uv, model.triangle_uv, renderer.teeth,
-                                   cam, teeth_px, resolution=resolution)
+        teeth = unwrap_photo_teeth(photo_f, verts, renderer, cam, teeth_px, resolution=resolution)
     return PreparedFace(fit=fit, texture=tex, vertices=verts, skin_color=skin, photo=photo,
                         photo_weight=_seen_weight(un.visible), teeth=teeth,
                         light=estimate_light(photo, verts, renderer, cam) if light else None)

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from affectsynth.face_unwrap import unwrap_face
 from affectsynth.fitting import Camera
-from affectsynth.render.unwrap import fill_texture, unwrap_texture
+from affectsynth.render.unwrap import fill_texture
+
+if TYPE_CHECKING:  # face_render imports this module
+    from affectsynth.face_render import FaceRenderer
 
 __all__ = ["PhotoTeeth", "TeethSettings", "teeth_pixels", "unwrap_photo_teeth", "TEETH_UV_TILE"]
 
@@ -135,8 +140,7 @@ def teeth_pixels(photo: Tensor, opening: Tensor, skin_color: Tensor, *, mouth_wi
     return teeth
 
 
-def unwrap_photo_teeth(photo: Tensor, vertices: Tensor, triangles: Tensor, uv: Tensor, triangle_uv: Tensor,
-                       teeth_triangles: Tensor, camera: Camera, pixels: Tensor, *,
+def unwrap_photo_teeth(photo: Tensor, vertices: Tensor, renderer: FaceRenderer, camera: Camera, pixels: Tensor, *,
                        resolution: int) -> PhotoTeeth | None:
     """Unwrap the photo's teeth pixels onto the model's teeth.
 
@@ -146,10 +150,7 @@ def unwrap_photo_teeth(photo: Tensor, vertices: Tensor, triangles: Tensor, uv: T
     Args:
         photo: [H, W, 3] float32 photo in [0, 1].
         vertices: [V, 3] camera-space vertices of the fitted face (the photo's expression).
-        triangles: [T, 3] int32 all triangles of the model.
-        uv: [U, 2] float32 texture coordinates.
-        triangle_uv: [T, 3] int32 uv indices per triangle corner.
-        teeth_triangles: [T] bool, the teeth (UVs in `TEETH_UV_TILE`).
+        renderer: the face model's renderer (its model; `FaceRenderer.teeth`, UVs in `TEETH_UV_TILE`).
         camera: the photo's camera.
         pixels: [H, W] bool teeth pixels (`teeth_pixels`).
         resolution: texture side R.
@@ -157,10 +158,8 @@ def unwrap_photo_teeth(photo: Tensor, vertices: Tensor, triangles: Tensor, uv: T
     Returns:
         `PhotoTeeth`, or None when no teeth texel sees a teeth pixel.
     """
-    tri, tri_uv = triangles[teeth_triangles], triangle_uv[teeth_triangles]
-    un = unwrap_texture(photo, vertices, tri, uv, tri_uv, camera,
-                        resolution=resolution, uv_tile=TEETH_UV_TILE,
-                        photo_mask=pixels, min_cos=0.05)
+    un = unwrap_face(photo, vertices, renderer, camera, "teeth", resolution=resolution, photo_mask=pixels,
+                     min_cos=0.05)
     if not bool(un.visible.any()):
         return None
     F = torch.nn.functional

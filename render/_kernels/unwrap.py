@@ -1,0 +1,99 @@
+"""Unwrap kernel: the per-texel work of `affectsynth.render.unwrap.unwrap_texture` over a cached UV raster.
+
+The UV raster of a mesh (which triangle covers each texel, and where in it) depends on the
+topology and the UVs only, the same for every photo; with it cached, what is left per photo
+is a loop over the covered texels: interpolate position and normal, project into the photo,
+test depth, normal and photo mask, sample the photo bilinearly. The torch path spends ~40
+whole-texture ops on this; the arithmetic is the same here (interpolation as `interp_fwd`,
+bilinear sampling as ``grid_sample`` with border padding), so results agree to float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = ["unwrap_texels"]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lerp_corner(a, i0, i1, i2, k, u, v):
+    """Attribute k of rows i0, i1, i2 of `a` at barycentrics (u, v): ``a2 + u (a0 - a2) + v (a1 - a2)``."""
+    a2 = a[i2, k]
+    return a2 + u * (a[i0, k] - a2) + v * (a[i1, k] - a2)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sample_border(image, x, y, out, o):
+    """Bilinear sample of image [H, W, C] at pixel coordinates (x, y) (pixel centres at + 0.5),
+    coordinates clamped to the image (``grid_sample`` border padding), into out[o]."""
+    h, w, nc = image.shape
+    sx = min(max(x - np.float32(0.5), np.float32(0.0)), np.float32(w - 1))
+    sy = min(max(y - np.float32(0.5), np.float32(0.0)), np.float32(h - 1))
+    x0 = int(math.floor(sx))
+    y0 = int(math.floor(sy))
+    fx = sx - np.float32(x0)
+    fy = sy - np.float32(y0)
+    x1 = min(x0 + 1, w - 1)
+    y1 = min(y0 + 1, h - 1)
+    one = np.float32(1.0)
+    for k in range(nc):
+        top = image[y0, x0, k] * (one - fx) + image[y0, x1, k] * fx
+        bot = image[y1, x0, k] * (one - fx) + image[y1, x1, k] * fx
+        out[o, k] = top * (one - fy) + bot * fy
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def unwrap_texels(texel, corners, bary, verts, normals, camera, image, zbuf, zbox, photo_mask, has_mask,
+                  min_cos, cos_ramp, depth_tol, texture, weight, visible):
+    """Unwrap the photo onto the covered texels of a cached UV raster.
+
+    Args:
+        texel: [N] int64 flat texel index (row-major in the R x R texture) of each covered texel.
+        corners: [N, 3] int32 vertex ids of the triangle covering it (rasterizer corner order).
+        bary: [N, 2] float32 the rasterizer's barycentrics (u, v) of corners 0 and 1.
+        verts: [V, 3] float32 camera-space vertices; normals: [V, 3] float32 unit vertex normals.
+        camera: [4] float32 (fx, fy, cx, cy).
+        image: [H, W, C] float32 photo; zbuf: [h, w] float32 depth buffer (inf where empty).
+        zbox: [4] float32 (x0, y0, sx, sy): photo pixel p is buffer pixel (p - (x0, y0)) * (sx, sy).
+        photo_mask: [H, W] bool pixels that may be sampled (read only when `has_mask`).
+        min_cos, cos_ramp, depth_tol: `UnwrapSettings`.
+        texture: [R * R, C] float32 out, zero-filled; weight: [R * R] float32 out, zero-filled;
+        visible: [R * R] bool out, False-filled.
+    """
+    h, w = image.shape[0], image.shape[1]
+    bh, bw = zbuf.shape
+    fx, fy, cx, cy = camera[0], camera[1], camera[2], camera[3]
+    bx0, by0, bsx, bsy = zbox[0], zbox[1], zbox[2], zbox[3]
+    tiny = np.float32(1e-12)
+    for q in range(texel.shape[0]):
+        i0, i1, i2 = corners[q, 0], corners[q, 1], corners[q, 2]
+        u, v = bary[q, 0], bary[q, 1]
+        px = _lerp_corner(verts, i0, i1, i2, 0, u, v)
+        py = _lerp_corner(verts, i0, i1, i2, 1, u, v)
+        pz = _lerp_corner(verts, i0, i1, i2, 2, u, v)
+        nx = _lerp_corner(normals, i0, i1, i2, 0, u, v)
+        ny = _lerp_corner(normals, i0, i1, i2, 1, u, v)
+        nz = _lerp_corner(normals, i0, i1, i2, 2, u, v)
+        nn = max(np.float32(math.sqrt(nx * nx + ny * ny + nz * nz)), tiny)
+        pn = max(np.float32(math.sqrt(px * px + py * py + pz * pz)), tiny)
+        cos = -((nx / nn) * px + (ny / nn) * py + (nz / nn) * pz) / pn
+        if not (pz > 0 and cos > min_cos):
+            continue
+        x = px / pz * fx + cx
+        y = py / pz * fy + cy
+        if not (x >= 0 and x <= w and y >= 0 and y <= h):
+            continue
+        bu = int(math.floor((x - bx0) * bsx))
+        bv = int(math.floor((y - by0) * bsy))
+        if bu < 0 or bu >= bw or bv < 0 or bv >= bh or not pz <= zbuf[bv, bu] * (np.float32(1.0) + depth_tol):
+            continue
+        if has_mask and not photo_mask[min(max(int(math.floor(y)), 0), h - 1), min(max(int(math.floor(x)), 0), w - 1)]:
+            continue
+        k = texel[q]
+        t = min(max((cos - min_cos) / cos_ramp, np.float32(0.0)), np.float32(1.0))
+        weight[k] = t * t * (np.float32(3.0) - np.float32(2.0) * t)
+        visible[k] = True
+        _sample_border(image, x, y, texture, k)
