@@ -118,26 +118,45 @@ def teeth_pixels(photo: Tensor, opening: Tensor, skin_color: Tensor, *, mouth_wi
     if opening.shape != photo.shape[:2] or opening.dtype != torch.bool:
         raise ValueError(f"teeth_pixels: opening must be {list(photo.shape[:2])} bool, "
                          f"got {list(opening.shape)} {opening.dtype}")
-    height = int(opening.sum(0).max()) if bool(opening.any()) else 0
-    if mouth_width_px < s.min_mouth_px or height < max(s.min_opening_px, s.min_opening * mouth_width_px):
-        return None
     grow = max(1, int(round(s.grow * mouth_width_px)))
-    near = torch.nn.functional.max_pool2d(opening.float()[None, None], 2 * grow + 1, stride=1, padding=grow)[0, 0] > 0.5
+    # all the work lies within `grow` pixels of the opening: do it on that window of the photo
+    window = _grown_box(opening, grow)
+    if window is None or mouth_width_px < s.min_mouth_px:
+        return None
+    opening_w, photo_w = opening[window], photo[window]
+    height = int(opening_w.sum(0).max())
+    if height < max(s.min_opening_px, s.min_opening * mouth_width_px):
+        return None
+    near = torch.nn.functional.max_pool2d(opening_w.float()[None, None], 2 * grow + 1, stride=1, padding=grow)[0, 0] > 0.5
     luma_w = torch.tensor(_LUMA, dtype=photo.dtype, device=photo.device)
     skin = skin_color.to(photo)
     skin_sat = float((skin.max() - skin.min()) / skin.max().clamp_min(1e-6))
-    hi, lo = photo.max(-1).values, photo.min(-1).values
+    hi, lo = photo_w.max(-1).values, photo_w.min(-1).values
     sat = (hi - lo) / hi.clamp_min(1e-6)
-    pale = (photo @ luma_w >= s.min_luma * float(skin @ luma_w))
+    pale = (photo_w @ luma_w >= s.min_luma * float(skin @ luma_w))
     pale &= sat <= min(s.max_saturation_abs, s.max_saturation * skin_sat + 0.05)
-    teeth = pale & opening
-    if int(teeth.sum()) < max(4, s.min_fraction * float(opening.sum())):
+    teeth = pale & opening_w
+    if int(teeth.sum()) < max(4, s.min_fraction * float(opening_w.sum())):
         return None
     # grow only through pale pixels connected to the teeth inside (not a lip's highlight nearby)
     band = pale & near
     for _ in range(grow):
         teeth = band & (torch.nn.functional.max_pool2d(teeth.float()[None, None], 3, stride=1, padding=1)[0, 0] > 0.5)
-    return teeth
+    out = torch.zeros_like(opening)
+    out[window] = teeth
+    return out
+
+
+def _grown_box(mask: Tensor, grow: int) -> tuple[slice, slice] | None:
+    """(rows, columns) slices of the box of a [H, W] bool mask's True pixels grown by `grow` pixels
+    (clipped to the mask), or None for an empty mask."""
+    rows = torch.nonzero(mask.any(1))[:, 0]
+    if rows.numel() == 0:
+        return None
+    cols = torch.nonzero(mask.any(0))[:, 0]
+    H, W = mask.shape
+    return (slice(max(0, int(rows[0]) - grow), min(H, int(rows[-1]) + grow + 1)),
+            slice(max(0, int(cols[0]) - grow), min(W, int(cols[-1]) + grow + 1)))
 
 
 def unwrap_photo_teeth(photo: Tensor, vertices: Tensor, renderer: FaceRenderer, camera: Camera, pixels: Tensor, *,

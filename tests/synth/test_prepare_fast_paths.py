@@ -11,7 +11,7 @@ from affectsynth import prepare
 from affectsynth.face_unwrap import unwrap_face
 from affectsynth.render.unwrap import unwrap_texture, uv_tile_triangles
 from affectsynth.synthesizer import Synthesizer
-from affectsynth.teeth import TEETH_UV_TILE, teeth_pixels
+from affectsynth.teeth import TEETH_UV_TILE, TeethSettings, teeth_pixels
 
 #: dev photos with an open mouth showing teeth, and a closed one
 PHOTOS = ("2008_001322", "2008_002470", "Tom_Cruise_avp_2014_4", "bald_guys")
@@ -81,3 +81,48 @@ def test_unwrap_face_takes_the_torch_path_for_autograd(faces):
                      resolution=face["res"], photo_mask=None, min_cos=0.05)
     un.texture.sum().backward()
     assert photo.grad is not None and float(photo.grad.abs().sum()) > 0
+
+
+def _teeth_pixels_whole_photo(photo, opening, skin_color, mouth_width_px):
+    """`teeth_pixels` with default settings computed over the whole photo (the reference of its window)."""
+    F = torch.nn.functional
+    s = TeethSettings()
+    height = int(opening.sum(0).max()) if bool(opening.any()) else 0
+    if mouth_width_px < s.min_mouth_px or height < max(s.min_opening_px, s.min_opening * mouth_width_px):
+        return None
+    grow = max(1, int(round(s.grow * mouth_width_px)))
+    near = F.max_pool2d(opening.float()[None, None], 2 * grow + 1, stride=1, padding=grow)[0, 0] > 0.5
+    luma = torch.tensor((0.299, 0.587, 0.114))
+    skin_sat = float((skin_color.max() - skin_color.min()) / skin_color.max().clamp_min(1e-6))
+    hi, lo = photo.max(-1).values, photo.min(-1).values
+    pale = (photo @ luma >= s.min_luma * float(skin_color @ luma))
+    pale &= (hi - lo) / hi.clamp_min(1e-6) <= min(s.max_saturation_abs, s.max_saturation * skin_sat + 0.05)
+    teeth = pale & opening
+    if int(teeth.sum()) < max(4, s.min_fraction * float(opening.sum())):
+        return None
+    band = pale & near
+    for _ in range(grow):
+        teeth = band & (F.max_pool2d(teeth.float()[None, None], 3, stride=1, padding=1)[0, 0] > 0.5)
+    return teeth
+
+
+def test_teeth_pixels_window_matches_the_whole_photo(faces):
+    """The same teeth pixels (bit for bit) as the computation over the whole photo, with the mouth
+    anywhere (also cut by the photo's edge)."""
+    shown = 0
+    for face in faces:
+        photo, opening, fit = face["photo"], face["opening"], face["fit"]
+        width = prepare._mouth_width_px(fit)
+        skin = prepare._landmark_skin_color(photo, fit)
+        rows = torch.nonzero(opening.any(1))[:, 0]
+        for dy in (0, -int(rows[0]) - 2):  # as is, and shifted so that the photo's top edge cuts the opening
+            p, o = torch.roll(photo, dy, 0), torch.roll(opening, dy, 0)
+            if dy:
+                o[int(rows[-1]) + dy + 1:] = False
+            got = teeth_pixels(p, o, skin, mouth_width_px=width)
+            want = _teeth_pixels_whole_photo(p, o, skin, width)
+            assert (got is None) == (want is None)
+            if want is not None:
+                assert torch.equal(got, want) and int(want.sum()) > 20
+                shown += 1
+    assert shown >= 4
