@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE.parent))
 import bench_generate  # noqa: E402  (a sibling script: its stage timers, photo list and shim)
 
 #: stages of prepare_face in this tree beyond `bench_generate.HOOKS` (absent ones are skipped)
-EXTRA_HOOKS = (("affectsynth.prepare", "unwrap_face", "prepare.unwrap"),)
+EXTRA_HOOKS = (("affectsynth.prepare", "unwrap_face", "prepare.unwrap"), ("affectsynth.prepare", "fill_unwrapped", "prepare.fill"))
 PREPARE_STAGES = ("prepare.unwrap", "prepare.fill", "prepare.light", "prepare.teeth", "prepare.other")
 
 

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from affectsynth.face_unwrap import unwrap_face
+from affectsynth.face_unwrap import fill_unwrapped, unwrap_face
 from affectsynth.fitting import Camera
-from affectsynth.render.unwrap import fill_texture
 
 if TYPE_CHECKING:  # face_render imports this module
     from affectsynth.face_render import FaceRenderer
@@ -182,7 +181,7 @@ def unwrap_photo_teeth(photo: Tensor, vertices: Tensor, renderer: FaceRenderer, 
     if not bool(un.visible.any()):
         return None
     F = torch.nn.functional
-    tex = fill_texture(un.texture, un.visible.to(un.texture.dtype))
+    tex = fill_unwrapped(un.texture, un.visible.to(un.texture.dtype))
     # soft edge: bilinear colour at the rim of what was seen hands over to the material smoothly
     weight = F.avg_pool2d((un.weight * un.visible)[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0]
     color = photo[pixels].mean(0)
