@@ -58,8 +58,10 @@ class UVTexels:
     bary: np.ndarray
 
 
+@lru_cache(maxsize=8)
 def _part_triangles(renderer: FaceRenderer, part: str) -> tuple[Tensor, Tensor, Tensor, tuple[int, int]]:
-    """(triangles, their uv indices, the ones unwrapped, UV tile) of a part, as `unwrap_texture` takes them."""
+    """(triangles, their uv indices, the ones unwrapped, UV tile) of a part, as `unwrap_texture` takes them
+    (per renderer: they depend on the model only)."""
     from affectsynth.teeth import TEETH_UV_TILE  # noqa: PLC0415  (teeth imports this module)
 
     if part not in _PARTS:

@@ -168,7 +168,19 @@ def _mouth_width_px(fit: FaceFit) -> float:
 def _seen_weight(visible: Tensor, *, erode: int = 2, blur: int = 5) -> Tensor:
     """[R, R] weight of texels the photo saw: the visibility eroded by `erode` texels (edges of what
     the photo saw carry background and fit error) and box-blurred over `blur` texels (no seam
-    where the warped photo hands over to the render)."""
+    where the warped photo hands over to the render). On the CPU a compiled loop computes it (the
+    same value bit for bit: sums of 0/1 are exact)."""
+    if visible.device.type == "cpu":
+        from affectsynth.render._kernels.unwrap import eroded_blur  # noqa: PLC0415  (numba import is slow)
+
+        out = torch.empty(visible.shape, dtype=torch.float32)
+        eroded_blur(visible.contiguous().numpy(), erode, blur, out.numpy())
+        return out
+    return _seen_weight_torch(visible, erode=erode, blur=blur)
+
+
+def _seen_weight_torch(visible: Tensor, *, erode: int, blur: int) -> Tensor:
+    """`_seen_weight` by pooling ops (any device)."""
     F = torch.nn.functional
     seen = visible.to(torch.float32)[None, None]
     seen = -F.max_pool2d(-seen, 2 * erode + 1, stride=1, padding=erode)

@@ -7,7 +7,8 @@ test depth, normal and photo mask, sample the photo bilinearly. The torch path s
 whole-texture ops on this; the arithmetic is the same here (interpolation as `interp_fwd`,
 bilinear sampling as ``grid_sample`` with border padding), so results agree to float rounding.
 `fill_seen_edges` and `fill_from_mirror` are the two steps of `fill_texture` before its last
-push-pull, each one pass over the texture instead of ~10 whole-texture ops.
+push-pull, each one pass over the texture instead of ~10 whole-texture ops; `eroded_blur` is
+a mask's erosion and box blur (the seen weight of an unwrap) in integer sums.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["fill_from_mirror", "fill_seen_edges", "unwrap_texels"]
+__all__ = ["eroded_blur", "fill_from_mirror", "fill_seen_edges", "unwrap_texels"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -182,3 +183,41 @@ def fill_from_mirror(color, weight, mirror_uv, out_color, out_weight):
             for k in range(nc):
                 out_color[i, j, k] = (one - a) * color[i, j, k] + a * (acc[k] / den)
             out_weight[i, j] = w + (one - w) * wm
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def eroded_blur(mask, erode, blur, out):
+    """out [H, W] float32: `mask` [H, W] bool eroded by a (2 erode + 1)^2 box, then box-averaged over
+    blur x blur (odd); both windows clipped to the image (a min-pool with implicit padding, then
+    ``avg_pool2d(count_include_pad=False)``). Sums of 0/1 values are exact: bit for bit the pools' result."""
+    h, w = mask.shape
+    run = np.zeros((h, w), np.int32)  # texels of the row window that are set
+    for i in range(h):
+        for j in range(w):
+            n = 0
+            for k in range(max(0, j - erode), min(w, j + erode + 1)):
+                n += mask[i, k]
+            run[i, j] = n == min(w, j + erode + 1) - max(0, j - erode)
+    kept = np.zeros((h, w), np.int32)
+    for i in range(h):
+        lo, hi = max(0, i - erode), min(h, i + erode + 1)
+        for j in range(w):
+            n = 0
+            for k in range(lo, hi):
+                n += run[k, j]
+            kept[i, j] = n == hi - lo
+    r = blur // 2
+    rows = np.zeros((h, w), np.int32)
+    for i in range(h):
+        for j in range(w):
+            n = 0
+            for k in range(max(0, j - r), min(w, j + r + 1)):
+                n += kept[i, k]
+            rows[i, j] = n
+    for i in range(h):
+        lo, hi = max(0, i - r), min(h, i + r + 1)
+        for j in range(w):
+            n = 0
+            for k in range(lo, hi):
+                n += rows[k, j]
+            out[i, j] = np.float32(n) / np.float32((hi - lo) * (min(w, j + r + 1) - max(0, j - r)))

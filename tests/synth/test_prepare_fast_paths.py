@@ -146,3 +146,13 @@ def test_compiled_fill_matches_fill_texture(faces, part):
         assert float((want - un.texture).abs().max()) > 0.1  # the fill changed the unseen texels
         checked += 1
     assert checked >= 2
+
+
+def test_compiled_seen_weight_equals_the_pooling_ops(faces):
+    """The photo weight of real unwraps, bit for bit as the pooling ops compute it."""
+    for face in faces:
+        un, _mask = _reference(face, "skin")
+        got = prepare._seen_weight(un.visible)
+        want = prepare._seen_weight_torch(un.visible, erode=2, blur=5)
+        assert torch.equal(got, want)
+        assert 0.0 < float(want.mean()) < 1.0 and bool(((want > 0) & (want < 1)).any())
