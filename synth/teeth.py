@@ -180,9 +180,25 @@ def unwrap_photo_teeth(photo: Tensor, vertices: Tensor, renderer: FaceRenderer, 
                      min_cos=0.05)
     if not bool(un.visible.any()):
         return None
-    F = torch.nn.functional
     tex = fill_unwrapped(un.texture, un.visible.to(un.texture.dtype))
-    # soft edge: bilinear colour at the rim of what was seen hands over to the material smoothly
-    weight = F.avg_pool2d((un.weight * un.visible)[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0]
+    weight = _soft_edge(un.weight * un.visible)
     color = photo[pixels].mean(0)
     return PhotoTeeth(texture=tex, weight=weight.clamp(0, 1), color=color)
+
+
+def _soft_edge(weight: Tensor) -> Tensor:
+    """[R, R] `weight` box-averaged over 3 x 3 texels: bilinear colour at the rim of what was seen hands
+    over to the material smoothly. On the CPU a compiled loop (the pool's sums in its order: the same
+    values) that skips the all-zero boxes, most of the teeth tile."""
+    if weight.device.type == "cpu" and weight.dtype == torch.float32 and not weight.requires_grad:
+        from affectsynth.render._kernels.unwrap import box_mean  # noqa: PLC0415  (numba import is slow)
+
+        out = torch.empty_like(weight, memory_format=torch.contiguous_format)
+        box_mean(weight.contiguous().numpy(), 1, out.numpy())
+        return out
+    return _soft_edge_torch(weight)
+
+
+def _soft_edge_torch(weight: Tensor) -> Tensor:
+    """`_soft_edge` by ``avg_pool2d`` (any device, autograd)."""
+    return torch.nn.functional.avg_pool2d(weight[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0]

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["eroded_blur", "fill_from_mirror", "fill_seen_edges", "unwrap_texels"]
+__all__ = ["box_mean", "eroded_blur", "fill_from_mirror", "fill_seen_edges", "unwrap_texels"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -103,22 +103,30 @@ def unwrap_texels(texel, corners, bary, verts, normals, camera, image, zbuf, zbo
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _integral(values):
+    """[H + 1, W + 1] int64 summed-area table of an [H, W] 0/1 array: S[i, j] = sum of values[:i, :j]."""
+    h, w = values.shape
+    out = np.zeros((h + 1, w + 1), np.int64)
+    for i in range(h):
+        run = 0
+        for j in range(w):
+            run += values[i, j]
+            out[i + 1, j + 1] = out[i, j + 1] + run
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _near_seen(w, grow):
     """[R, R] bool: texels with one of weight > 0 within a (2 grow + 1)^2 box (clipped to the texture),
-    as a max-pool of the seen mask; separable: along rows, then along columns."""
+    as a max-pool of the seen mask (box counts from a summed-area table)."""
     h, wd = w.shape
-    across = np.zeros((h, wd), np.bool_)
-    for i in range(h):
-        for j in range(wd):
-            if w[i, j] > 0:
-                for k in range(max(0, j - grow), min(wd, j + grow + 1)):
-                    across[i, k] = True
+    s = _integral(w > 0)
     near = np.zeros((h, wd), np.bool_)
     for i in range(h):
+        i0, i1 = max(0, i - grow), min(h, i + grow + 1)
         for j in range(wd):
-            if across[i, j]:
-                for k in range(max(0, i - grow), min(h, i + grow + 1)):
-                    near[k, j] = True
+            j0, j1 = max(0, j - grow), min(wd, j + grow + 1)
+            near[i, j] = s[i1, j1] - s[i0, j1] - s[i1, j0] + s[i0, j0] > 0
     return near
 
 
@@ -189,35 +197,47 @@ def fill_from_mirror(color, weight, mirror_uv, out_color, out_weight):
 def eroded_blur(mask, erode, blur, out):
     """out [H, W] float32: `mask` [H, W] bool eroded by a (2 erode + 1)^2 box, then box-averaged over
     blur x blur (odd); both windows clipped to the image (a min-pool with implicit padding, then
-    ``avg_pool2d(count_include_pad=False)``). Sums of 0/1 values are exact: bit for bit the pools' result."""
+    ``avg_pool2d(count_include_pad=False)``). Box counts of 0/1 values are exact integers (summed-area
+    tables): bit for bit the pools' result."""
     h, w = mask.shape
-    run = np.zeros((h, w), np.int32)  # texels of the row window that are set
+    s = _integral(mask)
+    kept = np.zeros((h, w), np.uint8)
     for i in range(h):
+        i0, i1 = max(0, i - erode), min(h, i + erode + 1)
         for j in range(w):
-            n = 0
-            for k in range(max(0, j - erode), min(w, j + erode + 1)):
-                n += mask[i, k]
-            run[i, j] = n == min(w, j + erode + 1) - max(0, j - erode)
-    kept = np.zeros((h, w), np.int32)
-    for i in range(h):
-        lo, hi = max(0, i - erode), min(h, i + erode + 1)
-        for j in range(w):
-            n = 0
-            for k in range(lo, hi):
-                n += run[k, j]
-            kept[i, j] = n == hi - lo
+            j0, j1 = max(0, j - erode), min(w, j + erode + 1)
+            kept[i, j] = s[i1, j1] - s[i0, j1] - s[i1, j0] + s[i0, j0] == (i1 - i0) * (j1 - j0)
+    s = _integral(kept)
     r = blur // 2
-    rows = np.zeros((h, w), np.int32)
+    for i in range(h):
+        i0, i1 = max(0, i - r), min(h, i + r + 1)
+        for j in range(w):
+            j0, j1 = max(0, j - r), min(w, j + r + 1)
+            out[i, j] = np.float32(s[i1, j1] - s[i0, j1] - s[i1, j0] + s[i0, j0]) / np.float32((i1 - i0) * (j1 - j0))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def box_mean(values, radius, out):
+    """out [H, W] float32: the mean of `values` [H, W] float32 over the (2 radius + 1)^2 box clipped to
+    the image, summed row by row from 0 as ``avg_pool2d(count_include_pad=False)`` sums on the CPU;
+    boxes of zeros alone (most of a sparse weight map) are skipped."""
+    h, w = values.shape
+    nz = np.zeros((h, w), np.bool_)
     for i in range(h):
         for j in range(w):
-            n = 0
-            for k in range(max(0, j - r), min(w, j + r + 1)):
-                n += kept[i, k]
-            rows[i, j] = n
+            if values[i, j] != 0:
+                for k in range(max(0, i - radius), min(h, i + radius + 1)):
+                    for m in range(max(0, j - radius), min(w, j + radius + 1)):
+                        nz[k, m] = True
     for i in range(h):
-        lo, hi = max(0, i - r), min(h, i + r + 1)
+        i0, i1 = max(0, i - radius), min(h, i + radius + 1)
         for j in range(w):
-            n = 0
-            for k in range(lo, hi):
-                n += rows[k, j]
-            out[i, j] = np.float32(n) / np.float32((hi - lo) * (min(w, j + r + 1) - max(0, j - r)))
+            if not nz[i, j]:
+                out[i, j] = 0.0
+                continue
+            j0, j1 = max(0, j - radius), min(w, j + radius + 1)
+            acc = np.float32(0.0)
+            for k in range(i0, i1):
+                for m in range(j0, j1):
+                    acc += values[k, m]
+            out[i, j] = acc / np.float32((i1 - i0) * (j1 - j0))

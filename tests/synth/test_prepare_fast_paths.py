@@ -156,3 +156,19 @@ def test_compiled_seen_weight_equals_the_pooling_ops(faces):
         want = prepare._seen_weight_torch(un.visible, erode=2, blur=5)
         assert torch.equal(got, want)
         assert 0.0 < float(want.mean()) < 1.0 and bool(((want > 0) & (want < 1)).any())
+
+
+def test_compiled_teeth_soft_edge_equals_avg_pool(faces):
+    """The teeth weight's 3 x 3 box mean, bit for bit as ``avg_pool2d`` computes it, on real teeth unwraps."""
+    from affectsynth import teeth
+
+    checked = 0
+    for face in faces:
+        if face["teeth"] is None:
+            continue
+        un, _mask = _reference(face, "teeth")
+        w = un.weight * un.visible
+        want = teeth._soft_edge_torch(w)
+        assert torch.equal(teeth._soft_edge(w), want) and float(want.max()) > 0.5
+        checked += 1
+    assert checked >= 2
