@@ -172,3 +172,18 @@ def test_compiled_teeth_soft_edge_equals_avg_pool(faces):
         assert torch.equal(teeth._soft_edge(w), want) and float(want.max()) > 0.5
         checked += 1
     assert checked >= 2
+
+
+def test_push_pull_kernel_matches_torch_path_on_real_unwraps(faces):
+    """The compiled push-pull of real unwrapped textures (skin and teeth) against the torch path."""
+    from affectsynth.render import inpaint
+
+    for face in faces[:3]:
+        for part in ("skin", "teeth"):
+            if part == "teeth" and face["teeth"] is None:
+                continue
+            un, _mask = _reference(face, part)
+            img, w = un.texture[None], un.visible.to(torch.float32)[None]
+            fast = inpaint._push_pull_kernel(img, w, 1)
+            torch.testing.assert_close(fast, inpaint._push_pull_torch(img, w, 1), rtol=0, atol=1e-6)
+            assert torch.equal(fast[w >= 1], img[w >= 1]) and float(fast[w == 0].abs().max()) > 0.1
