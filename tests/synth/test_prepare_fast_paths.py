@@ -187,3 +187,19 @@ def test_push_pull_kernel_matches_torch_path_on_real_unwraps(faces):
             fast = inpaint._push_pull_kernel(img, w, 1)
             torch.testing.assert_close(fast, inpaint._push_pull_torch(img, w, 1), rtol=0, atol=1e-6)
             assert torch.equal(fast[w >= 1], img[w >= 1]) and float(fast[w == 0].abs().max()) > 0.1
+
+
+def test_digest_memo_reuses_only_an_unchanged_image(dev_photos):
+    """The memo gives `image_digest` of every image: the same content (same or another array) hits,
+    an edit in place or another photo is hashed anew."""
+    from affectsynth.cache import DigestMemo, image_digest
+
+    a = np.asarray(Image.open(dev_photos / f"{PHOTOS[0]}.jpg").convert("RGB")).copy()
+    b = np.asarray(Image.open(dev_photos / f"{PHOTOS[1]}.jpg").convert("RGB"))
+    memo = DigestMemo()
+    first = memo(a)
+    assert first == image_digest(a) == memo(a.copy())
+    a[10, 10, 0] ^= 1  # edited in place: the same array object, new content
+    assert memo(a) == image_digest(a) != first
+    assert memo(b) == image_digest(b) and memo(a[:-1]) == image_digest(a[:-1])
+    assert memo(a.astype(np.uint16)) == image_digest(a.astype(np.uint16))
