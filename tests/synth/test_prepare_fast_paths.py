@@ -203,3 +203,20 @@ def test_digest_memo_reuses_only_an_unchanged_image(dev_photos):
     assert memo(a) == image_digest(a) != first
     assert memo(b) == image_digest(b) and memo(a[:-1]) == image_digest(a[:-1])
     assert memo(a.astype(np.uint16)) == image_digest(a.astype(np.uint16))
+
+
+def test_crop_square_equals_pil_crop_then_resize(dev_photos):
+    """The crop cut from the array gives PIL's crop + resize bit for bit: inside the photo, over its
+    edges (black outside), larger than the photo, and wholly outside."""
+    from affectsynth.crop import crop_square, face_square_box
+
+    image = np.asarray(Image.open(dev_photos / f"{PHOTOS[0]}.jpg").convert("RGB"))
+    H, W = image.shape[:2]
+    boxes = [(W * 0.4, H * 0.3, W * 0.6, H * 0.6), (-20.0, -10.0, 60.0, 70.0), (W - 50.0, H - 40.0, W + 10.0, H + 5.0),
+             (0.0, 0.0, float(W), float(H)), (W + 100.0, 10.0, W + 150.0, 60.0)]
+    for box in boxes:
+        x0, y0, side = face_square_box(box)
+        want = Image.fromarray(image).crop((x0, y0, x0 + side, y0 + side)).resize((256, 256), Image.LANCZOS,
+                                                                                  reducing_gap=3.0)
+        got = crop_square(image, box, 256)
+        assert got.shape == (256, 256, 3) and np.array_equal(got, np.asarray(want))
