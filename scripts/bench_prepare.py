@@ -8,7 +8,9 @@ pass: numba cache loads, lazily built tables), one torch thread, with the stage 
 `bench_generate` (exclusive *thread-CPU* ms, the innermost stage charged). Printed: the median
 over repeats of ms per photo per stage. With ``--baseline-ref`` the same runs on that commit
 (a temporary git worktree imported through a shim package), interleaved with this tree's
-rounds so both see the same load, and the ratios.
+rounds so both see the same load, and the ratios. Then the batch bookkeeping around it, per
+call: the face crop, the prepared-face cache lookup every target makes (its key digests the
+photo), `safe_join` of an output path, a manifest row's CSV fields.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -72,7 +75,43 @@ def child(repeats: int) -> dict:
         runs.append({"total": (time.thread_time() - t0) * 1e3, **acc})
     keys = sorted({k for r in runs for k in r})
     return {"photos": len(faces), "ms_per_photo": {k: statistics.median(r.get(k, 0.0) for r in runs) / len(faces)
-                                                   for k in keys}}
+                                                   for k in keys},
+            "ms_per_call": _bookkeeping(synth, faces, repeats)}
+
+
+def _bookkeeping(synth, faces: list, repeats: int) -> dict[str, float]:
+    """Median thread-CPU ms per call of the per-photo and per-output bookkeeping of a batch run."""
+    import numpy as np
+    from PIL import Image
+
+    from affectsynth.crop import crop_square
+    from affectsynth.manifest import ManifestRow
+    from affectsynth.naming import safe_join
+
+    photo = np.asarray(Image.open(bench_generate.DEV / f"{bench_generate.DEV_PHOTOS[2]}.jpg").convert("RGB"))
+    fit = synth.fit(photo)[0]
+    crop, crop_fit = faces[0]
+    synth.prepare(crop, crop_fit)
+    out = Path(tempfile.mkdtemp(prefix="bench_prepare_out_"))
+    (out / "photo_jpg").mkdir()
+    row = ManifestRow("photo.jpg", "photo_jpg/f0_happiness_i1.00.png", "ok", "", seed=1, face=0, n_faces=1,
+                      landmarks=json.dumps(np.round(np.random.default_rng(0).random((468, 2)) * 256, 2).tolist()))
+    calls = {"crop_square": lambda: crop_square(photo, fit.bbox, 256),
+             "Synthesizer.prepare (cache hit)": lambda: synth.prepare(crop, crop_fit),
+             "safe_join": lambda: safe_join(out, "photo_jpg/f0_happiness_i1.00.png"),
+             "ManifestRow.to_csv_dict": row.to_csv_dict}
+    result = {}
+    for name, fn in calls.items():
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.thread_time()
+            for _ in range(50):
+                fn()
+            times.append((time.thread_time() - t0) / 50 * 1e3)
+        result[name] = statistics.median(times)
+    shutil.rmtree(out)
+    return result
 
 
 def main() -> None:
@@ -123,6 +162,14 @@ def _report(results: dict[str, list[dict]]) -> None:
         row = f"  {k:16s} " + " ".join(f"{med[label].get(k, 0.0):22.2f}" for label in labels)
         if base:
             row += f"   x{base.get(k, 0.0) / max(med[labels[0]].get(k, 0.0), 1e-9):.2f}"
+        print(row)
+    print(f"bookkeeping, thread-CPU ms per call\n  {'call':32s} " + " ".join(f"{label:>14s}" for label in labels))
+    per_call = {label: {k: statistics.median(r["ms_per_call"][k] for r in rs) for k in rs[0]["ms_per_call"]}
+                for label, rs in results.items()}
+    for k in per_call[labels[0]]:
+        row = f"  {k:32s} " + " ".join(f"{per_call[label][k]:14.4f}" for label in labels)
+        if base:
+            row += f"   x{per_call[labels[1]][k] / max(per_call[labels[0]][k], 1e-9):.2f}"
         print(row)
 
 
