@@ -127,6 +127,8 @@ def _unwrap_compiled(photo: Tensor, verts: Tensor, tri: Tensor, camera: Camera, 
         raise ValueError(f"unwrap_face: photo_mask must be [{H}, {W}] bool, got {list(photo_mask.shape)} {photo_mask.dtype}")
     normals = vertex_normals(verts, tri)
     zbuf, _cover, zbox = _depth_buffer(verts, tri, camera, (H, W), s.max_depth_res, None)
+    if len(zbox) != 4:  # the mesh lies outside the photo: an empty 1 x 1 buffer, (x0, y0, scale)
+        zbox = (zbox[0], zbox[1], zbox[2], zbox[2])
     texture = torch.zeros(R * R, C)
     weight = torch.zeros(R * R)
     visible = torch.zeros(R * R, dtype=torch.bool)

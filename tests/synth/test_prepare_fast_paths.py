@@ -220,3 +220,11 @@ def test_crop_square_equals_pil_crop_then_resize(dev_photos):
                                                                                   reducing_gap=3.0)
         got = crop_square(image, box, 256)
         assert got.shape == (256, 256, 3) and np.array_equal(got, np.asarray(want))
+
+
+def test_compiled_unwrap_of_a_face_outside_the_photo_sees_nothing(faces):
+    face = faces[0]
+    away = face["verts"] + torch.tensor([1000.0, 0.0, 0.0])  # far to the right of the photo
+    un = unwrap_face(face["photo"], away, face["synth"].renderer, face["fit"].camera, "skin",
+                     resolution=face["res"], photo_mask=None, min_cos=0.05)
+    assert not bool(un.visible.any()) and float(un.texture.abs().max()) == 0.0
