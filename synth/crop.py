@@ -37,5 +37,18 @@ def crop_square(image: np.ndarray, bbox: Sequence[float], size: int, *, scale: f
     from PIL import Image
 
     x0, y0, side = face_square_box(bbox, scale=scale)
-    crop = Image.fromarray(image).crop((x0, y0, x0 + side, y0 + side))
-    return np.asarray(crop.resize((size, size), Image.LANCZOS, reducing_gap=3.0))
+    window = _square_window(image, x0, y0, side)
+    return np.asarray(Image.fromarray(window).resize((size, size), Image.LANCZOS, reducing_gap=3.0))
+
+
+def _square_window(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """[side, side, C] pixels of ``image`` from (x0, y0), black outside it (what PIL's ``crop`` gives),
+    cut from the array itself: no copy of the whole photo into a PIL image first."""
+    H, W = image.shape[:2]
+    if x0 >= 0 and y0 >= 0 and x0 + side <= W and y0 + side <= H:
+        return np.ascontiguousarray(image[y0:y0 + side, x0:x0 + side])
+    out = np.zeros((side, side, *image.shape[2:]), dtype=image.dtype)
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, W), min(y0 + side, H)
+    if ix1 > ix0 and iy1 > iy0:
+        out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = image[iy0:iy1, ix0:ix1]
+    return out

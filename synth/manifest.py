@@ -82,7 +82,7 @@ import math
 import os
 import re
 import stat
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -206,8 +206,8 @@ class ManifestRow:
         return self.status == "error" and self.reason in TRANSIENT_REASONS
 
     def to_csv_dict(self) -> dict[str, str]:
-        """All fields as strings, keyed by column."""
-        return {k: format_field(v) for k, v in asdict(self).items()}
+        """All fields as strings, keyed by column (the fields are plain values: no `asdict` deep copy)."""
+        return {k: format_field(getattr(self, k)) for k in COLUMNS}
 
     @classmethod
     def from_csv_dict(cls, d: Mapping[str, str]) -> "ManifestRow":

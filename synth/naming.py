@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
@@ -273,7 +274,9 @@ def safe_join(root: str | os.PathLike, rel: str | PurePosixPath) -> Path:
     """``root / rel``, guaranteed to stay inside ``root``.
 
     Rejects absolute paths, ``..`` components, and existing symlinks (file or folder) on
-    the way that resolve outside ``root``.
+    the way that resolve outside ``root``. Without ``..``, only a symlink below ``root`` can lead
+    out of it: the path is resolved only when one is on the way (one ``lstat`` per existing
+    component instead of resolving ``root`` and the path on every call).
 
     Raises:
         UnsafePathError: the path would escape ``root``.
@@ -283,11 +286,26 @@ def safe_join(root: str | os.PathLike, rel: str | PurePosixPath) -> Path:
         raise UnsafePathError(f"safe_join: {str(rel)!r} is absolute or contains '..'")
     root_p = Path(root)
     out = root_p.joinpath(*rel_p.parts)
-    root_real = os.path.realpath(root_p)
-    real = os.path.realpath(out)
-    if os.path.commonpath([root_real, real]) != root_real:
-        raise UnsafePathError(f"safe_join: {str(rel)!r} resolves outside {root} (symlink?)")
+    if _symlink_below(os.fspath(root_p), rel_p.parts):
+        root_real = os.path.realpath(root_p)
+        real = os.path.realpath(out)
+        if os.path.commonpath([root_real, real]) != root_real:
+            raise UnsafePathError(f"safe_join: {str(rel)!r} resolves outside {root} (symlink?)")
     return out
+
+
+def _symlink_below(root: str, parts: tuple[str, ...]) -> bool:
+    """Whether one of the existing paths ``root/parts[0]``, ``root/parts[0]/parts[1]``, ... is a symlink
+    (below a missing one nothing exists)."""
+    cur = root
+    for part in parts:
+        cur = os.path.join(cur, part)
+        try:
+            if stat.S_ISLNK(os.lstat(cur).st_mode):
+                return True
+        except OSError:  # missing (or under a file): nothing further down exists
+            return False
+    return False
 
 
 def find_images(input_dir: str | os.PathLike, *, exclude: str | os.PathLike | None = None) -> Iterator[Path]:

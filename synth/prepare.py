@@ -21,7 +21,8 @@ from torch import Tensor
 from affectsynth.expression_shading import FaceLight, estimate_light
 from affectsynth.face_render import TYPICAL_SKIN, FaceRenderer
 from affectsynth.fitting import FaceFit
-from affectsynth.render.unwrap import fill_texture, mirror_texel_map, unwrap_texture
+from affectsynth.face_unwrap import fill_unwrapped, unwrap_face
+from affectsynth.render.unwrap import mirror_texel_map
 from affectsynth.teeth import PhotoTeeth, teeth_pixels, unwrap_photo_teeth
 
 __all__ = ["PreparedFace", "fit_digest", "prepare_face", "texture_resolution"]
@@ -107,17 +108,15 @@ def prepare_face(image: np.ndarray, fit: FaceFit, renderer: FaceRenderer, *, res
         teeth_px = teeth_pixels(photo_f, opening, skin_color, mouth_width_px=_mouth_width_px(fit))
     # the skin never takes the mouth's pixels: the opening, and the photo's teeth just outside it
     not_skin = opening if teeth_px is None else opening | teeth_px
-    un = unwrap_texture(photo_f, verts, model.triangles, model.uv, model.triangle_uv,
-                        cam, resolution=resolution, triangle_mask=renderer.skin, min_cos=0.05,
-                        photo_mask=None if not_skin is None else ~not_skin)
+    un = unwrap_face(photo_f, verts, renderer, cam, "skin", resolution=resolution, min_cos=0.05,
+                     photo_mask=None if not_skin is None else ~not_skin)
     # every texel the photo sees keeps the photo's colour; only unseen ones are filled
-    tex = fill_texture(un.texture, un.visible.to(un.texture.dtype), mirror_uv=_mirror_map(renderer, resolution))
+    tex = fill_unwrapped(un.texture, un.visible.to(un.texture.dtype), mirror_uv=_mirror_map(renderer, resolution))
     vis = un.weight > 0.5
     skin = un.texture[vis].mean(0) if vis.any() else torch.tensor(TYPICAL_SKIN, device=device)
     teeth = None
     if teeth_px is not None:
-        teeth = unwrap_photo_teeth(photo_f, verts, model.triangles, model.uv, model.triangle_uv, renderer.teeth,
-                                   cam, teeth_px, resolution=resolution)
+        teeth = unwrap_photo_teeth(photo_f, verts, renderer, cam, teeth_px, resolution=resolution)
     return PreparedFace(fit=fit, texture=tex, vertices=verts, skin_color=skin, photo=photo,
                         photo_weight=_seen_weight(un.visible), teeth=teeth,
                         light=estimate_light(photo, verts, renderer, cam) if light else None)
@@ -169,7 +168,19 @@ def _mouth_width_px(fit: FaceFit) -> float:
 def _seen_weight(visible: Tensor, *, erode: int = 2, blur: int = 5) -> Tensor:
     """[R, R] weight of texels the photo saw: the visibility eroded by `erode` texels (edges of what
     the photo saw carry background and fit error) and box-blurred over `blur` texels (no seam
-    where the warped photo hands over to the render)."""
+    where the warped photo hands over to the render). On the CPU a compiled loop computes it (the
+    same value bit for bit: sums of 0/1 are exact)."""
+    if visible.device.type == "cpu":
+        from affectsynth.render._kernels.unwrap import eroded_blur  # noqa: PLC0415  (numba import is slow)
+
+        out = torch.empty(visible.shape, dtype=torch.float32)
+        eroded_blur(visible.contiguous().numpy(), erode, blur, out.numpy())
+        return out
+    return _seen_weight_torch(visible, erode=erode, blur=blur)
+
+
+def _seen_weight_torch(visible: Tensor, *, erode: int, blur: int) -> Tensor:
+    """`_seen_weight` by pooling ops (any device)."""
     F = torch.nn.functional
     seen = visible.to(torch.float32)[None, None]
     seen = -F.max_pool2d(-seen, 2 * erode + 1, stride=1, padding=erode)

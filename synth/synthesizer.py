@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from affectsynth.blendshapes import AUs, Expression, ExpressionModel, VA
-from affectsynth.cache import LRUCache, image_digest
+from affectsynth.cache import DigestMemo, LRUCache
 from affectsynth.compose import ComposeSettings, compose_target
 from affectsynth.crop import crop_square, face_square_box
 from affectsynth.face_render import FaceRenderer, MouthMaterials
@@ -128,6 +128,7 @@ class Synthesizer:
         self.renderer = FaceRenderer(self.model, self.settings.materials)
         self._detector = None
         self._prepared: LRUCache[PreparedFace] = LRUCache(cache_size)
+        self._image_digest = DigestMemo()  # the targets of one photo hash it once
         # every variant counts: a shape only a non-default variant drives is still the target's
         driven_max = np.asarray(self.expressions.variant_prototypes).max(0)
         kept = kept_shapes(self.model.expression_names, self.expressions.names, driven_max)
@@ -184,7 +185,7 @@ class Synthesizer:
     def prepare(self, image: np.ndarray, fit: FaceFit) -> PreparedFace:
         """Unwrap the face's texture from the photo (cached by photo content and face)."""
         image = _check_image(image)
-        key = (image_digest(image), fit_digest(fit))
+        key = (self._image_digest(image), fit_digest(fit))
         prepared = self._prepared.get(key)
         if prepared is None:
             prepared = prepare_face(image, fit, self.renderer, resolution=self.texture_resolution(fit),

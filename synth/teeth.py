@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from affectsynth.face_unwrap import fill_unwrapped, unwrap_face
 from affectsynth.fitting import Camera
-from affectsynth.render.unwrap import fill_texture, unwrap_texture
+
+if TYPE_CHECKING:  # face_render imports this module
+    from affectsynth.face_render import FaceRenderer
 
 __all__ = ["PhotoTeeth", "TeethSettings", "teeth_pixels", "unwrap_photo_teeth", "TEETH_UV_TILE"]
 
@@ -113,30 +117,48 @@ def teeth_pixels(photo: Tensor, opening: Tensor, skin_color: Tensor, *, mouth_wi
     if opening.shape != photo.shape[:2] or opening.dtype != torch.bool:
         raise ValueError(f"teeth_pixels: opening must be {list(photo.shape[:2])} bool, "
                          f"got {list(opening.shape)} {opening.dtype}")
-    height = int(opening.sum(0).max()) if bool(opening.any()) else 0
-    if mouth_width_px < s.min_mouth_px or height < max(s.min_opening_px, s.min_opening * mouth_width_px):
-        return None
     grow = max(1, int(round(s.grow * mouth_width_px)))
-    near = torch.nn.functional.max_pool2d(opening.float()[None, None], 2 * grow + 1, stride=1, padding=grow)[0, 0] > 0.5
+    # all the work lies within `grow` pixels of the opening: do it on that window of the photo
+    window = _grown_box(opening, grow)
+    if window is None or mouth_width_px < s.min_mouth_px:
+        return None
+    opening_w, photo_w = opening[window], photo[window]
+    height = int(opening_w.sum(0).max())
+    if height < max(s.min_opening_px, s.min_opening * mouth_width_px):
+        return None
+    near = torch.nn.functional.max_pool2d(opening_w.float()[None, None], 2 * grow + 1, stride=1, padding=grow)[0, 0] > 0.5
     luma_w = torch.tensor(_LUMA, dtype=photo.dtype, device=photo.device)
     skin = skin_color.to(photo)
     skin_sat = float((skin.max() - skin.min()) / skin.max().clamp_min(1e-6))
-    hi, lo = photo.max(-1).values, photo.min(-1).values
+    hi, lo = photo_w.max(-1).values, photo_w.min(-1).values
     sat = (hi - lo) / hi.clamp_min(1e-6)
-    pale = (photo @ luma_w >= s.min_luma * float(skin @ luma_w))
+    pale = (photo_w @ luma_w >= s.min_luma * float(skin @ luma_w))
     pale &= sat <= min(s.max_saturation_abs, s.max_saturation * skin_sat + 0.05)
-    teeth = pale & opening
-    if int(teeth.sum()) < max(4, s.min_fraction * float(opening.sum())):
+    teeth = pale & opening_w
+    if int(teeth.sum()) < max(4, s.min_fraction * float(opening_w.sum())):
         return None
     # grow only through pale pixels connected to the teeth inside (not a lip's highlight nearby)
     band = pale & near
     for _ in range(grow):
         teeth = band & (torch.nn.functional.max_pool2d(teeth.float()[None, None], 3, stride=1, padding=1)[0, 0] > 0.5)
-    return teeth
+    out = torch.zeros_like(opening)
+    out[window] = teeth
+    return out
 
 
-def unwrap_photo_teeth(photo: Tensor, vertices: Tensor, triangles: Tensor, uv: Tensor, triangle_uv: Tensor,
-                       teeth_triangles: Tensor, camera: Camera, pixels: Tensor, *,
+def _grown_box(mask: Tensor, grow: int) -> tuple[slice, slice] | None:
+    """(rows, columns) slices of the box of a [H, W] bool mask's True pixels grown by `grow` pixels
+    (clipped to the mask), or None for an empty mask."""
+    rows = torch.nonzero(mask.any(1))[:, 0]
+    if rows.numel() == 0:
+        return None
+    cols = torch.nonzero(mask.any(0))[:, 0]
+    H, W = mask.shape
+    return (slice(max(0, int(rows[0]) - grow), min(H, int(rows[-1]) + grow + 1)),
+            slice(max(0, int(cols[0]) - grow), min(W, int(cols[-1]) + grow + 1)))
+
+
+def unwrap_photo_teeth(photo: Tensor, vertices: Tensor, renderer: FaceRenderer, camera: Camera, pixels: Tensor, *,
                        resolution: int) -> PhotoTeeth | None:
     """Unwrap the photo's teeth pixels onto the model's teeth.
 
@@ -146,10 +168,7 @@ def unwrap_photo_teeth(photo: Tensor, vertices: Tensor, triangles: Tensor, uv: T
     Args:
         photo: [H, W, 3] float32 photo in [0, 1].
         vertices: [V, 3] camera-space vertices of the fitted face (the photo's expression).
-        triangles: [T, 3] int32 all triangles of the model.
-        uv: [U, 2] float32 texture coordinates.
-        triangle_uv: [T, 3] int32 uv indices per triangle corner.
-        teeth_triangles: [T] bool, the teeth (UVs in `TEETH_UV_TILE`).
+        renderer: the face model's renderer (its model; `FaceRenderer.teeth`, UVs in `TEETH_UV_TILE`).
         camera: the photo's camera.
         pixels: [H, W] bool teeth pixels (`teeth_pixels`).
         resolution: texture side R.
@@ -157,15 +176,29 @@ def unwrap_photo_teeth(photo: Tensor, vertices: Tensor, triangles: Tensor, uv: T
     Returns:
         `PhotoTeeth`, or None when no teeth texel sees a teeth pixel.
     """
-    tri, tri_uv = triangles[teeth_triangles], triangle_uv[teeth_triangles]
-    un = unwrap_texture(photo, vertices, tri, uv, tri_uv, camera,
-                        resolution=resolution, uv_tile=TEETH_UV_TILE,
-                        photo_mask=pixels, min_cos=0.05)
+    un = unwrap_face(photo, vertices, renderer, camera, "teeth", resolution=resolution, photo_mask=pixels,
+                     min_cos=0.05)
     if not bool(un.visible.any()):
         return None
-    F = torch.nn.functional
-    tex = fill_texture(un.texture, un.visible.to(un.texture.dtype))
-    # soft edge: bilinear colour at the rim of what was seen hands over to the material smoothly
-    weight = F.avg_pool2d((un.weight * un.visible)[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0]
+    tex = fill_unwrapped(un.texture, un.visible.to(un.texture.dtype))
+    weight = _soft_edge(un.weight * un.visible)
     color = photo[pixels].mean(0)
     return PhotoTeeth(texture=tex, weight=weight.clamp(0, 1), color=color)
+
+
+def _soft_edge(weight: Tensor) -> Tensor:
+    """[R, R] `weight` box-averaged over 3 x 3 texels: bilinear colour at the rim of what was seen hands
+    over to the material smoothly. On the CPU a compiled loop (the pool's sums in its order: the same
+    values) that skips the all-zero boxes, most of the teeth tile."""
+    if weight.device.type == "cpu" and weight.dtype == torch.float32 and not weight.requires_grad:
+        from affectsynth.render._kernels.unwrap import box_mean  # noqa: PLC0415  (numba import is slow)
+
+        out = torch.empty_like(weight, memory_format=torch.contiguous_format)
+        box_mean(weight.contiguous().numpy(), 1, out.numpy())
+        return out
+    return _soft_edge_torch(weight)
+
+
+def _soft_edge_torch(weight: Tensor) -> Tensor:
+    """`_soft_edge` by ``avg_pool2d`` (any device, autograd)."""
+    return torch.nn.functional.avg_pool2d(weight[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0]

@@ -57,6 +57,24 @@ def test_safe_join_refuses_escapes(tmp_path):
             safe_join(root, bad)
 
 
+def test_safe_join_checks_symlinks_at_any_depth_and_allows_those_that_stay_inside(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "f.png").write_bytes(b"x")
+    real_root = tmp_path / "real_out"
+    (real_root / "a" / "b").mkdir(parents=True)
+    root = tmp_path / "out"
+    os.symlink(real_root, root)  # OUTPUT_DIR itself a symlink: fine
+    os.symlink(outside, real_root / "a" / "b" / "deep")  # a folder link two levels down
+    os.symlink(outside / "f.png", real_root / "a" / "f.png")  # a file link
+    os.symlink(real_root / "a", real_root / "inside")  # a link that stays inside
+    assert safe_join(root, "a/b/new/x.png") == root / "a" / "b" / "new" / "x.png"
+    assert safe_join(root, "inside/b/x.png") == root / "inside" / "b" / "x.png"
+    for bad in ["a/b/deep/x.png", "a/b/deep", "a/f.png"]:
+        with pytest.raises(UnsafePathError):
+            safe_join(root, bad)
+
+
 def test_source_relpath(tmp_path):
     assert source_relpath(tmp_path / "a" / "b.jpg", tmp_path) == PurePosixPath("a/b.jpg")
     with pytest.raises(UnsafePathError):

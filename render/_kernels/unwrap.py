@@ -1,0 +1,243 @@
+"""Unwrap kernel: the per-texel work of `affectsynth.render.unwrap.unwrap_texture` over a cached UV raster.
+
+The UV raster of a mesh (which triangle covers each texel, and where in it) depends on the
+topology and the UVs only, the same for every photo; with it cached, what is left per photo
+is a loop over the covered texels: interpolate position and normal, project into the photo,
+test depth, normal and photo mask, sample the photo bilinearly. The torch path spends ~40
+whole-texture ops on this; the arithmetic is the same here (interpolation as `interp_fwd`,
+bilinear sampling as ``grid_sample`` with border padding), so results agree to float rounding.
+`fill_seen_edges` and `fill_from_mirror` are the two steps of `fill_texture` before its last
+push-pull, each one pass over the texture instead of ~10 whole-texture ops; `eroded_blur` is
+a mask's erosion and box blur (the seen weight of an unwrap) in integer sums.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = ["box_mean", "eroded_blur", "fill_from_mirror", "fill_seen_edges", "unwrap_texels"]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lerp_corner(a, i0, i1, i2, k, u, v):
+    """Attribute k of rows i0, i1, i2 of `a` at barycentrics (u, v): ``a2 + u (a0 - a2) + v (a1 - a2)``."""
+    a2 = a[i2, k]
+    return a2 + u * (a[i0, k] - a2) + v * (a[i1, k] - a2)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sample_border(image, x, y, out, o):
+    """Bilinear sample of image [H, W, C] at pixel coordinates (x, y) (pixel centres at + 0.5),
+    coordinates clamped to the image (``grid_sample`` border padding), into out[o]."""
+    h, w, nc = image.shape
+    sx = min(max(x - np.float32(0.5), np.float32(0.0)), np.float32(w - 1))
+    sy = min(max(y - np.float32(0.5), np.float32(0.0)), np.float32(h - 1))
+    x0 = int(math.floor(sx))
+    y0 = int(math.floor(sy))
+    fx = sx - np.float32(x0)
+    fy = sy - np.float32(y0)
+    x1 = min(x0 + 1, w - 1)
+    y1 = min(y0 + 1, h - 1)
+    one = np.float32(1.0)
+    for k in range(nc):
+        top = image[y0, x0, k] * (one - fx) + image[y0, x1, k] * fx
+        bot = image[y1, x0, k] * (one - fx) + image[y1, x1, k] * fx
+        out[o, k] = top * (one - fy) + bot * fy
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def unwrap_texels(texel, corners, bary, verts, normals, camera, image, zbuf, zbox, photo_mask, has_mask,
+                  min_cos, cos_ramp, depth_tol, texture, weight, visible):
+    """Unwrap the photo onto the covered texels of a cached UV raster.
+
+    Args:
+        texel: [N] int64 flat texel index (row-major in the R x R texture) of each covered texel.
+        corners: [N, 3] int32 vertex ids of the triangle covering it (rasterizer corner order).
+        bary: [N, 2] float32 the rasterizer's barycentrics (u, v) of corners 0 and 1.
+        verts: [V, 3] float32 camera-space vertices; normals: [V, 3] float32 unit vertex normals.
+        camera: [4] float32 (fx, fy, cx, cy).
+        image: [H, W, C] float32 photo; zbuf: [h, w] float32 depth buffer (inf where empty).
+        zbox: [4] float32 (x0, y0, sx, sy): photo pixel p is buffer pixel (p - (x0, y0)) * (sx, sy).
+        photo_mask: [H, W] bool pixels that may be sampled (read only when `has_mask`).
+        min_cos, cos_ramp, depth_tol: `UnwrapSettings`.
+        texture: [R * R, C] float32 out, zero-filled; weight: [R * R] float32 out, zero-filled;
+        visible: [R * R] bool out, False-filled.
+    """
+    h, w = image.shape[0], image.shape[1]
+    bh, bw = zbuf.shape
+    fx, fy, cx, cy = camera[0], camera[1], camera[2], camera[3]
+    bx0, by0, bsx, bsy = zbox[0], zbox[1], zbox[2], zbox[3]
+    tiny = np.float32(1e-12)
+    for q in range(texel.shape[0]):
+        i0, i1, i2 = corners[q, 0], corners[q, 1], corners[q, 2]
+        u, v = bary[q, 0], bary[q, 1]
+        px = _lerp_corner(verts, i0, i1, i2, 0, u, v)
+        py = _lerp_corner(verts, i0, i1, i2, 1, u, v)
+        pz = _lerp_corner(verts, i0, i1, i2, 2, u, v)
+        nx = _lerp_corner(normals, i0, i1, i2, 0, u, v)
+        ny = _lerp_corner(normals, i0, i1, i2, 1, u, v)
+        nz = _lerp_corner(normals, i0, i1, i2, 2, u, v)
+        nn = max(np.float32(math.sqrt(nx * nx + ny * ny + nz * nz)), tiny)
+        pn = max(np.float32(math.sqrt(px * px + py * py + pz * pz)), tiny)
+        cos = -((nx / nn) * px + (ny / nn) * py + (nz / nn) * pz) / pn
+        if not (pz > 0 and cos > min_cos):
+            continue
+        x = px / pz * fx + cx
+        y = py / pz * fy + cy
+        if not (x >= 0 and x <= w and y >= 0 and y <= h):
+            continue
+        bu = int(math.floor((x - bx0) * bsx))
+        bv = int(math.floor((y - by0) * bsy))
+        if bu < 0 or bu >= bw or bv < 0 or bv >= bh or not pz <= zbuf[bv, bu] * (np.float32(1.0) + depth_tol):
+            continue
+        if has_mask and not photo_mask[min(max(int(math.floor(y)), 0), h - 1), min(max(int(math.floor(x)), 0), w - 1)]:
+            continue
+        k = texel[q]
+        t = min(max((cos - min_cos) / cos_ramp, np.float32(0.0)), np.float32(1.0))
+        weight[k] = t * t * (np.float32(3.0) - np.float32(2.0) * t)
+        visible[k] = True
+        _sample_border(image, x, y, texture, k)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _integral(values):
+    """[H + 1, W + 1] int64 summed-area table of an [H, W] 0/1 array: S[i, j] = sum of values[:i, :j]."""
+    h, w = values.shape
+    out = np.zeros((h + 1, w + 1), np.int64)
+    for i in range(h):
+        run = 0
+        for j in range(w):
+            run += values[i, j]
+            out[i + 1, j + 1] = out[i, j + 1] + run
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _near_seen(w, grow):
+    """[R, R] bool: texels with one of weight > 0 within a (2 grow + 1)^2 box (clipped to the texture),
+    as a max-pool of the seen mask (box counts from a summed-area table)."""
+    h, wd = w.shape
+    s = _integral(w > 0)
+    near = np.zeros((h, wd), np.bool_)
+    for i in range(h):
+        i0, i1 = max(0, i - grow), min(h, i + grow + 1)
+        for j in range(wd):
+            j0, j1 = max(0, j - grow), min(wd, j + grow + 1)
+            near[i, j] = s[i1, j1] - s[i0, j1] - s[i1, j0] + s[i0, j0] > 0
+    return near
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def fill_seen_edges(color, weight, local, grow):
+    """The local growth step of `fill_texture`, in place: texels within `grow` of a seen one and of
+    weight < 1 take ``local (1 - w) + c w`` (`local`: the push-pull fill) and weight 1."""
+    near = _near_seen(weight, grow)
+    h, wd, nc = color.shape
+    one = np.float32(1.0)
+    for i in range(h):
+        for j in range(wd):
+            w = weight[i, j]
+            if near[i, j] and w < one:
+                for k in range(nc):
+                    color[i, j, k] = local[i, j, k] * (one - w) + color[i, j, k] * w
+                weight[i, j] = one
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def fill_from_mirror(color, weight, mirror_uv, out_color, out_weight):
+    """The mirror step of `fill_texture`: ``c' = (1 - a) c + a m``, ``w' = w + (1 - w) w_m`` with m, w_m
+    the weight-normalised bilinear sample (zero padding, as ``grid_sample``) of (c w, w) at the
+    texel's mirror uv, and ``a = (1 - w) [w_m > 1e-6]``; texels without a mirror (uv < 0) unchanged."""
+    h, wd, nc = color.shape
+    one = np.float32(1.0)
+    acc = np.zeros(nc + 1, np.float32)
+    for i in range(h):
+        for j in range(wd):
+            w = weight[i, j]
+            for k in range(nc):
+                out_color[i, j, k] = color[i, j, k]
+            out_weight[i, j] = w
+            mu, mv = mirror_uv[i, j, 0], mirror_uv[i, j, 1]
+            if not (mu >= 0 and mv >= 0):
+                continue
+            sx = mu * np.float32(wd) - np.float32(0.5)
+            sy = mv * np.float32(h) - np.float32(0.5)
+            x0 = int(math.floor(sx))
+            y0 = int(math.floor(sy))
+            fx = sx - np.float32(x0)
+            fy = sy - np.float32(y0)
+            acc[:] = 0.0
+            for dy in range(2):
+                y = y0 + dy
+                if y < 0 or y >= h:
+                    continue
+                ty = fy if dy else one - fy
+                for dx in range(2):
+                    x = x0 + dx
+                    if x < 0 or x >= wd:
+                        continue
+                    tap = ty * (fx if dx else one - fx)
+                    ws = weight[y, x]
+                    for k in range(nc):
+                        acc[k] += tap * (color[y, x, k] * ws)
+                    acc[nc] += tap * ws
+            wm = acc[nc]
+            den = max(wm, np.float32(1e-6))
+            wm = min(max(wm, np.float32(0.0)), one)
+            a = (one - w) if wm > np.float32(1e-6) else np.float32(0.0)
+            for k in range(nc):
+                out_color[i, j, k] = (one - a) * color[i, j, k] + a * (acc[k] / den)
+            out_weight[i, j] = w + (one - w) * wm
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def eroded_blur(mask, erode, blur, out):
+    """out [H, W] float32: `mask` [H, W] bool eroded by a (2 erode + 1)^2 box, then box-averaged over
+    blur x blur (odd); both windows clipped to the image (a min-pool with implicit padding, then
+    ``avg_pool2d(count_include_pad=False)``). Box counts of 0/1 values are exact integers (summed-area
+    tables): bit for bit the pools' result."""
+    h, w = mask.shape
+    s = _integral(mask)
+    kept = np.zeros((h, w), np.uint8)
+    for i in range(h):
+        i0, i1 = max(0, i - erode), min(h, i + erode + 1)
+        for j in range(w):
+            j0, j1 = max(0, j - erode), min(w, j + erode + 1)
+            kept[i, j] = s[i1, j1] - s[i0, j1] - s[i1, j0] + s[i0, j0] == (i1 - i0) * (j1 - j0)
+    s = _integral(kept)
+    r = blur // 2
+    for i in range(h):
+        i0, i1 = max(0, i - r), min(h, i + r + 1)
+        for j in range(w):
+            j0, j1 = max(0, j - r), min(w, j + r + 1)
+            out[i, j] = np.float32(s[i1, j1] - s[i0, j1] - s[i1, j0] + s[i0, j0]) / np.float32((i1 - i0) * (j1 - j0))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def box_mean(values, radius, out):
+    """out [H, W] float32: the mean of `values` [H, W] float32 over the (2 radius + 1)^2 box clipped to
+    the image, summed row by row from 0 as ``avg_pool2d(count_include_pad=False)`` sums on the CPU;
+    boxes of zeros alone (most of a sparse weight map) are skipped."""
+    h, w = values.shape
+    nz = np.zeros((h, w), np.bool_)
+    for i in range(h):
+        for j in range(w):
+            if values[i, j] != 0:
+                for k in range(max(0, i - radius), min(h, i + radius + 1)):
+                    for m in range(max(0, j - radius), min(w, j + radius + 1)):
+                        nz[k, m] = True
+    for i in range(h):
+        i0, i1 = max(0, i - radius), min(h, i + radius + 1)
+        for j in range(w):
+            if not nz[i, j]:
+                out[i, j] = 0.0
+                continue
+            j0, j1 = max(0, j - radius), min(w, j + radius + 1)
+            acc = np.float32(0.0)
+            for k in range(i0, i1):
+                for m in range(j0, j1):
+                    acc += values[k, m]
+            out[i, j] = acc / np.float32((i1 - i0) * (j1 - j0))
