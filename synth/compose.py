@@ -143,7 +143,7 @@ def render_and_composite(prepared: PreparedFace, new: Tensor, renderer: FaceRend
     opacity = None if rendered.photo_weight is None else 1.0 - rendered.photo_weight
     skin_v = renderer.motion_vertices
     size = (cam.height, cam.width)
-    fwin = motion_window(old_pix[skin_v], new_pix[skin_v], size, margin_px=settings.margin_px)
+    fwin = motion_window(old_pix, new_pix, size, margin_px=settings.margin_px, vertices=skin_v)
     flow = motion_field(old_pix, new_pix, renderer.motion_tri, size, margin_px=settings.margin_px,
                         dst_depth=new[:, 2], window=fwin, scale=0.5 if min(fwin[2:]) >= 96 else 1.0)
     comp = composite(prepared.photo, rendered.color, rendered.coverage, window=window[:2], flow=flow,

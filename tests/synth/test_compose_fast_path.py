@@ -1,4 +1,4 @@
-"""The compiled CPU composite (`render.composite`'s fast path) against its torch path, on real renders of the astronaut."""
+"""The compiled CPU paths of the compose chain (`render.composite`, `render.warp`'s motion field) against their torch paths, on real renders of the astronaut."""
 
 from __future__ import annotations
 
@@ -14,30 +14,71 @@ from affectsynth.render.composite import CompositeSettings
 from affectsynth.synthesizer import Synthesizer
 
 composite_module = importlib.import_module("affectsynth.render.composite")
+warp_module = importlib.import_module("affectsynth.render.warp")
+
+
+#: the `compose` functions whose calls the fixture records
+RECORDED = ("composite", "motion_window", "motion_field")
 
 
 @pytest.fixture(scope="module")
-def composite_calls() -> list[tuple[tuple, dict]]:
-    """The arguments of every `composite` call of three targets on the astronaut cropped to 256 px."""
+def recorded_calls() -> dict[str, list[tuple[tuple, dict]]]:
+    """The arguments of every call of the RECORDED functions of three targets on the astronaut cropped to 256 px."""
     import skimage.data
 
     synth = Synthesizer()
     image = np.asarray(skimage.data.astronaut())
     crop, fit = synth.crop_to_face(image, synth.fit(image)[0], 256)
-    calls: list[tuple[tuple, dict]] = []
-    original = compose.composite
+    calls: dict[str, list[tuple[tuple, dict]]] = {name: [] for name in RECORDED}
+    originals = {name: getattr(compose, name) for name in RECORDED}
 
-    def recording(*a, **k):
-        calls.append((a, k))
-        return original(*a, **k)
+    def recording(name):
+        def record(*a, **k):
+            calls[name].append((a, k))
+            return originals[name](*a, **k)
+        return record
 
-    compose.composite = recording
+    for name in RECORDED:
+        setattr(compose, name, recording(name))
     try:
         for name in ("happiness", "surprise", "anger"):
             synth.synthesize(crop, Expression(name, 1.0), fit=fit)
     finally:
-        compose.composite = original
+        for name, fn in originals.items():
+            setattr(compose, name, fn)
     return calls
+
+
+@pytest.fixture(scope="module")
+def composite_calls(recorded_calls) -> list[tuple[tuple, dict]]:
+    """The arguments of every `composite` call of three targets on the astronaut cropped to 256 px."""
+    return recorded_calls["composite"]
+
+
+def test_compiled_motion_field_matches_torch_path(recorded_calls, monkeypatch):
+    """The compiled motion window and field (rasterize, push-pull, distance fade, upsampling in one
+    kernel) against the torch ops: same windows, zero exactly where the torch field is, and within
+    float rounding (1e-3 px of flows of several pixels) elsewhere."""
+    for kind in ("motion_window", "motion_field"):
+        for a, k in recorded_calls[kind]:
+            assert warp_module._compiled_applies(a[0], a[1], k.get("dst_depth"))
+            fast = getattr(warp_module, kind)(*a, **k)
+            with monkeypatch.context() as m:
+                m.setattr(warp_module, "_compiled_applies", lambda *_: False)
+                ref = getattr(warp_module, kind)(*a, **k)
+            if kind == "motion_window":
+                assert fast == ref
+                continue
+            assert fast.shape == ref.shape and float(ref.abs().max()) > 2.0
+            assert torch.equal(fast == 0, ref == 0)
+            assert float((fast - ref).abs().max()) < 1e-3
+
+
+def test_compiled_motion_field_only_without_grad(recorded_calls):
+    """Pixels that require grad (or float64 ones) take the differentiable torch path."""
+    a, k = recorded_calls["motion_field"][0]
+    assert not warp_module._compiled_applies(a[0].clone().requires_grad_(True), a[1], k.get("dst_depth"))
+    assert not warp_module._compiled_applies(a[0].double(), a[1].double(), None)
 
 
 @pytest.mark.parametrize("warp_mode", ["bicubic", "bilinear"])
