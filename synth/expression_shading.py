@@ -224,6 +224,12 @@ def _np(x: Tensor):
     return x.detach().contiguous().cpu().numpy()
 
 
+def _compiled_applies(t: Tensor) -> bool:
+    """Whether the shading of a window on ``t``'s device runs the compiled kernels (the CPU; no
+    gradient flows through the shading either way)."""
+    return t.device.type == "cpu"
+
+
 def _luma(x: Tensor) -> Tensor:
     return torch.tensor(_LUMA, dtype=x.dtype, device=x.device)
 
@@ -300,7 +306,7 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
     # the mesh's change of shape, smoothed (sampled every `mesh_blur_cm`, bilinear in between):
     # the fitted mesh's folds lie a few millimetres off the photo's, and a sharp mesh ratio
     # would draw a bright line beside each real fold
-    cpu = skin.device.type == "cpu"
+    cpu = _compiled_applies(skin)
     if cpu:  # one kernel for the grid (positions, normals of both surfaces, their shading), one to upsample
         hk, wk = skin_k.shape
         n_tk, sh_tk, geo = torch.empty(hk, wk, 3), torch.empty(hk, wk), torch.empty(hk, wk)
@@ -399,7 +405,7 @@ def apply_shading(image: Tensor, shading: WindowShading, window: tuple[int, int,
         return out
     sl = (slice(ay0 - y0, ay1 - y0), slice(ax0 - x0, ax1 - x0))
     region = image[ay0:ay1, ax0:ax1]
-    if image.device.type == "cpu":  # one fused pass
+    if _compiled_applies(image):  # one fused pass
         lift = shading.lift is not None
         dst = out[ay0:ay1, ax0:ax1]
         res = torch.empty(dst.shape, dtype=torch.uint8)

@@ -15,10 +15,11 @@ from affectsynth.synthesizer import Synthesizer
 
 composite_module = importlib.import_module("affectsynth.render.composite")
 warp_module = importlib.import_module("affectsynth.render.warp")
+shading_module = importlib.import_module("affectsynth.expression_shading")
 
 
 #: the `compose` functions whose calls the fixture records
-RECORDED = ("composite", "motion_window", "motion_field")
+RECORDED = ("composite", "motion_window", "motion_field", "shading_ratio", "apply_shading")
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,29 @@ def test_compiled_motion_field_only_without_grad(recorded_calls):
     a, k = recorded_calls["motion_field"][0]
     assert not warp_module._compiled_applies(a[0].clone().requires_grad_(True), a[1], k.get("dst_depth"))
     assert not warp_module._compiled_applies(a[0].double(), a[1].double(), None)
+
+
+def test_compiled_shading_matches_torch_path(recorded_calls, monkeypatch):
+    """The expression shading's kernels (mesh ratio on the grid, skin edges, fold surroundings and
+    lifts, the shaded window) against its torch ops: the ratio and lift within float rounding, the
+    shaded image within one grey level on a few pixels; every call really shades, some lift folds."""
+    lifted = 0
+    for (a, k), (sa, sk) in zip(recorded_calls["shading_ratio"], recorded_calls["apply_shading"]):
+        fast = shading_module.shading_ratio(*a, **k)
+        with monkeypatch.context() as m:
+            m.setattr(shading_module, "_compiled_applies", lambda *_: False)
+            ref = shading_module.shading_ratio(*a, **k)
+            ref_image = shading_module.apply_shading(sa[0], ref, *sa[2:], **sk)
+        assert float((ref.ratio - 1).abs().max()) > 0.05
+        assert float((fast.ratio - ref.ratio).abs().max()) < 1e-4
+        assert (fast.lift is None) == (ref.lift is None)
+        if ref.lift is not None:
+            lifted += 1
+            assert float((fast.lift - ref.lift).abs().max()) < 1e-4
+            assert float((fast.smooth - ref.smooth).abs().max()) < 1e-4
+        diff = (shading_module.apply_shading(sa[0], fast, *sa[2:], **sk).int() - ref_image.int()).abs()
+        assert int(diff.max()) <= 1 and int((diff > 0).sum()) <= 50
+    assert lifted > 0
 
 
 @pytest.mark.parametrize("warp_mode", ["bicubic", "bilinear"])
