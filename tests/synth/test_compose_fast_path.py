@@ -75,6 +75,17 @@ def test_compiled_motion_field_matches_torch_path(recorded_calls, monkeypatch):
             assert float((fast - ref).abs().max()) < 1e-3
 
 
+def test_pixel_bounds_are_those_of_the_gathered_points(recorded_calls):
+    """The compiled bounding box of two point sets (some of their vertices, or all) is the min and max
+    of the points gathered into one tensor, exactly."""
+    for a, k in recorded_calls["motion_window"]:
+        src, dst, vertices = a[0], a[1], k["vertices"]
+        for index in (vertices, None):
+            pts = torch.cat([src, dst]) if index is None else torch.cat([src[index], dst[index]])
+            expected = torch.stack([pts.min(0).values, pts.max(0).values])
+            assert torch.equal(warp_module.pixel_bounds(src, dst, index), expected)
+
+
 def test_compiled_motion_field_only_without_grad(recorded_calls):
     """Pixels that require grad (or float64 ones) take the differentiable torch path."""
     a, k = recorded_calls["motion_field"][0]
