@@ -224,6 +224,15 @@ def _np(x: Tensor):
     return x.detach().contiguous().cpu().numpy()
 
 
+def _skin_pixels(rendered: RenderedFace, renderer: FaceRenderer) -> Tensor:
+    """[h, w] bool the render's skin pixels: its per-pixel material where it carries one (one
+    compare), else from the rasterized triangles' kinds."""
+    if rendered.kind is not None:
+        return rendered.kind == 0
+    tid = rendered.rast[0, ..., 3].long() - 1
+    return (tid >= 0) & (renderer.tri_kind[tid.clamp_min(0)] == 0)
+
+
 def _compiled_applies(t: Tensor) -> bool:
     """Whether the shading of a window on ``t``'s device runs the compiled kernels (the CPU; no
     gradient flows through the shading either way)."""
@@ -289,8 +298,7 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
     if rast is None:
         raise ValueError("shading_ratio: the render carries no rasterization (RenderedFace.rast is None)")
     F = torch.nn.functional
-    tid = rast[0, ..., 3].long() - 1
-    skin = (tid >= 0) & (renderer.tri_kind[tid.clamp_min(0)] == 0)
+    skin = _skin_pixels(rendered, renderer)
     ones = torch.ones(skin.shape, dtype=torch.float32, device=skin.device)
     if not bool(skin.any()):
         return WindowShading(ones)

@@ -104,6 +104,10 @@ def test_compiled_shading_matches_torch_path(recorded_calls, monkeypatch):
             m.setattr(shading_module, "_compiled_applies", lambda *_: False)
             ref = shading_module.shading_ratio(*a, **k)
             ref_image = shading_module.apply_shading(sa[0], ref, *sa[2:], **sk)
+        rendered, renderer = a[1], a[5]
+        tid = rendered.rast[0, ..., 3].long() - 1
+        assert torch.equal(shading_module._skin_pixels(rendered, renderer),
+                           (tid >= 0) & (renderer.tri_kind[tid.clamp_min(0)] == 0))
         assert float((ref.ratio - 1).abs().max()) > 0.05
         assert float((fast.ratio - ref.ratio).abs().max()) < 1e-4
         assert (fast.lift is None) == (ref.lift is None)
