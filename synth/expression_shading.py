@@ -243,6 +243,18 @@ def _luma(x: Tensor) -> Tensor:
     return torch.tensor(_LUMA, dtype=x.dtype, device=x.device)
 
 
+@lru_cache(maxsize=16)
+def _furrow_profile(maps: WrinkleMaps, px_per_cm: float, k: int, s: ShadingSettings) -> tuple[np.ndarray, ...]:
+    """[F] float32 arrays of the furrows at a face's scale, for the `furrows` kernel: the candidate
+    reach (cm, the furrow's reach plus a grid cell of k pixels), the groove sigma (cm), its depth
+    factor (cm, negative) and the fold neighbourhood's radius (cm). The same for every target of a
+    face (they depend on its scale, not on the expression): worked out once."""
+    reach = furrow_reach(maps, px_per_cm=px_per_cm, min_width_px=s.min_width_px) + (k * 1.5) / px_per_cm
+    sigma = torch.sqrt(maps.width_cm ** 2 + (s.min_width_px / max(px_per_cm, 1e-6)) ** 2)
+    gain = -s.wrinkles * maps.depth_cm * maps.width_cm / sigma
+    return tuple(_np(t) for t in (reach, sigma, gain, 2.5 * (maps.width_cm + 0.25)))
+
+
 @dataclass(frozen=True)
 class WindowShading:
     """How `apply_shading` changes a window: ``x = I + lift * (smooth - I)``, then x's luminance
@@ -339,16 +351,14 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
             # one kernel: candidates (near a furrow whose activation changes, judged every k-th
             # pixel), their wrinkle lookups, the added furrows' bumps and shading (into r) and
             # the dropped folds' neighbourhoods
-            reach = furrow_reach(maps, px_per_cm=px, min_width_px=s.min_width_px) + (k * 1.5) / px  # + a cell
-            sigma = torch.sqrt(maps.width_cm ** 2 + (s.min_width_px / max(px, 1e-6)) ** 2)
-            gain = -s.wrinkles * maps.depth_cm * maps.width_cm / sigma
+            reach, sigma, gain, fold_radius = _furrow_profile(maps, px, k, s)
             dev = r.device
             r = r.detach().to("cpu", torch.float32, copy=True).contiguous()
             lift_near = torch.zeros_like(r)
             near = torch.zeros(size, dtype=torch.bool)
             count = furrows(
                 _np(rast[0]), _np(skin), k, _np(renderer.tri_uv), _np(renderer.model.uv), _np(maps.texture),
-                _np(act_t), _np(act_s), _np(reach), _np(sigma), _np(gain), _np(2.5 * (maps.width_cm + 0.25)),
+                _np(act_t), _np(act_s), reach, sigma, gain, fold_radius,
                 float(s.lift_gain * min(1.0, s.wrinkles)), adds, drops, _np(n_tk), _np(sh_tk),
                 _np(light.coefficients[:, 0]), float(px), float(s.occlusion_per_cm), r.numpy(), lift_near.numpy(),
                 near.numpy())
