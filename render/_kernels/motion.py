@@ -224,12 +224,29 @@ def motion_flow(src, dst, depth, has_depth, tri, x0, y0, w, h, hs, ws, margin, f
     if hs == h and ws == w:
         flow[:, :, :] = coarse
         return True
+    _upsample_bilinear(coarse, flow)
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _upsample_bilinear(coarse, out):
+    """out [h, w, C]: torch's bilinear upsampling (align_corners=False) of coarse [hs, ws, C].
+
+    Each coarse row is blended along x once (into every output column), then each output row is
+    the blend of two such rows, contiguous and vectorised: the same products and sums as the
+    per-pixel formula ``(1 - ly) ((1 - lx) a + lx b) + ly ((1 - lx) c + lx d)``, bit for bit.
+    """
+    hs, ws, nc = coarse.shape
+    h, w = out.shape[0], out.shape[1]
     one = np.float32(1.0)
     ya, yb, ly = _sources(hs, h)
     xa, xb, lx = _sources(ws, w)
-    for i in range(h):
+    cols = np.empty((hs, w * nc), np.float32)
+    for a in range(hs):
         for j in range(w):
-            for k in range(2):
-                flow[i, j, k] = (one - ly[i]) * ((one - lx[j]) * coarse[ya[i], xa[j], k] + lx[j] * coarse[ya[i], xb[j], k]) \
-                    + ly[i] * ((one - lx[j]) * coarse[yb[i], xa[j], k] + lx[j] * coarse[yb[i], xb[j], k])
-    return True
+            for k in range(nc):
+                cols[a, j * nc + k] = (one - lx[j]) * coarse[a, xa[j], k] + lx[j] * coarse[a, xb[j], k]
+    for i in range(h):
+        top, bot, row, l = cols[ya[i]], cols[yb[i]], out[i].reshape(w * nc), ly[i]
+        for j in range(w * nc):
+            row[j] = (one - l) * top[j] + l * bot[j]
