@@ -220,23 +220,28 @@ def shade_window(region, ratio, lift, smooth, has_lift, out):
 @njit(cache=True, nogil=True, error_model="numpy")
 def upsample_grid(grid, k, out):
     """out [H, W] float32: bilinear upsampling by k of grid [h, w] (half-pixel centres, as
-    ``F.interpolate(..., scale_factor=k, align_corners=False)``), edges replicated beyond."""
+    ``F.interpolate(..., scale_factor=k, align_corners=False)``), edges replicated beyond.
+
+    Each grid row is blended along x once (float64, into every output column), then each output
+    row is the blend of two such rows (contiguous, vectorised): bit for bit the per-pixel formula."""
     hk, wk = grid.shape
     H, W = out.shape
     inv = 1.0 / k
+    cols = np.empty((hk, W))
+    for x in range(W):
+        sx = max((x + 0.5) * inv - 0.5, 0.0)
+        x0 = min(int(sx), wk - 1)
+        x1 = min(x0 + 1, wk - 1)
+        lx = min(sx - x0, 1.0)
+        for a in range(hk):
+            cols[a, x] = (1 - lx) * grid[a, x0] + lx * grid[a, x1]
     for y in range(H):
         sy = max((y + 0.5) * inv - 0.5, 0.0)
         y0 = min(int(sy), hk - 1)
         y1 = min(y0 + 1, hk - 1)
         ly = min(sy - y0, 1.0)
         for x in range(W):
-            sx = max((x + 0.5) * inv - 0.5, 0.0)
-            x0 = min(int(sx), wk - 1)
-            x1 = min(x0 + 1, wk - 1)
-            lx = min(sx - x0, 1.0)
-            top = (1 - lx) * grid[y0, x0] + lx * grid[y0, x1]
-            bot = (1 - lx) * grid[y1, x0] + lx * grid[y1, x1]
-            out[y, x] = (1 - ly) * top + ly * bot
+            out[y, x] = (1 - ly) * cols[y0, x] + ly * cols[y1, x]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
