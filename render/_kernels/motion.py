@@ -154,23 +154,32 @@ def _envelope_1d(f, spacing, out, v, z):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _distance_to_cover(cover, sy, sx):
     """[hs, ws] float64 Euclidean distance (pixel spacing sy, sx) of each pixel to the nearest covered
-    one (0 on it): what ``scipy.ndimage.distance_transform_edt(~cover, sampling=(sy, sx))`` gives."""
+    one (0 on it): what ``scipy.ndimage.distance_transform_edt(~cover, sampling=(sy, sx))`` gives.
+
+    Along the columns the squared distance is that to the nearest covered pixel above or below (two
+    sweeps over the rows, every column at once), then along each row Felzenszwalb's lower envelope.
+    """
     hs, ws = cover.shape
-    n = max(hs, ws)
-    f = np.empty(n)
-    line = np.empty(n)
-    v = np.empty(n, np.int64)
-    z = np.empty(n + 1)
+    none = hs + 1  # no covered pixel in the column (yet)
+    below = np.empty((hs, ws), np.int64)
+    run = np.full(ws, none, np.int64)
+    for r in range(hs):
+        for c in range(ws):
+            run[c] = 0 if cover[r, c] > 0 else min(run[c] + 1, none)
+            below[r, c] = run[c]
     cols = np.empty((hs, ws))
-    for c in range(ws):
-        for r in range(hs):
-            f[r] = 0.0 if cover[r, c] > 0 else np.inf
-        _envelope_1d(f[:hs], sy, line[:hs], v, z)
-        for r in range(hs):
-            cols[r, c] = line[r]
+    run[:] = none
+    for r in range(hs - 1, -1, -1):
+        for c in range(ws):
+            run[c] = 0 if cover[r, c] > 0 else min(run[c] + 1, none)
+            m = min(below[r, c], run[c])
+            cols[r, c] = np.inf if m >= none else (m * sy) * (m * sy)
+    line = np.empty(ws)
+    v = np.empty(ws, np.int64)
+    z = np.empty(ws + 1)
     dist = np.empty((hs, ws))
     for r in range(hs):
-        _envelope_1d(cols[r], sx, line[:ws], v, z)
+        _envelope_1d(cols[r], sx, line, v, z)
         for c in range(ws):
             dist[r, c] = math.sqrt(line[c])
     return dist

@@ -75,6 +75,20 @@ def test_compiled_motion_field_matches_torch_path(recorded_calls, monkeypatch):
             assert float((fast - ref).abs().max()) < 1e-3
 
 
+def test_compiled_distance_matches_scipy(composite_calls):
+    """The motion kernel's distance to the covered pixels is scipy's Euclidean distance transform,
+    on the silhouettes of real renders, with square and with uneven pixel spacings."""
+    from scipy.ndimage import distance_transform_edt
+
+    from affectsynth.render._kernels.motion import _distance_to_cover
+
+    for a, _ in composite_calls:
+        cover = (a[2] > 0.5).float().numpy()
+        for spacing in ((2.0, 2.0), (251 / 126, 255 / 128)):
+            expected = distance_transform_edt(cover == 0, sampling=spacing)
+            np.testing.assert_allclose(_distance_to_cover(cover, *spacing), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_pixel_bounds_are_those_of_the_gathered_points(recorded_calls):
     """The compiled bounding box of two point sets (some of their vertices, or all) is the min and max
     of the points gathered into one tensor, exactly."""
