@@ -28,6 +28,7 @@ __all__ = [
     "motion_field",
     "motion_window",
     "effective_margin",
+    "pixel_bounds",
     "warp_image",
     "sample_bilinear",
     "sample_image",
@@ -53,7 +54,8 @@ def pixel_centres(height: int, width: int, *, dtype: torch.dtype = torch.float32
     return torch.stack([gx, gy], dim=-1)
 
 
-def effective_margin(src_pix: Tensor, dst_pix: Tensor, margin_px: float, *, margin_factor: float = 3.0) -> float:
+def effective_margin(src_pix: Tensor, dst_pix: Tensor, margin_px: float, *, margin_factor: float = 3.0,
+                     vertices: Tensor | None = None) -> float:
     """Fade distance actually used: ``max(margin_px, margin_factor * max vertex displacement)``.
 
     Fading a displacement D to 0 over M pixels keeps the warp one-to-one only if D / M < 1; the
@@ -64,14 +66,40 @@ def effective_margin(src_pix: Tensor, dst_pix: Tensor, margin_px: float, *, marg
         dst_pix: [V, 2] after the motion.
         margin_px: the minimum, pixels.
         margin_factor: multiple of the largest displacement.
+        vertices: optional [N] integer indices: only these vertices count (None: all).
 
     Returns:
         The fade distance in pixels.
     """
     if src_pix.numel() == 0:
         return float(margin_px)
-    disp = float((dst_pix - src_pix).norm(dim=-1).max())
+    if _compiled_applies(src_pix, dst_pix):
+        from affectsynth.render._kernels.motion import max_displacement  # noqa: PLC0415  (numba import is slow)
+
+        disp = float(max_displacement(_np(src_pix), _np(dst_pix), _index(vertices)))
+    else:
+        if vertices is not None:
+            src_pix, dst_pix = src_pix[vertices], dst_pix[vertices]
+        disp = float((dst_pix - src_pix).norm(dim=-1).max())
     return float(max(margin_px, margin_factor * disp))
+
+
+def pixel_bounds(src_pix: Tensor, dst_pix: Tensor, vertices: Tensor | None = None) -> Tensor:
+    """[2, 2] bounding box (min corner, max corner) of the points of src_pix [V, 2] and dst_pix [V, 2]
+    together, or of their ``vertices`` ([N] integer indices) only.
+
+    As a point set it has the min and max of all the points (e.g. for a bounding window of them),
+    without gathering them into one tensor first.
+    """
+    if src_pix.numel() and _compiled_applies(src_pix, dst_pix):
+        from affectsynth.render._kernels.motion import motion_bounds  # noqa: PLC0415  (numba import is slow)
+
+        x_lo, y_lo, x_hi, y_hi = motion_bounds(_np(src_pix), _np(dst_pix), _index(vertices))
+        return torch.tensor([[x_lo, y_lo], [x_hi, y_hi]], dtype=torch.float32)
+    if vertices is not None:
+        src_pix, dst_pix = src_pix[vertices], dst_pix[vertices]
+    pts = torch.cat([src_pix, dst_pix], dim=0)
+    return torch.stack([pts.min(dim=0).values, pts.max(dim=0).values])
 
 
 def motion_window(
@@ -81,6 +109,7 @@ def motion_window(
     *,
     margin_px: float = 32.0,
     margin_factor: float = 3.0,
+    vertices: Tensor | None = None,
 ) -> tuple[int, int, int, int]:
     """Smallest window (x0, y0, w, h) of an H x W image outside which `motion_field` is zero.
 
@@ -90,19 +119,19 @@ def motion_window(
         size: (H, W) of the image.
         margin_px: minimum fade distance, pixels.
         margin_factor: see `effective_margin`.
+        vertices: optional [N] integer indices: only these vertices count (None: all).
 
     Returns:
         (x0, y0, w, h), integers, clipped to the image (w or h may be 0 if all is outside).
     """
     H, W = int(size[0]), int(size[1])
-    m = effective_margin(src_pix, dst_pix, margin_px, margin_factor=margin_factor) + 2.0
-    pts = torch.cat([src_pix, dst_pix], dim=0)
-    lo = pts.min(dim=0).values - m
-    hi = pts.max(dim=0).values + m
-    x0 = max(0, int(math.floor(float(lo[0]))))
-    y0 = max(0, int(math.floor(float(lo[1]))))
-    x1 = min(W, int(math.ceil(float(hi[0]))))
-    y1 = min(H, int(math.ceil(float(hi[1]))))
+    m = effective_margin(src_pix, dst_pix, margin_px, margin_factor=margin_factor, vertices=vertices) + 2.0
+    bounds = pixel_bounds(src_pix, dst_pix, vertices)
+    (lo_x, lo_y), (hi_x, hi_y) = (bounds[0] - m).tolist(), (bounds[1] + m).tolist()
+    x0 = max(0, int(math.floor(lo_x)))
+    y0 = max(0, int(math.floor(lo_y)))
+    x1 = min(W, int(math.ceil(hi_x)))
+    y1 = min(H, int(math.ceil(hi_y)))
     return (x0, y0, max(0, x1 - x0), max(0, y1 - y0))
 
 
@@ -166,6 +195,8 @@ def motion_field(
     if not 0.0 < scale <= 1.0:
         raise ValueError(f"motion_field: scale must be in (0, 1], got {scale}")
     hs, ws = max(1, int(math.ceil(h * scale))), max(1, int(math.ceil(w * scale)))
+    if ctx is None and _compiled_applies(src_pix, dst_pix, dst_depth):
+        return _motion_field_compiled(src_pix, dst_pix, tri, dst_depth, (x0, y0, w, h), (hs, ws), margin)
     offset = torch.tensor([float(x0), float(y0)], dtype=dtype, device=device)
     dst_local = dst_pix - offset
     ndc = pixels_to_ndc(dst_local, w, h)  # resolution-free: the coarse grid covers the same window
@@ -193,6 +224,39 @@ def motion_field(
         flow = F.interpolate(flow.permute(2, 0, 1)[None], size=(h, w), mode="bilinear",
                           align_corners=False)[0].permute(1, 2, 0)
     return flow.to(dtype)
+
+
+_NO_INDEX = np.zeros(0, np.int64)
+
+
+def _compiled_applies(*tensors: Tensor | None) -> bool:
+    """Whether the compiled motion kernels serve these tensors: float32 on the CPU, no gradient wanted."""
+    present = [t for t in tensors if t is not None]
+    wants_grad = torch.is_grad_enabled() and any(t.requires_grad for t in present)
+    return not wants_grad and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in present)
+
+
+def _index(vertices: Tensor | None) -> np.ndarray:
+    """The kernels' vertex index: int64 indices, empty for all vertices."""
+    return _NO_INDEX if vertices is None else _np(vertices.to(torch.int64))
+
+
+def _np(x: Tensor) -> np.ndarray:
+    """A contiguous CPU numpy view (or copy) of `x` for the kernels."""
+    return x.detach().contiguous().numpy()
+
+
+def _motion_field_compiled(src_pix: Tensor, dst_pix: Tensor, tri: Tensor, dst_depth: Tensor | None,
+                           window: tuple[int, int, int, int], grid: tuple[int, int], margin: float) -> Tensor:
+    """`motion_field` of the window on an hs x ws ``grid`` by the compiled kernel (same arithmetic)."""
+    from affectsynth.render._kernels.motion import motion_flow  # noqa: PLC0415  (numba import is slow)
+
+    x0, y0, w, h = window
+    flow = torch.zeros(h, w, 2, dtype=torch.float32)
+    depth = src_pix.new_zeros(1) if dst_depth is None else dst_depth
+    motion_flow(_np(src_pix), _np(dst_pix), _np(depth), dst_depth is not None, _np(tri.to(torch.int32)),
+                x0, y0, w, h, grid[0], grid[1], float(margin), flow.numpy())
+    return flow
 
 
 def warp_image(image: Tensor, flow: Tensor, *, padding_mode: str = "border") -> Tensor:

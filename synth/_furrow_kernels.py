@@ -220,23 +220,28 @@ def shade_window(region, ratio, lift, smooth, has_lift, out):
 @njit(cache=True, nogil=True, error_model="numpy")
 def upsample_grid(grid, k, out):
     """out [H, W] float32: bilinear upsampling by k of grid [h, w] (half-pixel centres, as
-    ``F.interpolate(..., scale_factor=k, align_corners=False)``), edges replicated beyond."""
+    ``F.interpolate(..., scale_factor=k, align_corners=False)``), edges replicated beyond.
+
+    Each grid row is blended along x once (float64, into every output column), then each output
+    row is the blend of two such rows (contiguous, vectorised): bit for bit the per-pixel formula."""
     hk, wk = grid.shape
     H, W = out.shape
     inv = 1.0 / k
+    cols = np.empty((hk, W))
+    for x in range(W):
+        sx = max((x + 0.5) * inv - 0.5, 0.0)
+        x0 = min(int(sx), wk - 1)
+        x1 = min(x0 + 1, wk - 1)
+        lx = min(sx - x0, 1.0)
+        for a in range(hk):
+            cols[a, x] = (1 - lx) * grid[a, x0] + lx * grid[a, x1]
     for y in range(H):
         sy = max((y + 0.5) * inv - 0.5, 0.0)
         y0 = min(int(sy), hk - 1)
         y1 = min(y0 + 1, hk - 1)
         ly = min(sy - y0, 1.0)
         for x in range(W):
-            sx = max((x + 0.5) * inv - 0.5, 0.0)
-            x0 = min(int(sx), wk - 1)
-            x1 = min(x0 + 1, wk - 1)
-            lx = min(sx - x0, 1.0)
-            top = (1 - lx) * grid[y0, x0] + lx * grid[y0, x1]
-            bot = (1 - lx) * grid[y1, x0] + lx * grid[y1, x1]
-            out[y, x] = (1 - ly) * top + ly * bot
+            out[y, x] = (1 - ly) * cols[y0, x] + ly * cols[y1, x]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -248,21 +253,23 @@ def edge_ratio(r, skin, coverage, lo, hi, edge, ratio):
     """
     H, W = skin.shape
     tmp = np.empty((H, W), np.float32)
-    for y in range(H):
+    count = np.empty(W, np.int64)
+    for y in range(H):  # rows of taps innermost, contiguous: vectorised
+        count[:] = 0
+        for o in range(-2, 3):
+            for x in range(max(0, -o), min(W, W - o)):
+                count[x] += skin[y, x + o]
         for x in range(W):
-            s = 0.0
-            n = 0
-            for d in range(max(0, x - 2), min(W, x + 3)):
-                s += skin[y, d]
-                n += 1
-            tmp[y, x] = s / n
+            tmp[y, x] = count[x] / (min(W, x + 3) - max(0, x - 2))
+    col = np.empty(W)
     for y in range(H):
         a, b = max(0, y - 2), min(H, y + 3)
+        col[:] = 0.0
+        for d in range(a, b):
+            for x in range(W):
+                col[x] += tmp[d, x]
         for x in range(W):
-            s = 0.0
-            for d in range(a, b):
-                s += tmp[d, x]
-            e = s / (b - a) * min(max(coverage[y, x], 0.0), 1.0)
+            e = col[x] / (b - a) * min(max(coverage[y, x], 0.0), 1.0)
             edge[y, x] = e
             ratio[y, x] = 1 + (min(max(r[y, x], lo), hi) - 1) * e if skin[y, x] else 1.0
 
@@ -270,27 +277,39 @@ def edge_ratio(r, skin, coverage, lo, hi, edge, ratio):
 @njit(cache=True, nogil=True, error_model="numpy")
 def blur_weighted(x, weight, kernel, out):
     """out [h, w, C]: Gaussian blur (separable, zero beyond the edges) of x [h, w, C] times
-    weight [h, w], over the blurred weight (clamped at 1e-6): an average of the weighted pixels."""
+    weight [h, w], over the blurred weight (clamped at 1e-6): an average of the weighted pixels.
+
+    Channel planes, the taps in the outer loop and the pixels of a row innermost (contiguous, so
+    the compiler vectorises them); each output still sums its taps in ascending order."""
     h, w, nc = x.shape
     r = kernel.shape[0] // 2
-    tmp = np.zeros((h, w, nc + 1), np.float32)
+    planes = np.empty((nc, h, w), np.float32)
+    for c in range(nc):
+        for y in range(h):
+            for xx in range(w):
+                planes[c, y, xx] = x[y, xx, c]
+    tmp = np.zeros((nc + 1, h, w), np.float32)
     for y in range(h):
-        for xx in range(w):
-            for d in range(max(0, xx - r), min(w, xx + r + 1)):
-                g = kernel[d - xx + r] * weight[y, d]
-                for c in range(nc):
-                    tmp[y, xx, c] += g * x[y, d, c]
-                tmp[y, xx, nc] += g
-    for y in range(h):
-        for xx in range(w):
-            acc = np.zeros(nc + 1, np.float32)
-            for d in range(max(0, y - r), min(h, y + r + 1)):
-                g = kernel[d - y + r]
-                for c in range(nc + 1):
-                    acc[c] += g * tmp[d, xx, c]
-            den = max(acc[nc], np.float32(1e-6))
+        for o in range(-r, r + 1):
+            g = kernel[o + r]
+            lo, hi = max(0, -o), min(w, w - o)
+            for xx in range(lo, hi):
+                tmp[nc, y, xx] += g * weight[y, xx + o]
             for c in range(nc):
-                out[y, xx, c] = acc[c] / den
+                for xx in range(lo, hi):
+                    tmp[c, y, xx] += (g * weight[y, xx + o]) * planes[c, y, xx + o]
+    acc = np.zeros((nc + 1, w), np.float32)
+    for y in range(h):
+        acc[:, :] = 0.0
+        for d in range(max(0, y - r), min(h, y + r + 1)):
+            g = kernel[d - y + r]
+            for c in range(nc + 1):
+                for xx in range(w):
+                    acc[c, xx] += g * tmp[c, d, xx]
+        for xx in range(w):
+            den = max(acc[nc, xx], np.float32(1e-6))
+            for c in range(nc):
+                out[y, xx, c] = acc[c, xx] / den
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -372,6 +391,7 @@ def grid_ratio(rast, skin, k, tri, verts_t, verts_s, coeffs, n_tk, sh_tk, geo):
                 b2 = verts_s[i2, c]
                 pos[i, j, 3 + c] = b2 + u * (verts_s[i0, c] - b2) + v * (verts_s[i1, c] - b2)
     d = np.empty(12, np.float32)
+    shs = np.empty(2, np.float32)
     for i in range(hk):
         for j in range(wk):
             if not valid[i, j]:
@@ -391,7 +411,6 @@ def grid_ratio(rast, skin, k, tri, verts_t, verts_s, coeffs, n_tk, sh_tk, geo):
             for c in range(6):
                 d[c] = (pos[i, jn, c] if vn else pos[i, j, c]) - (pos[i, jp, c] if vp else pos[i, j, c])  # dx
                 d[6 + c] = (pos[inn, j, c] if un else pos[i, j, c]) - (pos[ip, j, c] if up else pos[i, j, c])  # dy
-            shs = np.empty(2, np.float32)
             for m in range(2):
                 dx0, dx1, dx2 = d[3 * m], d[3 * m + 1], d[3 * m + 2]
                 dy0, dy1, dy2 = d[6 + 3 * m], d[6 + 3 * m + 1], d[6 + 3 * m + 2]

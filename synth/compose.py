@@ -26,7 +26,7 @@ from affectsynth.fitting import FaceFit, rotation_from_angles_deg
 from affectsynth.prepare import PreparedFace
 from affectsynth.render.camera import project_points
 from affectsynth.render.composite import CompositeSettings, composite
-from affectsynth.render.warp import motion_field, motion_window
+from affectsynth.render.warp import motion_field, motion_window, pixel_bounds
 from affectsynth.wrinkles import wrinkle_maps
 
 __all__ = ["ComposeSettings", "Composed", "compose_target", "landmarks_box", "output_fit", "output_landmarks",
@@ -137,13 +137,13 @@ def render_and_composite(prepared: PreparedFace, new: Tensor, renderer: FaceRend
     old_pix = project_points(prepared.vertices, cam)
     new_pix = project_points(new, cam)
     drawn_v = renderer.drawn_vertices
-    window = renderer.window_for(torch.cat([new_pix[drawn_v], old_pix[drawn_v]]), (cam.width, cam.height))
+    window = renderer.window_for(pixel_bounds(new_pix, old_pix, drawn_v), (cam.width, cam.height))
     rendered = renderer.render(new, prepared.texture, cam, window, skin_color=prepared.skin_color, shading=shading,
                                photo_weight=prepared.photo_weight if reuse_photo else None, teeth=prepared.teeth)
     opacity = None if rendered.photo_weight is None else 1.0 - rendered.photo_weight
     skin_v = renderer.motion_vertices
     size = (cam.height, cam.width)
-    fwin = motion_window(old_pix[skin_v], new_pix[skin_v], size, margin_px=settings.margin_px)
+    fwin = motion_window(old_pix, new_pix, size, margin_px=settings.margin_px, vertices=skin_v)
     flow = motion_field(old_pix, new_pix, renderer.motion_tri, size, margin_px=settings.margin_px,
                         dst_depth=new[:, 2], window=fwin, scale=0.5 if min(fwin[2:]) >= 96 else 1.0)
     comp = composite(prepared.photo, rendered.color, rendered.coverage, window=window[:2], flow=flow,

@@ -224,8 +224,35 @@ def _np(x: Tensor):
     return x.detach().contiguous().cpu().numpy()
 
 
+def _skin_pixels(rendered: RenderedFace, renderer: FaceRenderer) -> Tensor:
+    """[h, w] bool the render's skin pixels: its per-pixel material where it carries one (one
+    compare), else from the rasterized triangles' kinds."""
+    if rendered.kind is not None:
+        return rendered.kind == 0
+    tid = rendered.rast[0, ..., 3].long() - 1
+    return (tid >= 0) & (renderer.tri_kind[tid.clamp_min(0)] == 0)
+
+
+def _compiled_applies(t: Tensor) -> bool:
+    """Whether the shading of a window on ``t``'s device runs the compiled kernels (the CPU; no
+    gradient flows through the shading either way)."""
+    return t.device.type == "cpu"
+
+
 def _luma(x: Tensor) -> Tensor:
     return torch.tensor(_LUMA, dtype=x.dtype, device=x.device)
+
+
+@lru_cache(maxsize=16)
+def _furrow_profile(maps: WrinkleMaps, px_per_cm: float, k: int, s: ShadingSettings) -> tuple[np.ndarray, ...]:
+    """[F] float32 arrays of the furrows at a face's scale, for the `furrows` kernel: the candidate
+    reach (cm, the furrow's reach plus a grid cell of k pixels), the groove sigma (cm), its depth
+    factor (cm, negative) and the fold neighbourhood's radius (cm). The same for every target of a
+    face (they depend on its scale, not on the expression): worked out once."""
+    reach = furrow_reach(maps, px_per_cm=px_per_cm, min_width_px=s.min_width_px) + (k * 1.5) / px_per_cm
+    sigma = torch.sqrt(maps.width_cm ** 2 + (s.min_width_px / max(px_per_cm, 1e-6)) ** 2)
+    gain = -s.wrinkles * maps.depth_cm * maps.width_cm / sigma
+    return tuple(_np(t) for t in (reach, sigma, gain, 2.5 * (maps.width_cm + 0.25)))
 
 
 @dataclass(frozen=True)
@@ -283,8 +310,7 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
     if rast is None:
         raise ValueError("shading_ratio: the render carries no rasterization (RenderedFace.rast is None)")
     F = torch.nn.functional
-    tid = rast[0, ..., 3].long() - 1
-    skin = (tid >= 0) & (renderer.tri_kind[tid.clamp_min(0)] == 0)
+    skin = _skin_pixels(rendered, renderer)
     ones = torch.ones(skin.shape, dtype=torch.float32, device=skin.device)
     if not bool(skin.any()):
         return WindowShading(ones)
@@ -300,7 +326,7 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
     # the mesh's change of shape, smoothed (sampled every `mesh_blur_cm`, bilinear in between):
     # the fitted mesh's folds lie a few millimetres off the photo's, and a sharp mesh ratio
     # would draw a bright line beside each real fold
-    cpu = skin.device.type == "cpu"
+    cpu = _compiled_applies(skin)
     if cpu:  # one kernel for the grid (positions, normals of both surfaces, their shading), one to upsample
         hk, wk = skin_k.shape
         n_tk, sh_tk, geo = torch.empty(hk, wk, 3), torch.empty(hk, wk), torch.empty(hk, wk)
@@ -325,16 +351,14 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
             # one kernel: candidates (near a furrow whose activation changes, judged every k-th
             # pixel), their wrinkle lookups, the added furrows' bumps and shading (into r) and
             # the dropped folds' neighbourhoods
-            reach = furrow_reach(maps, px_per_cm=px, min_width_px=s.min_width_px) + (k * 1.5) / px  # + a cell
-            sigma = torch.sqrt(maps.width_cm ** 2 + (s.min_width_px / max(px, 1e-6)) ** 2)
-            gain = -s.wrinkles * maps.depth_cm * maps.width_cm / sigma
+            reach, sigma, gain, fold_radius = _furrow_profile(maps, px, k, s)
             dev = r.device
             r = r.detach().to("cpu", torch.float32, copy=True).contiguous()
             lift_near = torch.zeros_like(r)
             near = torch.zeros(size, dtype=torch.bool)
             count = furrows(
                 _np(rast[0]), _np(skin), k, _np(renderer.tri_uv), _np(renderer.model.uv), _np(maps.texture),
-                _np(act_t), _np(act_s), _np(reach), _np(sigma), _np(gain), _np(2.5 * (maps.width_cm + 0.25)),
+                _np(act_t), _np(act_s), reach, sigma, gain, fold_radius,
                 float(s.lift_gain * min(1.0, s.wrinkles)), adds, drops, _np(n_tk), _np(sh_tk),
                 _np(light.coefficients[:, 0]), float(px), float(s.occlusion_per_cm), r.numpy(), lift_near.numpy(),
                 near.numpy())
@@ -399,7 +423,7 @@ def apply_shading(image: Tensor, shading: WindowShading, window: tuple[int, int,
         return out
     sl = (slice(ay0 - y0, ay1 - y0), slice(ax0 - x0, ax1 - x0))
     region = image[ay0:ay1, ax0:ax1]
-    if image.device.type == "cpu":  # one fused pass
+    if _compiled_applies(image):  # one fused pass
         lift = shading.lift is not None
         dst = out[ay0:ay1, ax0:ax1]
         res = torch.empty(dst.shape, dtype=torch.uint8)

@@ -49,20 +49,25 @@ def feather_alpha(coverage, opacity, has_opacity, feather, erode, threshold, alp
         for x in range(w - 1, -1, -1):
             d = 0 if run[y, x] == 0 else min(d + 1, cap)
             run[y, x] = min(run[y, x], d)
+    best = np.empty(w, np.int64)
     for y in range(h):
+        # squared distance to the nearest outside pixel within the cap: the rows of the column
+        # window in the outer loop, the pixels of the row innermost (contiguous, vectorised)
+        best[:] = cap * cap
+        for yy in range(max(0, y - cap + 1), min(h, y + cap)):
+            dy2 = (yy - y) * (yy - y)
+            for x in range(w):
+                g = run[yy, x]
+                if g < cap:
+                    best[x] = min(best[x], dy2 + g * g)
         for x in range(w):
             cov = min(max(coverage[y, x], np.float32(0.0)), np.float32(1.0))
             if run[y, x] == 0:
                 alpha[y, x] = cov * np.float32(0.0)
                 continue
-            best = cap * cap
-            for yy in range(max(0, y - cap + 1), min(h, y + cap)):
-                g = run[yy, x]
-                if g < cap:
-                    best = min(best, (yy - y) * (yy - y) + g * g)
             t = 1.0
-            if best < cap * cap:
-                d = math.sqrt(best) - 0.5 - erode
+            if best[x] < cap * cap:
+                d = math.sqrt(best[x]) - 0.5 - erode
                 if feather > 0:
                     t = min(max(d / feather, 0.0), 1.0)
                 else:

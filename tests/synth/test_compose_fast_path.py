@@ -1,4 +1,4 @@
-"""The compiled CPU composite (`render.composite`'s fast path) against its torch path, on real renders of the astronaut."""
+"""The compiled CPU paths of the compose chain (`render.composite`, `render.warp`'s motion field) against their torch paths, on real renders of the astronaut."""
 
 from __future__ import annotations
 
@@ -14,30 +14,124 @@ from affectsynth.render.composite import CompositeSettings
 from affectsynth.synthesizer import Synthesizer
 
 composite_module = importlib.import_module("affectsynth.render.composite")
+warp_module = importlib.import_module("affectsynth.render.warp")
+shading_module = importlib.import_module("affectsynth.expression_shading")
+
+
+#: the `compose` functions whose calls the fixture records
+RECORDED = ("composite", "motion_window", "motion_field", "shading_ratio", "apply_shading")
 
 
 @pytest.fixture(scope="module")
-def composite_calls() -> list[tuple[tuple, dict]]:
-    """The arguments of every `composite` call of three targets on the astronaut cropped to 256 px."""
+def recorded_calls() -> dict[str, list[tuple[tuple, dict]]]:
+    """The arguments of every call of the RECORDED functions of three targets on the astronaut cropped to 256 px."""
     import skimage.data
 
     synth = Synthesizer()
     image = np.asarray(skimage.data.astronaut())
     crop, fit = synth.crop_to_face(image, synth.fit(image)[0], 256)
-    calls: list[tuple[tuple, dict]] = []
-    original = compose.composite
+    calls: dict[str, list[tuple[tuple, dict]]] = {name: [] for name in RECORDED}
+    originals = {name: getattr(compose, name) for name in RECORDED}
 
-    def recording(*a, **k):
-        calls.append((a, k))
-        return original(*a, **k)
+    def recording(name):
+        def record(*a, **k):
+            calls[name].append((a, k))
+            return originals[name](*a, **k)
+        return record
 
-    compose.composite = recording
+    for name in RECORDED:
+        setattr(compose, name, recording(name))
     try:
         for name in ("happiness", "surprise", "anger"):
             synth.synthesize(crop, Expression(name, 1.0), fit=fit)
     finally:
-        compose.composite = original
+        for name, fn in originals.items():
+            setattr(compose, name, fn)
     return calls
+
+
+@pytest.fixture(scope="module")
+def composite_calls(recorded_calls) -> list[tuple[tuple, dict]]:
+    """The arguments of every `composite` call of three targets on the astronaut cropped to 256 px."""
+    return recorded_calls["composite"]
+
+
+def test_compiled_motion_field_matches_torch_path(recorded_calls, monkeypatch):
+    """The compiled motion window and field (rasterize, push-pull, distance fade, upsampling in one
+    kernel) against the torch ops: same windows, zero exactly where the torch field is, and within
+    float rounding (1e-3 px of flows of several pixels) elsewhere."""
+    for kind in ("motion_window", "motion_field"):
+        for a, k in recorded_calls[kind]:
+            assert warp_module._compiled_applies(a[0], a[1], k.get("dst_depth"))
+            fast = getattr(warp_module, kind)(*a, **k)
+            with monkeypatch.context() as m:
+                m.setattr(warp_module, "_compiled_applies", lambda *_: False)
+                ref = getattr(warp_module, kind)(*a, **k)
+            if kind == "motion_window":
+                assert fast == ref
+                continue
+            assert fast.shape == ref.shape and float(ref.abs().max()) > 2.0
+            assert torch.equal(fast == 0, ref == 0)
+            assert float((fast - ref).abs().max()) < 1e-3
+
+
+def test_compiled_distance_matches_scipy(composite_calls):
+    """The motion kernel's distance to the covered pixels is scipy's Euclidean distance transform,
+    on the silhouettes of real renders, with square and with uneven pixel spacings."""
+    from scipy.ndimage import distance_transform_edt
+
+    from affectsynth.render._kernels.motion import _distance_to_cover
+
+    for a, _ in composite_calls:
+        cover = (a[2] > 0.5).float().numpy()
+        for spacing in ((2.0, 2.0), (251 / 126, 255 / 128)):
+            expected = distance_transform_edt(cover == 0, sampling=spacing)
+            np.testing.assert_allclose(_distance_to_cover(cover, *spacing), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_pixel_bounds_are_those_of_the_gathered_points(recorded_calls):
+    """The compiled bounding box of two point sets (some of their vertices, or all) is the min and max
+    of the points gathered into one tensor, exactly."""
+    for a, k in recorded_calls["motion_window"]:
+        src, dst, vertices = a[0], a[1], k["vertices"]
+        for index in (vertices, None):
+            pts = torch.cat([src, dst]) if index is None else torch.cat([src[index], dst[index]])
+            expected = torch.stack([pts.min(0).values, pts.max(0).values])
+            assert torch.equal(warp_module.pixel_bounds(src, dst, index), expected)
+
+
+def test_compiled_motion_field_only_without_grad(recorded_calls):
+    """Pixels that require grad (or float64 ones) take the differentiable torch path."""
+    a, k = recorded_calls["motion_field"][0]
+    assert not warp_module._compiled_applies(a[0].clone().requires_grad_(True), a[1], k.get("dst_depth"))
+    assert not warp_module._compiled_applies(a[0].double(), a[1].double(), None)
+
+
+def test_compiled_shading_matches_torch_path(recorded_calls, monkeypatch):
+    """The expression shading's kernels (mesh ratio on the grid, skin edges, fold surroundings and
+    lifts, the shaded window) against its torch ops: the ratio and lift within float rounding, the
+    shaded image within one grey level on a few pixels; every call really shades, some lift folds."""
+    lifted = 0
+    for (a, k), (sa, sk) in zip(recorded_calls["shading_ratio"], recorded_calls["apply_shading"]):
+        fast = shading_module.shading_ratio(*a, **k)
+        with monkeypatch.context() as m:
+            m.setattr(shading_module, "_compiled_applies", lambda *_: False)
+            ref = shading_module.shading_ratio(*a, **k)
+            ref_image = shading_module.apply_shading(sa[0], ref, *sa[2:], **sk)
+        rendered, renderer = a[1], a[5]
+        tid = rendered.rast[0, ..., 3].long() - 1
+        assert torch.equal(shading_module._skin_pixels(rendered, renderer),
+                           (tid >= 0) & (renderer.tri_kind[tid.clamp_min(0)] == 0))
+        assert float((ref.ratio - 1).abs().max()) > 0.05
+        assert float((fast.ratio - ref.ratio).abs().max()) < 1e-4
+        assert (fast.lift is None) == (ref.lift is None)
+        if ref.lift is not None:
+            lifted += 1
+            assert float((fast.lift - ref.lift).abs().max()) < 1e-4
+            assert float((fast.smooth - ref.smooth).abs().max()) < 1e-4
+        diff = (shading_module.apply_shading(sa[0], fast, *sa[2:], **sk).int() - ref_image.int()).abs()
+        assert int(diff.max()) <= 1 and int((diff > 0).sum()) <= 50
+    assert lifted > 0
 
 
 @pytest.mark.parametrize("warp_mode", ["bicubic", "bilinear"])
