@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["shade_face"]
+__all__ = ["shade_face", "close_teeth_gaps_", "close_slits_"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -128,3 +128,161 @@ def shade_face(rast, kind, tri, tri_uv, uv, tex, shading, mouth_attr, colors, sh
                 for c in range(3):
                     mouth[y, x, c] = wt * acc[c] + (one - wt) * mouth[y, x, c]
                 own[y, x] = wt
+
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _kind_box(kind, teeth_only, margin):
+    """(r0, r1, c0, c1): rows [r0, r1) and columns [c0, c1) holding every teeth pixel (kind 1;
+    with `teeth_only` False every mouth pixel, kind > 0), grown by `margin` and clipped to the
+    image, as `face_render._bounding_box`; r0 == r1 when there is none."""
+    height, width = kind.shape
+    r0, r1, c0, c1 = height, -1, width, -1
+    for y in range(height):
+        for x in range(width):
+            k = kind[y, x]
+            if k == 1 or (k > 1 and not teeth_only):
+                r0 = min(r0, y)
+                r1 = max(r1, y)
+                c0 = min(c0, x)
+                c1 = max(c1, x)
+    if r1 < 0:
+        return 0, 0, 0, 0
+    return max(0, r0 - margin), min(height, r1 + margin + 1), max(0, c0 - margin), min(width, c1 + margin + 1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def close_teeth_gaps_(mouth, kind, own, gap_px, shade):
+    """`face_render._close_teeth_gaps` in place: mouth [h, w, 3] float32 and kind [h, w] int64
+    (own [h, w] float32 the photo teeth's weight, or [0, 0] for none).
+
+    The closing of the teeth mask (dilation, then erosion with the outside of the image counting
+    as not teeth) picks the gums/tongue/socket pixels between teeth; each takes the mean colour of
+    the teeth pixels in its (2 gap_px + 1)^2 square, times shade + (1 - shade) * their mean own
+    weight. Only the teeth's box grown by gap_px can change, so only it is visited.
+    """
+    r0, r1, c0, c1 = _kind_box(kind, True, gap_px)
+    if r0 == r1:
+        return
+    bh = r1 - r0
+    bw = c1 - c0
+    teeth = np.zeros((bh, bw), dtype=np.bool_)
+    for y in range(bh):
+        for x in range(bw):
+            teeth[y, x] = kind[r0 + y, c0 + x] == 1
+    dilated = np.zeros((bh, bw), dtype=np.bool_)
+    for y in range(bh):
+        for x in range(bw):
+            hit = False
+            for yy in range(max(0, y - gap_px), min(bh, y + gap_px + 1)):
+                for xx in range(max(0, x - gap_px), min(bw, x + gap_px + 1)):
+                    hit = hit or teeth[yy, xx]
+            dilated[y, x] = hit
+    has_own = own.shape[0] > 0
+    one = np.float32(1.0)
+    gaps = np.zeros((bh, bw), dtype=np.bool_)
+    for y in range(bh):
+        for x in range(bw):
+            if kind[r0 + y, c0 + x] < 2 or y < gap_px or x < gap_px or y + gap_px >= bh or x + gap_px >= bw:
+                continue  # only gums, tongue or socket; a square reaching outside the box is not closed
+            closed = True
+            for yy in range(y - gap_px, y + gap_px + 1):
+                for xx in range(x - gap_px, x + gap_px + 1):
+                    closed = closed and dilated[yy, xx]
+            gaps[y, x] = closed
+    for y in range(bh):
+        for x in range(bw):
+            if not gaps[y, x]:
+                continue
+            s0 = np.float32(0.0)
+            s1 = np.float32(0.0)
+            s2 = np.float32(0.0)
+            s3 = np.float32(0.0)
+            n = np.float32(0.0)
+            for yy in range(max(0, y - gap_px), min(bh, y + gap_px + 1)):
+                for xx in range(max(0, x - gap_px), min(bw, x + gap_px + 1)):
+                    if teeth[yy, xx]:
+                        s0 += mouth[r0 + yy, c0 + xx, 0]
+                        s1 += mouth[r0 + yy, c0 + xx, 1]
+                        s2 += mouth[r0 + yy, c0 + xx, 2]
+                        if has_own:
+                            s3 += own[r0 + yy, c0 + xx]
+                        n += one
+            inv = one / max(n, np.float32(1e-6))
+            f = shade + (one - shade) * min(max(s3 * inv, np.float32(0.0)), one)
+            mouth[r0 + y, c0 + x, 0] = s0 * inv * f
+            mouth[r0 + y, c0 + x, 1] = s1 * inv * f
+            mouth[r0 + y, c0 + x, 2] = s2 * inv * f
+    for y in range(bh):
+        for x in range(bw):
+            if gaps[y, x]:
+                kind[r0 + y, c0 + x] = 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _row_mean3(vals, m, y, x):
+    """Mean of vals[y, x - 1 .. x + 1] over the pixels of the bool mask m there (0 when none), as
+    `face_render._row_mean`."""
+    width = m.shape[1]
+    s = np.float32(0.0)
+    n = np.float32(0.0)
+    for xx in range(max(0, x - 1), min(width, x + 2)):
+        if m[y, xx]:
+            s += vals[y, xx]
+            n += np.float32(1.0)
+    return s / n if n > 0 else np.float32(0.0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def close_slits_(mouth, skin, kind, min_px, shadow, lip_line):
+    """`face_render._close_slits` in place on mouth [h, w, 3] float32, for the mouth pixels
+    (kind [h, w] int64 > 0) of the skin [h, w, 3] float32 window; shadow [3] float32.
+
+    Per column, each vertical run of mouth pixels shorter than `min_px` takes the lips' colour
+    above and below it (linearly across the run) times `lip_line`; runs of min_px .. min_px + 2
+    fade from `shadow` to the mouth colour; both weights are averaged along rows over the mask.
+    """
+    r0, r1, c0, c1 = _kind_box(kind, False, 1)
+    if r0 == r1:
+        return
+    bh = r1 - r0
+    bw = c1 - c0
+    m = np.zeros((bh, bw), dtype=np.bool_)
+    above = np.empty((bh, bw), dtype=np.int64)
+    below = np.empty((bh, bw), dtype=np.int64)
+    for y in range(bh):
+        for x in range(bw):
+            m[y, x] = kind[r0 + y, c0 + x] > 0
+    for x in range(bw):
+        last = -1
+        for y in range(bh):
+            if not m[y, x]:
+                last = y
+            above[y, x] = last
+        last = bh
+        for y in range(bh - 1, -1, -1):
+            if not m[y, x]:
+                last = y
+            below[y, x] = last
+    shut = np.zeros((bh, bw), dtype=np.float32)  # 1 where the run is too thin to stay open
+    ramp = np.zeros((bh, bw), dtype=np.float32)  # 0 .. 1 over runs of min_px .. min_px + 2
+    for y in range(bh):
+        for x in range(bw):
+            run = below[y, x] - above[y, x] - 1
+            shut[y, x] = np.float32(1.0) if run < min_px else np.float32(0.0)
+            ramp[y, x] = min(max(np.float32(run - min_px + 1) / np.float32(3.0), np.float32(0.0)), np.float32(1.0))
+    one = np.float32(1.0)
+    for y in range(bh):
+        for x in range(bw):
+            if not m[y, x]:
+                continue
+            closed = _row_mean3(shut, m, y, x)
+            open_ = _row_mean3(ramp, m, y, x)
+            ya = r0 + min(max(above[y, x], 0), bh - 1)
+            yb = r0 + min(max(below[y, x], 0), bh - 1)
+            t = np.float32(y - above[y, x]) / np.float32(max(below[y, x] - above[y, x], 1))
+            for c in range(3):
+                top = skin[ya, c0 + x, c]
+                lips = (top + (skin[yb, c0 + x, c] - top) * t) * lip_line
+                opened = shadow[c] + (mouth[r0 + y, c0 + x, c] - shadow[c]) * open_
+                mouth[r0 + y, c0 + x, c] = lips * closed + opened * (one - closed)

@@ -401,6 +401,14 @@ def _compiled_path(vertices_cam: Tensor, tex: Tensor, shading: Tensor | None, ph
     return not grad and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in ts)
 
 
+def _compiled_pixels(*images: Tensor | None) -> bool:
+    """Whether the mouth's pixel passes (`_close_teeth_gaps`, `_close_slits`) may run compiled: every
+    image given is a contiguous float32 CPU tensor and none requires grad."""
+    ts = [t for t in images if t is not None]
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in ts)
+    return not grad and all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in ts)
+
+
 def _bounding_box(mask: Tensor, *, margin: int = 0) -> tuple[slice, slice] | None:
     """(rows, cols) slices of the [h, w] mask's True pixels grown by `margin` (clipped at 0; slices
     clip at the far end themselves), or None for an empty mask."""
@@ -426,8 +434,16 @@ def _close_teeth_gaps(mouth: Tensor, kind: Tensor, gap_px: int, *, shade: float 
             photo's colour is kept there, unshaded); None = all material.
 
     Returns:
-        (mouth [h, w, 3], kind [h, w]): filled pixels become teeth.
+        (mouth [h, w, 3], kind [h, w]): filled pixels become teeth. On the CPU (float32, nothing
+        requiring grad) one compiled pass computes them (the same sums, in another order).
     """
+    if _compiled_pixels(mouth, own):
+        from affectsynth._face_kernels import close_teeth_gaps_  # noqa: PLC0415  (numba import is slow)
+
+        mouth, kind = mouth.clone(), kind.to(torch.int64).clone(memory_format=torch.contiguous_format)
+        close_teeth_gaps_(mouth.numpy(), kind.numpy(), (torch.zeros(0, 0) if own is None else own.contiguous()).numpy(),
+                          gap_px, np.float32(shade))
+        return mouth, kind
     box = _bounding_box(kind == 1, margin=gap_px)  # only the teeth's box plus the gap can change
     if box is None:
         return mouth, kind
@@ -520,8 +536,16 @@ def _close_slits(mouth: Tensor, skin: Tensor, mask: Tensor, min_px: int, *, shad
         lip_line: factor of the lip colour along the closed lips' meeting line.
 
     Returns:
-        [h, w, 3] colours: `mouth` outside `mask`.
+        [h, w, 3] colours: `mouth` outside `mask`. On the CPU (float32, nothing requiring grad)
+        one compiled pass computes them.
     """
+    if _compiled_pixels(mouth, skin, shadow):
+        from affectsynth._face_kernels import close_slits_  # noqa: PLC0415  (numba import is slow)
+
+        out = mouth.clone()
+        close_slits_(out.numpy(), skin.contiguous().numpy(), mask.to(torch.int64).numpy(), min_px,
+                     shadow.contiguous().numpy(), np.float32(lip_line))
+        return out
     box = _bounding_box(mask, margin=1)
     if box is None:
         return mouth
