@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["shade_face", "close_teeth_gaps_", "close_slits_"]
+__all__ = ["shade_face", "close_teeth_gaps_", "close_slits_", "mouth_facing_"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -286,3 +286,51 @@ def close_slits_(mouth, skin, kind, min_px, shadow, lip_line):
                 lips = (top + (skin[yb, c0 + x, c] - top) * t) * lip_line
                 opened = shadow[c] + (mouth[r0 + y, c0 + x, c] - shadow[c]) * open_
                 mouth[r0 + y, c0 + x, c] = lips * closed + opened * (one - closed)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def mouth_facing_(rast, kind, tri, vertices, mouth_tri, inc_start, inc_tri, out):
+    """Facing ratio |n . v| / |v| into out[:, 1] ([V, 3] float32) for the vertices of the mouth
+    pixels' triangles (kind > 0) only: the one attribute of `FaceRenderer._mouth_attributes` that
+    changes per target, for the vertices the shading reads.
+
+    rast: [h, w, 4] float32 (u, v, z/w, triangle_id + 1) over `tri` [T, 3] int32; kind [h, w]
+    int64; vertices [V, 3] float32 camera space; mouth_tri [M, 3] int32. inc_start [V + 1] and
+    inc_tri [3 M] int64: vertex i's incident mouth triangles are inc_tri[inc_start[i]:inc_start[i + 1]],
+    ordered by (corner, triangle) as `render.mesh.vertex_normals` sums them: the same normals, bit for bit.
+    """
+    height, width = kind.shape
+    need = np.zeros(vertices.shape[0], dtype=np.bool_)
+    for y in range(height):
+        for x in range(width):
+            if kind[y, x] > 0:
+                t = np.int64(rast[y, x, 3]) - 1
+                need[tri[t, 0]] = True
+                need[tri[t, 1]] = True
+                need[tri[t, 2]] = True
+    for i in range(vertices.shape[0]):
+        if not need[i]:
+            continue
+        nx = np.float32(0.0)
+        ny = np.float32(0.0)
+        nz = np.float32(0.0)
+        for j in range(inc_start[i], inc_start[i + 1]):
+            t = inc_tri[j]
+            i0 = mouth_tri[t, 0]
+            i1 = mouth_tri[t, 1]
+            i2 = mouth_tri[t, 2]
+            ax = vertices[i1, 0] - vertices[i0, 0]
+            ay = vertices[i1, 1] - vertices[i0, 1]
+            az = vertices[i1, 2] - vertices[i0, 2]
+            bx = vertices[i2, 0] - vertices[i0, 0]
+            by = vertices[i2, 1] - vertices[i0, 1]
+            bz = vertices[i2, 2] - vertices[i0, 2]
+            nx += ay * bz - az * by
+            ny += az * bx - ax * bz
+            nz += ax * by - ay * bx
+        n = max(math.sqrt(nx * nx + ny * ny + nz * nz), 1e-12)
+        vx = vertices[i, 0]
+        vy = vertices[i, 1]
+        vz = vertices[i, 2]
+        dot = nx / n * vx + ny / n * vy + nz / n * vz
+        out[i, 1] = abs(dot) / max(math.sqrt(vx * vx + vy * vy + vz * vz), 1e-6)

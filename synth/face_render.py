@@ -318,6 +318,32 @@ class FaceRenderer:
         facing = (normals * vertices_cam).sum(-1).abs() / vertices_cam.norm(dim=-1).clamp_min(1e-6)
         return torch.stack([self.mouth_depth[:, 0], facing, self.mouth_light], -1)
 
+    @cached_property
+    def _mouth_incidence(self) -> tuple[np.ndarray, np.ndarray]:
+        """(start [V + 1], triangles [3 M]) int64: the mouth triangles around each vertex, CSR, ordered
+        by (corner, triangle) as `vertex_normals` sums them; for `_face_kernels.mouth_facing_`."""
+        corners = self.mouth_tri.T.reshape(-1).long().numpy()  # corner 0 of every triangle, then 1, 2
+        order = np.argsort(corners, kind="stable")
+        start = np.zeros(self.model.num_vertices + 1, dtype=np.int64)
+        np.cumsum(np.bincount(corners, minlength=self.model.num_vertices), out=start[1:])
+        return start, order % self.mouth_tri.shape[0]
+
+    @cached_property
+    def _mouth_attributes_constant(self) -> np.ndarray:
+        """[V, 3] float32 (mouth depth, 0, mouth light): `_mouth_attributes` but the facing ratio."""
+        return torch.stack([self.mouth_depth[:, 0], torch.zeros_like(self.mouth_light), self.mouth_light], -1).numpy()
+
+    def _mouth_attributes_compiled(self, vertices_cam: Tensor, raster: WindowRaster) -> np.ndarray:
+        """[V, 3] float32 `_mouth_attributes` where the window's mouth pixels read them (the vertices of
+        their triangles); the facing ratio is 0 elsewhere. CPU, float32, no grad."""
+        from affectsynth._face_kernels import mouth_facing_  # noqa: PLC0415  (numba import is slow)
+
+        out = self._mouth_attributes_constant.copy()
+        start, tris = self._mouth_incidence
+        mouth_facing_(raster.rast[0].detach().contiguous().numpy(), raster.kind.contiguous().numpy(), self.tri.numpy(),
+                      vertices_cam.detach().contiguous().numpy(), self.mouth_tri.numpy(), start, tris, out)
+        return out
+
     def _shade_torch(self, vertices_cam: Tensor, raster: WindowRaster, tex: Tensor, colors: Tensor, shadow: Tensor,
                      shading: Tensor | None, photo_weight: Tensor | None,
                      teeth: PhotoTeeth | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
@@ -377,11 +403,11 @@ class FaceRenderer:
         seen = torch.empty(h, w)
         tex_w = tex if photo_weight is None else torch.cat([tex, photo_weight[..., None]], -1)
         no_teeth = torch.zeros(0, 0, 4)
-        attr = self._mouth_attributes(vertices_cam) if bool((raster.kind > 0).any()) else torch.zeros(1, 3)
+        attr = self._mouth_attributes_compiled(vertices_cam, raster)
         shade_face(raster.rast[0].detach().contiguous().numpy(), raster.kind.contiguous().numpy(), self.tri.numpy(),
                    self.tri_uv.numpy(), self.model.uv.numpy(), tex_w.detach().contiguous().numpy(),
                    (torch.zeros(0) if shading is None else shading.detach()[:, 0].contiguous()).numpy(),
-                   attr.detach().contiguous().numpy(), colors.contiguous().numpy(), shadow.contiguous().numpy(),
+                   attr, colors.contiguous().numpy(), shadow.contiguous().numpy(),
                    np.array([mm.floor, mm.depth_falloff_cm, mm.ambient, mm.teeth_ambient], dtype=np.float32),
                    (no_teeth if teeth is None else teeth.rgbw).numpy(), np.array(TEETH_UV_TILE, dtype=np.float32),
                    skin.numpy(), mouth.numpy(), own.numpy(), seen.numpy())

@@ -36,7 +36,7 @@ def shaded():
         colors[1] = prepared.teeth.color.to(colors)
         skin, mouth, own, _ = r._shade_compiled(verts, raster, prepared.texture, colors, shadow, None,
                                                 prepared.photo_weight, prepared.teeth)
-        out.append((skin, mouth, raster.kind.clamp_min(0), own, shadow))
+        out.append((skin, mouth, raster.kind.clamp_min(0), own, shadow, r, verts, raster))
     return out
 
 
@@ -49,7 +49,7 @@ def _torch_path(fn, mouth, *args, **kwargs):
 
 @pytest.mark.parametrize("i", range(len(TARGETS)), ids=[t.name for t in TARGETS])
 def test_compiled_teeth_gap_closing_matches_the_torch_path(shaded, i):
-    _, mouth, kind, own, _ = shaded[i]
+    _, mouth, kind, own, _ = shaded[i][:5]
     if not bool((kind == 1).any()):
         pytest.skip("this target shows no teeth")
     fast_mouth, fast_kind = _close_teeth_gaps(mouth, kind, 1, shade=0.72, own=own)
@@ -65,10 +65,24 @@ def test_compiled_teeth_gap_closing_matches_the_torch_path(shaded, i):
 @pytest.mark.parametrize("i", range(len(TARGETS)), ids=[t.name for t in TARGETS])
 @pytest.mark.parametrize("min_px", [4, 9])
 def test_compiled_slit_closing_matches_the_torch_path(shaded, i, min_px):
-    skin, mouth, kind, _, shadow = shaded[i]
+    skin, mouth, kind, _, shadow = shaded[i][:5]
     mask = kind > 0
     fast = _close_slits(mouth, skin, mask, min_px, shadow=shadow, lip_line=0.8)
     slow = _torch_path(_close_slits, mouth, skin, mask, min_px, shadow=shadow, lip_line=0.8)
     assert fast.grad_fn is None
     assert bool(((slow - mouth).abs() > 1e-3).any())  # some pixels changed
     torch.testing.assert_close(fast, slow, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("i", range(len(TARGETS)), ids=[t.name for t in TARGETS])
+def test_compiled_mouth_attributes_match_the_torch_path_where_the_mouth_shows(shaded, i):
+    """Depth, facing ratio and light of the vertices of every mouth pixel's triangle."""
+    r, verts, raster = shaded[i][5:]
+    mouth_px = raster.kind > 0
+    if not bool(mouth_px.any()):
+        pytest.skip("this target shows no mouth interior")
+    used = r.tri.long()[raster.rast[0, ..., 3][mouth_px].long() - 1].unique()
+    fast = torch.from_numpy(r._mouth_attributes_compiled(verts, raster))
+    slow = r._mouth_attributes(verts)
+    assert float(slow[used, 1].std()) > 0.05  # facing ratios vary: a wrong normal would show
+    torch.testing.assert_close(fast[used], slow[used], rtol=0, atol=1e-6)
