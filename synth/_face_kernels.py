@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["shade_face", "close_teeth_gaps_", "close_slits_", "mouth_facing_"]
+__all__ = ["shade_face", "close_teeth_gaps_", "close_slits_", "mouth_facing_", "to_clip_"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -334,3 +334,15 @@ def mouth_facing_(rast, kind, tri, vertices, mouth_tri, inc_start, inc_tri, out)
         vz = vertices[i, 2]
         dot = nx / n * vx + ny / n * vy + nz / n * vz
         out[i, 1] = abs(dot) / max(math.sqrt(vx * vx + vy * vy + vz * vz), 1e-6)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def to_clip_(points, proj, out):
+    """`render.camera.to_clip` of points [V, 3] float32 with proj [4, 4] float32 into out [V, 4]
+    float32: clip = proj @ (x, y, z, 1), summed in that order (a K = 4 BLAS product is slow)."""
+    for i in range(points.shape[0]):
+        x = points[i, 0]
+        y = points[i, 1]
+        z = points[i, 2]
+        for r in range(4):
+            out[i, r] = x * proj[r, 0] + y * proj[r, 1] + z * proj[r, 2] + proj[r, 3]

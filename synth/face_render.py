@@ -155,6 +155,8 @@ class FaceRenderer:
         self.skin_tri = model.triangles[self.skin].contiguous()
         self.mouth_tri = model.triangles[self.teeth | self.gums | self.socket].contiguous()
         self.motion_tri = model.triangles[self.all_skin].contiguous()
+        #: material kind per triangle id + 1 (a raster's id channel): -1 for 0, the background
+        self._kind_of_id = torch.cat([torch.full((1,), -1, dtype=torch.long, device=model.device), self.tri_kind])
         # per-model constants, computed once: vertices each list uses, antialias edge adjacency
         self.drawn_vertices = torch.unique(self.tri.long())
         self.motion_vertices = torch.unique(self.motion_tri.long())
@@ -249,11 +251,16 @@ class FaceRenderer:
         """
         x0, y0, w, h = window
         cam = camera.crop(x0, y0, w, h)
-        clip = to_clip(vertices_cam[None], cam.projection_matrix(near=1.0, far=1000.0, device=vertices_cam.device))
-        rast, _ = rasterize(clip, self.tri, (h, w))
-        tid = rast[0, ..., 3].long() - 1
-        kind = torch.where(tid >= 0, self.tri_kind[tid.clamp_min(0)], torch.full_like(tid, -1))
-        return WindowRaster(rast, clip, cam, kind)
+        proj = cam.projection_matrix(near=1.0, far=1000.0, device=vertices_cam.device)
+        if _compiled_pixels(vertices_cam):
+            from affectsynth._face_kernels import to_clip_  # noqa: PLC0415  (numba import is slow)
+
+            clip = torch.empty(1, vertices_cam.shape[0], 4)
+            to_clip_(vertices_cam.detach().numpy(), proj.numpy(), clip[0].numpy())
+        else:
+            clip = to_clip(vertices_cam[None], proj)
+        rast, _ = rasterize(clip, self.tri, (h, w), grad_db=False)  # no rast_db: the texture is sampled bilinearly
+        return WindowRaster(rast, clip, cam, self._kind_of_id[rast[0, ..., 3].long()])
 
     def render(
         self,

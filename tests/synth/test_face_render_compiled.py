@@ -36,7 +36,7 @@ def shaded():
         colors[1] = prepared.teeth.color.to(colors)
         skin, mouth, own, _ = r._shade_compiled(verts, raster, prepared.texture, colors, shadow, None,
                                                 prepared.photo_weight, prepared.teeth)
-        out.append((skin, mouth, raster.kind.clamp_min(0), own, shadow, r, verts, raster))
+        out.append((skin, mouth, raster.kind.clamp_min(0), own, shadow, r, verts, raster, window, cam))
     return out
 
 
@@ -77,7 +77,7 @@ def test_compiled_slit_closing_matches_the_torch_path(shaded, i, min_px):
 @pytest.mark.parametrize("i", range(len(TARGETS)), ids=[t.name for t in TARGETS])
 def test_compiled_mouth_attributes_match_the_torch_path_where_the_mouth_shows(shaded, i):
     """Depth, facing ratio and light of the vertices of every mouth pixel's triangle."""
-    r, verts, raster = shaded[i][5:]
+    r, verts, raster = shaded[i][5:8]
     mouth_px = raster.kind > 0
     if not bool(mouth_px.any()):
         pytest.skip("this target shows no mouth interior")
@@ -86,3 +86,18 @@ def test_compiled_mouth_attributes_match_the_torch_path_where_the_mouth_shows(sh
     slow = r._mouth_attributes(verts)
     assert float(slow[used, 1].std()) > 0.05  # facing ratios vary: a wrong normal would show
     torch.testing.assert_close(fast[used], slow[used], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("i", range(len(TARGETS)), ids=[t.name for t in TARGETS])
+def test_compiled_window_raster_matches_the_torch_path(shaded, i):
+    """Clip coordinates, rasterization and material kinds of the window: vertices without grad (the
+    compiled projection) and with grad (torch's `to_clip`)."""
+    r, verts, fast, window, cam = shaded[i][5:]
+    with torch.enable_grad():
+        slow = r.rasterize_window(verts.clone().requires_grad_(True), cam, window)
+    assert slow.clip.grad_fn is not None and fast.clip.grad_fn is None
+    torch.testing.assert_close(fast.clip, slow.clip.detach(), rtol=1e-6, atol=0)
+    assert torch.equal(fast.rast[..., 3], slow.rast[..., 3].detach())
+    assert torch.equal(fast.kind, slow.kind)
+    assert set(fast.kind.unique().tolist()) >= {-1, 0}
+    torch.testing.assert_close(fast.rast, slow.rast.detach(), rtol=0, atol=1e-5)
