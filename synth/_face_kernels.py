@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["shade_face", "close_teeth_gaps_", "close_slits_", "mouth_facing_", "to_clip_"]
+__all__ = ["shade_face", "close_teeth_gaps_", "close_slits_", "mouth_facing_", "to_clip_", "face_rgba"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -41,8 +41,28 @@ def _bilinear(tex, tu, tv, k0, nk, out, o0):
         out[o0 + k] = w00 * tex[ya, xa, c] + w01 * tex[ya, xb, c] + w10 * tex[yb, xa, c] + w11 * tex[yb, xb, c]
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _bilinear_scalar(img, tu, tv):
+    """Bilinear, clamped sample of the one-channel img [R, R] at (tu, tv), as `_bilinear`."""
+    ht = img.shape[0]
+    wt = img.shape[1]
+    xs = tu * np.float32(wt) - np.float32(0.5)
+    ys = tv * np.float32(ht) - np.float32(0.5)
+    xf = math.floor(xs)
+    yf = math.floor(ys)
+    fx = xs - np.float32(xf)
+    fy = ys - np.float32(yf)
+    xa = min(max(int(xf), 0), wt - 1)
+    xb = min(max(int(xf) + 1, 0), wt - 1)
+    ya = min(max(int(yf), 0), ht - 1)
+    yb = min(max(int(yf) + 1, 0), ht - 1)
+    one = np.float32(1.0)
+    return ((one - fx) * (one - fy) * img[ya, xa] + fx * (one - fy) * img[ya, xb]
+            + (one - fx) * fy * img[yb, xa] + fx * fy * img[yb, xb])
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def shade_face(rast, kind, tri, tri_uv, uv, tex, shading, mouth_attr, colors, shadow, params, teeth_rgbw, tile,
+def shade_face(rast, kind, tri, tri_uv, uv, tex, weight, shading, mouth_attr, colors, shadow, params, teeth_rgbw, tile,
                skin, mouth, own, seen):
     """Per pixel of a rasterized window: skin colour, mouth colour, own-teeth weight, photo weight.
 
@@ -50,7 +70,8 @@ def shade_face(rast, kind, tri, tri_uv, uv, tex, shading, mouth_attr, colors, sh
         rast: [h, w, 4] float32 (u, v, z/w, triangle_id + 1).
         kind: [h, w] int64 material per pixel (-1 none, 0 skin, 1 teeth, 2 gums/tongue, 3 socket).
         tri: [T, 3] int32 vertex indices; tri_uv: [T, 3] int32 uv indices; uv: [U, 2] float32.
-        tex: [R, R, C] float32 skin texture: RGB, and with C = 4 the photo weight.
+        tex: [R, R, 3] float32 skin texture.
+        weight: [R', R'] float32 the photo weight texture (same UVs), or [0, 0] for none.
         shading: [V] float32 per-vertex multiplier of the skin colour, or [0] for none.
         mouth_attr: [V, 3] float32 (depth behind the lips/teeth cm, facing ratio, light) per vertex.
         colors: [4, 3] float32 material colours (row 1: teeth); shadow: [3] float32 a thin opening's.
@@ -61,11 +82,11 @@ def shade_face(rast, kind, tri, tri_uv, uv, tex, shading, mouth_attr, colors, sh
             samples (0 with shading), as the torch path.
         mouth: [h, w, 3] float32 output: material (or photo teeth) colour on kind > 0, else 0.
         own: [h, w] float32 output: the photo teeth's weight on teeth pixels, else 0.
-        seen: [h, w] float32 output: the photo weight on skin pixels (C = 4), else 0.
+        seen: [h, w] float32 output: the photo weight on skin pixels (with `weight`), else 0.
     """
     height, width = kind.shape
     has_shading = shading.shape[0] > 0
-    has_weight = tex.shape[2] > 3
+    has_weight = weight.shape[0] > 0
     has_teeth = teeth_rgbw.shape[0] > 0
     floor = params[0]
     falloff_cm = params[1]
@@ -95,10 +116,7 @@ def shade_face(rast, kind, tri, tri_uv, uv, tex, shading, mouth_attr, colors, sh
             j2 = tri_uv[t, 2]
             tu = uv[j2, 0] + u * (uv[j0, 0] - uv[j2, 0]) + v * (uv[j1, 0] - uv[j2, 0])
             tv = uv[j2, 1] + u * (uv[j0, 1] - uv[j2, 1]) + v * (uv[j1, 1] - uv[j2, 1])
-            if has_weight:
-                _bilinear(tex, tu, tv, 0, 4, acc, 0)
-            else:
-                _bilinear(tex, tu, tv, 0, 3, acc, 0)
+            _bilinear(tex, tu, tv, 0, 3, acc, 0)
             i0 = tri[t, 0]
             i1 = tri[t, 1]
             i2 = tri[t, 2]
@@ -109,7 +127,7 @@ def shade_face(rast, kind, tri, tri_uv, uv, tex, shading, mouth_attr, colors, sh
                 skin[y, x, c] = acc[c] * s if has_shading else acc[c]
             if k == 0:
                 if has_weight:
-                    seen[y, x] = min(max(acc[3], zero), one)
+                    seen[y, x] = min(max(_bilinear_scalar(weight, tu, tv), zero), one)
                 continue
             for c in range(3):
                 a2 = mouth_attr[i2, c]
@@ -346,3 +364,20 @@ def to_clip_(points, proj, out):
         z = points[i, 2]
         for r in range(4):
             out[i, r] = x * proj[r, 0] + y * proj[r, 1] + z * proj[r, 2] + proj[r, 3]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def face_rgba(covered_kind, kind, skin, mouth, out):
+    """out [h, w, 4] float32: the skin colour where kind [h, w] is 0, the mouth's where it is > 0,
+    0 where the raster covers nothing (covered_kind < 0), and coverage in channel 3."""
+    height, width = kind.shape
+    for y in range(height):
+        for x in range(width):
+            if covered_kind[y, x] < 0:
+                for c in range(4):
+                    out[y, x, c] = 0.0
+                continue
+            src = skin if kind[y, x] == 0 else mouth
+            for c in range(3):
+                out[y, x, c] = src[y, x, c]
+            out[y, x, 3] = 1.0

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from affectsynth.fitting import Camera, FaceModel
 from affectsynth.render import antialias, antialias_construct_topology_hash, interpolate, rasterize, texture
-from affectsynth.render.camera import Intrinsics, project_points, to_clip
+from affectsynth.render.camera import Intrinsics, to_clip
 from affectsynth.render.mesh import vertex_normals
 from affectsynth.teeth import TEETH_UV_TILE, PhotoTeeth
 
@@ -155,6 +155,7 @@ class FaceRenderer:
         self.skin_tri = model.triangles[self.skin].contiguous()
         self.mouth_tri = model.triangles[self.teeth | self.gums | self.socket].contiguous()
         self.motion_tri = model.triangles[self.all_skin].contiguous()
+        self._mouth_corners = model.landmarks68[[48, 54]]
         #: material kind per triangle id + 1 (a raster's id channel): -1 for 0, the background
         self._kind_of_id = torch.cat([torch.full((1,), -1, dtype=torch.long, device=model.device), self.tri_kind])
         # per-model constants, computed once: vertices each list uses, antialias edge adjacency
@@ -309,15 +310,28 @@ class FaceRenderer:
         if mm.teeth_gap_px > 0:
             mouth, kind = _close_teeth_gaps(mouth, kind, mm.teeth_gap_px, shade=mm.teeth_gap_shade, own=own)
         if mm.min_opening > 0:
-            lm = self.model.landmarks68
-            corners = project_points(vertices_cam[lm[[48, 54]]], raster.camera)
             # at least 2 px: on small faces a one-pixel line of teeth reads as a white scratch
-            min_px = max(2, int(round(mm.min_opening * float((corners[0] - corners[1]).norm()))))
+            min_px = max(2, int(round(mm.min_opening * self._mouth_width_px(vertices_cam, raster.camera))))
             mouth = _close_slits(mouth, skin, kind > 0, min_px, shadow=shadow, lip_line=mm.lip_line)
-        color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
-        rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
+        if compiled:
+            from affectsynth._face_kernels import face_rgba  # noqa: PLC0415  (numba import is slow)
+
+            rgba = torch.empty(*kind.shape, 4)
+            face_rgba(raster.kind.numpy(), kind.contiguous().numpy(), skin.numpy(), mouth.contiguous().numpy(), rgba.numpy())
+        else:
+            color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
+            rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
         out = antialias(rgba[None], rast, clip, self.tri, topology_hash=self.topology)[0]
         return RenderedFace(out[..., :3].clamp(0, 1), out[..., 3].clamp(0, 1), window, seen, raster.kind, rast)
+
+    def _mouth_width_px(self, vertices_cam: Tensor, camera: Intrinsics) -> float:
+        """Distance in pixels between the projected mouth corners (landmarks 48 and 54): `project_points`
+        on two points in float32 numpy (a dozen tiny torch ops cost more than the rest of the slit pass)."""
+        p = vertices_cam.detach()[self._mouth_corners].cpu().numpy()
+        f = np.array([camera.fx, camera.fy], dtype=p.dtype)
+        c = np.array([camera.cx, camera.cy], dtype=p.dtype)
+        uv = p[:, :2] / p[:, 2:3] * f + c
+        return float(np.linalg.norm(uv[0] - uv[1]))
 
     def _mouth_attributes(self, vertices_cam: Tensor) -> Tensor:
         """[V, 3] per-vertex (depth behind the lips or front teeth cm, facing ratio |n . v| / |v|, light)."""
@@ -408,11 +422,11 @@ class FaceRenderer:
         mouth = torch.empty(h, w, 3)
         own = torch.empty(h, w)
         seen = torch.empty(h, w)
-        tex_w = tex if photo_weight is None else torch.cat([tex, photo_weight[..., None]], -1)
         no_teeth = torch.zeros(0, 0, 4)
         attr = self._mouth_attributes_compiled(vertices_cam, raster)
         shade_face(raster.rast[0].detach().contiguous().numpy(), raster.kind.contiguous().numpy(), self.tri.numpy(),
-                   self.tri_uv.numpy(), self.model.uv.numpy(), tex_w.detach().contiguous().numpy(),
+                   self.tri_uv.numpy(), self.model.uv.numpy(), tex.detach().contiguous().numpy(),
+                   (torch.zeros(0, 0) if photo_weight is None else photo_weight.detach()).contiguous().numpy(),
                    (torch.zeros(0) if shading is None else shading.detach()[:, 0].contiguous()).numpy(),
                    attr, colors.contiguous().numpy(), shadow.contiguous().numpy(),
                    np.array([mm.floor, mm.depth_falloff_cm, mm.ambient, mm.teeth_ambient], dtype=np.float32),
