@@ -261,7 +261,8 @@ class FaceRenderer:
         else:
             clip = to_clip(vertices_cam[None], proj)
         rast, _ = rasterize(clip, self.tri, (h, w), grad_db=False)  # no rast_db: the texture is sampled bilinearly
-        return WindowRaster(rast, clip, cam, self._kind_of_id[rast[0, ..., 3].long()])
+        kind = self._kind_of_id.index_select(0, rast[0, ..., 3].reshape(-1).long()).view(h, w)
+        return WindowRaster(rast, clip, cam, kind)
 
     def render(
         self,
