@@ -16,11 +16,10 @@ __all__ = ["shade_face", "close_teeth_gaps_", "close_slits_", "mouth_facing_", "
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _bilinear(tex, tu, tv, k0, nk, out, o0):
-    """Bilinear, clamped sample of channels [k0, k0 + nk) of tex [R, R, C] at texture coordinates
-    (tu, tv) into out[o0:o0 + nk], as `render.texture(..., boundary_mode="clamp")` computes it."""
-    ht = tex.shape[0]
-    wt = tex.shape[1]
+def _taps(ht, wt, tu, tv):
+    """Bilinear, clamped taps of an [ht, wt] texture at texture coordinates (tu, tv), as
+    `render.texture(..., boundary_mode="clamp")` computes them: rows ya, yb, columns xa, xb and
+    the weights w00, w01, w10, w11 of (ya, xa), (ya, xb), (yb, xa), (yb, xb)."""
     xs = tu * np.float32(wt) - np.float32(0.5)
     ys = tv * np.float32(ht) - np.float32(0.5)
     xf = math.floor(xs)
@@ -32,10 +31,14 @@ def _bilinear(tex, tu, tv, k0, nk, out, o0):
     ya = min(max(int(yf), 0), ht - 1)
     yb = min(max(int(yf) + 1, 0), ht - 1)
     one = np.float32(1.0)
-    w00 = (one - fx) * (one - fy)
-    w01 = fx * (one - fy)
-    w10 = (one - fx) * fy
-    w11 = fx * fy
+    return ya, yb, xa, xb, (one - fx) * (one - fy), fx * (one - fy), (one - fx) * fy, fx * fy
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _bilinear(tex, tu, tv, k0, nk, out, o0):
+    """Bilinear, clamped sample of channels [k0, k0 + nk) of tex [R, R, C] at texture coordinates
+    (tu, tv) into out[o0:o0 + nk] (see `_taps`)."""
+    ya, yb, xa, xb, w00, w01, w10, w11 = _taps(tex.shape[0], tex.shape[1], tu, tv)
     for k in range(nk):
         c = k0 + k
         out[o0 + k] = w00 * tex[ya, xa, c] + w01 * tex[ya, xb, c] + w10 * tex[yb, xa, c] + w11 * tex[yb, xb, c]
@@ -43,22 +46,9 @@ def _bilinear(tex, tu, tv, k0, nk, out, o0):
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _bilinear_scalar(img, tu, tv):
-    """Bilinear, clamped sample of the one-channel img [R, R] at (tu, tv), as `_bilinear`."""
-    ht = img.shape[0]
-    wt = img.shape[1]
-    xs = tu * np.float32(wt) - np.float32(0.5)
-    ys = tv * np.float32(ht) - np.float32(0.5)
-    xf = math.floor(xs)
-    yf = math.floor(ys)
-    fx = xs - np.float32(xf)
-    fy = ys - np.float32(yf)
-    xa = min(max(int(xf), 0), wt - 1)
-    xb = min(max(int(xf) + 1, 0), wt - 1)
-    ya = min(max(int(yf), 0), ht - 1)
-    yb = min(max(int(yf) + 1, 0), ht - 1)
-    one = np.float32(1.0)
-    return ((one - fx) * (one - fy) * img[ya, xa] + fx * (one - fy) * img[ya, xb]
-            + (one - fx) * fy * img[yb, xa] + fx * fy * img[yb, xb])
+    """Bilinear, clamped sample of the one-channel img [R, R] at (tu, tv) (see `_taps`)."""
+    ya, yb, xa, xb, w00, w01, w10, w11 = _taps(img.shape[0], img.shape[1], tu, tv)
+    return w00 * img[ya, xa] + w01 * img[ya, xb] + w10 * img[yb, xa] + w11 * img[yb, xb]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -87,6 +77,7 @@ def shade_face(rast, kind, tri, tri_uv, uv, tex, weight, shading, mouth_attr, co
     height, width = kind.shape
     has_shading = shading.shape[0] > 0
     has_weight = weight.shape[0] > 0
+    weight_taps = has_weight and weight.shape[0] == tex.shape[0] and weight.shape[1] == tex.shape[1]
     has_teeth = teeth_rgbw.shape[0] > 0
     floor = params[0]
     falloff_cm = params[1]
@@ -116,7 +107,7 @@ def shade_face(rast, kind, tri, tri_uv, uv, tex, weight, shading, mouth_attr, co
             j2 = tri_uv[t, 2]
             tu = uv[j2, 0] + u * (uv[j0, 0] - uv[j2, 0]) + v * (uv[j1, 0] - uv[j2, 0])
             tv = uv[j2, 1] + u * (uv[j0, 1] - uv[j2, 1]) + v * (uv[j1, 1] - uv[j2, 1])
-            _bilinear(tex, tu, tv, 0, 3, acc, 0)
+            ya, yb, xa, xb, w00, w01, w10, w11 = _taps(tex.shape[0], tex.shape[1], tu, tv)
             i0 = tri[t, 0]
             i1 = tri[t, 1]
             i2 = tri[t, 2]
@@ -124,9 +115,13 @@ def shade_face(rast, kind, tri, tri_uv, uv, tex, weight, shading, mouth_attr, co
             if has_shading:
                 s = shading[i2] + u * (shading[i0] - shading[i2]) + v * (shading[i1] - shading[i2])
             for c in range(3):
-                skin[y, x, c] = acc[c] * s if has_shading else acc[c]
+                sample = w00 * tex[ya, xa, c] + w01 * tex[ya, xb, c] + w10 * tex[yb, xa, c] + w11 * tex[yb, xb, c]
+                skin[y, x, c] = sample * s if has_shading else sample
             if k == 0:
-                if has_weight:
+                if weight_taps:  # the weight texture has the skin texture's size: the same taps
+                    sw = w00 * weight[ya, xa] + w01 * weight[ya, xb] + w10 * weight[yb, xa] + w11 * weight[yb, xb]
+                    seen[y, x] = min(max(sw, zero), one)
+                elif has_weight:
                     seen[y, x] = min(max(_bilinear_scalar(weight, tu, tv), zero), one)
                 continue
             for c in range(3):
