@@ -218,6 +218,34 @@ class FaceRenderer:
         out[1] = teeth * min(1.0, 0.95 / float(teeth.max()))
         return out
 
+    def _photo_colors(self, skin_color: Tensor | None, teeth: PhotoTeeth | None,
+                      device: torch.device) -> tuple[Tensor, Tensor]:
+        """(colours [4, 3], shadow [3]) of `render`: `material_colors` of the skin colour (default
+        `TYPICAL_SKIN`) with the photo's own teeth colour, and half the socket's colour for thin
+        openings. The same for every target of a photo: the last few are kept (read-only), unless
+        an input requires grad."""
+        skin = torch.tensor(TYPICAL_SKIN, device=device) if skin_color is None else skin_color
+        teeth_color = None if teeth is None else teeth.color
+        if skin.requires_grad or (teeth_color is not None and teeth_color.requires_grad):
+            return self._colors_of(skin, teeth_color)
+        key = (self.materials, skin.cpu().numpy().tobytes(), str(skin.dtype), str(skin.device),
+               None if teeth_color is None else teeth_color.cpu().numpy().tobytes())
+        cache = self.__dict__.setdefault("_photo_colors_cache", {})
+        hit = cache.get(key)
+        if hit is None:
+            if len(cache) >= 8:
+                cache.pop(next(iter(cache)))
+            hit = cache[key] = self._colors_of(skin, teeth_color)
+        return hit
+
+    def _colors_of(self, skin_color: Tensor, teeth_color: Tensor | None) -> tuple[Tensor, Tensor]:
+        """`_photo_colors`, computed."""
+        colors = self.material_colors(skin_color)
+        shadow = colors[3] * 0.5
+        if teeth_color is not None:
+            colors[1] = teeth_color.to(colors)
+        return colors, shadow
+
     def teeth_visibility(self, vertices: Tensor) -> float:
         """Deprecated, unused: 0 for closed lips (inner-lip gap <= 1 mm), rising to 1 at a 5 mm gap.
 
@@ -299,12 +327,7 @@ class FaceRenderer:
         rast, clip, covered = raster.rast, raster.clip, raster.kind >= 0
         kind = raster.kind.clamp_min(0)
         mm = self.materials
-        if skin_color is None:
-            skin_color = torch.tensor(TYPICAL_SKIN, device=vertices_cam.device)
-        colors = self.material_colors(skin_color)
-        shadow = colors[3] * 0.5
-        if teeth is not None:
-            colors[1] = teeth.color.to(colors)
+        colors, shadow = self._photo_colors(skin_color, teeth, vertices_cam.device)
         compiled = _compiled_path(vertices_cam, tex, shading, photo_weight, teeth)
         shade = self._shade_compiled if compiled else self._shade_torch
         skin, mouth, own, seen = shade(vertices_cam, raster, tex, colors, shadow, shading, photo_weight, teeth)
