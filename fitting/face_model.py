@@ -252,7 +252,8 @@ class FaceModel:
         weights = torch.zeros_like(fit.expression) if neutral else (fit.expression if expression is None else expression)
         parts = (fit.identity, weights, fit.rotation, fit.translation)
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in parts)
-        single = fit.identity.dim() == 1 and weights.shape == (self.num_expressions,)  # else the torch path raises
+        # a single face with a full weight vector; anything else takes the torch path (and its errors)
+        single = fit.identity.dim() == 1 and fit.identity.shape[0] <= self.num_identity and weights.shape == (self.num_expressions,)
         if dev.type == "cpu" and single and not grad and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in parts):
             from affectsynth.fitting._model_kernels import posed_vertices  # noqa: PLC0415  (numba import is slow)
 
