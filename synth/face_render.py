@@ -324,7 +324,7 @@ class FaceRenderer:
             `RenderedFace` with colour and coverage of the window.
         """
         raster = self.rasterize_window(vertices_cam, camera, window)
-        rast, clip, covered = raster.rast, raster.clip, raster.kind >= 0
+        rast, clip = raster.rast, raster.clip
         kind = raster.kind.clamp_min(0)
         mm = self.materials
         colors, shadow = self._photo_colors(skin_color, teeth, vertices_cam.device)
@@ -337,14 +337,7 @@ class FaceRenderer:
             # at least 2 px: on small faces a one-pixel line of teeth reads as a white scratch
             min_px = max(2, int(round(mm.min_opening * self._mouth_width_px(vertices_cam, raster.camera))))
             mouth = _close_slits(mouth, skin, kind > 0, min_px, shadow=shadow, lip_line=mm.lip_line)
-        if compiled:
-            from affectsynth._face_kernels import face_rgba  # noqa: PLC0415  (numba import is slow)
-
-            rgba = torch.empty(*kind.shape, 4)
-            face_rgba(raster.kind.numpy(), kind.contiguous().numpy(), skin.numpy(), mouth.contiguous().numpy(), rgba.numpy())
-        else:
-            color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
-            rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
+        rgba = _window_rgba(raster.kind, kind, skin, mouth, compiled=compiled)
         out = antialias(rgba[None], rast, clip, self.tri, topology_hash=self.topology)[0]
         return RenderedFace(out[..., :3].clamp(0, 1), out[..., 3].clamp(0, 1), window, seen, raster.kind, rast)
 
@@ -470,6 +463,21 @@ def _compiled_path(vertices_cam: Tensor, tex: Tensor, shading: Tensor | None, ph
     ts = [t for t in (vertices_cam, tex, shading, photo_weight, None if teeth is None else teeth.rgbw) if t is not None]
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in ts)
     return not grad and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in ts)
+
+
+def _window_rgba(covered_kind: Tensor, kind: Tensor, skin: Tensor, mouth: Tensor, *, compiled: bool) -> Tensor:
+    """[h, w, 4] colour (skin where `kind` is 0, the mouth's elsewhere, 0 where the raster's
+    `covered_kind` is -1) and coverage of a window; `compiled`: in one numba pass (CPU, float32, no grad)."""
+    if compiled:
+        from affectsynth._face_kernels import face_rgba  # noqa: PLC0415  (numba import is slow)
+
+        rgba = torch.empty(*kind.shape, 4)
+        face_rgba(covered_kind.contiguous().numpy(), kind.contiguous().numpy(), skin.contiguous().numpy(),
+                  mouth.contiguous().numpy(), rgba.numpy())
+        return rgba
+    covered = covered_kind >= 0
+    color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
+    return torch.cat([color, covered[..., None].to(color.dtype)], -1)
 
 
 def _compiled_pixels(*images: Tensor | None) -> bool:
