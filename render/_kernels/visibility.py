@@ -4,7 +4,7 @@ The depth test min-reduces one 64-bit key per pixel, (z/w quantised to 2^-30 << 
 index: one branch-free load/min/store per candidate pixel, ties to the lower triangle index by
 construction. `render._reference.visibility_reference` applies the same depth quantisation. A
 triangle whose bounding box already holds nearer depths everywhere is skipped (`_hidden`, an early
-depth test exact by construction): the mouth interior behind closed lips costs a key scan, not a raster.
+depth test exact by construction): a surface hidden behind one drawn earlier costs a key scan, not a raster.
 """
 
 from __future__ import annotations
