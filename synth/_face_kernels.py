@@ -1,8 +1,9 @@
-"""Face render kernel: skin texture, photo weight and mouth materials of a rasterized window in one pass.
+"""Face render kernels: skin texture, photo weight and mouth materials of a rasterized window in one pass,
+and the passes around it (clip projection, mouth facing ratios, teeth-gap and slit closing, RGBA).
 
-The compiled twin of `FaceRenderer`'s torch shading (interpolate, texture, the mouth's depth and
-facing shading, the photo's own teeth) for the CPU when nothing requires grad: one loop over the
-window's pixels instead of some forty full-window tensor ops.
+The compiled twins of `FaceRenderer`'s torch steps (interpolate, texture, the mouth's depth and
+facing shading, the photo's own teeth, the mouth's morphology) for the CPU when nothing requires
+grad: one loop over the window's pixels each instead of some forty full-window tensor ops.
 """
 
 from __future__ import annotations
