@@ -239,7 +239,9 @@ class FaceModel:
             neutral: zero expression (the neutral reconstruction of the same identity and pose).
 
         Returns:
-            [V, 3] float32 camera-space vertices (cm, OpenCV axes), on the model's device.
+            [V, 3] float32 camera-space vertices (cm, OpenCV axes), on the model's device. On the
+            CPU with float32 inputs none of which requires grad, one compiled pass computes them
+            (the blendshapes of nonzero weight only; the same sums up to float rounding).
 
         Raises:
             ValueError: both ``expression`` and ``neutral`` given.
@@ -248,6 +250,19 @@ class FaceModel:
             raise ValueError("FaceModel.reconstruct: give either expression or neutral=True, not both")
         dev = self.device
         weights = torch.zeros_like(fit.expression) if neutral else (fit.expression if expression is None else expression)
+        parts = (fit.identity, weights, fit.rotation, fit.translation)
+        grad = torch.is_grad_enabled() and any(t.requires_grad for t in parts)
+        # a single face with a full weight vector; anything else takes the torch path (and its errors)
+        single = fit.identity.dim() == 1 and fit.identity.shape[0] <= self.num_identity and weights.shape == (self.num_expressions,)
+        if dev.type == "cpu" and single and not grad and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in parts):
+            from affectsynth.fitting._model_kernels import posed_vertices  # noqa: PLC0415  (numba import is slow)
+
+            out = torch.empty(self.num_vertices, 3)
+            shape = self._identity_shape(fit.identity[None])[0]
+            posed_vertices(shape.numpy(), self.expressions.deltas.reshape(self.num_expressions, -1).numpy(),
+                           weights.contiguous().numpy(), fit.rotation.contiguous().numpy(),
+                           fit.translation.contiguous().numpy(), out.numpy())
+            return out
         verts = self.vertices(fit.identity.to(dev), weights.to(dev))
         return verts @ fit.rotation.to(dev).T + fit.translation.to(dev)
 

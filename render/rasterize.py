@@ -230,11 +230,10 @@ def rasterize(
         )
     if not hasattr(ctx, "visibility"):
         raise TypeError(f"rasterize: ctx must be a raster context, got {type(ctx).__name__}")
-    if tri.numel() and (int(tri.min()) < 0 or int(tri.max()) >= pos.shape[-2]):
-        raise ValueError(
-            f"rasterize: tri indices must lie in [0, {pos.shape[-2]}), "
-            f"got [{int(tri.min())}, {int(tri.max())}]"
-        )
+    if tri.numel():
+        lo, hi = (int(x) for x in torch.aminmax(tri))  # one pass over the indices
+        if lo < 0 or hi >= pos.shape[-2]:
+            raise ValueError(f"rasterize: tri indices must lie in [0, {pos.shape[-2]}), got [{lo}, {hi}]")
     pos3, pos_index, tri_start, tri_count = _layout(pos, tri, ranges)
     ids = ctx.visibility(
         pos3, tri, height, width, pos_index=pos_index, tri_start=tri_start, tri_count=tri_count

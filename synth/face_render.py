@@ -15,7 +15,7 @@ from torch import Tensor
 
 from affectsynth.fitting import Camera, FaceModel
 from affectsynth.render import antialias, antialias_construct_topology_hash, interpolate, rasterize, texture
-from affectsynth.render.camera import Intrinsics, project_points, to_clip
+from affectsynth.render.camera import Intrinsics, to_clip
 from affectsynth.render.mesh import vertex_normals
 from affectsynth.teeth import TEETH_UV_TILE, PhotoTeeth
 
@@ -155,6 +155,9 @@ class FaceRenderer:
         self.skin_tri = model.triangles[self.skin].contiguous()
         self.mouth_tri = model.triangles[self.teeth | self.gums | self.socket].contiguous()
         self.motion_tri = model.triangles[self.all_skin].contiguous()
+        self._mouth_corners = model.landmarks68[[48, 54]]
+        #: material kind per triangle id + 1 (a raster's id channel): -1 for 0, the background
+        self._kind_of_id = torch.cat([torch.full((1,), -1, dtype=torch.long, device=model.device), self.tri_kind])
         # per-model constants, computed once: vertices each list uses, antialias edge adjacency
         self.drawn_vertices = torch.unique(self.tri.long())
         self.motion_vertices = torch.unique(self.motion_tri.long())
@@ -215,6 +218,34 @@ class FaceRenderer:
         out[1] = teeth * min(1.0, 0.95 / float(teeth.max()))
         return out
 
+    def _photo_colors(self, skin_color: Tensor | None, teeth: PhotoTeeth | None,
+                      device: torch.device) -> tuple[Tensor, Tensor]:
+        """(colours [4, 3], shadow [3]) of `render`: `material_colors` of the skin colour (default
+        `TYPICAL_SKIN`) with the photo's own teeth colour, and half the socket's colour for thin
+        openings. The same for every target of a photo: the last few are kept (read-only), unless
+        an input requires grad."""
+        skin = torch.tensor(TYPICAL_SKIN, device=device) if skin_color is None else skin_color
+        teeth_color = None if teeth is None else teeth.color
+        if skin.requires_grad or (teeth_color is not None and teeth_color.requires_grad):
+            return self._colors_of(skin, teeth_color)
+        key = (self.materials, skin.cpu().numpy().tobytes(), str(skin.dtype), str(skin.device),
+               None if teeth_color is None else teeth_color.cpu().numpy().tobytes())
+        cache = self.__dict__.setdefault("_photo_colors_cache", {})
+        hit = cache.get(key)
+        if hit is None:
+            if len(cache) >= 8:
+                cache.pop(next(iter(cache)))
+            hit = cache[key] = self._colors_of(skin, teeth_color)
+        return hit
+
+    def _colors_of(self, skin_color: Tensor, teeth_color: Tensor | None) -> tuple[Tensor, Tensor]:
+        """`_photo_colors`, computed."""
+        colors = self.material_colors(skin_color)
+        shadow = colors[3] * 0.5
+        if teeth_color is not None:
+            colors[1] = teeth_color.to(colors)
+        return colors, shadow
+
     def teeth_visibility(self, vertices: Tensor) -> float:
         """Deprecated, unused: 0 for closed lips (inner-lip gap <= 1 mm), rising to 1 at a 5 mm gap.
 
@@ -249,10 +280,16 @@ class FaceRenderer:
         """
         x0, y0, w, h = window
         cam = camera.crop(x0, y0, w, h)
-        clip = to_clip(vertices_cam[None], cam.projection_matrix(near=1.0, far=1000.0, device=vertices_cam.device))
-        rast, _ = rasterize(clip, self.tri, (h, w))
-        tid = rast[0, ..., 3].long() - 1
-        kind = torch.where(tid >= 0, self.tri_kind[tid.clamp_min(0)], torch.full_like(tid, -1))
+        proj = cam.projection_matrix(near=1.0, far=1000.0, device=vertices_cam.device)
+        if _compiled_pixels(vertices_cam):
+            from affectsynth._face_kernels import to_clip_  # noqa: PLC0415  (numba import is slow)
+
+            clip = torch.empty(1, vertices_cam.shape[0], 4)
+            to_clip_(vertices_cam.detach().numpy(), proj.numpy(), clip[0].numpy())
+        else:
+            clip = to_clip(vertices_cam[None], proj)
+        rast, _ = rasterize(clip, self.tri, (h, w), grad_db=False)  # no rast_db: the texture is sampled bilinearly
+        kind = self._kind_of_id.index_select(0, rast[0, ..., 3].reshape(-1).long()).view(h, w)
         return WindowRaster(rast, clip, cam, kind)
 
     def render(
@@ -287,36 +324,63 @@ class FaceRenderer:
             `RenderedFace` with colour and coverage of the window.
         """
         raster = self.rasterize_window(vertices_cam, camera, window)
-        rast, clip, covered = raster.rast, raster.clip, raster.kind >= 0
+        rast, clip = raster.rast, raster.clip
         kind = raster.kind.clamp_min(0)
         mm = self.materials
-        if skin_color is None:
-            skin_color = torch.tensor(TYPICAL_SKIN, device=vertices_cam.device)
-        colors = self.material_colors(skin_color)
-        shadow = colors[3] * 0.5
-        if teeth is not None:
-            colors[1] = teeth.color.to(colors)
+        colors, shadow = self._photo_colors(skin_color, teeth, vertices_cam.device)
         compiled = _compiled_path(vertices_cam, tex, shading, photo_weight, teeth)
         shade = self._shade_compiled if compiled else self._shade_torch
         skin, mouth, own, seen = shade(vertices_cam, raster, tex, colors, shadow, shading, photo_weight, teeth)
         if mm.teeth_gap_px > 0:
             mouth, kind = _close_teeth_gaps(mouth, kind, mm.teeth_gap_px, shade=mm.teeth_gap_shade, own=own)
         if mm.min_opening > 0:
-            lm = self.model.landmarks68
-            corners = project_points(vertices_cam[lm[[48, 54]]], raster.camera)
             # at least 2 px: on small faces a one-pixel line of teeth reads as a white scratch
-            min_px = max(2, int(round(mm.min_opening * float((corners[0] - corners[1]).norm()))))
+            min_px = max(2, int(round(mm.min_opening * self._mouth_width_px(vertices_cam, raster.camera))))
             mouth = _close_slits(mouth, skin, kind > 0, min_px, shadow=shadow, lip_line=mm.lip_line)
-        color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
-        rgba = torch.cat([color, covered[..., None].to(color.dtype)], -1)
+        rgba = _window_rgba(raster.kind, kind, skin, mouth, compiled=compiled)
         out = antialias(rgba[None], rast, clip, self.tri, topology_hash=self.topology)[0]
         return RenderedFace(out[..., :3].clamp(0, 1), out[..., 3].clamp(0, 1), window, seen, raster.kind, rast)
+
+    def _mouth_width_px(self, vertices_cam: Tensor, camera: Intrinsics) -> float:
+        """Distance in pixels between the projected mouth corners (landmarks 48 and 54): `project_points`
+        on two points in float32 numpy (a dozen tiny torch ops cost more than the rest of the slit pass)."""
+        p = vertices_cam.detach()[self._mouth_corners].cpu().numpy()
+        f = np.array([camera.fx, camera.fy], dtype=p.dtype)
+        c = np.array([camera.cx, camera.cy], dtype=p.dtype)
+        uv = p[:, :2] / p[:, 2:3] * f + c
+        return float(np.linalg.norm(uv[0] - uv[1]))
 
     def _mouth_attributes(self, vertices_cam: Tensor) -> Tensor:
         """[V, 3] per-vertex (depth behind the lips or front teeth cm, facing ratio |n . v| / |v|, light)."""
         normals = vertex_normals(vertices_cam, self.mouth_tri)
         facing = (normals * vertices_cam).sum(-1).abs() / vertices_cam.norm(dim=-1).clamp_min(1e-6)
         return torch.stack([self.mouth_depth[:, 0], facing, self.mouth_light], -1)
+
+    @cached_property
+    def _mouth_incidence(self) -> tuple[np.ndarray, np.ndarray]:
+        """(start [V + 1], triangles [3 M]) int64: the mouth triangles around each vertex, CSR, ordered
+        by (corner, triangle) as `vertex_normals` sums them; for `_face_kernels.mouth_facing_`."""
+        corners = self.mouth_tri.T.reshape(-1).long().numpy()  # corner 0 of every triangle, then 1, 2
+        order = np.argsort(corners, kind="stable")
+        start = np.zeros(self.model.num_vertices + 1, dtype=np.int64)
+        np.cumsum(np.bincount(corners, minlength=self.model.num_vertices), out=start[1:])
+        return start, order % self.mouth_tri.shape[0]
+
+    @cached_property
+    def _mouth_attributes_constant(self) -> np.ndarray:
+        """[V, 3] float32 (mouth depth, 0, mouth light): `_mouth_attributes` but the facing ratio."""
+        return torch.stack([self.mouth_depth[:, 0], torch.zeros_like(self.mouth_light), self.mouth_light], -1).numpy()
+
+    def _mouth_attributes_compiled(self, vertices_cam: Tensor, raster: WindowRaster) -> np.ndarray:
+        """[V, 3] float32 `_mouth_attributes` where the window's mouth pixels read them (the vertices of
+        their triangles); the facing ratio is 0 elsewhere. CPU, float32, no grad."""
+        from affectsynth._face_kernels import mouth_facing_  # noqa: PLC0415  (numba import is slow)
+
+        out = self._mouth_attributes_constant.copy()
+        start, tris = self._mouth_incidence
+        mouth_facing_(raster.rast[0].detach().contiguous().numpy(), raster.kind.contiguous().numpy(), self.tri.numpy(),
+                      vertices_cam.detach().contiguous().numpy(), self.mouth_tri.numpy(), start, tris, out)
+        return out
 
     def _shade_torch(self, vertices_cam: Tensor, raster: WindowRaster, tex: Tensor, colors: Tensor, shadow: Tensor,
                      shading: Tensor | None, photo_weight: Tensor | None,
@@ -375,13 +439,13 @@ class FaceRenderer:
         mouth = torch.empty(h, w, 3)
         own = torch.empty(h, w)
         seen = torch.empty(h, w)
-        tex_w = tex if photo_weight is None else torch.cat([tex, photo_weight[..., None]], -1)
         no_teeth = torch.zeros(0, 0, 4)
-        attr = self._mouth_attributes(vertices_cam) if bool((raster.kind > 0).any()) else torch.zeros(1, 3)
+        attr = self._mouth_attributes_compiled(vertices_cam, raster)
         shade_face(raster.rast[0].detach().contiguous().numpy(), raster.kind.contiguous().numpy(), self.tri.numpy(),
-                   self.tri_uv.numpy(), self.model.uv.numpy(), tex_w.detach().contiguous().numpy(),
+                   self.tri_uv.numpy(), self.model.uv.numpy(), tex.detach().contiguous().numpy(),
+                   (torch.zeros(0, 0) if photo_weight is None else photo_weight.detach()).contiguous().numpy(),
                    (torch.zeros(0) if shading is None else shading.detach()[:, 0].contiguous()).numpy(),
-                   attr.detach().contiguous().numpy(), colors.contiguous().numpy(), shadow.contiguous().numpy(),
+                   attr, colors.contiguous().numpy(), shadow.contiguous().numpy(),
                    np.array([mm.floor, mm.depth_falloff_cm, mm.ambient, mm.teeth_ambient], dtype=np.float32),
                    (no_teeth if teeth is None else teeth.rgbw).numpy(), np.array(TEETH_UV_TILE, dtype=np.float32),
                    skin.numpy(), mouth.numpy(), own.numpy(), seen.numpy())
@@ -399,6 +463,29 @@ def _compiled_path(vertices_cam: Tensor, tex: Tensor, shading: Tensor | None, ph
     ts = [t for t in (vertices_cam, tex, shading, photo_weight, None if teeth is None else teeth.rgbw) if t is not None]
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in ts)
     return not grad and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in ts)
+
+
+def _window_rgba(covered_kind: Tensor, kind: Tensor, skin: Tensor, mouth: Tensor, *, compiled: bool) -> Tensor:
+    """[h, w, 4] colour (skin where `kind` is 0, the mouth's elsewhere, 0 where the raster's
+    `covered_kind` is -1) and coverage of a window; `compiled`: in one numba pass (CPU, float32, no grad)."""
+    if compiled:
+        from affectsynth._face_kernels import face_rgba  # noqa: PLC0415  (numba import is slow)
+
+        rgba = torch.empty(*kind.shape, 4)
+        face_rgba(covered_kind.contiguous().numpy(), kind.contiguous().numpy(), skin.contiguous().numpy(),
+                  mouth.contiguous().numpy(), rgba.numpy())
+        return rgba
+    covered = covered_kind >= 0
+    color = torch.where((kind == 0)[..., None], skin, mouth) * covered[..., None]
+    return torch.cat([color, covered[..., None].to(color.dtype)], -1)
+
+
+def _compiled_pixels(*images: Tensor | None) -> bool:
+    """Whether the mouth's pixel passes (`_close_teeth_gaps`, `_close_slits`) may run compiled: every
+    image given is a contiguous float32 CPU tensor and none requires grad."""
+    ts = [t for t in images if t is not None]
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in ts)
+    return not grad and all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in ts)
 
 
 def _bounding_box(mask: Tensor, *, margin: int = 0) -> tuple[slice, slice] | None:
@@ -426,8 +513,16 @@ def _close_teeth_gaps(mouth: Tensor, kind: Tensor, gap_px: int, *, shade: float 
             photo's colour is kept there, unshaded); None = all material.
 
     Returns:
-        (mouth [h, w, 3], kind [h, w]): filled pixels become teeth.
+        (mouth [h, w, 3], kind [h, w]): filled pixels become teeth. On the CPU (float32, nothing
+        requiring grad) one compiled pass computes them (the same sums, in another order).
     """
+    if _compiled_pixels(mouth, own):
+        from affectsynth._face_kernels import close_teeth_gaps_  # noqa: PLC0415  (numba import is slow)
+
+        mouth, kind = mouth.clone(), kind.to(torch.int64).clone(memory_format=torch.contiguous_format)
+        close_teeth_gaps_(mouth.numpy(), kind.numpy(), (torch.zeros(0, 0) if own is None else own.contiguous()).numpy(),
+                          gap_px, np.float32(shade))
+        return mouth, kind
     box = _bounding_box(kind == 1, margin=gap_px)  # only the teeth's box plus the gap can change
     if box is None:
         return mouth, kind
@@ -520,8 +615,16 @@ def _close_slits(mouth: Tensor, skin: Tensor, mask: Tensor, min_px: int, *, shad
         lip_line: factor of the lip colour along the closed lips' meeting line.
 
     Returns:
-        [h, w, 3] colours: `mouth` outside `mask`.
+        [h, w, 3] colours: `mouth` outside `mask`. On the CPU (float32, nothing requiring grad)
+        one compiled pass computes them.
     """
+    if _compiled_pixels(mouth, skin, shadow):
+        from affectsynth._face_kernels import close_slits_  # noqa: PLC0415  (numba import is slow)
+
+        out = mouth.clone()
+        close_slits_(out.numpy(), skin.contiguous().numpy(), mask.to(torch.int64).numpy(), min_px,
+                     shadow.contiguous().numpy(), np.float32(lip_line))
+        return out
     box = _bounding_box(mask, margin=1)
     if box is None:
         return mouth

@@ -137,19 +137,23 @@ def antialias_find_edges(pos, pos_index, tri, opp, rast, items, dcs):
     vx = np.empty(nv)
     vy = np.empty(nv)
     flags = np.empty(tri.shape[0], dtype=np.int8)
+    ids = np.empty((height, width), dtype=np.int32)  # the id channel, compact: the scan reads it twice
     for b in range(nb):
         _project(pos, pos_index[b], xh, yh, vx, vy)
         flags[:] = -1
         vbase = pos_index[b] * nv
         for py in range(height):
             for px in range(width):
+                ids[py, px] = np.int32(rast[b, py, px, 3] + 0.5) - 1
+        for py in range(height):
+            for px in range(width):
+                t0 = np.int64(ids[py, px])
                 for d in range(2):
                     qx = px + 1 - d
                     qy = py + d
                     if qx == width or qy == height:
                         continue
-                    t0 = np.int64(rast[b, py, px, 3] + 0.5) - 1
-                    t1 = np.int64(rast[b, qy, qx, 3] + 0.5) - 1
+                    t1 = np.int64(ids[qy, qx])
                     if t0 == t1:
                         continue
                     t = t0 if t0 >= 0 else t1

@@ -2,7 +2,9 @@
 
 The depth test min-reduces one 64-bit key per pixel, (z/w quantised to 2^-30 << 32) | triangle
 index: one branch-free load/min/store per candidate pixel, ties to the lower triangle index by
-construction. `render._reference.visibility_reference` applies the same depth quantisation.
+construction. `render._reference.visibility_reference` applies the same depth quantisation. A
+triangle whose bounding box already holds nearer depths everywhere is skipped (`_hidden`, an early
+depth test exact by construction): a surface hidden behind one drawn earlier costs a key scan, not a raster.
 """
 
 from __future__ import annotations
@@ -34,6 +36,29 @@ def _project_vertices(pos, pb, height, width, sx, sy, sz):
             sx[i] = np.nan
             sy[i] = np.nan
             sz[i] = np.nan
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _hidden(z0, z1, z2, area, extent, r0, r1, j0, j1, width, key):
+    """Early depth test: whether every pixel of the bounding box rows [r0, r1] x columns [j0, j1]
+    already holds a depth nearer than any this triangle can reach, so drawing it would change no key.
+
+    Inside the triangle z/w is a convex combination of the corners' z0, z1, z2, so not below their
+    minimum but for rounding: the barycentrics' float error is below 1e-15 extent^2 / |area| (the edge
+    functions are products of differences of at most `extent` + 1 pixels), z's below that times
+    (1 + max |z_k|); the bound subtracts 10x that and 4 depth steps, then quantises as the keys.
+    Only keys with a strictly smaller depth part count: the result is exactly that of drawing it.
+    """
+    e = extent + 1.0
+    zmax_abs = max(abs(z0), max(abs(z1), abs(z2)))
+    zlo = min(z0, min(z1, z2)) - 1e-14 * e * e * (1.0 + zmax_abs) / abs(area) - 4.0 / DEPTH_SCALE
+    bound = np.int64(min(max((zlo + 1.0) * DEPTH_SCALE, 0.0), DEPTH_MAX)) << 32
+    for r in range(r0, r1 + 1):
+        row = r * width
+        for j in range(j0, j1 + 1):
+            if key[row + j] >= bound:
+                return False
+    return True
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -68,6 +93,8 @@ def _depth_keys(sx, sy, sz, tri, t_begin, t_end, height, width, key):
         z0 = sz[i0]
         z1 = sz[i1]
         z2 = sz[i2]
+        if _hidden(z0, z1, z2, area, max(xmax - xmin, ymax - ymin), r0, r1, j0, j1, width, key):
+            continue
         inv = 1.0 / area
         sgn = 1.0 if area > 0.0 else -1.0  # exact negation keeps shared edges watertight
         for r in range(r0, r1 + 1):
