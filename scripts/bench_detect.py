@@ -3,6 +3,7 @@
 Usage:
     python scripts/bench_detect.py [--threads 1] [--repeats 5] [--json PATH] [--device cpu]
     python scripts/bench_detect.py --largest [--repeats 5]
+    python scripts/bench_detect.py --fused [--repeats 5]
 
 Public API only (`affectsynth.fitting.TorchFaceDetector`; the baseline is MediaPipe's own graphs via
 `scripts/mediapipe_reference.py`, measured when mediapipe is installed: `pip install -e '.[parity]'`).
@@ -19,6 +20,9 @@ Sections, medians over repeats after a warm-up:
   ms per photo (median over repeats): ``detect(photo, max_faces=1)`` against ``detect(photo)``, and
   ``fit_image(photo, max_faces=1)`` against ``fit_image(photo)`` (detection + fit); the same face
   must come out (else it stops).
+- ``--fused`` (only this section): each network with its parallel branches fused (the default) against
+  the converted layers one by one (``fuse_branches=False``), same run, thread-CPU ms per call on a
+  batch of 1 and 4 random inputs, interleaved (median of the repeats' medians); outputs must agree.
 
 Wall time is reported per photo, process CPU time (summed over threads: MediaPipe runs several)
 in total, as other processes on a shared machine skew wall times. Output shapes are checked (every crop must give a 478-point face) so that a no-op cannot look fast.
@@ -121,6 +125,29 @@ def bench_largest(photos: dict[str, np.ndarray], repeats: int) -> dict:
     return {"photos": rows, "mean_ms": dict(zip(("detect_all", "detect_largest", "fit_all", "fit_largest"), mean.tolist()))}
 
 
+def bench_fused(repeats: int) -> dict:
+    """Fused branches against the layers one by one, per network and batch size."""
+    from affectsynth.fitting.detection.blazeface import DATA_DIR
+    from affectsynth.fitting.detection.graph import load_graph
+
+    out = {}
+    print(f"\n{'network':40s} {'batch':>5s} {'layers':>9s} {'one by one':>10s} {'fused':>7s} {'ratio':>6s}  (thread-CPU ms)")
+    for name, size in (("mediapipe_face_landmark_with_attention", 192), ("mediapipe_face_detection_short_range", 128),
+                       ("mediapipe_face_detection_full_range", 192)):
+        plain, fused = (load_graph(DATA_DIR / f"{name}.npz", fuse_branches=f) for f in (False, True))
+        for batch in (1, 4):
+            x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+            with torch.no_grad():
+                if not all(torch.allclose(a, b, atol=1e-3, rtol=1e-4) for a, b in zip(plain(x), fused(x))):
+                    raise SystemExit(f"bench_detect: {name}: fused outputs differ")
+                pairs = [(_thread_ms(lambda: plain(x), 5), _thread_ms(lambda: fused(x), 5)) for _ in range(repeats)]
+            before, after = (float(np.median(v)) for v in zip(*pairs))
+            out[f"{name}/{batch}"] = {"plain_ms": before, "fused_ms": after}
+            print(f"{name:40s} {batch:5d} {len(plain.layers):4d}->{len(fused.layers):<4d} {before:10.2f} {after:7.2f} "
+                  f"{before / after:6.2f}")
+    return out
+
+
 def main() -> int:
     """Run the benchmark and print a table (and `--json`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -130,10 +157,14 @@ def main() -> int:
     parser.add_argument("--photos", type=Path, default=DEV_PHOTOS)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--largest", action="store_true", help="only the largest-face section (see the docstring)")
+    parser.add_argument("--fused", action="store_true", help="only the fused-branches section (see the docstring)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.largest:
-        result = bench_largest({p.name: _rgb(p) for p in sorted(args.photos.glob("*.jpg"))}, args.repeats)
+    if args.largest or args.fused:
+        if args.largest:
+            result = bench_largest({p.name: _rgb(p) for p in sorted(args.photos.glob("*.jpg"))}, args.repeats)
+        else:
+            result = bench_fused(args.repeats)
         if args.json:
             args.json.write_text(json.dumps(result, indent=1))
         return 0
