@@ -257,10 +257,11 @@ MediaPipeDetector = TorchFaceDetector
 BOX_TO_LANDMARK_AREA_MAX = 2.0
 LOCATED_TO_LANDMARK_AREA_MAX = 1.5
 
-#: A photo with at most this many faces more than asked for meshes them all in one round: a
-#: round of the face mesh costs about two faces (measured on the CPU, one thread: 6.5 ms + 3.1 ms
-#: per face; the detection in the crops 0.8 ms + 2.2 ms per face), more than it would save.
-ONE_ROUND_EXTRA_FACES = 2
+#: The first round locates (`FacePipeline.locate`) at least this many of the largest boxes: the
+#: located box tells the largest face far better than the photo's, and locating is cheap next to
+#: the landmark network (CPU, one thread: about 0.8 ms + 2.2 ms per face, against 5 ms + 3.1 ms
+#: per face), so the first mesh is nearly always the largest face's and rules out the others.
+FIRST_LOCATED = 8
 
 #: Boxes of one face seen twice overlap at least this much (intersection over union).
 DUPLICATE_IOU = 0.5
@@ -297,9 +298,14 @@ class _LargestFaces:
             self.meshed[j] = None
 
     def to_mesh(self) -> list[int]:
-        """The next candidates to mesh: every pending located one (one face-mesh batch: a round costs
-        about two faces more than its faces, so one round for all of them beats meshing one at a time)."""
-        return [j for j in self.pending() if self.located.get(j) is not None]
+        """The next candidates to mesh: while fewer than ``limit`` faces are known, the pending located
+        ones with the largest located boxes, as many as faces are missing; then every pending located
+        one, in one batch (a face-mesh call costs about 1.6 faces on top of its faces)."""
+        located = [j for j in self.pending() if self.located.get(j) is not None]
+        missing = self.limit - len(_ranked(self.faces())[: self.limit])
+        if missing:
+            return sorted(located, key=lambda j: -self.located[j].area)[:missing]
+        return located
 
     def faces(self) -> list[Landmarks]:
         """The faces meshed so far, in candidate order (as the fully meshed photo lists them)."""
@@ -307,9 +313,8 @@ class _LargestFaces:
 
     def pending(self) -> list[int]:
         """Candidates still to locate or mesh so that the ``limit`` largest faces are those of the
-        fully meshed photo: first the ``limit`` largest boxes (all boxes when there are at most
-        `ONE_ROUND_EXTRA_FACES` more); then every box left while fewer
-        faces were found; else every one whose landmark box could be larger than the smallest of
+        fully meshed photo: first the `FIRST_LOCATED` (at least ``limit``) largest boxes; then
+        every box left while fewer faces were found; else every one whose landmark box could be larger than the smallest of
         the ``limit`` largest faces so far (bound: `LOCATED_TO_LANDMARK_AREA_MAX` x its located
         box, or `BOX_TO_LANDMARK_AREA_MAX` x its detector box before it is located), or that has
         at least the score of such a face (or of the face that removed a duplicate of one) and a
@@ -317,9 +322,7 @@ class _LargestFaces:
         """
         rest = [j for j in range(len(self.candidates)) if j not in self.meshed]
         if not self.located:
-            if len(rest) <= self.limit + ONE_ROUND_EXTRA_FACES:
-                return rest
-            return sorted(rest, key=lambda j: -self.candidates[j].area)[: self.limit]
+            return sorted(rest, key=lambda j: -self.candidates[j].area)[: max(self.limit, FIRST_LOCATED)]
         faces = self.faces()
         top = _ranked(faces)[: self.limit]
         if len(top) < self.limit:
