@@ -259,8 +259,9 @@ LOCATED_TO_LANDMARK_AREA_MAX = 1.5
 
 #: The first round locates (`FacePipeline.locate`) at least this many of the largest boxes: the
 #: located box tells the largest face far better than the photo's, and locating is cheap next to
-#: the landmark network (CPU, one thread: about 0.8 ms + 2.2 ms per face, against 5 ms + 3.1 ms
-#: per face), so the first mesh is nearly always the largest face's and rules out the others.
+#: the landmark network (CPU, one thread: about 2.3 ms per face, against 8 ms for one face and
+#: 4 ms per face in fours), so the first mesh is nearly always the largest face's and rules out
+#: the others.
 FIRST_LOCATED = 8
 
 #: Boxes of one face seen twice overlap at least this much (intersection over union).
@@ -300,7 +301,7 @@ class _LargestFaces:
     def to_mesh(self) -> list[int]:
         """The next candidates to mesh: while fewer than ``limit`` faces are known, the pending located
         ones with the largest located boxes, as many as faces are missing; then every pending located
-        one, in one batch (a face-mesh call costs about 1.6 faces on top of its faces)."""
+        one, in one batch (a face-mesh call of one face costs about two of a batch of four)."""
         located = [j for j in self.pending() if self.located.get(j) is not None]
         missing = self.limit - len(_ranked(self.faces())[: self.limit])
         if missing:

@@ -16,7 +16,7 @@ from affectsynth.images import load_image
                                         ("mediapipe_face_detection_short_range", 128)])
 def test_chunked_batch_gives_the_outputs_of_one_call(dev_photos, name, size):
     photos = [load_image(p) for p in sorted(dev_photos.glob("*.jpg"))][: 2 * CPU_BATCH + 1]
-    batch = torch.cat([F.interpolate(torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].float() / 255.0,
+    batch = torch.cat([F.interpolate(torch.from_numpy(np.array(im, copy=True)).permute(2, 0, 1)[None].float() / 255.0,
                                      size=(size, size), mode="bilinear", align_corners=False) for im in photos])
     net = load_graph(DATA_DIR / f"{name}.npz")
     with torch.no_grad():
