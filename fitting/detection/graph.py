@@ -281,14 +281,18 @@ class ConvGraph(nn.Module):
         per-branch pad), a fifth of the layers of the branches: their maps are at most 16 x 16, so
         each op costs mostly its call overhead. Same values, another order of the layers.
         """
-        produced = {spec["out"] for spec in self.layers if "out" in spec}
-        pending = [k for k, spec in enumerate(self.layers) if spec["op"] not in ("skip", "outputs")]
-        done: set[int] = set()
+        layers = [k for k, spec in enumerate(self.layers) if spec["op"] not in ("skip", "outputs")]
+        producer = {self.layers[k]["out"]: k for k in layers}
+        consumers: dict[int, list[int]] = {}
+        waiting: dict[int, int] = {}  # per layer, its inputs not yet computed
+        for k in layers:
+            needs = {i for i in _inputs(self.layers[k]) if i in producer}
+            waiting[k] = len(needs)
+            for i in needs:
+                consumers.setdefault(i, []).append(k)
+        ready = [k for k in layers if not waiting[k]]
         order: list[dict] = []
-        while pending:
-            ready = [k for k in pending if all(i in done or i not in produced for i in _inputs(self.layers[k]))]
-            if not ready:
-                raise ValueError("ConvGraph: the layers form a cycle")
+        while ready:
             groups: dict[tuple, list[int]] = {}
             for k in ready:
                 sig = self._signature(k, self.layers[k])
@@ -299,9 +303,15 @@ class ConvGraph(nn.Module):
                     order.append(self._fused(members, constants))
                 else:
                     order += [{**self.layers[k], "index": k} for k in members]
-                done.update(self.layers[k]["out"] for k in members)
-            taken = set(ready)
-            pending = [k for k in pending if k not in taken]
+            following = []
+            for k in ready:
+                for c in consumers.get(self.layers[k]["out"], []):
+                    waiting[c] -= 1
+                    if not waiting[c]:
+                        following.append(c)
+            ready = sorted(following)
+        if sum(len(spec["outs"]) if spec["op"] == "fused" else 1 for spec in order) != len(layers):
+            raise ValueError("ConvGraph: the layers form a cycle")
         self.layers = order + [self.layers[-1]]
 
     def _fused(self, members: list[int], constants: dict[str, np.ndarray]) -> dict:
