@@ -8,9 +8,12 @@ points times the image size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # the torch pipeline is imported on first use
+    from affectsynth.fitting.detection.pipeline import FaceCandidate, LocatedFace
 
 __all__ = [
     "EYE_CORNERS",
@@ -111,10 +114,12 @@ class TorchFaceDetector:
     neither mediapipe nor a TFLite interpreter is needed. `detect_batch` runs each network once for a
     whole list of photos. Torch's thread setting is the caller's.
 
-    Only the faces that can be among the ``max_faces`` largest go through the face mesh: detector
-    boxes are meshed largest first until no box left could still give a larger landmark box
-    (`BOX_TO_LANDMARK_AREA_MAX`, `LOCATED_TO_LANDMARK_AREA_MAX`), so that ``detect(image, max_faces=1)`` meshes about one face
-    where ``detect(image)`` meshes every face of a group photo, and returns the same face.
+    Only the faces that can be among the ``max_faces`` largest go through the face mesh: the
+    largest boxes are located (the detection inside their crops), the largest located face is
+    meshed, then the faces that could still give a larger landmark box (bounds
+    `BOX_TO_LANDMARK_AREA_MAX`, `LOCATED_TO_LANDMARK_AREA_MAX`): ``detect(image, max_faces=1)``
+    meshes one to three faces where ``detect(image)`` meshes every face of a group photo, and
+    returns the same face.
 
     Args:
         max_faces: at most this many faces (largest kept).
@@ -208,8 +213,16 @@ class TorchFaceDetector:
         limit = self.max_faces if max_faces is None else min(max_faces, self.max_faces)
         if limit < 1:
             raise ValueError(f"TorchFaceDetector.detect: max_faces must be >= 1, got {max_faces}")
+        out: list[list[Landmarks]] = [[] for _ in images]
+        for k, faces in zip(usable, self._largest_faces([images[k] for k in usable], limit)):
+            out[k] = _ranked(faces)[:limit]
+        return out
+
+    def _largest_faces(self, images: list[np.ndarray], limit: int) -> list[list[Landmarks]]:
+        """Per photo, the faces meshed to know its ``limit`` largest (not yet deduplicated or
+        sorted), or those of the whole-photo face mesh where no box gave a face."""
         pipe = self._ensure()
-        tensors = pipe.tensors([images[k] for k in usable])
+        tensors = pipe.tensors(images)
         searches = [_LargestFaces(cs, limit) for cs in pipe.candidates(tensors)]
         while True:  # rounds: every photo's next candidates in one batch per network
             new = [(i, j) for i, search in enumerate(searches) for j in search.pending() if j not in search.located]
@@ -229,10 +242,7 @@ class TorchFaceDetector:
         if empty:  # whole-photo face mesh where the detectors found nothing
             for i, faces in zip(empty, pipe.whole_photo([tensors[i] for i in empty])):
                 found[i] = [self._make(f.points, f.depth, f.score, len(faces)) for f in faces]
-        out: list[list[Landmarks]] = [[] for _ in images]
-        for k, faces in zip(usable, found):
-            out[k] = _ranked(faces)[:limit]
-        return out
+        return found
 
     def _make(self, pts: np.ndarray, depth: np.ndarray, score: float, faces_found: int) -> Landmarks:
         face = pts[:468]
@@ -286,13 +296,13 @@ class _LargestFaces:
     """One photo's search for its ``limit`` largest faces: the candidates (`FaceCandidate`, highest
     score first) located (`FacePipeline.locate`) and meshed so far, and which to do next."""
 
-    def __init__(self, candidates: Sequence, limit: int):
+    def __init__(self, candidates: Sequence[FaceCandidate], limit: int):
         self.candidates = list(candidates)
         self.limit = limit
-        self.located: dict = {}  # candidate index -> LocatedFace, or None: no face in its crop
+        self.located: dict[int, LocatedFace | None] = {}  # None: no face in the candidate's crop
         self.meshed: dict[int, Landmarks | None] = {}  # None: no face, or one the presence check refused
 
-    def locate(self, j: int, located) -> None:
+    def locate(self, j: int, located: LocatedFace | None) -> None:
         """Record candidate ``j``'s located face (None: no face, it needs no mesh)."""
         self.located[j] = located
         if located is None:
@@ -315,11 +325,12 @@ class _LargestFaces:
     def pending(self) -> list[int]:
         """Candidates still to locate or mesh so that the ``limit`` largest faces are those of the
         fully meshed photo: first the `FIRST_LOCATED` (at least ``limit``) largest boxes; then
-        every box left while fewer faces were found; else every one whose landmark box could be larger than the smallest of
-        the ``limit`` largest faces so far (bound: `LOCATED_TO_LANDMARK_AREA_MAX` x its located
-        box, or `BOX_TO_LANDMARK_AREA_MAX` x its detector box before it is located), or that has
-        at least the score of such a face (or of the face that removed a duplicate of one) and a
-        crop that touches it: as a duplicate `_dedupe` would keep it instead.
+        every box left while fewer faces were found; else every one whose landmark box could be
+        larger than the smallest of the ``limit`` largest faces so far (bound:
+        `LOCATED_TO_LANDMARK_AREA_MAX` x its located box, or `BOX_TO_LANDMARK_AREA_MAX` x its
+        detector box before it is located), or that has at least the score of such a face (or of
+        the face that removed a duplicate of one) and a crop that touches it: as a duplicate
+        `_dedupe` would keep it instead.
         """
         rest = [j for j in range(len(self.candidates)) if j not in self.meshed]
         if not self.located:
