@@ -5,8 +5,8 @@ detector on the photo (plus the short-range detector on 2x2 and 3x3 tiles of lar
 per face, an enlarged square crop of the photo goes through MediaPipe's face mesh graph (short-range
 detection inside the crop, eye-levelled 192 px crop, landmark network, projection back). Every
 network runs once per stage for all images and faces of a call. `TorchFaceDetector` chooses which
-candidates (`candidates`) go through the face mesh (`locate`, then `mesh_located`) and when the whole-photo
-fallback (`whole_photo`) runs.
+candidates (`candidates`) go through the face mesh (`locate`, then `mesh_located`) and when the
+whole-photo fallback (`whole_photo`) runs.
 """
 
 from __future__ import annotations
