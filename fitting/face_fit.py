@@ -79,6 +79,8 @@ class FaceFit:
         expression_names: names of the blendshapes, in order.
         fit_ms: time spent fitting this face (its share of a batch), milliseconds.
         detect_ms: time spent detecting landmarks in the photo, milliseconds.
+        faces_found: how many faces the detector found in the photo (`Landmarks.faces_found`;
+            also when only the largest were fitted), or None when unknown. Not saved by `to_dict`.
     """
 
     identity: Tensor
@@ -93,6 +95,7 @@ class FaceFit:
     expression_names: tuple[str, ...] = field(default=())
     fit_ms: float = 0.0
     detect_ms: float = 0.0
+    faces_found: int | None = None
 
     def __post_init__(self) -> None:
         if self.rotation.shape != (3, 3) or self.translation.shape != (3,):

@@ -317,6 +317,7 @@ def fit_landmarks(
                 expression_names=names,
                 fit_ms=elapsed_ms,
                 detect_ms=float(detect_ms[i]) if detect_ms is not None else 0.0,
+                faces_found=lm.faces_found,
             )
         )
     return fits

@@ -8,9 +8,12 @@ points times the image size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # the torch pipeline is imported on first use
+    from affectsynth.fitting.detection.pipeline import FaceCandidate, LocatedFace
 
 __all__ = [
     "EYE_CORNERS",
@@ -40,6 +43,8 @@ class Landmarks:
         depth: [N] float32 relative depth in pixels (MediaPipe's z times the image width), or None.
         score: detector confidence in [0, 1].
         detector: name of the detector that produced them.
+        faces_found: how many faces the detector found in the photo (see
+            `TorchFaceDetector.detect`), or None when unknown (user landmarks).
     """
 
     points: np.ndarray
@@ -48,6 +53,7 @@ class Landmarks:
     depth: np.ndarray | None = None
     score: float = 1.0
     detector: str = "user"
+    faces_found: int | None = None
 
     def __post_init__(self) -> None:
         pts = np.asarray(self.points, dtype=np.float32)
@@ -92,8 +98,8 @@ class LandmarkDetector(Protocol):
 
     name: str
 
-    def detect(self, image: np.ndarray) -> list[Landmarks]:
-        """All faces in the image, largest first."""
+    def detect(self, image: np.ndarray, *, max_faces: int | None = None) -> list[Landmarks]:
+        """All faces in the image, largest first (at most ``max_faces`` of them when given)."""
         ...
 
 
@@ -107,6 +113,13 @@ class TorchFaceDetector:
     converted once to `fitting/data/mediapipe_face_*.npz` (see `scripts/convert_mediapipe_models.py`);
     neither mediapipe nor a TFLite interpreter is needed. `detect_batch` runs each network once for a
     whole list of photos. Torch's thread setting is the caller's.
+
+    Only the faces that can be among the ``max_faces`` largest go through the face mesh: the
+    largest boxes are located (the detection inside their crops), the largest located face is
+    meshed, then the faces that could still give a larger landmark box (bounds
+    `BOX_TO_LANDMARK_AREA_MAX`, `LOCATED_TO_LANDMARK_AREA_MAX`): ``detect(image, max_faces=1)``
+    meshes one to three faces where ``detect(image)`` meshes every face of a group photo, and
+    returns the same face.
 
     Args:
         max_faces: at most this many faces (largest kept).
@@ -155,25 +168,31 @@ class TorchFaceDetector:
             self._pipeline = FacePipeline(self._settings(), device=self.device)
         return self._pipeline
 
-    def detect(self, image: np.ndarray) -> list[Landmarks]:
+    def detect(self, image: np.ndarray, *, max_faces: int | None = None) -> list[Landmarks]:
         """Detect faces and their 478 landmarks.
 
         Args:
             image: [H, W, 3] uint8 RGB.
+            max_faces: at most this many faces (the largest; at most the detector's own
+                `max_faces`): the face mesh runs only on faces that can be among them.
 
         Returns:
-            One `Landmarks` (kind "mediapipe468", 478 points) per face, largest first.
+            One `Landmarks` (kind "mediapipe468", 478 points) per face, largest first. Their
+            ``faces_found`` is the number of faces the detectors found in the photo (boxes of at
+            least `min_face_px`, before the face mesh confirms them; the faces of the whole-photo
+            fallback where they found none): the same whatever ``max_faces``.
 
         Raises:
             ValueError: not an [H, W, 3] uint8 array, or an empty (0-pixel) image.
         """
-        return self.detect_batch([image])[0]
+        return self.detect_batch([image], max_faces=max_faces)[0]
 
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Landmarks]]:
-        """`detect` for many photos at once: each network runs once for all of them.
+    def detect_batch(self, images: Sequence[np.ndarray], *, max_faces: int | None = None) -> list[list[Landmarks]]:
+        """`detect` for many photos at once: each network runs once per round for all of them.
 
         Args:
             images: photos [H, W, 3] uint8 RGB; sizes may differ.
+            max_faces: as in `detect`.
 
         Returns:
             Per photo, its faces as `detect` returns them.
@@ -191,17 +210,45 @@ class TorchFaceDetector:
         usable = [k for k, im in enumerate(images) if min(im.shape[:2]) >= 2]
         if not usable:
             return [[] for _ in images]
+        limit = self.max_faces if max_faces is None else min(max_faces, self.max_faces)
+        if limit < 1:
+            raise ValueError(f"TorchFaceDetector.detect: max_faces must be >= 1, got {max_faces}")
         out: list[list[Landmarks]] = [[] for _ in images]
-        for k, found in zip(usable, self._ensure().detect([images[k] for k in usable])):
-            faces = _dedupe([self._make(f.points, f.depth, f.score) for f in found])
-            faces.sort(key=lambda f: -f.size)
-            out[k] = faces[: self.max_faces]
+        for k, faces in zip(usable, self._largest_faces([images[k] for k in usable], limit)):
+            out[k] = _ranked(faces)[:limit]
         return out
 
-    def _make(self, pts: np.ndarray, depth: np.ndarray, score: float) -> Landmarks:
+    def _largest_faces(self, images: list[np.ndarray], limit: int) -> list[list[Landmarks]]:
+        """Per photo, the faces meshed to know its ``limit`` largest (not yet deduplicated or
+        sorted), or those of the whole-photo face mesh where no box gave a face."""
+        pipe = self._ensure()
+        tensors = pipe.tensors(images)
+        searches = [_LargestFaces(cs, limit) for cs in pipe.candidates(tensors)]
+        while True:  # rounds: every photo's next candidates in one batch per network
+            new = [(i, j) for i, search in enumerate(searches) for j in search.pending() if j not in search.located]
+            if new:
+                for (i, j), located in zip(new, pipe.locate(tensors, [(i, searches[i].candidates[j]) for i, j in new])):
+                    searches[i].locate(j, located)
+            picks = [(i, j) for i, search in enumerate(searches) for j in search.to_mesh()]
+            if not new and not picks:
+                break
+            if picks:
+                meshed = pipe.mesh_located(tensors, [(i, searches[i].candidates[j], searches[i].located[j]) for i, j in picks])
+                for (i, j), face in zip(picks, meshed):
+                    searches[i].meshed[j] = None if face is None else self._make(
+                        face.points, face.depth, face.score, len(searches[i].candidates))
+        found = [search.faces() for search in searches]
+        empty = [i for i, faces in enumerate(found) if not faces]
+        if empty:  # whole-photo face mesh where the detectors found nothing
+            for i, faces in zip(empty, pipe.whole_photo([tensors[i] for i in empty])):
+                found[i] = [self._make(f.points, f.depth, f.score, len(faces)) for f in faces]
+        return found
+
+    def _make(self, pts: np.ndarray, depth: np.ndarray, score: float, faces_found: int) -> Landmarks:
         face = pts[:468]
         box = (float(face[:, 0].min()), float(face[:, 1].min()), float(face[:, 0].max()), float(face[:, 1].max()))
-        return Landmarks(points=pts, kind="mediapipe468", bbox=box, depth=depth, score=score, detector=self.name)
+        return Landmarks(points=pts, kind="mediapipe468", bbox=box, depth=depth, score=score, detector=self.name,
+                         faces_found=faces_found)
 
     def close(self) -> None:
         """Release the networks (they are rebuilt on the next call)."""
@@ -212,13 +259,103 @@ class TorchFaceDetector:
 MediaPipeDetector = TorchFaceDetector
 
 
-def _dedupe(faces: Sequence[Landmarks], iou_threshold: float = 0.5) -> list[Landmarks]:
+#: Largest ratios of a face's landmark-box area to its detector-box area (photo detectors; the
+#: short-range detection inside its crop) that `TorchFaceDetector` allows for when it meshes only
+#: the faces that can be among the largest. Measured on the 55 faces of the dev photos: 0.22-1.32
+#: (log std 0.25) for the photo's box, 0.75-1.19 (log std 0.095) for the located box; the bounds
+#: are about 3 and 4 log std above the mean.
+BOX_TO_LANDMARK_AREA_MAX = 2.0
+LOCATED_TO_LANDMARK_AREA_MAX = 1.5
+
+#: The first round locates (`FacePipeline.locate`) at least this many of the largest boxes: the
+#: located box tells the largest face far better than the photo's, and locating is cheap next to
+#: the landmark network (CPU, one thread: about 2.3 ms per face, against 8 ms for one face and
+#: 4 ms per face in fours), so the first mesh is nearly always the largest face's and rules out
+#: the others.
+FIRST_LOCATED = 8
+
+#: Boxes of one face seen twice overlap at least this much (intersection over union).
+DUPLICATE_IOU = 0.5
+
+
+def _dedupe(faces: Sequence[Landmarks], iou_threshold: float = DUPLICATE_IOU) -> list[Landmarks]:
     """Drop faces whose box overlaps a higher-scoring face's box (one face seen twice)."""
     kept: list[Landmarks] = []
     for f in sorted(faces, key=lambda f: -f.score):
         if all(box_overlap(f.bbox, k.bbox) < iou_threshold for k in kept):
             kept.append(f)
     return kept
+
+
+def _ranked(faces: Sequence[Landmarks]) -> list[Landmarks]:
+    """The faces of one photo as `detect` returns them: duplicates dropped, largest first."""
+    return sorted(_dedupe(faces), key=lambda f: -f.size)
+
+
+class _LargestFaces:
+    """One photo's search for its ``limit`` largest faces: the candidates (`FaceCandidate`, highest
+    score first) located (`FacePipeline.locate`) and meshed so far, and which to do next."""
+
+    def __init__(self, candidates: Sequence[FaceCandidate], limit: int):
+        self.candidates = list(candidates)
+        self.limit = limit
+        self.located: dict[int, LocatedFace | None] = {}  # None: no face in the candidate's crop
+        self.meshed: dict[int, Landmarks | None] = {}  # None: no face, or one the presence check refused
+
+    def locate(self, j: int, located: LocatedFace | None) -> None:
+        """Record candidate ``j``'s located face (None: no face, it needs no mesh)."""
+        self.located[j] = located
+        if located is None:
+            self.meshed[j] = None
+
+    def to_mesh(self) -> list[int]:
+        """The next candidates to mesh: while fewer than ``limit`` faces are known, the pending located
+        ones with the largest located boxes, as many as faces are missing; then every pending located
+        one, in one batch (a face-mesh call of one face costs about two of a batch of four)."""
+        located = [j for j in self.pending() if self.located.get(j) is not None]
+        missing = self.limit - len(_ranked(self.faces())[: self.limit])
+        if missing:
+            return sorted(located, key=lambda j: -self.located[j].area)[:missing]
+        return located
+
+    def faces(self) -> list[Landmarks]:
+        """The faces meshed so far, in candidate order (as the fully meshed photo lists them)."""
+        return [f for _, f in sorted(self.meshed.items()) if f is not None]
+
+    def pending(self) -> list[int]:
+        """Candidates still to locate or mesh so that the ``limit`` largest faces are those of the
+        fully meshed photo: first the `FIRST_LOCATED` (at least ``limit``) largest boxes; then
+        every box left while fewer faces were found; else every one whose landmark box could be
+        larger than the smallest of the ``limit`` largest faces so far (bound:
+        `LOCATED_TO_LANDMARK_AREA_MAX` x its located box, or `BOX_TO_LANDMARK_AREA_MAX` x its
+        detector box before it is located), or that has at least the score of such a face (or of
+        the face that removed a duplicate of one) and a crop that touches it: as a duplicate
+        `_dedupe` would keep it instead.
+        """
+        rest = [j for j in range(len(self.candidates)) if j not in self.meshed]
+        if not self.located:
+            return sorted(rest, key=lambda j: -self.candidates[j].area)[: max(self.limit, FIRST_LOCATED)]
+        faces = self.faces()
+        top = _ranked(faces)[: self.limit]
+        if len(top) < self.limit:
+            return rest
+        smallest = top[-1].size ** 2
+        guarded = top + _removers(faces, smallest)
+
+        def could_matter(j: int) -> bool:
+            c, located = self.candidates[j], self.located.get(j)
+            bound = located.area * LOCATED_TO_LANDMARK_AREA_MAX if located else c.area * BOX_TO_LANDMARK_AREA_MAX
+            return bound > smallest or any(c.score >= g.score and box_overlap(c.crop, g.bbox) > 0 for g in guarded)
+
+        return [j for j in rest if could_matter(j)]
+
+
+def _removers(faces: Sequence[Landmarks], min_area: float) -> list[Landmarks]:
+    """The faces that `_dedupe` keeps in place of a duplicate of at least ``min_area`` square pixels
+    (were they removed in turn, that duplicate would come back)."""
+    kept = _dedupe(faces)
+    dropped = [f for f in faces if f.size ** 2 >= min_area and not any(f is k for k in kept)]
+    return [k for k in kept if any(k.score >= d.score and box_overlap(k.bbox, d.bbox) >= DUPLICATE_IOU for d in dropped)]
 
 
 #: Registry of detector factories (plain dict, as trimesh's loaders).

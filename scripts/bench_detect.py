@@ -2,6 +2,8 @@
 
 Usage:
     python scripts/bench_detect.py [--threads 1] [--repeats 5] [--json PATH] [--device cpu]
+    python scripts/bench_detect.py --largest [--repeats 5]
+    python scripts/bench_detect.py --fused [--repeats 5]
 
 Public API only (`affectsynth.fitting.TorchFaceDetector`; the baseline is MediaPipe's own graphs via
 `scripts/mediapipe_reference.py`, measured when mediapipe is installed: `pip install -e '.[parity]'`).
@@ -13,6 +15,14 @@ Sections, medians over repeats after a warm-up:
 - batch of 64 face crops: the faces of the dev photos cut out (their box enlarged 1.8x), cycled to
   64; the port runs `detect_batch(crops)` (each network once for all 64), MediaPipe runs
   `detect(crop)` 64 times (it has no batches). Reported per face.
+
+- ``--largest`` (only this section): the largest face only against all faces, in the same run, thread-CPU
+  ms per photo (median over repeats): ``detect(photo, max_faces=1)`` against ``detect(photo)``, and
+  ``fit_image(photo, max_faces=1)`` against ``fit_image(photo)`` (detection + fit); the same face
+  must come out (else it stops).
+- ``--fused`` (only this section): each network with its parallel branches fused (the default) against
+  the converted layers one by one (``fuse_branches=False``), same run, thread-CPU ms per call on a
+  batch of 1 and 4 random inputs, interleaved (median of the repeats' medians); outputs must agree.
 
 Wall time is reported per photo, process CPU time (summed over threads: MediaPipe runs several)
 in total, as other processes on a shared machine skew wall times. Output shapes are checked (every crop must give a 478-point face) so that a no-op cannot look fast.
@@ -78,6 +88,66 @@ def _crops(photos: dict[str, np.ndarray], detector, n: int = 64) -> list[np.ndar
     return [crops[i % len(crops)] for i in range(n)]
 
 
+def _thread_ms(fn, repeats: int) -> float:
+    """Median thread-CPU ms of ``fn()`` over ``repeats`` calls after a warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.thread_time()
+        fn()
+        times.append(time.thread_time() - t0)
+    return float(np.median(times) * 1000)
+
+
+def bench_largest(photos: dict[str, np.ndarray], repeats: int) -> dict:
+    """Largest face only (``max_faces=1``) against all faces, detection and detection + fit, per photo."""
+    from affectsynth.fitting import FaceModel, fit_image
+
+    detector, model = TorchFaceDetector(), FaceModel.default()
+    print(f"\n{'photo':28s} {'faces':>5s} {'detect all':>10s} {'largest':>8s} {'ratio':>6s} {'fit all':>8s} {'largest':>8s} "
+          f"{'ratio':>6s}   (thread-CPU ms, median of {repeats})")
+    rows, totals = {}, np.zeros(4)
+    for name, img in photos.items():
+        every, one = detector.detect(img), detector.detect(img, max_faces=1)
+        if (every[:1] and not one) or (one and np.abs(one[0].points - every[0].points).max() > 1e-3):
+            raise SystemExit(f"bench_detect: {name}: max_faces=1 gave another face than the largest of all")
+        ms = [_thread_ms(lambda: detector.detect(img), repeats), _thread_ms(lambda: detector.detect(img, max_faces=1), repeats),
+              _thread_ms(lambda: fit_image(img, model=model, detector=detector), repeats),
+              _thread_ms(lambda: fit_image(img, model=model, detector=detector, max_faces=1), repeats)]
+        totals += ms
+        rows[name] = {"faces": len(every), "detect_all_ms": ms[0], "detect_largest_ms": ms[1], "fit_all_ms": ms[2],
+                      "fit_largest_ms": ms[3]}
+        print(f"{name:28s} {len(every):5d} {ms[0]:10.1f} {ms[1]:8.1f} {ms[0] / ms[1]:6.2f} {ms[2]:8.1f} {ms[3]:8.1f} "
+              f"{ms[2] / ms[3]:6.2f}")
+    mean = totals / len(photos)
+    print(f"{'mean per photo':28s} {'':5s} {mean[0]:10.1f} {mean[1]:8.1f} {mean[0] / mean[1]:6.2f} {mean[2]:8.1f} "
+          f"{mean[3]:8.1f} {mean[2] / mean[3]:6.2f}")
+    return {"photos": rows, "mean_ms": dict(zip(("detect_all", "detect_largest", "fit_all", "fit_largest"), mean.tolist()))}
+
+
+def bench_fused(repeats: int) -> dict:
+    """Fused branches against the layers one by one, per network and batch size."""
+    from affectsynth.fitting.detection.blazeface import DATA_DIR
+    from affectsynth.fitting.detection.graph import load_graph
+
+    out = {}
+    print(f"\n{'network':40s} {'batch':>5s} {'layers':>9s} {'one by one':>10s} {'fused':>7s} {'ratio':>6s}  (thread-CPU ms)")
+    for name, size in (("mediapipe_face_landmark_with_attention", 192), ("mediapipe_face_detection_short_range", 128),
+                       ("mediapipe_face_detection_full_range", 192)):
+        plain, fused = (load_graph(DATA_DIR / f"{name}.npz", fuse_branches=f) for f in (False, True))
+        for batch in (1, 4):
+            x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+            with torch.no_grad():
+                if not all(torch.allclose(a, b, atol=1e-3, rtol=1e-4) for a, b in zip(plain(x), fused(x))):
+                    raise SystemExit(f"bench_detect: {name}: fused outputs differ")
+                pairs = [(_thread_ms(lambda: plain(x), 5), _thread_ms(lambda: fused(x), 5)) for _ in range(repeats)]
+            before, after = (float(np.median(v)) for v in zip(*pairs))
+            out[f"{name}/{batch}"] = {"plain_ms": before, "fused_ms": after}
+            print(f"{name:40s} {batch:5d} {len(plain.layers):4d}->{len(fused.layers):<4d} {before:10.2f} {after:7.2f} "
+                  f"{before / after:6.2f}")
+    return out
+
+
 def main() -> int:
     """Run the benchmark and print a table (and `--json`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -86,8 +156,18 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--photos", type=Path, default=DEV_PHOTOS)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--largest", action="store_true", help="only the largest-face section (see the docstring)")
+    parser.add_argument("--fused", action="store_true", help="only the fused-branches section (see the docstring)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.largest or args.fused:
+        if args.largest:
+            result = bench_largest({p.name: _rgb(p) for p in sorted(args.photos.glob("*.jpg"))}, args.repeats)
+        else:
+            result = bench_fused(args.repeats)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1))
+        return 0
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     try:
         from mediapipe_reference import ReferenceMediaPipeDetector

@@ -51,6 +51,8 @@ HOOKS = (
     ("affectsynth.batch", "load_image", "load"),
     ("affectsynth.fitting.detection.pipeline", "FacePipeline._boxes", "detect.boxes"),
     ("affectsynth.fitting.detection.pipeline", "FacePipeline._mesh_in", "detect.mesh"),
+    ("affectsynth.fitting.detection.pipeline", "FacePipeline.locate", "detect.mesh"),
+    ("affectsynth.fitting.detection.pipeline", "FacePipeline._mesh_rects", "detect.mesh"),
     ("affectsynth.fitting.landmarks", "TorchFaceDetector.detect_batch", "detect.other"),
     ("affectsynth.fitting.photo", "fit_landmarks", "fit"),
     ("affectsynth.synthesizer", "Synthesizer.check", "gates"),

@@ -111,13 +111,14 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
     except (ImageLoadError, OSError, MemoryError) as e:
         return fail_rows(job, "error", "unreadable", reason_detail(e))
     try:
-        fits = list(synthesizer.fit(image))
+        largest = s.faces == "largest"  # only the largest face is meshed and fitted
+        fits = list(synthesizer.fit(image, max_faces=1) if largest else synthesizer.fit(image))
     except Exception as e:  # the engine catches per item (STYLE 5)
         reset_detector(synthesizer)  # a detector that raised once may stay broken: rebuild it
         return fail_rows(job, "error", "fit-failed", reason_detail(e))
     if not fits:
         return fail_rows(job, "skipped", "no-face", "no face found", n_faces=0)
-    n_faces = len(fits)
+    n_faces = (fits[0].faces_found or 1) if largest else len(fits)  # largest: the faces the detector found
     kept = fits[:1] if s.faces == "largest" else fits
     rows: list[ManifestRow] = []
     for k, fit in enumerate(kept):

@@ -43,41 +43,50 @@ def _act(x: Tensor, name: str | None) -> Tensor:
 
 
 class _Conv(nn.Module):
-    """CONV_2D / DEPTHWISE_CONV_2D with TFLite padding and fused activation."""
+    """CONV_2D / DEPTHWISE_CONV_2D with TFLite padding and fused activation.
 
-    def __init__(self, spec: dict, weight: np.ndarray, bias: np.ndarray):
+    Holds the converted weights as its parameters and calls `F.conv2d` itself: an `nn.Conv2d` would
+    first fill random weights that the loaded ones overwrite (about a third of building a network).
+    """
+
+    def __init__(self, spec: dict, weight: np.ndarray, bias: np.ndarray, *, groups: int = 1):
         super().__init__()
         w = torch.from_numpy(weight.astype(np.float32))
         if spec["depthwise"]:  # [1, kh, kw, C] -> [C, 1, kh, kw]
             w = w.permute(3, 0, 1, 2).contiguous()
-            groups = w.shape[0]
-        else:  # OHWI -> OIHW
+            self.groups = w.shape[0]
+        else:  # OHWI -> OIHW; ``groups`` convolutions side by side (`ConvGraph`'s fused branches)
             w = w.permute(0, 3, 1, 2).contiguous()
-            groups = 1
-        self.conv = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=tuple(spec["stride"]),
-                              dilation=tuple(spec["dilation"]), groups=groups, bias=True)
-        with torch.no_grad():
-            self.conv.weight.copy_(w)
-            self.conv.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
+            self.groups = groups
+        # channels-last like the activations on the CPU (`_fast_layout`): not converted on every call
+        self.weight = nn.Parameter(w.contiguous(memory_format=torch.channels_last), requires_grad=False)
+        self.bias = nn.Parameter(torch.from_numpy(bias.astype(np.float32)), requires_grad=False)
+        self.kernel_size = tuple(w.shape[2:])
+        self.stride, self.dilation = tuple(spec["stride"]), tuple(spec["dilation"])
+        self.padding = (0, 0)
         self.same = spec["padding"] == "same"
         self.act = spec["act"]
-        total = [(k - 1) * d for k, d in zip(self.conv.kernel_size, self.conv.dilation)]
-        if self.same and self.conv.stride == (1, 1) and total[0] % 2 == 0 and total[1] % 2 == 0:
+        total = [(k - 1) * d for k, d in zip(self.kernel_size, self.dilation)]
+        if self.same and self.stride == (1, 1) and total[0] % 2 == 0 and total[1] % 2 == 0:
             # SAME at stride 1 with an odd kernel pads (k - 1) / 2 each side whatever the size: the conv pads itself
-            self.conv.padding, self.same = (total[0] // 2, total[1] // 2), False
+            self.padding, self.same = (total[0] // 2, total[1] // 2), False
 
     def absorb_padding(self, ph: int, pw: int) -> None:
         """Take over a preceding symmetric zero PAD of (ph, pw) pixels (one layer instead of two)."""
-        self.conv.padding = (ph, pw)
+        self.padding = (ph, pw)
+
+    def signature(self) -> tuple:
+        """Everything but the weights' values: equal signatures run as one grouped convolution."""
+        return ("conv", self.groups > 1, tuple(self.weight.shape), self.stride, self.dilation, self.padding, self.same, self.act)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.same:
-            kh, kw = self.conv.kernel_size
-            (t, b), (l, r) = (_same_pad(x.shape[2], kh, self.conv.stride[0], self.conv.dilation[0]),
-                              _same_pad(x.shape[3], kw, self.conv.stride[1], self.conv.dilation[1]))
+            kh, kw = self.kernel_size
+            (t, b), (l, r) = (_same_pad(x.shape[2], kh, self.stride[0], self.dilation[0]),
+                              _same_pad(x.shape[3], kw, self.stride[1], self.dilation[1]))
             if t or b or l or r:
                 x = F.pad(x, (l, r, t, b))
-        return _act(self.conv(x), self.act)
+        return _act(F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups), self.act)
 
 
 class _MaxPool(nn.Module):
@@ -144,19 +153,55 @@ def _depth_to_space(x: Tensor, block: int) -> Tensor:
     return x.reshape(b, cout, h * block, w * block)
 
 
+def _inputs(spec: dict) -> list[int]:
+    """The tensor ids a layer reads."""
+    return [spec[key] for key in ("x", "y", "matrix") if isinstance(spec.get(key), int)] + list(spec.get("xs", []))
+
+
+def _value(v: Tensor | tuple[Tensor, int, int]) -> Tensor:
+    """A tensor of `ConvGraph.forward`'s environment: itself, or its channels of a fused branch tensor."""
+    return v if isinstance(v, Tensor) else v[0][:, v[1]:v[2]]
+
+
+def _gather(env: dict, ids: list[int]) -> Tensor:
+    """Tensors ``ids`` side by side along the channels: a fused tensor as it is when they are its
+    branches in order, else their concatenation."""
+    vals = [env[i] for i in ids]
+    if all(isinstance(v, tuple) and v[0] is vals[0][0] for v in vals):
+        bounds = [b for v in vals for b in v[1:]]
+        if bounds[0] == 0 and bounds[-1] == vals[0][0].shape[1] and all(a == b for a, b in zip(bounds[1:-1:2], bounds[2:-1:2])):
+            return vals[0][0]
+    return torch.cat([_value(v) for v in vals], 1)
+
+
+def _pad_channels(x: Tensor, branches: int, before: int, after: int) -> Tensor:
+    """Zero channels before and after each of ``branches`` equal channel blocks of [B, C, H, W] ``x``."""
+    b, c, h, w = x.shape
+    y = F.pad(x.reshape(b, branches, c // branches, h, w), (0, 0, 0, 0, before, after))
+    return _fast_layout(y.reshape(b, branches * (c // branches + before + after), h, w))
+
+
+#: Images per network call on the CPU: the activations of a few images stay in the caches, those of
+#: more do not (one thread, ms per image over 8 images in calls of 1, 2, 4, 8: short-range detector
+#: 2.85, 2.33, 2.34, 4.49; face mesh 8.0, 5.2, 4.1, 7.3; full-range detector 8.3, 6.5, 6.1, 10.1).
+CPU_BATCH = 4
+
+
 class ConvGraph(nn.Module):
     """One converted network: runs its layers in order on a batch.
 
     Args:
         layers: the converter's layer list (dicts with "op", tensor ids and options).
         constants: constant name ("c<id>") -> array, as stored in the `.npz`.
+        fuse_branches: run parallel branches as one (`_fuse_branches`); False runs every converted
+            layer on its own, in the converter's order (the reference the fused graph is tested against).
 
     Note:
         Inputs are [B, 3, H, W] float32 in the model's value range; outputs are in the order the
         TFLite model lists them, with 4-D outputs back in MediaPipe's NHWC layout.
     """
 
-    def __init__(self, layers: list[dict], constants: dict[str, np.ndarray]):
+    def __init__(self, layers: list[dict], constants: dict[str, np.ndarray], *, fuse_branches: bool = True):
         super().__init__()
         self.layers = layers
         self.modules_ = nn.ModuleDict()
@@ -185,6 +230,10 @@ class ConvGraph(nn.Module):
         if layers[-1]["op"] != "outputs":
             raise ValueError("ConvGraph: the layer list must end with an 'outputs' entry")
         self._fold_padding()
+        if fuse_branches:
+            self._fuse_branches(constants)
+        else:
+            self.layers = [{**spec, "index": k} for k, spec in enumerate(self.layers) if spec["op"] != "skip"]
         self.output_names: list[str] = layers[-1]["names"]
 
     def _fold_padding(self) -> None:
@@ -209,9 +258,89 @@ class ConvGraph(nn.Module):
             layers[k] = {"op": "skip"}
         self.layers = layers
 
+    def _signature(self, k: int, spec: dict) -> tuple | None:
+        """What layer ``k`` computes but for its weights and inputs (None: never fused)."""
+        op = spec["op"]
+        if op == "conv":
+            return self.modules_[str(k)].signature()
+        if op == "prelu":
+            return ("prelu", tuple(self.modules_[str(k)].alpha.shape))
+        if op == "max_pool_2d":
+            return ("max_pool_2d", tuple(spec["kernel"]), tuple(spec["stride"]), spec["padding"], spec["act"])
+        if op == "add" and isinstance(spec["x"], int) and isinstance(spec["y"], int):
+            return ("add", spec["act"])
+        if op == "pad" and all(p == [0, 0] for p in spec["paddings"][:3]):  # channels only
+            return ("pad", tuple(spec["paddings"][3]))
+        return None
+
+    def _fuse_branches(self, constants: dict[str, np.ndarray]) -> None:
+        """Run parallel branches (the face mesh's lips, eyes and irises) as one: layers that are ready
+        at the same step of a list scheduling, compute the same thing (`_signature`) on at least two
+        distinct inputs become one "fused" layer on their inputs side by side along the channels (a
+        grouped or depthwise convolution with the weights concatenated, one PReLU, pooling, add or
+        per-branch pad), a fifth of the layers of the branches: their maps are at most 16 x 16, so
+        each op costs mostly its call overhead. Same values, another order of the layers.
+        """
+        layers = [k for k, spec in enumerate(self.layers) if spec["op"] not in ("skip", "outputs")]
+        producer = {self.layers[k]["out"]: k for k in layers}
+        consumers: dict[int, list[int]] = {}
+        waiting: dict[int, int] = {}  # per layer, its inputs not yet computed
+        for k in layers:
+            needs = {i for i in _inputs(self.layers[k]) if i in producer}
+            waiting[k] = len(needs)
+            for i in needs:
+                consumers.setdefault(i, []).append(k)
+        ready = [k for k in layers if not waiting[k]]
+        order: list[dict] = []
+        while ready:
+            groups: dict[tuple, list[int]] = {}
+            for k in ready:
+                sig = self._signature(k, self.layers[k])
+                groups.setdefault(("single", k) if sig is None else sig, []).append(k)
+            for members in sorted(groups.values(), key=min):
+                distinct = {tuple(_inputs(self.layers[k])) for k in members}
+                if len(members) > 1 and len(distinct) > 1:
+                    order.append(self._fused(members, constants))
+                else:
+                    order += [{**self.layers[k], "index": k} for k in members]
+            following = []
+            for k in ready:
+                for c in consumers.get(self.layers[k]["out"], []):
+                    waiting[c] -= 1
+                    if not waiting[c]:
+                        following.append(c)
+            ready = sorted(following)
+        if sum(len(spec["outs"]) if spec["op"] == "fused" else 1 for spec in order) != len(layers):
+            raise ValueError("ConvGraph: the layers form a cycle")
+        self.layers = order + [self.layers[-1]]
+
+    def _fused(self, members: list[int], constants: dict[str, np.ndarray]) -> dict:
+        """The "fused" layer of parallel layers ``members`` (same `_signature`); registers its module."""
+        specs = [self.layers[k] for k in members]
+        first, key = specs[0], f"fused_{members[0]}"
+        fused = {"op": "fused", "kind": first["op"], "outs": [sp["out"] for sp in specs], "x": [sp["x"] for sp in specs],
+                 "index": key}
+        if first["op"] == "conv":
+            conv = self.modules_[str(members[0])]
+            axis = 3 if first["depthwise"] else 0  # depthwise [1, kh, kw, C]; full OHWI
+            weight = np.concatenate([constants[sp["weight"]] for sp in specs], axis)
+            bias = np.concatenate([constants[sp["bias"]] for sp in specs])
+            module = _Conv({**first, "padding": "same" if conv.same else "valid"}, weight, bias, groups=len(specs))
+            module.padding = conv.padding
+            self.modules_[key] = module
+        elif first["op"] == "prelu":
+            self.modules_[key] = _PReLU(np.concatenate([constants[sp["alpha"]].reshape(-1) for sp in specs]))
+        elif first["op"] == "max_pool_2d":
+            self.modules_[key] = _MaxPool(first)
+        elif first["op"] == "add":
+            fused.update(y=[sp["y"] for sp in specs], act=first["act"])
+        else:  # pad: per-branch channel padding
+            fused["channel_pad"] = tuple(first["paddings"][3])
+        return fused
+
     def _operand(self, env: dict[int, Tensor], ref, like: Tensor) -> Tensor:
         if isinstance(ref, int):
-            return env[ref]
+            return _value(env[ref])
         c = getattr(self, self._const_names[ref])
         if like.ndim == 4 and c.ndim >= 1:  # broadcast an NHWC constant onto NCHW
             c = c.reshape(*([1] * (4 - c.ndim)), *c.shape) if c.ndim < 4 else c
@@ -219,7 +348,7 @@ class ConvGraph(nn.Module):
         return c.to(like.dtype)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        """Run the network.
+        """Run the network; on the CPU, larger batches in chunks of `CPU_BATCH`.
 
         Args:
             x: [B, 3, H, W] float32 input image batch.
@@ -227,53 +356,76 @@ class ConvGraph(nn.Module):
         Returns:
             The model's outputs, [B, ...] each, in TFLite order and layout.
         """
-        env: dict[int, Tensor] = {}
+        if x.device.type != "cpu" or x.shape[0] <= CPU_BATCH:
+            return self._run(x)
+        chunks = [self._run(x[i:i + CPU_BATCH]) for i in range(0, x.shape[0], CPU_BATCH)]
+        return [torch.cat(outs) for outs in zip(*chunks)]
+
+    def _run(self, x: Tensor) -> list[Tensor]:
+        """`forward` on one batch."""
+        env: dict[int, Tensor | tuple[Tensor, int, int]] = {}  # fused branches: (their tensor, channel slice)
         env[self.layers[-1]["input"]] = _fast_layout(x)
-        for k, spec in enumerate(self.layers):
+
+        def val(i: int) -> Tensor:
+            return _value(env[i])
+
+        for spec in self.layers:
             op = spec["op"]
             if op == "outputs":
-                return [_to_tf(env[i]) for i in spec["xs"]]
-            if op == "skip":
+                return [_to_tf(val(i)) for i in spec["xs"]]
+            k = spec["index"]
+            if op == "fused":
+                y = _gather(env, spec["x"])
+                if spec["kind"] == "add":
+                    y = _act(y + _gather(env, spec["y"]), spec["act"])
+                elif spec["kind"] == "pad":
+                    y = _pad_channels(y, len(spec["outs"]), *spec["channel_pad"])
+                else:
+                    y = self.modules_[k](y)
+                width = y.shape[1] // len(spec["outs"])
+                for m, out in enumerate(spec["outs"]):
+                    env[out] = (y, m * width, (m + 1) * width)
                 continue
             if op in ("conv", "max_pool_2d", "prelu"):
-                y = self.modules_[str(k)](env[spec["x"]])
+                y = self.modules_[str(k)](val(spec["x"]))
             elif op == "relu":
-                y = torch.relu(env[spec["x"]])
+                y = torch.relu(val(spec["x"]))
             elif op in ("add", "mul"):
                 ref = spec["x"] if isinstance(spec["x"], int) else spec["y"]
-                a = self._operand(env, spec["x"], env[ref])
-                b = self._operand(env, spec["y"], env[ref])
+                a = self._operand(env, spec["x"], val(ref))
+                b = self._operand(env, spec["y"], val(ref))
                 y = _act(a + b if op == "add" else a * b, spec["act"])
             elif op == "pad":
                 p = spec["paddings"]  # NHWC [[before, after]] x 4
-                y = F.pad(env[spec["x"]], (p[2][0], p[2][1], p[1][0], p[1][1], p[3][0], p[3][1]))
+                y = F.pad(val(spec["x"]), (p[2][0], p[2][1], p[1][0], p[1][1], p[3][0], p[3][1]))
             elif op == "reshape":
-                src = env[spec["x"]]
+                src = val(spec["x"])
                 y = _from_tf(_to_tf(src).reshape(src.shape[0], *spec["shape"][1:]))
             elif op == "concatenation":
                 axis = _NHWC_TO_NCHW[spec["axis"] % 4] if spec["rank"] == 4 else spec["axis"]
-                y = _act(torch.cat([env[i] for i in spec["xs"]], dim=axis), spec["act"])
+                y = _act(torch.cat([val(i) for i in spec["xs"]], dim=axis), spec["act"])
             elif op == "resize_bilinear":
-                y = _resize_bilinear(env[spec["x"]], spec["size"], spec["align_corners"], spec["half_pixel_centers"])
+                y = _resize_bilinear(val(spec["x"]), spec["size"], spec["align_corners"], spec["half_pixel_centers"])
             elif op == "depth_to_space":
-                y = _depth_to_space(env[spec["x"]], spec["block"])
+                y = _depth_to_space(val(spec["x"]), spec["block"])
             elif op == "landmarks_to_matrix":
-                y = self.modules_[str(k)](env[spec["x"]])
+                y = self.modules_[str(k)](val(spec["x"]))
             elif op == "transform_tensor":
-                y = _fast_layout(self.modules_[str(k)](env[spec["x"]], env[spec["matrix"]]))
+                y = _fast_layout(self.modules_[str(k)](val(spec["x"]), val(spec["matrix"])))
             elif op == "transform_landmarks":
-                y = self.modules_[str(k)](env[spec["x"]], env[spec["matrix"]])
+                y = self.modules_[str(k)](val(spec["x"]), val(spec["matrix"]))
             else:
                 raise ValueError(f"ConvGraph: unknown layer op {op!r}")
             env[spec["out"]] = y
         raise ValueError("ConvGraph: no 'outputs' entry")
 
 
-def load_graph(path: str | Path) -> ConvGraph:
+def load_graph(path: str | Path, *, fuse_branches: bool = True) -> ConvGraph:
     """Build a `ConvGraph` from a converted model file.
 
     Args:
         path: an `.npz` written by `scripts/convert_mediapipe_models.py`.
+        fuse_branches: see `ConvGraph`.
 
     Returns:
         The network in eval mode, float32 on the CPU.
@@ -287,7 +439,7 @@ def load_graph(path: str | Path) -> ConvGraph:
     with np.load(path, allow_pickle=False) as z:
         layers = json.loads(str(z["graph"]))
         constants = {k: z[k] for k in z.files if k.startswith("c")}
-    return ConvGraph(layers, constants).eval().requires_grad_(False)
+    return ConvGraph(layers, constants, fuse_branches=fuse_branches).eval().requires_grad_(False)
 
 
 def optimize_for_cpu(module: nn.Module, example: Tensor) -> nn.Module:

@@ -4,7 +4,9 @@ The steps are those `MediaPipeDetector` ran through MediaPipe's legacy solutions
 detector on the photo (plus the short-range detector on 2x2 and 3x3 tiles of large photos), then,
 per face, an enlarged square crop of the photo goes through MediaPipe's face mesh graph (short-range
 detection inside the crop, eye-levelled 192 px crop, landmark network, projection back). Every
-network runs once per stage for all images and faces of a call.
+network runs once per stage for all images and faces of a call. `TorchFaceDetector` chooses which
+candidates (`candidates`) go through the face mesh (`locate`, then `mesh_located`) and when the
+whole-photo fallback (`whole_photo`) runs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from affectsynth.fitting.detection.face_mesh import INPUT_SIZE, FaceMesh, unproj
 from affectsynth.fitting.detection.roi import crop_rects, rect_from_detection
 from affectsynth.fitting.landmarks import box_overlap
 
-__all__ = ["FacePipeline", "FaceResult", "PipelineSettings", "mesh_crop_box"]
+__all__ = ["FaceCandidate", "FacePipeline", "FaceResult", "LocatedFace", "PipelineSettings", "mesh_crop_box"]
 
 #: MediaPipe's own score floors: the graphs' node options override the solution's threshold.
 FULL_RANGE_MIN_SCORE = 0.6
@@ -61,6 +63,39 @@ class PipelineSettings:
             raise ValueError(f"PipelineSettings: min_confidence must be in [0, 1], got {self.min_confidence}")
         if self.crop_scale <= 0:
             raise ValueError(f"PipelineSettings: crop_scale must be > 0, got {self.crop_scale}")
+
+
+@dataclass(frozen=True)
+class FaceCandidate:
+    """A face the detectors found, before the face mesh.
+
+    Attributes:
+        box: (x0, y0, x1, y1) detector box in photo pixels.
+        score: detection score in [0, 1].
+        crop: integer (x0, y0, x1, y1) of its face-mesh crop (`mesh_crop_box`).
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    crop: tuple[int, int, int, int]
+
+    @property
+    def area(self) -> float:
+        """Area of the detector box in square pixels."""
+        return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
+
+
+@dataclass(frozen=True)
+class LocatedFace:
+    """A candidate's face as the short-range detector sees it inside the candidate's crop.
+
+    Attributes:
+        rect: [1, 5] face-mesh rect (centre x, y, width, height in crop pixels; rotation, radians).
+        area: area of that detector box in square pixels.
+    """
+
+    rect: Tensor
+    area: float
 
 
 @dataclass(frozen=True)
@@ -143,6 +178,11 @@ class FacePipeline:
                 n = min(max_faces, len(d.scores))
                 rects.append(rect_from_detection(d.boxes[:n], d.keypoints[:n]))
                 owners += [r] * n
+        return self._mesh_rects(regions, rects, owners)
+
+    def _mesh_rects(self, regions: list[Tensor], rects: list[Tensor], owners: list[int]) -> list[list[np.ndarray]]:
+        """The landmark network on rects ([n, 5] each, pixels of region ``owners[k]`` for the k-th row of
+        all rects): per region, the [478, 3] points of its faces that pass the presence check."""
         out: list[list[np.ndarray]] = [[] for _ in regions]
         if not rects:
             return out
@@ -155,39 +195,61 @@ class FacePipeline:
                 out[r].append(pts[k])
         return out
 
+    def tensors(self, images: list[np.ndarray]) -> list[Tensor]:
+        """The photos as [3, H, W] uint8 tensors on the pipeline's device (copies: the caller's arrays stay untouched)."""
+        return [torch.from_numpy(np.array(im, copy=True)).to(self.device).permute(2, 0, 1) for im in images]
+
     @torch.no_grad()
-    def detect(self, images: list[np.ndarray]) -> list[list[FaceResult]]:
-        """Faces of each photo.
-
-        Args:
-            images: photos [H, W, 3] uint8 RGB (checked by the caller).
-
-        Returns:
-            Per photo, its faces in detection order (not yet deduplicated or sorted).
-        """
+    def candidates(self, tensors: list[Tensor]) -> list[list[FaceCandidate]]:
+        """Per photo, the detectors' faces that are worth a face mesh (box side at least `min_face_px`,
+        a crop of at least 2 px), in detection order (highest score first)."""
         s = self.settings
-        tensors = [torch.from_numpy(np.array(im, copy=True)).to(self.device).permute(2, 0, 1) for im in images]
-        boxes = self._boxes(tensors)
-        regions, owners = [], []
-        for i, (im, bs) in enumerate(zip(tensors, boxes)):
+        out: list[list[FaceCandidate]] = []
+        for im, bs in zip(tensors, self._boxes(tensors)):
             h, w = im.shape[1:]
+            kept = []
             for x0, y0, x1, y1, score in bs:
-                side = max(x1 - x0, y1 - y0)
-                if side < s.min_face_px:
+                if max(x1 - x0, y1 - y0) < s.min_face_px:
                     continue
-                cx0, cy0, cx1, cy1 = mesh_crop_box((x0, y0, x1, y1), s.crop_scale, w, h)
-                if cx1 - cx0 < 2 or cy1 - cy0 < 2:
-                    continue
-                regions.append(im[:, cy0:cy1, cx0:cx1])
-                owners.append((i, cx0, cy0, score))
-        results: list[list[FaceResult]] = [[] for _ in images]
-        for (i, ox, oy, score), faces in zip(owners, self._mesh_in(regions, max_faces=1, min_score=CROP_MIN_SCORE)):
-            for p in faces[:1]:
-                results[i].append(FaceResult((p[:, :2] + np.array([ox, oy], np.float32)).astype(np.float32),
-                                             p[:, 2].astype(np.float32), score))
-        empty = [i for i, r in enumerate(results) if not r]
-        if empty:  # whole-photo face mesh where the detectors found nothing
-            multi = self._mesh_in([tensors[i] for i in empty], max_faces=s.max_faces, min_score=SHORT_RANGE_MIN_SCORE)
-            for i, faces in zip(empty, multi):
-                results[i] = [FaceResult(p[:, :2].astype(np.float32), p[:, 2].astype(np.float32), 0.5) for p in faces]
+                crop = mesh_crop_box((x0, y0, x1, y1), s.crop_scale, w, h)
+                if crop[2] - crop[0] >= 2 and crop[3] - crop[1] >= 2:
+                    kept.append(FaceCandidate((x0, y0, x1, y1), score, crop))
+            out.append(kept)
+        return out
+
+    def _regions(self, tensors: list[Tensor], picks: list[tuple[int, FaceCandidate]]) -> list[Tensor]:
+        """The face-mesh crops of candidates (photo index, candidate), views of the photos."""
+        return [tensors[i][:, c.crop[1]:c.crop[3], c.crop[0]:c.crop[2]] for i, c in picks]
+
+    @torch.no_grad()
+    def locate(self, tensors: list[Tensor], picks: list[tuple[int, FaceCandidate]]) -> list[LocatedFace | None]:
+        """The first step of the face mesh graph on candidates (photo index, candidate): the
+        short-range detection inside each crop, None where it finds no face. Cheaper than the
+        landmark network, and its box predicts the landmark box far better than the photo's."""
+        located: list[LocatedFace | None] = []
+        for d in self.short.detect(self._regions(tensors, picks), min_score=CROP_MIN_SCORE):
+            if not len(d.scores):
+                located.append(None)
+                continue
+            x0, y0, x1, y1 = d.boxes[0].tolist()
+            located.append(LocatedFace(rect_from_detection(d.boxes[:1], d.keypoints[:1]), (x1 - x0) * (y1 - y0)))
+        return located
+
+    @torch.no_grad()
+    def mesh_located(self, tensors: list[Tensor], picks: list[tuple[int, FaceCandidate, LocatedFace]]) -> list[FaceResult | None]:
+        """The rest of the face mesh graph on located candidates (photo index, candidate, `locate`'s
+        face): one result each, None where the presence score is too low."""
+        regions = self._regions(tensors, [(i, c) for i, c, _ in picks])
+        meshed = self._mesh_rects(regions, [located.rect for _, _, located in picks], list(range(len(picks))))
+        results: list[FaceResult | None] = []
+        for (_, c, _), faces in zip(picks, meshed):
+            p = faces[0] if faces else None
+            results.append(None if p is None else FaceResult(
+                (p[:, :2] + np.array(c.crop[:2], np.float32)).astype(np.float32), p[:, 2].astype(np.float32), c.score))
         return results
+
+    @torch.no_grad()
+    def whole_photo(self, tensors: list[Tensor]) -> list[list[FaceResult]]:
+        """MediaPipe's fallback where the detectors found no face: the face mesh graph on whole photos."""
+        multi = self._mesh_in(tensors, max_faces=self.settings.max_faces, min_score=SHORT_RANGE_MIN_SCORE)
+        return [[FaceResult(p[:, :2].astype(np.float32), p[:, 2].astype(np.float32), 0.5) for p in faces] for faces in multi]
