@@ -5,9 +5,9 @@ the first output goes, this tree against a baseline commit in the same run.
 
 Each repeat runs the command line (``python -c "from affectsynth.cli import main; main()" generate ...``)
 in a subprocess per tree and worker count (trees interleaved, so that both see the same load) and
-stops it once the first PNG exists. A ``sitecustomize`` on PYTHONPATH (every process: the CLI and
-its spawned workers) records, per process, milestones as (wall s since the subprocess started,
-process-CPU s of that process): interpreter up, the imports of torch / numba / scipy.ndimage
+stops it once the first PNG exists. A ``sitecustomize`` on PYTHONPATH (every process: the CLI, the
+fork server, the workers) records, per process, milestones as (wall s since the subprocess started,
+process-CPU s of that process; a worker forked from the fork server counts from its fork): interpreter up, the imports of torch / numba / scipy.ndimage
 (inclusive), the Synthesizer build, the first fit, the first synthesis, the first PNG written;
 plus the number and CPU of numba cache loads before the first output. Printed: medians over the
 repeats; CPU is robust to other processes' load, wall is not (the machine is shared: compare
@@ -149,12 +149,25 @@ def run_once(env: dict, in_dir: Path, workers: int, trace_dir: Path, size: int) 
     return [{"pid": "bench", "event": "first PNG seen", "wall": first, "cpu": 0.0}, *events]
 
 
+def roles(events: list[dict]) -> dict[int, str]:
+    """pid -> "" (the main process), "w: " (a worker: it built a Synthesizer), "server: " (the fork
+    server: it imported the Synthesizer's modules for the workers) or None (e.g. the resource tracker)."""
+    pids = [e["pid"] for e in events if e["event"] == "python up"]
+    workers = {e["pid"] for e in events if e["event"] == "worker ready"}
+    importers = {e["pid"] for e in events if e["event"] == "import affectsynth.synthesizer"}
+    return {p: "" if i == 0 else "w: " if p in workers else "server: " if p in importers else None
+            for i, p in enumerate(pids)} | {w: "w: " for w in workers}
+
+
 def breakdown(events: list[dict]) -> dict[str, tuple[float, float]]:
-    """Milestone -> (wall s, CPU s) of one run: the main process's, and a worker's as "w: ..." rows."""
-    main_pid = next(e["pid"] for e in events if e["event"] == "python up")
+    """Milestone -> (wall s, CPU s) of one run, rows prefixed by the process's role (see `roles`); a
+    worker forked from the fork server counts its CPU from the fork (its imports are the server's)."""
+    role = roles(events)
     rows: dict[str, tuple[float, float]] = {}
     for e in events:
-        who = "" if e["pid"] in (main_pid, "bench") else "w: "
+        who = "" if e["pid"] == "bench" else role.get(e["pid"])
+        if who is None:
+            continue
         key = who + e["event"]
         if key in rows:  # two workers: keep the earlier
             continue
@@ -175,8 +188,8 @@ def report(workers: int, runs: dict[str, list[dict]]) -> None:
     """Print the medians of each tree's milestones side by side (wall s | process-CPU s)."""
     labels = list(runs)
     print(f"\n== --workers {workers}: median of {len(runs[labels[0]])} runs; wall s since start | process-CPU s "
-          "(w: a worker's own)")
-    print("  " + " " * 40 + "".join(f"{lb[:24]:>26s}" for lb in labels))
+          "(w: a worker's, server: the fork server's)")
+    print("  " + " " * 46 + "".join(f"{lb[:24]:>26s}" for lb in labels))
     keys = list(dict.fromkeys(k for rs in runs.values() for r in rs for k in r))
     for k in keys:
         cells = []
@@ -184,7 +197,7 @@ def report(workers: int, runs: dict[str, list[dict]]) -> None:
             vals = [r[k] for r in runs[lb] if k in r]
             cells.append(f"{statistics.median(v[0] for v in vals):9.3f} | {statistics.median(v[1] for v in vals):7.3f}   "
                          if vals else " " * 26)
-        print(f"  {k:40s}" + "".join(cells))
+        print(f"  {k:46s}" + "".join(cells))
 
 
 def main() -> None:
