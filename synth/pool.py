@@ -1,11 +1,11 @@
 """The batch engine's process pool: jobs on worker processes that die with their parent, crashes isolated.
 
-Each worker builds one Synthesizer (the ``initializer``) and runs jobs (``run_job``). Workers
-start from a fork server where the platform has one (Linux): a clean process, started once, that
-imports :data:`WORKER_PRELOAD` (torch, numba, the Synthesizer's modules: ~1.4 s CPU) and forks each
-worker from there, so that N workers pay those imports once instead of N times, and
-:func:`start_worker_server` can start them before the run is even planned. Elsewhere workers are
-spawned. Either way a worker is a fresh process whose only state is imported modules (no torch
+Each worker builds one Synthesizer (the ``initializer``) and runs jobs (``run_job``). On Linux
+workers start from a fork server: a clean process, started once, that imports
+:data:`WORKER_PRELOAD` (torch, numba, the Synthesizer's modules: ~1.4 s CPU) and forks each worker
+from there, so that N workers pay those imports once instead of N times (and a pool rebuilt to
+isolate a crash pays none); :func:`start_worker_server` starts those imports before the run is even
+planned. Elsewhere workers are spawned. Either way a worker is a fresh process whose only state is imported modules (no torch
 threads, no Synthesizer: see ``tests/synth/test_fork_safety.py`` for why that matters).
 
 Workers never outlive the main process: on Linux ``PR_SET_PDEATHSIG`` (``prctl`` via ctypes)
@@ -50,11 +50,12 @@ class WorkerSetupError(RuntimeError):
 
 
 def worker_context() -> Any:
-    """The multiprocessing context workers start from: the fork server (preloading
-    :data:`WORKER_PRELOAD`) where the platform has one, else spawn."""
+    """The multiprocessing context workers start from: on Linux the fork server (preloading
+    :data:`WORKER_PRELOAD`), elsewhere spawn (macOS has a fork server too, but forking a process
+    that loaded system frameworks is unsafe there: why Python's own default is spawn on macOS)."""
     import multiprocessing as mp
 
-    if "forkserver" not in mp.get_all_start_methods():
+    if not sys.platform.startswith("linux") or "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(list(WORKER_PRELOAD))  # no effect once the server runs
