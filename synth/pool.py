@@ -21,6 +21,7 @@ finish and only a job that kills a worker on its own gets a ``worker-crashed`` r
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -59,7 +60,34 @@ def worker_context() -> Any:
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(list(WORKER_PRELOAD))  # no effect once the server runs
+    if not _SERVER_STATE["stop_registered"]:
+        _SERVER_STATE["stop_registered"] = True
+        atexit.register(_stop_worker_server)
     return ctx
+
+
+#: Whether the fork server's stop is registered, and whether a pool used it (then its workers are done).
+_SERVER_STATE = {"stop_registered": False, "used": False}
+
+
+def _stop_worker_server() -> None:
+    """At exit: stop the fork server and wait for it, so that its CPU time and its workers' (which
+    it reaped) count as this process's children (``time``, ``getrusage``), as spawned workers' do;
+    otherwise it exits after this process, re-parented, and that time is lost to those tools.
+
+    A server no pool used may still be importing: it is terminated rather than waited for.
+    """
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver  # the stdlib keeps no public handle on its server
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is None:
+        return
+    if not _SERVER_STATE["used"]:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(Exception):  # exit-time cleanup: never mask the run's own exit status
+        server._stop()
 
 
 def start_worker_server() -> None:
@@ -77,7 +105,15 @@ def start_worker_server() -> None:
 
 
 def _alive(pid: int) -> bool:
-    """True if process ``pid`` exists (a zombie counts until its parent reaps it)."""
+    """True if process ``pid`` runs: it exists and (where ``/proc`` says) is not a zombie, dead but
+    not yet reaped by its parent."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b") ", 1)[1][:1] not in (b"Z", b"X")
+    except FileNotFoundError:  # no such process (Linux), or no /proc: ask the kernel
+        pass
+    except (OSError, IndexError):
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -91,11 +127,12 @@ def die_with_parent(parent_pid: int, *, poll_s: float = 1.0) -> None:
     """Make this worker exit when its main process ``parent_pid`` goes away.
 
     The worker's parent process is ``parent_pid`` itself (spawned) or the fork server (forked
-    from it; the server exits when ``parent_pid`` does). Linux: ``prctl(PR_SET_PDEATHSIG,
-    SIGKILL)``: killed when that parent dies. Everywhere: a daemon thread that every ``poll_s``
-    seconds calls ``os._exit(1)`` once the parent process id changed (the parent died and the
-    worker was re-parented) or ``parent_pid`` no longer exists. Exits at once if the main
-    process is already gone.
+    from it; the server exits once ``parent_pid`` and every worker holding its pipe are gone).
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: killed when that parent dies. Everywhere: a
+    daemon thread that every ``poll_s`` seconds calls ``os._exit(1)`` once the parent process id
+    changed (the parent died and the worker was re-parented) or ``parent_pid`` no longer runs
+    (gone, or a zombie: how a forked worker learns of the main process's death). Exits at once
+    if the main process is already gone.
     """
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
@@ -159,6 +196,7 @@ def run_pool(jobs: Sequence[Any], *, workers: int, initializer: Callable[..., No
     deferred: set[int] = set()  # suspects that crashed alone before any job completed (tried again last)
     completed = 0
     ctx = worker_context()
+    _SERVER_STATE["used"] = True
     while pending or suspects:
         isolating = bool(suspects)
         queue = suspects if isolating else pending

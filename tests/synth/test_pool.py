@@ -136,8 +136,8 @@ def test_forked_workers_die_with_the_main_process(tmp_path, sig):
     workers = [int(p.name) for p in tmp_path.iterdir()]
     assert len(workers) == 2 and all(_alive(w) for w in workers), proc.communicate()[0] if proc.poll() is not None else ""
     os.kill(proc.pid, sig)  # the main process only: the fork server and the workers must follow it
-    proc.wait(60)
-    deadline = time.time() + 15
+    deadline = time.time() + 15  # not reaped meanwhile: a dead main process stays a zombie
     while time.time() < deadline and any(_alive(w) for w in workers):
         time.sleep(0.1)
+    proc.wait(60)
     assert not any(_alive(w) for w in workers), "workers outlived the main process"
