@@ -6,14 +6,18 @@ Encodes each image (default: 256 px face crops of the dev photos, as ``generate 
 crops them, unsynthesised) with the fast encoder (`encode_png_fast`, levels 1-3) and with Pillow at
 levels 1 and 6 (what `save_png` did before at level 1: Pillow with zlib's RLE strategy), and
 prints the median thread-CPU ms (one thread; the machine is shared) and the bytes. Every encoding
-is decoded again and must give back the pixels.
+is decoded again and must give back the pixels. Then the write that follows the encoding in
+``save_png`` (`affectsynth.atomic.atomic_write_bytes`: temporary file, rename), 8 files per new
+folder as ``generate`` writes them.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import shutil
 import statistics
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -21,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from affectsynth.atomic import atomic_write_bytes
 from affectsynth.images import encode_png_fast, load_image
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "assets" / "dev-photos"
@@ -74,6 +79,22 @@ def main() -> None:
             ms.append(statistics.median(ts) * 1e3)
             kb.append(len(data) / 1024)
         print(f"  {name:26s} {statistics.mean(ms):6.2f} ms/image  {statistics.mean(kb):6.1f} KB/image")
+    print(f"  {'write (atomic, no fsync)':26s} {write_ms([encode_png_fast(a, 1) for a in imgs], args.repeats):6.2f} ms/image")
+
+
+def write_ms(datas: list[bytes], repeats: int) -> float:
+    """Median thread-CPU ms of `atomic_write_bytes` (no fsync, as generate writes), 8 files per new folder."""
+    root = Path(tempfile.mkdtemp(prefix="bench_png_"))
+    ts = []
+    try:
+        for r in range(repeats):
+            for k in range(8):
+                t0 = time.thread_time()
+                atomic_write_bytes(root / f"photo{r}" / f"f0_{k}.png", datas[(r + k) % len(datas)], fsync=False)
+                ts.append(time.thread_time() - t0)
+    finally:
+        shutil.rmtree(root)
+    return statistics.median(ts) * 1e3
 
 
 if __name__ == "__main__":

@@ -185,6 +185,10 @@ def generate_command(ctx: click.Context, input_dir: Path, output_dir: Path, expr
     those). Bad inputs (unreadable, no face, ...) get manifest rows with a reason and never
     stop the batch.
     """
+    if engine == "local" and not dry_run and workers is not None and workers > 1:
+        from affectsynth.pool import start_worker_server
+
+        start_worker_server()  # the workers' imports start now, beside the planning below
     from affectsynth.batch import GenerateSettings, Interrupted, check_dirs, plan_jobs, run_batch
     from affectsynth.manifest import Manifest
     from affectsynth.plan import SequenceChangedError

@@ -249,8 +249,8 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
                 if w <= 0 or h <= 0:
                     raise ImageLoadError(f"{where}: image has zero size ({w}x{h})")
                 img.load()
-                try:
-                    img = ImageOps.exif_transpose(img)
+                try:  # in place: no copy of the whole image when it is already upright (~1 ms a photo)
+                    ImageOps.exif_transpose(img, in_place=True)
                 except (OSError, ValueError, KeyError, TypeError, SyntaxError, ZeroDivisionError):
                     pass  # a broken EXIF block: keep the stored orientation
                 return pil_to_rgb_array(img, where=where)

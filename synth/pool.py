@@ -1,9 +1,18 @@
-"""The batch engine's process pool: jobs on spawned workers that die with their parent, crashes isolated.
+"""The batch engine's process pool: jobs on worker processes that die with their parent, crashes isolated.
 
-Each worker builds one Synthesizer (the ``initializer``) and runs jobs (``run_job``). Workers
-never outlive the main process: on Linux ``PR_SET_PDEATHSIG`` (``prctl`` via ctypes) sends them
-SIGKILL when it dies, and a watchdog thread exits a worker whose parent process id changed (any
-OS, and the window before ``prctl``). They ignore SIGINT: the parent handles it and stops them.
+Each worker builds one Synthesizer (the ``initializer``) and runs jobs (``run_job``). On Linux
+workers start from a fork server: a clean process, started once, that imports
+:data:`WORKER_PRELOAD` (torch, numba, the Synthesizer's modules: ~1.4 s CPU) and forks each worker
+from there, so that N workers pay those imports once instead of N times (and a pool rebuilt to
+isolate a crash pays none); :func:`start_worker_server` starts those imports before the run is even
+planned. Elsewhere workers are spawned. Either way a worker is a fresh process whose only state is imported modules (no torch
+threads, no Synthesizer: see ``tests/synth/test_fork_safety.py`` for why that matters).
+
+Workers never outlive the main process: on Linux ``PR_SET_PDEATHSIG`` (``prctl`` via ctypes)
+sends them SIGKILL when their parent process dies (the main process, or the fork server, which
+exits when the main process does), and a watchdog thread exits a worker whose parent process id
+changed or whose main process is gone (any OS, and the window before ``prctl``). They ignore
+SIGINT: the parent handles it and stops them.
 
 When a worker dies (a native library aborting on an input, the OOM killer), every job in flight
 in that pool is only a suspect: each is rerun alone in a fresh one-worker pool, so innocent jobs
@@ -12,6 +21,7 @@ finish and only a job that kills a worker on its own gets a ``worker-crashed`` r
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -22,10 +32,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
-__all__ = ["WorkerSetupError", "die_with_parent", "run_pool"]
+__all__ = ["WORKER_PRELOAD", "WorkerSetupError", "die_with_parent", "run_pool", "start_worker_server",
+           "worker_context"]
 
 #: Jobs in flight per worker (keeps workers busy without queueing the whole run).
 INFLIGHT_PER_WORKER = 4
+
+#: Modules the fork server imports once for all workers: the batch engine's worker functions and
+#: everything the Synthesizer imports (torch, numba, scipy). Imports only: nothing runs that
+#: starts threads or loads models, so forking from there is as safe as spawning.
+WORKER_PRELOAD = ("affectsynth.batch", "affectsynth.synthesizer")
 
 _PR_SET_PDEATHSIG = 1
 
@@ -34,12 +50,89 @@ class WorkerSetupError(RuntimeError):
     """A worker process could not build its Synthesizer (a set-up problem, not a bad image)."""
 
 
-def die_with_parent(parent_pid: int, *, poll_s: float = 1.0) -> None:
-    """Make this process exit when ``parent_pid`` is no longer its parent.
+def worker_context() -> Any:
+    """The multiprocessing context workers start from: on Linux the fork server (preloading
+    :data:`WORKER_PRELOAD`), elsewhere spawn (macOS has a fork server too, but forking a process
+    that loaded system frameworks is unsafe there: why Python's own default is spawn on macOS)."""
+    import multiprocessing as mp
 
-    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``. Everywhere: a daemon thread that checks
-    ``os.getppid()`` every ``poll_s`` seconds and calls ``os._exit(1)`` once it changed (the
-    parent died and the process was re-parented). Exits at once if the parent is already gone.
+    if not sys.platform.startswith("linux") or "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(list(WORKER_PRELOAD))  # no effect once the server runs
+    if not _SERVER_STATE["stop_registered"]:
+        _SERVER_STATE["stop_registered"] = True
+        atexit.register(_stop_worker_server)
+    return ctx
+
+
+#: Whether the fork server's stop is registered, and whether a pool used it (then its workers are done).
+_SERVER_STATE = {"stop_registered": False, "used": False}
+
+
+def _stop_worker_server() -> None:
+    """At exit: stop the fork server and wait for it, so that its CPU time and its workers' (which
+    it reaped) count as this process's children (``time``, ``getrusage``), as spawned workers' do;
+    otherwise it exits after this process, re-parented, and that time is lost to those tools.
+
+    A server no pool used may still be importing: it is terminated rather than waited for.
+    """
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver  # the stdlib keeps no public handle on its server
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is None:
+        return
+    if not _SERVER_STATE["used"]:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(Exception):  # exit-time cleanup: never mask the run's own exit status
+        server._stop()
+
+
+def start_worker_server() -> None:
+    """Start the fork server now (it imports :data:`WORKER_PRELOAD` in the background), so that
+    the first worker does not wait for those imports after the run is planned.
+
+    A no-op where workers are spawned, or when the server already runs. It exits with this
+    process; starting it costs its imports (~1.4 s CPU on another core), so call it only when
+    the run will use workers.
+    """
+    if worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def _alive(pid: int) -> bool:
+    """True if process ``pid`` runs: it exists and (where ``/proc`` says) is not a zombie, dead but
+    not yet reaped by its parent."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b") ", 1)[1][:1] not in (b"Z", b"X")
+    except FileNotFoundError:  # no such process (Linux), or no /proc: ask the kernel
+        pass
+    except (OSError, IndexError):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def die_with_parent(parent_pid: int, *, poll_s: float = 1.0) -> None:
+    """Make this worker exit when its main process ``parent_pid`` goes away.
+
+    The worker's parent process is ``parent_pid`` itself (spawned) or the fork server (forked
+    from it; the server exits once ``parent_pid`` and every worker holding its pipe are gone).
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: killed when that parent dies. Everywhere: a
+    daemon thread that every ``poll_s`` seconds calls ``os._exit(1)`` once the parent process id
+    changed (the parent died and the worker was re-parented) or ``parent_pid`` no longer runs
+    (gone, or a zombie: how a forked worker learns of the main process's death). Exits at once
+    if the main process is already gone.
     """
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
@@ -47,13 +140,18 @@ def die_with_parent(parent_pid: int, *, poll_s: float = 1.0) -> None:
 
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() != parent_pid:
+    parent_now = os.getppid()
+
+    def orphaned() -> bool:
+        return os.getppid() != parent_now or not _alive(parent_pid)
+
+    if orphaned():
         os._exit(1)
 
     def watch() -> None:
         while True:
             threading.Event().wait(poll_s)
-            if os.getppid() != parent_pid:
+            if orphaned():
                 os._exit(1)
 
     threading.Thread(target=watch, name="affectsynth-parent-watchdog", daemon=True).start()
@@ -74,7 +172,7 @@ def run_pool(jobs: Sequence[Any], *, workers: int, initializer: Callable[..., No
              run_job: Callable[[Any], Any], on_result: Callable[[Any, Any], None],
              on_crash: Callable[[Any, str], None], on_error: Callable[[Any, BaseException], None],
              fatal: tuple[type[BaseException], ...] = ()) -> None:
-    """Run ``run_job(job)`` for every job on a spawn process pool, surviving worker crashes.
+    """Run ``run_job(job)`` for every job on a process pool (see `worker_context`), surviving worker crashes.
 
     Args:
         jobs: picklable jobs, run in order (at most :data:`INFLIGHT_PER_WORKER` per worker in flight).
@@ -93,13 +191,12 @@ def run_pool(jobs: Sequence[Any], *, workers: int, initializer: Callable[..., No
             before any job ever completes (they cannot start).
         BaseException: any ``fatal`` exception, KeyboardInterrupt; workers are killed first.
     """
-    import multiprocessing as mp
-
     pending: deque = deque(jobs)
     suspects: deque = deque()
     deferred: set[int] = set()  # suspects that crashed alone before any job completed (tried again last)
     completed = 0
-    ctx = mp.get_context("spawn")
+    ctx = worker_context()
+    _SERVER_STATE["used"] = True
     while pending or suspects:
         isolating = bool(suspects)
         queue = suspects if isolating else pending

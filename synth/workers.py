@@ -1,6 +1,6 @@
 """How many worker processes a `generate` run uses when ``--workers`` is not given: chosen from the job.
 
-A worker costs a fixed start (spawn, imports, building its Synthesizer) before its first output;
+A worker costs a fixed start (process start, imports, building its Synthesizer) before its first output;
 the in-process run pays only the Synthesizer build. Workers pay off only when the job's work,
 shared between them, saves more than that start. :func:`default_workers` compares the predicted
 times with costs measured by ``scripts/bench_workers.py`` (`MEASURED`); an explicit ``--workers N``
@@ -20,7 +20,9 @@ class WorkerCosts:
     """Costs the default number of workers is chosen from (seconds; one thread per process).
 
     Attributes:
-        start_s: one worker's start: spawn + imports + building its Synthesizer (CPU time).
+        start_s: one worker's start: process start + imports + building its Synthesizer (CPU time;
+            measured with spawned workers: forked from `affectsynth.pool`'s fork server, workers
+            after the first skip the imports, so this overstates their start).
         build_s: building the Synthesizer in this process (what an in-process run pays instead).
         per_image_s: one source image: load, detect, fit, crop (CPU time).
         per_target_s: one output: synthesise + write, the image's texture unwrap shared out.

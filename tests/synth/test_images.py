@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from affectsynth.images import ImageLoadError, is_image_path, load_image, restore_like, save_png, to_numpy_image
 
@@ -33,6 +33,21 @@ def test_exif_orientation_is_applied(awkward, photo):
     assert a.shape == (96, 128, 3)  # stored 128 high x 96 wide, orientation 6 -> rotated
     expect = np.rot90(photo[:, :96], k=-1)
     assert np.abs(a.astype(int) - expect).mean() < 8
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_loads_as_pillow_transposes_it(tmp_path, photo, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.png"  # lossless: the pixels must match exactly
+    Image.fromarray(photo[:, :96]).save(path, exif=exif.tobytes())
+    with Image.open(path) as img:
+        expect = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))  # Pillow's own (copying) path
+    got = load_image(path)
+    assert got.flags.c_contiguous
+    np.testing.assert_array_equal(got, expect)
+    if orientation in (6, 8):
+        assert got.shape[:2] == photo[:, :96].shape[1::-1]
 
 
 @pytest.mark.parametrize("name,needle", [("empty.png", "empty file"), ("notimage.jpg", "not a recognised image"),

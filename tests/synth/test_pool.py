@@ -1,14 +1,24 @@
-"""The process pool's crash paths, on real spawned workers: a worker that dies (os.abort) on one job,
-workers that cannot start, a worker set-up error, a job whose result cannot come back."""
+"""The process pool's crash paths, on real workers: a worker that dies (os.abort) on one job,
+workers that cannot start, a worker set-up error, a job whose result cannot come back; and how
+workers start: forked from a fork server that preloaded the engine, dying with the main process."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from affectsynth.pool import WorkerSetupError, die_with_parent, run_pool
+
+HERE = Path(__file__).resolve().parent
+needs_forkserver = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server: Linux only")
 
 _SETUP_ERROR: str | None = None
 
@@ -59,3 +69,75 @@ def test_worker_setup_error_is_fatal():
 def test_a_result_that_cannot_come_back_fails_that_job_only():
     results, crashed, errors = _run(["a", "unpicklable", "b"], workers=1)
     assert results == {"a": "A", "b": "B"} and crashed == [] and [j for j, _ in errors] == ["unpicklable"]
+
+
+_PRELOADED_AT_INIT: bool | None = None
+
+
+def _init_report(parent_pid: int, pid_dir: str) -> None:
+    global _PRELOADED_AT_INIT
+    _PRELOADED_AT_INIT = "affectsynth.synthesizer" in sys.modules and "torch" in sys.modules
+    die_with_parent(parent_pid)
+    Path(pid_dir, str(os.getpid())).touch()
+
+
+def _report_job(x: str) -> tuple[int, int, bool | None]:
+    if x == "sleep":
+        time.sleep(120)
+    return os.getpid(), os.getppid(), _PRELOADED_AT_INIT
+
+
+#: A fresh interpreter (a fork server is one per process) running a 2-worker pool of `_report_job`.
+POOL_SCRIPT = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, {here!r})
+    from test_pool import _init_report, _report_job
+    from affectsynth.pool import run_pool
+    print("main", os.getpid(), flush=True)
+    run_pool({jobs!r}, workers=2, initializer=_init_report, initargs=({pid_dir!r},), run_job=_report_job,
+             on_result=lambda job, r: print("result", *r, flush=True), on_crash=print, on_error=print)
+""")
+
+
+def _pool_process(jobs: list[str], pid_dir: Path, **kw) -> subprocess.Popen:
+    code = POOL_SCRIPT.format(here=str(HERE), jobs=jobs, pid_dir=str(pid_dir))
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **kw)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+@needs_forkserver
+def test_workers_fork_from_a_server_that_imported_the_engine(tmp_path):
+    proc = _pool_process(["a", "b", "c"], tmp_path)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    main = int(next(ln.split()[1] for ln in out.splitlines() if ln.startswith("main")))
+    results = [ln.split()[1:] for ln in out.splitlines() if ln.startswith("result")]
+    assert len(results) == 3, out
+    for pid, ppid, preloaded in results:
+        assert int(ppid) != main, "a worker is a child of the fork server, not of the main process"
+        assert preloaded == "True", "the worker found torch and the Synthesizer's modules already imported"
+
+
+@needs_forkserver
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_forked_workers_die_with_the_main_process(tmp_path, sig):
+    proc = _pool_process(["sleep", "sleep"], tmp_path)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(tmp_path.iterdir())) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    workers = [int(p.name) for p in tmp_path.iterdir()]
+    assert len(workers) == 2 and all(_alive(w) for w in workers), proc.communicate()[0] if proc.poll() is not None else ""
+    os.kill(proc.pid, sig)  # the main process only: the fork server and the workers must follow it
+    deadline = time.time() + 15  # not reaped meanwhile: a dead main process stays a zombie
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    proc.wait(60)
+    assert not any(_alive(w) for w in workers), "workers outlived the main process"

@@ -200,3 +200,11 @@ def test_the_same_command_again_touches_no_file(tmp_path):
     snap = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".affectsynth.lock"}
     run_batch(inp, out, _settings(size=64), synthesizer=object())
     assert {p: p.stat().st_mtime_ns for p in snap} == snap
+
+
+def test_recorded_version_is_the_installed_one():
+    from importlib.metadata import version
+
+    from affectsynth.run_record import _version
+
+    assert _version() == version("affectsynth")
