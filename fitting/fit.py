@@ -229,8 +229,7 @@ def _normal_basis(model: FaceModel, vertices: Tensor, k: int) -> tuple[Tensor, T
     skin = tri[(model.triangle_material == model.material_names.index("M_Face"))]
     # (skin triangle, requested vertex) incidence pairs
     uniq, inverse = torch.unique(vertices, return_inverse=True)
-    hits = (skin[:, :, None] == uniq[None, None]).any(1)  # [T, U]
-    t_idx, u_idx = torch.nonzero(hits, as_tuple=True)
+    t_idx, u_idx = _incidence(skin, uniq, model.num_vertices)
     bases = torch.cat([model.identity_basis[:k], model.expressions.deltas])  # [K+S, V, 3]
     v0, v1, v2 = (model.neutral[skin[t_idx, i]] for i in range(3))
     e1, e2 = v1 - v0, v2 - v0
@@ -241,6 +240,20 @@ def _normal_basis(model: FaceModel, vertices: Tensor, k: int) -> tuple[Tensor, T
     dn = torch.zeros(bases.shape[0], len(uniq), 3, device=model.device).index_add_(1, u_idx, dn_face)
     n0, dn = n0[inverse], dn[:, inverse]
     return n0, dn[:k].reshape(k, -1).contiguous(), dn[k:].reshape(dn.shape[0] - k, -1).contiguous()
+
+
+def _incidence(triangles: Tensor, vertices: Tensor, num_vertices: int) -> tuple[Tensor, Tensor]:
+    """(triangle, vertex) pairs where `triangles` [T, 3] has one of the sorted unique `vertices` [U]
+    as a corner: indices into both, ordered by triangle then vertex (the order of
+    ``nonzero((triangles[:, :, None] == vertices).any(1))``, so sums over the pairs keep their
+    order), by a lookup table instead of that [T, 3, U] comparison (0.2 s at the first fit)."""
+    position = torch.full((num_vertices,), -1, dtype=torch.long, device=triangles.device)
+    position[vertices] = torch.arange(len(vertices), device=triangles.device)
+    corner = position[triangles]  # [T, 3]: the vertex's index in `vertices`, or -1
+    t_idx, c_idx = torch.nonzero(corner >= 0, as_tuple=True)
+    u_idx = corner[t_idx, c_idx]
+    order = torch.argsort(t_idx * len(vertices) + u_idx)
+    return t_idx[order], u_idx[order]
 
 
 def _landmark_kind_points(lm: Landmarks) -> np.ndarray:

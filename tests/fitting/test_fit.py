@@ -113,3 +113,16 @@ def test_errors(model):
     with pytest.raises(ValueError, match="needs"):
         Landmarks.from_points(np.zeros((10, 2)), "ibug68")
     assert fit_landmarks(model, []) == []
+
+
+def test_silhouette_incidence_equals_the_exhaustive_comparison(model):
+    """The contour normals' (triangle, vertex) pairs, in the order their sums use, as a [T, 3, U] comparison finds them."""
+    from affectsynth.fitting.fit import _incidence
+
+    emb = model.embedding("mediapipe468")
+    bands = torch.unique(emb.contour_bands[torch.nonzero(emb.is_contour).flatten()].clamp_min(0).flatten())
+    skin = model.triangles.long()[model.triangle_material == model.material_names.index("M_Face")]
+    t_ref, u_ref = torch.nonzero((skin[:, :, None] == bands[None, None]).any(1), as_tuple=True)
+    t_idx, u_idx = _incidence(skin, bands, model.num_vertices)
+    assert len(t_ref) > 1000
+    assert torch.equal(t_idx, t_ref) and torch.equal(u_idx, u_ref)
