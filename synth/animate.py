@@ -407,7 +407,7 @@ def animate(synth: "Synthesizer", image: np.ndarray, frames: Sequence[FrameTarge
         ValueError: no face in the image, or a face the gates refuse (before any frame).
     """
     if fit is None:
-        fits = synth.fit(image)
+        fits = synth.fit(image, max_faces=1)
         if not fits:
             raise ValueError("animate: no face found in the image")
         fit = fits[0]

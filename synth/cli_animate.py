@@ -179,7 +179,7 @@ def animate_command(photo: Path | None, demo: bool, out: Path, path_text: str | 
             plan = plan_path_frames(path, n, fps=fps, sway_deg=sway_deg, model=synth.expressions)
         else:
             plan = plan_category_frames(cats, n, fps=fps, intensity=intensity, sway_deg=sway_deg)
-        fits = synth.fit(image)
+        fits = synth.fit(image, max_faces=1)
         if not fits:
             raise click.ClickException(f"no face found in {photo or 'the demo photo'}")
         fit = fits[0]

@@ -160,7 +160,7 @@ def synthesize_grid_rows(synthesizer: object, images: Sequence[tuple[str, np.nda
     rows: list[list[np.ndarray | None]] = []
     row_labels: list[str] = []
     for i, (name, img) in enumerate(images):
-        fits = synthesizer.fit(img)  # type: ignore[attr-defined]
+        fits = synthesizer.fit(img, max_faces=1)  # type: ignore[attr-defined]
         if on_step is not None:
             on_step(f"fitted {name}")
         if not fits:

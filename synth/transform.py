@@ -465,7 +465,7 @@ class AffectAugment:
                 self.stats["disk_hits"] += 1
                 self._remember(digest, fit)
                 return fit
-        fits = list(self._get_synthesizer().fit(image))
+        fits = list(self._get_synthesizer().fit(image, max_faces=1))
         self.stats["fits"] += 1
         fit = fits[0] if fits else None
         self._remember(digest, fit)
