@@ -19,7 +19,9 @@ settings_id, sequence, frame, time_s``
 * ``error``: one line, ``<reason>: <detail>`` where ``<reason>`` is a short code such as
   ``unreadable``, ``no-face``, ``face-too-small``, ``extreme-pose``, ``poor-fit``, ``fit-failed``,
   ``synth-failed``.
-* ``face``: face index (0 = largest); ``n_faces``: faces found in the source (empty if unknown).
+* ``face``: face index (0 = largest); ``n_faces``: faces found in the source (empty if unknown):
+  with ``--faces all`` the faces fitted, with ``--faces largest`` the faces the detector found
+  (`FaceFit.faces_found`: boxes before the landmark network confirms them, so it can be one more).
 * ``yaw, pitch, roll``: head pose of the synthesised face in degrees.
 * ``weights``: JSON object ``{"blendshape": weight, ...}`` of the synthesised face's
   non-zero blendshape weights, rounded to 4 decimals (absent names are 0). One JSON column
