@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from affectsynth.render.camera import Intrinsics, project_points, to_clip
+from affectsynth.render.context import RasterizeCpuContext
 from affectsynth.render.inpaint import push_pull_fill
 from affectsynth.render.interpolate import interpolate
 from affectsynth.render.mesh import vertex_normals
@@ -179,11 +180,29 @@ def _depth_buffer(
     P = buffer_cam.projection_matrix(near=near, far=far, dtype=torch.float32, device=vertices_cam.device)
     clip = to_clip(vertices_cam[None].float(), P)
     tri_i = tri.to(torch.int32)
+    if clip.device.type == "cpu" and (ctx is None or isinstance(ctx, RasterizeCpuContext)):
+        return (*_depth_from_visibility(clip, tri_i, z, (bh, bw)), (float(x0), float(y0), sx, sy))
     rast, _ = rasterize(clip, tri_i, (bh, bw), ctx=ctx, grad_db=False)
     zb, _ = interpolate(z[None, :, None].float(), rast, tri_i)
     cover = rast[0, :, :, 3] > 0
     zbuf = torch.where(cover, zb[0, :, :, 0], torch.full_like(zb[0, :, :, 0], float("inf")))
     return zbuf, cover, (float(x0), float(y0), sx, sy)
+
+
+def _depth_from_visibility(clip: Tensor, tri: Tensor, z: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """The CPU depth buffer: the rasterizer's triangle ids, then camera z per covered pixel by one
+    compiled pass (bit-identical to `interpolate` over `rasterize`'s barycentrics, which it skips).
+    A depth buffer is only compared against, never differentiated: no grad needed."""
+    from affectsynth.render._kernels.unwrap import depth_from_ids  # noqa: PLC0415  (numba import is slow)
+
+    bh, bw = size
+    pos = clip.detach().contiguous()
+    ids = RasterizeCpuContext().visibility(pos, tri, bh, bw, pos_index=torch.zeros(1, dtype=torch.int64),
+                                           tri_start=torch.zeros(1, dtype=torch.int64),
+                                           tri_count=torch.full((1,), tri.shape[0], dtype=torch.int64))[0]
+    zbuf = torch.empty(bh, bw)
+    depth_from_ids(pos.numpy(), tri.contiguous().numpy(), ids.numpy(), z.detach().float().contiguous().numpy(), zbuf.numpy())
+    return zbuf, ids > 0
 
 
 def unwrap_texture(
