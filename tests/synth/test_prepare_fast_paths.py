@@ -228,6 +228,21 @@ def test_compiled_unwrap_of_a_face_outside_the_photo_sees_nothing(faces):
     un = unwrap_face(face["photo"], away, face["synth"].renderer, face["fit"].camera, "skin",
                      resolution=face["res"], photo_mask=None, min_cos=0.05)
     assert not bool(un.visible.any()) and float(un.texture.abs().max()) == 0.0
+    m = face["synth"].model  # the torch path too (its depth box has the same 4 entries)
+    ref = unwrap_texture(face["photo"], away, m.triangles, m.uv, m.triangle_uv, face["fit"].camera,
+                         resolution=face["res"], triangle_mask=face["synth"].renderer.skin, min_cos=0.05)
+    assert not bool(ref.visible.any())
+
+
+def test_unwrap_texture_refuses_texels_of_another_resolution(faces):
+    from affectsynth.face_unwrap import face_uv_texels
+
+    face = faces[0]
+    m, r = face["synth"].model, face["synth"].renderer
+    with pytest.raises(ValueError, match="texels are for R="):
+        unwrap_texture(face["photo"], face["verts"], m.triangles, m.uv, m.triangle_uv, face["fit"].camera,
+                       resolution=face["res"] * 2, triangle_mask=r.skin, min_cos=0.05,
+                       texels=face_uv_texels(r, "skin", face["res"]))
 
 
 def test_compiled_depth_buffer_equals_interpolated_rasterization(faces):
