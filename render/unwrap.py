@@ -13,6 +13,12 @@ photo's depth buffer (the mesh rasterized with the camera); its weight is a ramp
 between its normal and the view ray; the photo is sampled bilinearly there. `fill_texture` then
 fills unseen texels from their mirror texel (`mirror_texel_map`) and push-pull inpainting.
 
+The UV raster (which triangle covers each texel, and where in it) depends on the topology, the
+UVs and R only, the same for every photo: `uv_texels` builds it once, and `unwrap_texture`
+given it (``texels=``) does only the per-photo work, by a compiled loop over the covered texels
+(`affectsynth.render._kernels.unwrap`), on CPU float32 without grad (results equal to float
+rounding); otherwise (autograd, CUDA) it rasterizes in torch as above.
+
 Note:
     Triangles must be wound counter-clockwise seen from outside (right-handed, outward normals),
     and the mesh must be in front of the camera (z > 0).
@@ -24,10 +30,12 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from affectsynth.render.camera import Intrinsics, project_points, to_clip
+from affectsynth.render.context import RasterizeCpuContext
 from affectsynth.render.inpaint import push_pull_fill
 from affectsynth.render.interpolate import interpolate
 from affectsynth.render.mesh import vertex_normals
@@ -37,7 +45,9 @@ from affectsynth.render.warp import sample_bilinear
 __all__ = [
     "UnwrapSettings",
     "UnwrapResult",
+    "UVTexels",
     "unwrap_texture",
+    "uv_texels",
     "fill_texture",
     "mirror_texel_map",
     "uv_tile_triangles",
@@ -135,6 +145,41 @@ def _uv_raster(corner_uv: Tensor, resolution: int, ctx: Any) -> tuple[Tensor, Te
     return rast, tri_c
 
 
+@dataclass(frozen=True)
+class UVTexels:
+    """The covered texels of a mesh's UV raster (see `uv_texels`), and what covers them.
+
+    Attributes:
+        resolution: texture side R.
+        uv_tile: the texture's UV tile (u0, v0).
+        texel: [N] int64 row-major index of each covered texel in the R x R texture.
+        corners: [N, 3] int32 vertex ids of the triangle covering it.
+        bary: [N, 2] float32 the rasterizer's barycentrics (u, v) of corners 0 and 1 there.
+    """
+
+    resolution: int
+    uv_tile: tuple[int, int]
+    texel: np.ndarray
+    corners: np.ndarray
+    bary: np.ndarray
+
+
+def uv_texels(uv: Tensor, tri: Tensor, tri_uv: Tensor, *, resolution: int, triangle_mask: Tensor | None = None,
+              uv_tile: tuple[int, int] = (0, 0)) -> UVTexels:
+    """The UV raster `unwrap_texture` would rasterize for these arguments (same meaning), as its
+    covered texels: build it once per mesh topology and R, pass it back as ``texels``."""
+    sel = _selected(uv, tri_uv, triangle_mask, uv_tile, "uv_texels")
+    offset = torch.tensor([float(uv_tile[0]), float(uv_tile[1])], dtype=uv.dtype, device=uv.device)
+    corner_uv = (uv[tri_uv[sel].long()] - offset).cpu()
+    rast, _ = _uv_raster(corner_uv, int(resolution), None)
+    rast = rast[0].reshape(-1, 4)
+    ids = rast[:, 3].long() - 1
+    texel = torch.nonzero(ids >= 0)[:, 0]
+    corners = tri[sel].cpu().to(torch.int32)[ids[texel]]
+    return UVTexels(int(resolution), tuple(uv_tile), texel.numpy(), corners.contiguous().numpy(),
+                    rast[texel, :2].contiguous().numpy())
+
+
 def _check_common(image: Tensor, vertices_cam: Tensor, tri: Tensor, uv: Tensor, tri_uv: Tensor) -> None:
     where = "unwrap_texture"
     if image.ndim != 3 or not image.is_floating_point():
@@ -154,8 +199,8 @@ def _depth_buffer(
 ) -> tuple[Tensor, Tensor, tuple[float, float, float]]:
     """Camera-z buffer of the mesh over the photo window it covers, possibly downscaled.
 
-    Returns zbuf [h, w] (inf where empty), the window's coverage [h, w] bool, and (x0, y0, s):
-    photo pixel p maps to buffer pixel (p - (x0, y0)) * s.
+    Returns zbuf [h, w] (inf where empty), the window's coverage [h, w] bool, and (x0, y0, sx, sy):
+    photo pixel (x, y) maps to buffer pixel ((x - x0) sx, (y - y0) sy).
     """
     H, W = size
     pix = project_points(vertices_cam, camera)
@@ -166,7 +211,7 @@ def _depth_buffer(
     x1 = min(W, int(math.ceil(float(hi[0]))) + 1)
     y1 = min(H, int(math.ceil(float(hi[1]))) + 1)
     if x1 <= x0 or y1 <= y0:
-        return torch.full((1, 1), float("inf")), torch.zeros(1, 1, dtype=torch.bool), (0.0, 0.0, 1.0)
+        return torch.full((1, 1), float("inf")), torch.zeros(1, 1, dtype=torch.bool), (0.0, 0.0, 1.0, 1.0)
     w, h = x1 - x0, y1 - y0
     s = min(1.0, max_res / max(w, h))
     bw, bh = max(1, int(round(w * s))), max(1, int(round(h * s)))
@@ -179,11 +224,29 @@ def _depth_buffer(
     P = buffer_cam.projection_matrix(near=near, far=far, dtype=torch.float32, device=vertices_cam.device)
     clip = to_clip(vertices_cam[None].float(), P)
     tri_i = tri.to(torch.int32)
+    if clip.device.type == "cpu" and (ctx is None or isinstance(ctx, RasterizeCpuContext)):
+        return (*_depth_from_visibility(clip, tri_i, z, (bh, bw)), (float(x0), float(y0), sx, sy))
     rast, _ = rasterize(clip, tri_i, (bh, bw), ctx=ctx, grad_db=False)
     zb, _ = interpolate(z[None, :, None].float(), rast, tri_i)
     cover = rast[0, :, :, 3] > 0
     zbuf = torch.where(cover, zb[0, :, :, 0], torch.full_like(zb[0, :, :, 0], float("inf")))
     return zbuf, cover, (float(x0), float(y0), sx, sy)
+
+
+def _depth_from_visibility(clip: Tensor, tri: Tensor, z: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """The CPU depth buffer: the rasterizer's triangle ids, then camera z per covered pixel by one
+    compiled pass (bit-identical to `interpolate` over `rasterize`'s barycentrics, which it skips).
+    A depth buffer is only compared against, never differentiated: no grad needed."""
+    from affectsynth.render._kernels.unwrap import depth_from_ids  # noqa: PLC0415  (numba import is slow)
+
+    bh, bw = size
+    pos = clip.detach().contiguous()
+    ids = RasterizeCpuContext().visibility(pos, tri, bh, bw, pos_index=torch.zeros(1, dtype=torch.int64),
+                                           tri_start=torch.zeros(1, dtype=torch.int64),
+                                           tri_count=torch.full((1,), tri.shape[0], dtype=torch.int64))[0]
+    zbuf = torch.empty(bh, bw)
+    depth_from_ids(pos.numpy(), tri.contiguous().numpy(), ids.numpy(), z.detach().float().contiguous().numpy(), zbuf.numpy())
+    return zbuf, ids > 0
 
 
 def unwrap_texture(
@@ -201,6 +264,7 @@ def unwrap_texture(
     min_cos: float | None = None,
     settings: UnwrapSettings | None = None,
     ctx: Any = None,
+    texels: UVTexels | None = None,
 ) -> UnwrapResult:
     """Extract a UV texture of a posed mesh from a photo.
 
@@ -221,6 +285,8 @@ def unwrap_texture(
         min_cos: override of ``settings.min_cos``.
         settings: `UnwrapSettings`; None = defaults.
         ctx: raster context (None = default backend).
+        texels: `uv_texels` of the same mesh, UVs, selection, tile and R: on CPU float32 without
+            grad the per-photo work then runs compiled over it (the same result to float rounding).
 
     Returns:
         `UnwrapResult` (texture [R, R, C], weight [R, R], visible [R, R]) on the image's device.
@@ -236,6 +302,16 @@ def unwrap_texture(
     R = int(s.resolution)
     H, W, C = image.shape
     device = image.device
+    if photo_mask is not None and (photo_mask.shape != (H, W) or photo_mask.dtype != torch.bool):
+        raise ValueError(
+            f"unwrap_texture: photo_mask must be [{H}, {W}] bool, got {list(photo_mask.shape)} {photo_mask.dtype}"
+        )
+    wants_grad = torch.is_grad_enabled() and (image.requires_grad or vertices_cam.requires_grad)
+    if texels is not None and not wants_grad and device.type == "cpu" and image.dtype == torch.float32:
+        if texels.resolution != R or tuple(texels.uv_tile) != tuple(uv_tile):
+            raise ValueError(f"unwrap_texture: texels are for R={texels.resolution}, tile {texels.uv_tile}; "
+                             f"unwrapping R={R}, tile {tuple(uv_tile)}")
+        return _unwrap_compiled(image, vertices_cam.detach().float(), tri, camera, texels, photo_mask, s, ctx)
     sel = _selected(uv, tri_uv, triangle_mask, uv_tile, "unwrap_texture")
     tile = torch.tensor([float(uv_tile[0]), float(uv_tile[1])], dtype=uv.dtype, device=uv.device)
     tri_s = tri[sel].long()
@@ -268,10 +344,6 @@ def unwrap_texture(
     visible = covered & inb & in_photo & (safe_p[..., 2] > 0) & (safe_p[..., 2] <= zref * (1.0 + s.depth_tol))
     visible &= cos > s.min_cos
     if photo_mask is not None:
-        if photo_mask.shape != (H, W) or photo_mask.dtype != torch.bool:
-            raise ValueError(
-                f"unwrap_texture: photo_mask must be [{H}, {W}] bool, got {list(photo_mask.shape)} {photo_mask.dtype}"
-            )
         pu = pix[..., 0].floor().long().clamp(0, W - 1)
         pv = pix[..., 1].floor().long().clamp(0, H - 1)
         visible &= photo_mask.to(device)[pv, pu]
@@ -281,6 +353,27 @@ def unwrap_texture(
     color = sample_bilinear(image.float(), pix)
     texture = color * visible[..., None]
     return UnwrapResult(texture, weight.float(), visible)
+
+
+def _unwrap_compiled(photo: Tensor, verts: Tensor, tri: Tensor, camera: Intrinsics, tex: UVTexels,
+                     photo_mask: Tensor | None, s: UnwrapSettings, ctx: Any) -> UnwrapResult:
+    """The per-photo part of `unwrap_texture` over cached texels, by the compiled kernel."""
+    from affectsynth.render._kernels.unwrap import unwrap_texels  # noqa: PLC0415  (numba import is slow)
+
+    H, W, C = photo.shape
+    R = tex.resolution
+    normals = vertex_normals(verts, tri)
+    zbuf, _cover, zbox = _depth_buffer(verts, tri, camera, (H, W), s.max_depth_res, ctx)
+    texture = torch.zeros(R * R, C)
+    weight = torch.zeros(R * R)
+    visible = torch.zeros(R * R, dtype=torch.bool)
+    mask = photo_mask if photo_mask is not None else torch.ones(1, 1, dtype=torch.bool)
+    cam = np.array([camera.fx, camera.fy, camera.cx, camera.cy], np.float32)
+    unwrap_texels(tex.texel, tex.corners, tex.bary, verts.contiguous().numpy(), normals.contiguous().numpy(), cam,
+                  photo.contiguous().numpy(), zbuf.float().contiguous().numpy(), np.array(zbox, np.float32),
+                  mask.contiguous().numpy(), photo_mask is not None, np.float32(s.min_cos), np.float32(s.cos_ramp),
+                  np.float32(s.depth_tol), texture.numpy(), weight.numpy(), visible.numpy())
+    return UnwrapResult(texture.view(R, R, C), weight.view(R, R), visible.view(R, R))
 
 
 def mirror_texel_map(

@@ -10,7 +10,8 @@ over repeats of ms per photo per stage. With ``--baseline-ref`` the same runs on
 (a temporary git worktree imported through a shim package), interleaved with this tree's
 rounds so both see the same load, and the ratios. Then the batch bookkeeping around it, per
 call: the face crop, the prepared-face cache lookup every target makes (its key digests the
-photo), `safe_join` of an output path, a manifest row's CSV fields.
+photo), `safe_join` of an output path, the manifest fields of a synthesised output's labels
+(`SynthLabels.to_row`: landmarks and AU JSON), a manifest row's CSV fields.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def _bookkeeping(synth, faces: list, repeats: int) -> dict[str, float]:
     import numpy as np
     from PIL import Image
 
+    from affectsynth.blendshapes import Expression
     from affectsynth.crop import crop_square
     from affectsynth.manifest import ManifestRow
     from affectsynth.naming import safe_join
@@ -92,6 +94,7 @@ def _bookkeeping(synth, faces: list, repeats: int) -> dict[str, float]:
     fit = synth.fit(photo)[0]
     crop, crop_fit = faces[0]
     synth.prepare(crop, crop_fit)
+    labels = synth.synthesize(crop, Expression("happiness", 1.0), crop_fit, rng_seed=1).labels
     out = Path(tempfile.mkdtemp(prefix="bench_prepare_out_"))
     (out / "photo_jpg").mkdir()
     row = ManifestRow("photo.jpg", "photo_jpg/f0_happiness_i1.00.png", "ok", "", seed=1, face=0, n_faces=1,
@@ -99,6 +102,7 @@ def _bookkeeping(synth, faces: list, repeats: int) -> dict[str, float]:
     calls = {"crop_square": lambda: crop_square(photo, fit.bbox, 256),
              "Synthesizer.prepare (cache hit)": lambda: synth.prepare(crop, crop_fit),
              "safe_join": lambda: safe_join(out, "photo_jpg/f0_happiness_i1.00.png"),
+             "SynthLabels.to_row": labels.to_row,
              "ManifestRow.to_csv_dict": row.to_csv_dict}
     result = {}
     for name, fn in calls.items():

@@ -8,6 +8,7 @@ with `to_row`.
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["SynthLabels", "SynthResult", "TargetLabels"]
+__all__ = ["SynthLabels", "SynthResult", "TargetLabels", "landmarks_json"]
 
 
 def _mapping_free_state(obj: Any) -> dict:
@@ -170,7 +171,6 @@ class SynthLabels:
 
         yaw, pitch, roll = self.pose_deg
         aus = {k: round(v, 3) for k, v in self.au_activations().items() if round(v, 3) != 0.0}
-        pts = np.asarray(self.landmarks, dtype=np.float64).reshape(-1, 2).round(2)
         light = self.lighting if self.lighting is not None else (None, None)
         return {**self.target.to_row(), "yaw": yaw, "pitch": pitch, "roll": roll,
                 "weights": ManifestRow.weights_json(self.weights),
@@ -178,7 +178,7 @@ class SynthLabels:
                 "head_rotation_pitch": float(self.head_rotation_deg[1]),
                 "light_azimuth": light[0], "light_strength": light[1],
                 "au_activations": json.dumps(aus, separators=(",", ":")),
-                "landmarks": json.dumps(pts.tolist(), separators=(",", ":")) if len(pts) else ""}
+                "landmarks": landmarks_json(self.landmarks)}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of every field (the layout the labels dict of earlier versions had)."""
@@ -195,6 +195,84 @@ class SynthLabels:
         warnings.warn("SynthLabels[...] is deprecated: use attributes (labels.weights, labels.target.valence) "
                       "or labels.to_dict()", DeprecationWarning, stacklevel=2)
         return self.to_dict()[key]
+
+
+def landmarks_json(landmarks: Any) -> str:
+    """The manifest's landmarks field: compact JSON ``[[x, y], ...]`` of the points rounded to 0.01 px
+    (``json.dumps(points.round(2).tolist(), separators=(",", ":"))``), "" without points.
+
+    Written by a compiled loop from the points in hundredths (~0.01 ms instead of json's 0.2 ms
+    for 468 points, byte-identical: a double nearest to k/100 prints as k/100's shortest
+    decimal); json itself for non-finite or huge coordinates, which print otherwise.
+    """
+    pts = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
+    if len(pts) == 0:
+        return ""
+    hundredths = np.rint(pts * 100.0)  # what ndarray.round(2) divides by 100
+    if not np.isfinite(hundredths).all() or np.abs(hundredths).max() >= _MAX_PRINTED_HUNDREDTHS:
+        return json.dumps(pts.round(2).tolist(), separators=(",", ":"))
+    return _points_json_writer()(hundredths).tobytes().decode("ascii")
+
+
+#: |k| below which k/100 prints in fixed notation with its integer part exact in int64 (repr
+#: switches to exponents at 1e16)
+_MAX_PRINTED_HUNDREDTHS = 1e17
+
+
+@functools.cache
+def _points_json_writer() -> Callable[[np.ndarray], np.ndarray]:
+    """`_write_points_json` compiled (numba imported on first use: it is slow to import)."""
+    from numba import njit  # noqa: PLC0415
+
+    return njit(cache=True)(_write_points_json)
+
+
+def _write_points_json(hundredths: np.ndarray) -> np.ndarray:
+    """ASCII bytes of ``[[x,y],...]`` for [N, 2] points given in whole hundredths (float64, finite,
+    |k| < 1e17), each printed as repr(k / 100): sign (also of -0.0), integer part, ".", the
+    hundredths without trailing zeros but at least one digit."""
+    n = hundredths.shape[0]
+    out = np.empty(n * 2 * 24 + 2 * n + 2, dtype=np.uint8)
+    digits = np.empty(20, dtype=np.uint8)
+    pos = 0
+    out[pos] = 91  # [
+    pos += 1
+    for i in range(n):
+        if i:
+            out[pos] = 44  # ,
+            pos += 1
+        out[pos] = 91
+        pos += 1
+        for j in range(2):
+            if j:
+                out[pos] = 44
+                pos += 1
+            k = hundredths[i, j]
+            if np.signbit(k):
+                out[pos] = 45  # -
+                pos += 1
+            a = np.int64(abs(k))
+            whole, frac = a // 100, a % 100
+            nd = 0
+            while True:
+                digits[nd] = 48 + whole % 10
+                nd += 1
+                whole //= 10
+                if whole == 0:
+                    break
+            for d in range(nd - 1, -1, -1):
+                out[pos] = digits[d]
+                pos += 1
+            out[pos] = 46  # .
+            out[pos + 1] = 48 + frac // 10
+            pos += 2
+            if frac % 10:
+                out[pos] = 48 + frac % 10
+                pos += 1
+        out[pos] = 93  # ]
+        pos += 1
+    out[pos] = 93
+    return out[:pos + 1]
 
 
 @dataclass(frozen=True, repr=False)

@@ -8,7 +8,9 @@ whole-texture ops on this; the arithmetic is the same here (interpolation as `in
 bilinear sampling as ``grid_sample`` with border padding), so results agree to float rounding.
 `fill_seen_edges` and `fill_from_mirror` are the two steps of `fill_texture` before its last
 push-pull, each one pass over the texture instead of ~10 whole-texture ops; `eroded_blur` is
-a mask's erosion and box blur (the seen weight of an unwrap) in integer sums.
+a mask's erosion and box blur (the seen weight of an unwrap) in integer sums. `depth_from_ids`
+is the depth buffer's camera z from the rasterizer's triangle ids in one pass (what `rast_fill`
+then `interp_fwd` compute, without the barycentric image between them).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["box_mean", "eroded_blur", "fill_from_mirror", "fill_seen_edges", "unwrap_texels"]
+from affectsynth.render._kernels.barycentrics import _pixel_edges
+
+__all__ = ["box_mean", "depth_from_ids", "eroded_blur", "fill_from_mirror", "fill_seen_edges", "unwrap_texels"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -241,3 +245,34 @@ def box_mean(values, radius, out):
                 for m in range(j0, j1):
                     acc += values[k, m]
             out[i, j] = acc / np.float32((i1 - i0) * (j1 - j0))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def depth_from_ids(pos, tri, ids, z, out):
+    """Camera z per pixel of one rasterized image: ``out`` [H, W] float32, inf where ``ids`` is 0.
+
+    pos [1, V, 4] clip positions, tri [T, 3] int32, ids [H, W] triangle id + 1 (the
+    rasterizer's visibility), z [V] float32 camera z. The barycentrics are `rast_fill`'s, rounded
+    to float32 as its output is, and z is interpolated as `interp_fwd` does, so the buffer is
+    bit-identical to ``interpolate(z, rasterize(...))`` at covered pixels.
+    """
+    height, width = ids.shape
+    sx = 2.0 / width
+    sy = 2.0 / height
+    for r in range(height):
+        ny = (r + 0.5) * sy - 1.0
+        for c in range(width):
+            t = ids[r, c] - 1
+            if t < 0:
+                out[r, c] = np.inf
+                continue
+            i0 = tri[t, 0]
+            i1 = tri[t, 1]
+            i2 = tri[t, 2]
+            nx = (c + 0.5) * sx - 1.0
+            e0, e1, e2 = _pixel_edges(pos, 0, i0, i1, i2, nx, ny)[9:]
+            inv = 1.0 / (e0 + e1 + e2)
+            u = np.float32(e0 * inv)
+            v = np.float32(e1 * inv)
+            z2 = z[i2]
+            out[r, c] = z2 + u * (z[i0] - z2) + v * (z[i1] - z2)

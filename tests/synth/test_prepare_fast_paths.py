@@ -228,3 +228,47 @@ def test_compiled_unwrap_of_a_face_outside_the_photo_sees_nothing(faces):
     un = unwrap_face(face["photo"], away, face["synth"].renderer, face["fit"].camera, "skin",
                      resolution=face["res"], photo_mask=None, min_cos=0.05)
     assert not bool(un.visible.any()) and float(un.texture.abs().max()) == 0.0
+    m = face["synth"].model  # the torch path too (its depth box has the same 4 entries)
+    ref = unwrap_texture(face["photo"], away, m.triangles, m.uv, m.triangle_uv, face["fit"].camera,
+                         resolution=face["res"], triangle_mask=face["synth"].renderer.skin, min_cos=0.05)
+    assert not bool(ref.visible.any())
+
+
+def test_unwrap_texture_refuses_texels_of_another_resolution(faces):
+    from affectsynth.face_unwrap import face_uv_texels
+
+    face = faces[0]
+    m, r = face["synth"].model, face["synth"].renderer
+    with pytest.raises(ValueError, match="texels are for R="):
+        unwrap_texture(face["photo"], face["verts"], m.triangles, m.uv, m.triangle_uv, face["fit"].camera,
+                       resolution=face["res"] * 2, triangle_mask=r.skin, min_cos=0.05,
+                       texels=face_uv_texels(r, "skin", face["res"]))
+
+
+def test_compiled_depth_buffer_equals_interpolated_rasterization(faces):
+    """The depth buffer's compiled z (from the rasterizer's ids) is bitwise the z that
+    `interpolate` gives over `rasterize`'s barycentrics, the path it replaces; and
+    `_depth_buffer` sees the same pixels as the rasterizer."""
+    from affectsynth.render.camera import to_clip
+    from affectsynth.render.interpolate import interpolate
+    from affectsynth.render.rasterize import rasterize
+    from affectsynth.render.unwrap import UnwrapSettings, _depth_buffer, _depth_from_visibility
+
+    for face in faces:
+        verts, tri, cam = face["verts"].float(), face["synth"].model.triangles.to(torch.int32), face["fit"].camera
+        z = verts[:, 2]
+        for scale in (1.0, 0.6):  # the photo's size, and a downscaled buffer
+            w, h = int(cam.width * scale), int(cam.height * scale)
+            k = type(cam)(cam.fx * scale, cam.fy * scale, cam.cx * scale, cam.cy * scale, w, h)
+            clip = to_clip(verts[None], k.projection_matrix(near=float(z.min()) * 0.5, far=float(z.max()) * 2 + 1,
+                                                          dtype=torch.float32))
+            rast, _ = rasterize(clip, tri, (h, w), grad_db=False)
+            zb, _ = interpolate(z[None, :, None], rast, tri)
+            cover = rast[0, :, :, 3] > 0
+            ref = torch.where(cover, zb[0, :, :, 0], torch.full_like(zb[0, :, :, 0], float("inf")))
+            got, got_cover = _depth_from_visibility(clip, tri, z, (h, w))
+            assert int(cover.sum()) > 1000
+            assert torch.equal(got_cover, cover)
+            assert torch.equal(got, ref)
+        zbuf, zcover, _ = _depth_buffer(verts, tri, cam, (cam.height, cam.width), UnwrapSettings().max_depth_res, None)
+        assert torch.equal(torch.isfinite(zbuf), zcover) and int(zcover.sum()) > 1000
