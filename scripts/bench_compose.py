@@ -139,33 +139,27 @@ def line(med: dict[str, float], base: dict[str, float] | None = None) -> str:
 
 def compare(args) -> None:
     """This tree against ``args.baseline_ref``: child replays, the trees interleaved ``args.rounds`` times."""
-    from bench_generate import shim_for  # noqa: PLC0415  (the scripts folder is on sys.path)
+    from bench_generate import shim_envs, trees_to_measure  # noqa: PLC0415  (the scripts folder is on sys.path)
 
-    tree = HERE.parents[1]
     tmp = Path(tempfile.mkdtemp(prefix="bench_compose_"))
-    wt = tmp / "baseline"
-    subprocess.run(["git", "-C", str(tree), "worktree", "add", "--detach", str(wt), args.baseline_ref], check=True,
-                   capture_output=True)
     try:
-        trees = {"this tree": tree, f"baseline {args.baseline_ref}": wt}
-        envs = {label: {**os.environ, "PYTHONPATH": str(shim_for(t, tmp / f"shim_{i}"))} for i, (label, t) in
-                enumerate(trees.items())}
-        runs: dict[str, list[dict]] = {label: [] for label in trees}
-        for _ in range(args.rounds):
-            for label in trees:
-                res = subprocess.run([sys.executable, str(HERE), "--child", "--photos", str(args.photos), "--repeats",
-                                      str(args.repeats)], env=envs[label], capture_output=True, text=True)
-                if res.returncode != 0:
-                    raise SystemExit(f"bench_compose: replay of {label} failed:\n{res.stderr[-3000:]}")
-                runs[label].append(json.loads(res.stdout.strip().splitlines()[-1]))
-        med = {label: {s: statistics.median(r[s] for r in rs) for s in STAGES} for label, rs in runs.items()}
-        n = runs["this tree"][0]["outputs"]
-        base = med[f"baseline {args.baseline_ref}"]
-        print(f"{n} outputs, {args.rounds} rounds x {args.repeats} repeats, ms thread-CPU per output (median):")
-        print(f"  baseline {args.baseline_ref}: " + line(base))
-        print("  this tree: " + line(med["this tree"], base))
+        with trees_to_measure(args.baseline_ref, tmp) as trees:
+            envs = shim_envs(trees, tmp)
+            runs: dict[str, list[dict]] = {label: [] for label in trees}
+            for _ in range(args.rounds):
+                for label in trees:
+                    res = subprocess.run([sys.executable, str(HERE), "--child", "--photos", str(args.photos), "--repeats",
+                                          str(args.repeats)], env=envs[label], capture_output=True, text=True)
+                    if res.returncode != 0:
+                        raise SystemExit(f"bench_compose: replay of {label} failed:\n{res.stderr[-3000:]}")
+                    runs[label].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            med = {label: {s: statistics.median(r[s] for r in rs) for s in STAGES} for label, rs in runs.items()}
+            n = runs["this tree"][0]["outputs"]
+            base = med[f"baseline {args.baseline_ref}"]
+            print(f"{n} outputs, {args.rounds} rounds x {args.repeats} repeats, ms thread-CPU per output (median):")
+            print(f"  baseline {args.baseline_ref}: " + line(base))
+            print("  this tree: " + line(med["this tree"], base))
     finally:
-        subprocess.run(["git", "-C", str(tree), "worktree", "remove", "--force", str(wt)], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -115,41 +115,32 @@ def main() -> None:
         print(json.dumps(replay(args.child_replay, 1)))
         return
     tmp = Path(tempfile.mkdtemp(prefix="bench_face_render_"))
-    trees = {"this tree": TREE}
     try:
-        if args.baseline_ref:
-            wt = tmp / "baseline"
-            subprocess.run(["git", "-C", str(TREE), "worktree", "add", "--detach", str(wt), args.baseline_ref],
-                           check=True, capture_output=True)
-            trees["baseline " + args.baseline_ref] = wt
-        calls = tmp / "calls.pt"
-        env0 = {**os.environ, "PYTHONPATH": str(bench_generate.shim_for(TREE, tmp / "shim_capture"))}
-        subprocess.run([sys.executable, "-c", f"import runpy, sys; sys.argv = ['x']; m = runpy.run_path({str(HERE)!r}); "
-                        f"print(m['capture']({args.photos}, __import__('pathlib').Path({str(calls)!r})))"],
-                       env=env0, check=True)
-        envs = {label: {**os.environ, "PYTHONPATH": str(bench_generate.shim_for(tree, tmp / f"shim_{i}"))}
-                for i, (label, tree) in enumerate(trees.items())}
-        runs: dict[str, list[dict]] = {label: [] for label in trees}
-        for _ in range(args.repeats):
-            for label in trees:
-                out = subprocess.run([sys.executable, str(HERE), "--child-replay", str(calls)], env=envs[label],
-                                     capture_output=True, text=True, check=True)
-                runs[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
-        med = {label: {s: statistics.median(r[s] for r in rs) for s in ("total", *STAGES)} for label, rs in runs.items()}
-        print(f"# {runs['this tree'][0]['outputs']} outputs, {args.repeats} rounds, thread-CPU ms per output (median)")
-        print(f"{'stage':14s} " + " ".join(f"{label:>22s}" for label in trees) + ("   ratio" if args.baseline_ref else ""))
-        for s in (*STAGES, "total"):
-            row = f"{s:14s} " + " ".join(f"{med[label][s]:22.3f}" for label in trees)
-            if args.baseline_ref:
-                base = med["baseline " + args.baseline_ref][s]
-                row += f"   {med['this tree'][s] / base:5.2f}" if base > 0 else "      -"
-            print(row)
-        if args.json:
-            args.json.write_text(json.dumps({"median": med, "runs": runs}, indent=1))
+        with bench_generate.trees_to_measure(args.baseline_ref, tmp) as trees:
+            calls = tmp / "calls.pt"
+            env0 = {**os.environ, "PYTHONPATH": str(bench_generate.shim_for(TREE, tmp / "shim_capture"))}
+            subprocess.run([sys.executable, "-c", f"import runpy, sys; sys.argv = ['x']; m = runpy.run_path({str(HERE)!r}); "
+                            f"print(m['capture']({args.photos}, __import__('pathlib').Path({str(calls)!r})))"],
+                           env=env0, check=True)
+            envs = bench_generate.shim_envs(trees, tmp)
+            runs: dict[str, list[dict]] = {label: [] for label in trees}
+            for _ in range(args.repeats):
+                for label in trees:
+                    out = subprocess.run([sys.executable, str(HERE), "--child-replay", str(calls)], env=envs[label],
+                                         capture_output=True, text=True, check=True)
+                    runs[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            med = {label: {s: statistics.median(r[s] for r in rs) for s in ("total", *STAGES)} for label, rs in runs.items()}
+            print(f"# {runs['this tree'][0]['outputs']} outputs, {args.repeats} rounds, thread-CPU ms per output (median)")
+            print(f"{'stage':14s} " + " ".join(f"{label:>22s}" for label in trees) + ("   ratio" if args.baseline_ref else ""))
+            for s in (*STAGES, "total"):
+                row = f"{s:14s} " + " ".join(f"{med[label][s]:22.3f}" for label in trees)
+                if args.baseline_ref:
+                    base = med["baseline " + args.baseline_ref][s]
+                    row += f"   {med['this tree'][s] / base:5.2f}" if base > 0 else "      -"
+                print(row)
+            if args.json:
+                args.json.write_text(json.dumps({"median": med, "runs": runs}, indent=1))
     finally:
-        if args.baseline_ref:
-            subprocess.run(["git", "-C", str(TREE), "worktree", "remove", "--force", str(tmp / "baseline")],
-                           capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -29,6 +29,7 @@ cycled up to ``--photos // 2`` (see `photo_dir`), then mirrored. Prints ``uptime
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 HERE = Path(__file__).resolve()
 TREE = HERE.parents[1]
@@ -187,6 +189,33 @@ def shim_for(tree: Path, where: Path) -> Path:
     for sub in ("fitting", "blendshapes", "render"):
         (pkg / sub).symlink_to(tree / sub)
     return where
+
+
+@contextlib.contextmanager
+def trees_to_measure(baseline_ref: str | None, where: Path) -> Iterator[dict[str, Path]]:
+    """The source trees a benchmark compares, by label: ``"this tree"``, plus with `baseline_ref`
+    ``"baseline REF"``, a detached git worktree of REF at ``where / "baseline"`` (removed on exit)."""
+    trees = {"this tree": TREE}
+    wt = where / "baseline"
+    if baseline_ref:
+        subprocess.run(["git", "-C", str(TREE), "worktree", "add", "--detach", str(wt), baseline_ref], check=True,
+                       capture_output=True)
+        trees[f"baseline {baseline_ref}"] = wt
+    try:
+        yield trees
+    finally:
+        if baseline_ref:
+            subprocess.run(["git", "-C", str(TREE), "worktree", "remove", "--force", str(wt)], capture_output=True)
+
+
+def shim_envs(trees: dict[str, Path], where: Path, *, before: tuple[Path, ...] = ()) -> dict[str, dict]:
+    """Per tree label, the environment of a child process that imports affectsynth from that tree
+    (`shim_for`, made under `where`), with the folders `before` ahead of it on PYTHONPATH.
+
+    Otherwise the environment users have (no OMP_NUM_THREADS): the thread settings are the code's own.
+    """
+    return {label: {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, before), str(shim_for(tree, where / f"shim_{i}"))])}
+            for i, (label, tree) in enumerate(trees.items())}
 
 
 def photo_dir(n: int, where: Path, names: tuple[str, ...] = DEV_PHOTOS[:-1], *, mirrored: bool = False) -> Path:
@@ -362,39 +391,29 @@ def main() -> None:
         return
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     tmp = Path(tempfile.mkdtemp(prefix="bench_generate_"))
-    trees = {"this tree": TREE}
     try:
-        if args.baseline_ref:
-            wt = tmp / "baseline"
-            subprocess.run(["git", "-C", str(TREE), "worktree", "add", "--detach", str(wt), args.baseline_ref],
-                           check=True, capture_output=True)
-            trees["baseline " + args.baseline_ref] = wt
-        dirs = {"stages": photo_dir(min(args.photos, 6), tmp / "stages"), "warm": photo_dir(1, tmp / "warm", DEV_PHOTOS[-1:]), "half": photo_dir(args.photos // 2, tmp / "half"),
-                "full": photo_dir(args.photos // 2, tmp / "full", mirrored=True)}
-        envs, commits = {}, {}
-        for i, (label, tree) in enumerate(trees.items()):
-            # the environment users have (no OMP_NUM_THREADS): the thread settings are the code's own
-            envs[label] = {**os.environ, "PYTHONPATH": str(shim_for(tree, tmp / f"shim_{i}"))}
-            commits[label] = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                            text=True).stdout.strip()
-        # rounds interleave the trees, so that both see the same (changing) load
-        stage_runs = {label: [] for label in trees}
-        cli_runs = {label: [] for label in trees}
-        for _ in range(args.repeats):
-            for label in trees:
-                stage_runs[label].append(stage_round(label, envs[label], dirs, args))
-            for label in trees:
-                cli_runs[label].append(cli_round(envs[label], dirs, args))
-        results = {label: {"commit": commits[label], **summarize(stage_runs[label], cli_runs[label])} for label in trees}
-        base = next((v for k, v in results.items() if k.startswith("baseline")), None)
-        for label, m in results.items():
-            report(f"{label} ({m['commit']})", m, base if m is not base else None)
-        print("\nuptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-        if args.json:
-            args.json.write_text(json.dumps(results, indent=1, default=str))
+        with trees_to_measure(args.baseline_ref, tmp) as trees:
+            dirs = {"stages": photo_dir(min(args.photos, 6), tmp / "stages"), "warm": photo_dir(1, tmp / "warm", DEV_PHOTOS[-1:]), "half": photo_dir(args.photos // 2, tmp / "half"),
+                    "full": photo_dir(args.photos // 2, tmp / "full", mirrored=True)}
+            envs = shim_envs(trees, tmp)
+            commits = {label: subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                             text=True).stdout.strip() for label, tree in trees.items()}
+            # rounds interleave the trees, so that both see the same (changing) load
+            stage_runs = {label: [] for label in trees}
+            cli_runs = {label: [] for label in trees}
+            for _ in range(args.repeats):
+                for label in trees:
+                    stage_runs[label].append(stage_round(label, envs[label], dirs, args))
+                for label in trees:
+                    cli_runs[label].append(cli_round(envs[label], dirs, args))
+            results = {label: {"commit": commits[label], **summarize(stage_runs[label], cli_runs[label])} for label in trees}
+            base = next((v for k, v in results.items() if k.startswith("baseline")), None)
+            for label, m in results.items():
+                report(f"{label} ({m['commit']})", m, base if m is not base else None)
+            print("\nuptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1, default=str))
     finally:
-        if args.baseline_ref:
-            subprocess.run(["git", "-C", str(TREE), "worktree", "remove", "--force", str(tmp / "baseline")], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -129,28 +128,20 @@ def main() -> None:
         print(json.dumps(child(args.repeats)))
         return
     tmp = Path(tempfile.mkdtemp(prefix="bench_prepare_"))
-    trees = {"this tree": bench_generate.TREE}
     try:
-        if args.baseline_ref:
-            wt = tmp / "baseline"
-            subprocess.run(["git", "-C", str(bench_generate.TREE), "worktree", "add", "--detach", str(wt),
-                            args.baseline_ref], check=True, capture_output=True)
-            trees[f"baseline {args.baseline_ref}"] = wt
-        envs = {label: {**os.environ, "PYTHONPATH": str(bench_generate.shim_for(tree, tmp / f"shim_{i}"))}
-                for i, (label, tree) in enumerate(trees.items())}
-        results: dict[str, list[dict]] = {label: [] for label in trees}
-        for _ in range(args.rounds):
-            for label in trees:
-                res = subprocess.run([sys.executable, str(HERE), "--child", "--repeats", str(args.repeats)],
-                                     env=envs[label], capture_output=True, text=True)
-                if res.returncode != 0:
-                    raise SystemExit(f"bench_prepare: {label} failed:\n{res.stderr[-3000:]}")
-                results[label].append(json.loads(res.stdout.strip().splitlines()[-1]))
-        _report(results)
+        with bench_generate.trees_to_measure(args.baseline_ref, tmp) as trees:
+            envs = bench_generate.shim_envs(trees, tmp)
+            results: dict[str, list[dict]] = {label: [] for label in trees}
+            for _ in range(args.rounds):
+                for label in trees:
+                    res = subprocess.run([sys.executable, str(HERE), "--child", "--repeats", str(args.repeats)],
+                                         env=envs[label], capture_output=True, text=True)
+                    if res.returncode != 0:
+                        raise SystemExit(f"bench_prepare: {label} failed:\n{res.stderr[-3000:]}")
+                    results[label].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            _report(results)
     finally:
-        if args.baseline_ref:
-            subprocess.run(["git", "-C", str(bench_generate.TREE), "worktree", "remove", "--force", str(tmp / "baseline")],
-                           capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _report(results: dict[str, list[dict]]) -> None:

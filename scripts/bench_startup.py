@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_generate import TREE, photo_dir, shim_for  # noqa: E402  (a sibling script, not a package)
+from bench_generate import photo_dir, shim_envs, trees_to_measure  # noqa: E402  (a sibling script, not a package)
 
 #: The tracer every process of a run loads; it appends JSON lines to $AFFECTSYNTH_BENCH_TRACE.
 SITECUSTOMIZE = r'''
@@ -210,32 +210,23 @@ def main() -> None:
     args = ap.parse_args()
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     tmp = Path(tempfile.mkdtemp(prefix="bench_startup_"))
-    trees = {"this tree": TREE}
     try:
-        if args.baseline_ref:
-            wt = tmp / "baseline"
-            subprocess.run(["git", "-C", str(TREE), "worktree", "add", "--detach", str(wt), args.baseline_ref],
-                           check=True, capture_output=True)
-            trees["baseline " + args.baseline_ref] = wt
-        in_dir = photo_dir(args.photos, tmp / "photos")
-        (tmp / "site").mkdir()
-        (tmp / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
-        envs = {label: {**os.environ, "PYTHONPATH": f"{tmp / 'site'}:{shim_for(tree, tmp / f'shim_{i}')}"}
-                for i, (label, tree) in enumerate(trees.items())}
-        for label in trees:  # untimed: fills numba's cache of each tree
-            run_once(envs[label], in_dir, 1, tmp, args.size)
-        runs = {(label, w): [] for label in trees for w in args.workers}
-        for _ in range(args.repeats):
+        with trees_to_measure(args.baseline_ref, tmp) as trees:
+            in_dir = photo_dir(args.photos, tmp / "photos")
+            (tmp / "site").mkdir()
+            (tmp / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+            envs = shim_envs(trees, tmp, before=(tmp / "site",))
+            for label in trees:  # untimed: fills numba's cache of each tree
+                run_once(envs[label], in_dir, 1, tmp, args.size)
+            runs = {(label, w): [] for label in trees for w in args.workers}
+            for _ in range(args.repeats):
+                for w in args.workers:
+                    for label in trees:
+                        runs[label, w].append(breakdown(run_once(envs[label], in_dir, w, tmp, args.size)))
             for w in args.workers:
-                for label in trees:
-                    runs[label, w].append(breakdown(run_once(envs[label], in_dir, w, tmp, args.size)))
-        for w in args.workers:
-            report(w, {label: runs[label, w] for label in trees})
-        print("\nuptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+                report(w, {label: runs[label, w] for label in trees})
+            print("\nuptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     finally:
-        if args.baseline_ref:
-            subprocess.run(["git", "-C", str(TREE), "worktree", "remove", "--force", str(tmp / "baseline")],
-                           capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
