@@ -13,6 +13,8 @@ import math
 import numpy as np
 from numba import njit
 
+from affectsynth.render._kernels.mesh import triangle_normal
+
 __all__ = ["shade_face", "close_teeth_gaps_", "close_slits_", "mouth_facing_", "to_clip_", "face_rgba"]
 
 
@@ -330,18 +332,10 @@ def mouth_facing_(rast, kind, tri, vertices, mouth_tri, inc_start, inc_tri, out)
         nz = np.float32(0.0)
         for j in range(inc_start[i], inc_start[i + 1]):
             t = inc_tri[j]
-            i0 = mouth_tri[t, 0]
-            i1 = mouth_tri[t, 1]
-            i2 = mouth_tri[t, 2]
-            ax = vertices[i1, 0] - vertices[i0, 0]
-            ay = vertices[i1, 1] - vertices[i0, 1]
-            az = vertices[i1, 2] - vertices[i0, 2]
-            bx = vertices[i2, 0] - vertices[i0, 0]
-            by = vertices[i2, 1] - vertices[i0, 1]
-            bz = vertices[i2, 2] - vertices[i0, 2]
-            nx += ay * bz - az * by
-            ny += az * bx - ax * bz
-            nz += ax * by - ay * bx
+            tx, ty, tz = triangle_normal(vertices, mouth_tri[t, 0], mouth_tri[t, 1], mouth_tri[t, 2])
+            nx += tx
+            ny += ty
+            nz += tz
         n = max(math.sqrt(nx * nx + ny * ny + nz * nz), 1e-12)
         vx = vertices[i, 0]
         vy = vertices[i, 1]

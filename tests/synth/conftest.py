@@ -88,3 +88,18 @@ def awkward(tmp_path_factory: pytest.TempPathFactory, photo: np.ndarray) -> dict
 def awkward_writer():
     """:func:`write_awkward_images`, for tests that need their own copy (no cross-test imports)."""
     return write_awkward_images
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` runs: exists and is not a zombie (from Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def alive():
+    """``alive(pid)``: whether that process runs (exists and is not a zombie; Linux /proc)."""
+    return _process_alive

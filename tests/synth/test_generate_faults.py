@@ -64,22 +64,15 @@ def _rows(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _children(pid: int) -> set[int]:
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` (workers fork from a fork server: they are grandchildren)."""
     kids = set()
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
             kids |= {int(x) for x in (task / "children").read_text().split()}
         except OSError:
             pass
-    return kids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
+    return kids.union(*(_descendants(k) for k in kids))
 
 
 def _start_and_wait_for_rows(cmd: list[str], out: Path, log: Path, n: int = 1) -> subprocess.Popen:
@@ -98,17 +91,17 @@ def _start_and_wait_for_rows(cmd: list[str], out: Path, log: Path, n: int = 1) -
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_workers_die_with_their_parent(tmp_path, faces_dir, sig):
+def test_workers_die_with_their_parent(tmp_path, faces_dir, sig, alive):
     out = tmp_path / "out"
     proc = _start_and_wait_for_rows(_cmd(faces_dir, out, "--workers", "2"), out, tmp_path / "log")
-    workers = _children(proc.pid)
-    assert len(workers) >= 2  # the spawn pool (plus its resource tracker)
+    workers = _descendants(proc.pid)
+    assert len(workers) >= 3  # the 2 workers, the fork server they fork from (Linux; spawned elsewhere), a resource tracker
     os.kill(proc.pid, sig)  # the parent only, as `kill` or `timeout` do
     rc = proc.wait(60)
     deadline = time.time() + 15
-    while time.time() < deadline and any(_alive(w) for w in workers):
+    while time.time() < deadline and any(alive(w) for w in workers):
         time.sleep(0.1)
-    assert not any(_alive(w) for w in workers), "workers outlived their parent"
+    assert not any(alive(w) for w in workers), "workers outlived their parent"
     if sig == signal.SIGTERM:
         assert rc == 128 + signal.SIGTERM, (tmp_path / "log").read_text()[-2000:]
         assert "stopped by SIGTERM" in (tmp_path / "log").read_text()

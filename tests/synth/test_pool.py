@@ -105,14 +105,6 @@ def _pool_process(jobs: list[str], pid_dir: Path, **kw) -> subprocess.Popen:
                             **kw)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
 @needs_forkserver
 def test_workers_fork_from_a_server_that_imported_the_engine(tmp_path):
     proc = _pool_process(["a", "b", "c"], tmp_path)
@@ -128,16 +120,16 @@ def test_workers_fork_from_a_server_that_imported_the_engine(tmp_path):
 
 @needs_forkserver
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_forked_workers_die_with_the_main_process(tmp_path, sig):
+def test_forked_workers_die_with_the_main_process(tmp_path, sig, alive):
     proc = _pool_process(["sleep", "sleep"], tmp_path)
     deadline = time.time() + 240
     while time.time() < deadline and len(list(tmp_path.iterdir())) < 2 and proc.poll() is None:
         time.sleep(0.05)
     workers = [int(p.name) for p in tmp_path.iterdir()]
-    assert len(workers) == 2 and all(_alive(w) for w in workers), proc.communicate()[0] if proc.poll() is not None else ""
+    assert len(workers) == 2 and all(alive(w) for w in workers), proc.communicate()[0] if proc.poll() is not None else ""
     os.kill(proc.pid, sig)  # the main process only: the fork server and the workers must follow it
     deadline = time.time() + 15  # not reaped meanwhile: a dead main process stays a zombie
-    while time.time() < deadline and any(_alive(w) for w in workers):
+    while time.time() < deadline and any(alive(w) for w in workers):
         time.sleep(0.1)
     proc.wait(60)
-    assert not any(_alive(w) for w in workers), "workers outlived the main process"
+    assert not any(alive(w) for w in workers), "workers outlived the main process"
