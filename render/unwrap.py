@@ -463,6 +463,32 @@ def fill_texture(
             f"fill_texture: texture must be [R, R, C] and weight [R, R], got "
             f"{list(texture.shape)} and {list(weight.shape)}"
         )
+    if mirror_uv is not None and mirror_uv.shape != (*texture.shape[:2], 2):
+        raise ValueError(f"fill_texture: mirror_uv must be {[*texture.shape[:2], 2]}, got {list(mirror_uv.shape)}")
+    wants_grad = torch.is_grad_enabled() and (texture.requires_grad or weight.requires_grad)
+    if not wants_grad and texture.device.type == "cpu" and texture.dtype == torch.float32:
+        return _fill_texture_compiled(texture, weight, mirror_uv, grow_px)
+    return _fill_texture_torch(texture, weight, mirror_uv, grow_px)
+
+
+def _fill_texture_compiled(texture: Tensor, weight: Tensor, mirror_uv: Tensor | None, grow_px: int) -> Tensor:
+    """`fill_texture` on CPU float32 without grad: growth and mirror steps compiled (the same
+    arithmetic as `_fill_texture_torch`, equal to float rounding, seen texels bit for bit)."""
+    from affectsynth.render._kernels.unwrap import fill_from_mirror, fill_seen_edges  # noqa: PLC0415  (numba import is slow)
+
+    c = texture.detach().clone(memory_format=torch.contiguous_format)
+    w = weight.detach().to(torch.float32).clamp(0.0, 1.0).contiguous()
+    if grow_px > 0:
+        fill_seen_edges(c.numpy(), w.numpy(), push_pull_fill(c, w).numpy(), int(grow_px))
+    if mirror_uv is not None:
+        mc, mw = torch.empty_like(c), torch.empty_like(w)
+        fill_from_mirror(c.numpy(), w.numpy(), mirror_uv.to(torch.float32).contiguous().numpy(), mc.numpy(), mw.numpy())
+        c, w = mc, mw
+    return push_pull_fill(c, w)
+
+
+def _fill_texture_torch(texture: Tensor, weight: Tensor, mirror_uv: Tensor | None, grow_px: int) -> Tensor:
+    """`fill_texture` in torch ops (autograd, any device and float type)."""
     w = weight.to(texture.dtype).clamp(0.0, 1.0)
     c = texture
     if grow_px > 0:
@@ -473,8 +499,6 @@ def fill_texture(
         c = torch.where(band[..., None], local * (1 - w[..., None]) + c * w[..., None], c)
         w = torch.where(band, torch.ones_like(w), w)
     if mirror_uv is not None:
-        if mirror_uv.shape != (*texture.shape[:2], 2):
-            raise ValueError(f"fill_texture: mirror_uv must be {[*texture.shape[:2], 2]}, got {list(mirror_uv.shape)}")
         Rh, Rw = texture.shape[:2]
         valid = (mirror_uv >= 0).all(dim=-1)
         coords = mirror_uv.to(texture.dtype) * torch.tensor([float(Rw), float(Rh)], dtype=texture.dtype, device=texture.device)

@@ -62,7 +62,6 @@ HOOKS = (
     ("affectsynth.prepare", "unwrap_texture", "prepare.unwrap"),
     ("affectsynth.prepare", "unwrap_face", "prepare.unwrap"),
     ("affectsynth.prepare", "fill_texture", "prepare.fill"),
-    ("affectsynth.prepare", "fill_unwrapped", "prepare.fill"),
     ("affectsynth.prepare", "estimate_light", "prepare.light"),
     ("affectsynth.prepare", "unwrap_photo_teeth", "prepare.teeth"),
     ("affectsynth.prepare", "teeth_pixels", "prepare.teeth"),

@@ -4,8 +4,7 @@
 which triangle covers each texel, and where in it, depends on the model's topology, UVs and
 the texture side only: the same for every photo. `face_uv_texels` keeps it (`uv_texels`) per
 (renderer, part, resolution), and `unwrap_face` passes it to `unwrap_texture`, which then does
-only the per-photo work, compiled, on CPU float32 without grad. `fill_unwrapped` is
-`fill_texture` with its growth and mirror steps compiled alike.
+only the per-photo work, compiled, on CPU float32 without grad.
 """
 
 from __future__ import annotations
@@ -17,20 +16,17 @@ import torch
 from torch import Tensor
 
 from affectsynth.fitting import Camera
-from affectsynth.render.inpaint import push_pull_fill
-from affectsynth.render.unwrap import UnwrapResult, UVTexels, fill_texture, unwrap_texture, uv_texels, uv_tile_triangles
+from affectsynth.render.unwrap import UnwrapResult, UVTexels, unwrap_texture, uv_texels, uv_tile_triangles
 
 if TYPE_CHECKING:  # face_render imports teeth, which imports this module
     from affectsynth.face_render import FaceRenderer
 
-__all__ = ["face_uv_texels", "fill_unwrapped", "unwrap_face"]
+__all__ = ["face_uv_texels", "unwrap_face"]
 
 #: the model's parts with a texture unwrapped from the photo: "skin" (all triangles occlude, the
 #: rendered skin is unwrapped, UV tile (0, 0)) or "teeth" (the teeth alone occlude and are
 #: unwrapped, `affectsynth.teeth.TEETH_UV_TILE`)
 _PARTS = ("skin", "teeth")
-#: `fill_texture`'s local growth band, texels (its default)
-_FILL_GROW_PX = 2
 
 
 @lru_cache(maxsize=8)
@@ -76,33 +72,3 @@ def unwrap_face(photo: Tensor, vertices: Tensor, renderer: FaceRenderer, camera:
     texels = face_uv_texels(renderer, part, int(resolution)) if photo.device.type == "cpu" else None
     return unwrap_texture(photo, vertices, tri, renderer.model.uv, tri_uv, camera, resolution=resolution,
                           triangle_mask=sel, uv_tile=tile, photo_mask=photo_mask, min_cos=min_cos, texels=texels)
-
-
-def fill_unwrapped(texture: Tensor, weight: Tensor, *, mirror_uv: Tensor | None = None) -> Tensor:
-    """`fill_texture` (local growth of 2 texels, mirror texel, push-pull) of an unwrapped texture.
-
-    On CPU float32 without grad the growth and mirror steps run compiled (the same arithmetic,
-    results equal to float rounding); otherwise `fill_texture` itself.
-
-    Args:
-        texture: [R, R, C] float texture (`UnwrapResult.texture`).
-        weight: [R, R] float weights in [0, 1] (the visibility: seen texels keep their colour).
-        mirror_uv: optional [R, R, 2] from `affectsynth.render.unwrap.mirror_texel_map`.
-    """
-    wants_grad = torch.is_grad_enabled() and (texture.requires_grad or weight.requires_grad)
-    if wants_grad or texture.device.type != "cpu" or texture.dtype != torch.float32 or texture.ndim != 3:
-        return fill_texture(texture, weight, mirror_uv=mirror_uv, grow_px=_FILL_GROW_PX)
-    from affectsynth.render._kernels.unwrap import fill_from_mirror, fill_seen_edges  # noqa: PLC0415  (numba import is slow)
-
-    if weight.shape != texture.shape[:2]:
-        raise ValueError(f"fill_unwrapped: weight must be {list(texture.shape[:2])}, got {list(weight.shape)}")
-    c = texture.detach().clone(memory_format=torch.contiguous_format)
-    w = weight.detach().to(torch.float32).clamp(0.0, 1.0).contiguous()
-    fill_seen_edges(c.numpy(), w.numpy(), push_pull_fill(c, w).numpy(), _FILL_GROW_PX)
-    if mirror_uv is not None:
-        if mirror_uv.shape != (*texture.shape[:2], 2):
-            raise ValueError(f"fill_unwrapped: mirror_uv must be {[*texture.shape[:2], 2]}, got {list(mirror_uv.shape)}")
-        mc, mw = torch.empty_like(c), torch.empty_like(w)
-        fill_from_mirror(c.numpy(), w.numpy(), mirror_uv.to(torch.float32).contiguous().numpy(), mc.numpy(), mw.numpy())
-        c, w = mc, mw
-    return push_pull_fill(c, w)

@@ -21,8 +21,8 @@ from torch import Tensor
 from affectsynth.expression_shading import FaceLight, estimate_light
 from affectsynth.face_render import TYPICAL_SKIN, FaceRenderer
 from affectsynth.fitting import FaceFit
-from affectsynth.face_unwrap import fill_unwrapped, unwrap_face
-from affectsynth.render.unwrap import mirror_texel_map
+from affectsynth.face_unwrap import unwrap_face
+from affectsynth.render.unwrap import fill_texture, mirror_texel_map
 from affectsynth.teeth import PhotoTeeth, teeth_pixels, unwrap_photo_teeth
 
 __all__ = ["PreparedFace", "fit_digest", "prepare_face", "texture_resolution"]
@@ -111,7 +111,7 @@ def prepare_face(image: np.ndarray, fit: FaceFit, renderer: FaceRenderer, *, res
     un = unwrap_face(photo_f, verts, renderer, cam, "skin", resolution=resolution, min_cos=0.05,
                      photo_mask=None if not_skin is None else ~not_skin)
     # every texel the photo sees keeps the photo's colour; only unseen ones are filled
-    tex = fill_unwrapped(un.texture, un.visible.to(un.texture.dtype), mirror_uv=_mirror_map(renderer, resolution))
+    tex = fill_texture(un.texture, un.visible.to(un.texture.dtype), mirror_uv=_mirror_map(renderer, resolution))
     vis = un.weight > 0.5
     skin = un.texture[vis].mean(0) if vis.any() else torch.tensor(TYPICAL_SKIN, device=device)
     teeth = None

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from affectsynth.face_unwrap import fill_unwrapped, unwrap_face
+from affectsynth.face_unwrap import unwrap_face
 from affectsynth.fitting import Camera
+from affectsynth.render.unwrap import fill_texture
 
 if TYPE_CHECKING:  # face_render imports this module
     from affectsynth.face_render import FaceRenderer
@@ -180,7 +181,7 @@ def unwrap_photo_teeth(photo: Tensor, vertices: Tensor, renderer: FaceRenderer, 
                      min_cos=0.05)
     if not bool(un.visible.any()):
         return None
-    tex = fill_unwrapped(un.texture, un.visible.to(un.texture.dtype))
+    tex = fill_texture(un.texture, un.visible.to(un.texture.dtype))
     weight = _soft_edge(un.weight * un.visible)
     color = photo[pixels].mean(0)
     return PhotoTeeth(texture=tex, weight=weight.clamp(0, 1), color=color)
