@@ -1,12 +1,13 @@
-"""Benchmark `affectsynth.images.save_png`'s encoders on real outputs: ms per image and KB.
+"""Benchmark the output encoders (`affectsynth.images.save_png`, lossless WebP) on real images: ms per image and KB.
 
     python scripts/bench_png.py [--repeats 31] [PNG ...]
 
 Encodes each image (default: 256 px face crops of the dev photos, as ``generate --size 256``
 crops them, unsynthesised) with the fast encoder (`encode_png_fast` at level 1, deflated by ISA-L,
 the default, and by zlib, the fallback) and with Pillow at
-levels 1 and 6 (what `save_png` did before at level 1: Pillow with zlib's RLE strategy), and
-prints the median thread-CPU ms (one thread; the machine is shared) and the bytes. Every encoding
+levels 1 and 6 (what `save_png` did before at level 1: Pillow with zlib's RLE strategy), then as
+lossless WebP (`affectsynth.output_images.encode_webp_lossless`: ``--image-format webp``, and one
+higher effort for comparison), and prints the median thread-CPU ms (one thread; the machine is shared) and the bytes. Every encoding
 is decoded again and must give back the pixels. Then the write that follows the encoding in
 ``save_png`` (`affectsynth.atomic.atomic_write_bytes`: temporary file, rename), 8 files per new
 folder as ``generate`` writes them.
@@ -28,6 +29,7 @@ from PIL import Image
 
 from affectsynth.atomic import atomic_write_bytes
 from affectsynth.images import encode_png_fast, load_image
+from affectsynth.output_images import WEBP_METHOD, WEBP_QUALITY, encode_webp_lossless
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "assets" / "dev-photos"
 
@@ -43,7 +45,9 @@ def _pillow(level: int, strategy: int):
 ENCODERS = {"fast (Up filter, ISA-L) l1": lambda a: encode_png_fast(a, 1, deflater="isal"),
             "fast (Up filter, zlib RLE) l1": lambda a: encode_png_fast(a, 1, deflater="zlib"),
             "Pillow l1 RLE (before)": _pillow(1, zlib.Z_RLE),
-            "Pillow l6": _pillow(6, zlib.Z_DEFAULT_STRATEGY)}
+            "Pillow l6": _pillow(6, zlib.Z_DEFAULT_STRATEGY),
+            f"WebP lossless m{WEBP_METHOD} q{WEBP_QUALITY} (webp)": encode_webp_lossless,
+            "WebP lossless m1 q0": lambda a: encode_webp_lossless(a, method=1, quality=0)}
 
 
 def images(paths: list[Path]) -> list[np.ndarray]:

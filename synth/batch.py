@@ -28,10 +28,11 @@ import numpy as np
 from affectsynth.atomic import remove_stale_temps
 from affectsynth.crop import crop_square
 from affectsynth.generate_settings import GenerateSettings
-from affectsynth.images import ImageLoadError, load_image, save_png
+from affectsynth.images import ImageLoadError, load_image
 from affectsynth.lock import OutputDirLock
 from affectsynth.manifest import Manifest, ManifestRow
 from affectsynth.naming import safe_join
+from affectsynth.output_images import save_output_image
 from affectsynth.plan import Job, Plan, item_seed, plan_jobs, select_targets
 from affectsynth.pool import WorkerSetupError, die_with_parent, run_pool
 from affectsynth.progress import OutputProgress
@@ -179,8 +180,8 @@ def _finish_output(synthesizer: Any, job: Job, res: Any, target: Any, face: int,
             return ok_row(job, face, n_faces, out, seed, res.labels, verification=verification,
                           status="rejected", reason=reason, placement=placement)
     try:
-        save_png(safe_join(job.output_dir, out), image, compress_level=s.png_compress_level,
-                 fsync=False)
+        save_output_image(safe_join(job.output_dir, out), image, image_format=s.image_format,
+                          png_compress_level=s.png_compress_level, fsync=False)
     except (OSError, ValueError) as e:
         if isinstance(e, OSError) and e.errno in _NO_SPACE:
             raise DiskFullError(e.errno, f"{job.output_dir}: {os.strerror(e.errno)} while writing {out}; "

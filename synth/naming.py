@@ -33,6 +33,9 @@ frames; the flat layout joins the parts with ``_``::
     flat:   OUTPUT_DIR/img_jpg-<12 hex>__f0_path-circle_frame_0007.png
 
 No target slug starts with ``path-``, so frames never collide with single outputs.
+
+With ``--image-format webp`` (`affectsynth.output_images`) every name above ends in ``.webp``
+instead of ``.png``: the rest of the name does not change.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from affectsynth.images import IMAGE_EXTENSIONS
+from affectsynth.output_images import image_suffix
 
 __all__ = [
     "LAYOUTS",
@@ -188,7 +192,7 @@ def source_relpath(path: str | os.PathLike, input_dir: str | os.PathLike) -> Pur
 
 
 def output_relpath(rel_source: str | PurePosixPath, slug: str, face: int = 0, *,
-                   layout: str = "nested") -> PurePosixPath:
+                   layout: str = "nested", image_format: str = "png") -> PurePosixPath:
     """Relative output path for one (source, face, target).
 
     Args:
@@ -197,14 +201,15 @@ def output_relpath(rel_source: str | PurePosixPath, slug: str, face: int = 0, *,
         slug: :func:`target_slug` of the target.
         face: face index in the photo (0 = largest).
         layout: "nested" or "flat" (see the module docstring).
+        image_format: the output's format, "png" or "webp" (`affectsynth.output_images`): its suffix.
 
     Raises:
         UnsafePathError: ``rel_source`` is absolute or contains ``..``.
-        ValueError: unknown layout or a bad face index.
+        ValueError: unknown layout or image format, or a bad face index.
     """
     rel = _check_source(rel_source, face, layout, "output_relpath")
     slug = _clean_component(slug.replace("/", "_"))
-    return _source_output(rel, (f"f{face}_{slug}.png",), layout)
+    return _source_output(rel, (f"f{face}_{slug}{image_suffix(image_format)}",), layout)
 
 
 def _check_source(rel_source: str | PurePosixPath, face: int, layout: str, where: str) -> PurePosixPath:
@@ -241,7 +246,7 @@ def sequence_slug(name: str) -> str:
 
 
 def frame_relpath(rel_source: str | PurePosixPath, sequence: str, index: int, face: int = 0, *,
-                  layout: str = "nested") -> PurePosixPath:
+                  layout: str = "nested", image_format: str = "png") -> PurePosixPath:
     """Relative output path of frame ``index`` of sequence ``sequence`` on face ``face``.
 
     Nested: ``<source folder>/f<face>_path-<sequence>/frame_<index:04d>.png`` (the frame names of
@@ -253,10 +258,11 @@ def frame_relpath(rel_source: str | PurePosixPath, sequence: str, index: int, fa
         index: frame number, >= 0.
         face: face index in the photo (0 = largest).
         layout: "nested" or "flat".
+        image_format: the frames' format, "png" or "webp": their suffix.
 
     Raises:
         UnsafePathError: ``rel_source`` is absolute or contains ``..``.
-        ValueError: unknown layout, a bad face or frame index.
+        ValueError: unknown layout or image format, a bad face or frame index.
 
     Example:
         >>> frame_relpath("a/img.jpg", "circle", 7).as_posix()
@@ -267,7 +273,7 @@ def frame_relpath(rel_source: str | PurePosixPath, sequence: str, index: int, fa
     rel = _check_source(rel_source, face, layout, "frame_relpath")
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         raise ValueError(f"frame_relpath: index must be an int >= 0, got {index!r}")
-    return _source_output(rel, (f"f{face}_{sequence_slug(sequence)}", frame_name(index)), layout)
+    return _source_output(rel, (f"f{face}_{sequence_slug(sequence)}", frame_name(index, image_format)), layout)
 
 
 def safe_join(root: str | os.PathLike, rel: str | PurePosixPath) -> Path:

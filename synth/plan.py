@@ -59,7 +59,8 @@ class Job:
 
     def output_for(self, target: Any, face: int = 0) -> str:
         """Relative output path of ``target`` on face ``face``."""
-        return str(output_relpath(self.rel_source, target_slug(target), face, layout=self.settings.layout))
+        return str(output_relpath(self.rel_source, target_slug(target), face, layout=self.settings.layout,
+                                  image_format=self.settings.image_format))
 
     def seed_for(self, target: Any, face: int = 0) -> int:
         """Synthesis seed of one output: from (run seed, source, face, target)."""
@@ -72,7 +73,8 @@ class Job:
 
     def frame_output(self, sequence: str, index: int, face: int = 0) -> str:
         """Relative output path of frame ``index`` of the sequence named ``sequence`` on face ``face``."""
-        return str(frame_relpath(self.rel_source, sequence, index, face, layout=self.settings.layout))
+        return str(frame_relpath(self.rel_source, sequence, index, face, layout=self.settings.layout,
+                                 image_format=self.settings.image_format))
 
     def sequence_seed(self, sequence: str, face: int = 0) -> int:
         """Seed of all frames of one sequence: from (run seed, source, face, sequence name), not the frame."""
@@ -230,7 +232,7 @@ def plan_jobs(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
         targets = select_targets(settings.targets, settings.per_image, seed=settings.seed, rel_source=rel)
         job = Job(str(src), rel, str(output_dir), targets, settings)
         if settings.faces == "largest":
-            mine = {output_relpath(rel, target_slug(t), 0, layout=settings.layout).as_posix() for t in targets}
+            mine = {job.output_for(t, 0) for t in targets}
             mine |= {f.output for f in job.frames_for(0)}
         else:
             mine = {r.output for r in manifest.rows_for(rel)} if manifest is not None else set()

@@ -67,6 +67,7 @@ NOT_COMPARED: Mapping[str, str] = {
     "progress": "display only",
     "quiet": "display only",
     "png_compress_level": "PNG is lossless at every level",
+    "image_format": "planning: output names (the suffix); every format is lossless, a new one writes new files",
     "targets": "planning: new targets are new outputs (each target is compared per output)",
     "paths": "planning: new sequences are new outputs (each sequence is compared per frame, as a target)",
     "per_image": "planning: which targets each image draws; an output's pixels do not depend on it",

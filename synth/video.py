@@ -23,9 +23,11 @@ __all__ = ["MP4_INSTALL", "WRITERS", "frame_name", "video_formats", "write_frame
 MP4_INSTALL = "pip install 'affectsynth[video]'  (imageio-ffmpeg)"
 
 
-def frame_name(index: int) -> str:
-    """File name of frame ``index`` in a PNG-frames folder: ``frame_0000.png``."""
-    return f"frame_{index:04d}.png"
+def frame_name(index: int, image_format: str = "png") -> str:
+    """File name of frame ``index`` in a frames folder: ``frame_0000.png`` (``.webp`` for "webp")."""
+    from affectsynth.output_images import image_suffix
+
+    return f"frame_{index:04d}{image_suffix(image_format)}"
 
 
 def _check_frames(frames: Sequence[np.ndarray], where: str) -> tuple[int, int]:
