@@ -89,7 +89,8 @@ HOOKS = (
     ("affectsynth.compose", "apply_shading", "shading.apply"),
     ("affectsynth.compose", "output_landmarks", "landmarks_out"),
     ("affectsynth.synthesizer", "Synthesizer.synthesize", "synthesize.other"),
-    ("affectsynth.batch", "save_png", "png"),
+    ("affectsynth.batch", "save_png", "png"),  # the writer's name before --image-format
+    ("affectsynth.batch", "save_output_image", "png"),  # PNG (default) or WebP: the output's encode + write
     ("affectsynth.batch", "process_image", "batch.other"),
 )
 PHOTO_STAGES = ("load", "detect.boxes", "detect.mesh", "detect.other", "fit", "gates", "crop", "prepare.unwrap",
