@@ -212,10 +212,26 @@ def shim_envs(trees: dict[str, Path], where: Path, *, before: tuple[Path, ...] =
     """Per tree label, the environment of a child process that imports affectsynth from that tree
     (`shim_for`, made under `where`), with the folders `before` ahead of it on PYTHONPATH.
 
-    Otherwise the environment users have (no OMP_NUM_THREADS): the thread settings are the code's own.
+    Otherwise the environment users have (no OMP_NUM_THREADS): the thread settings are the code's own;
+    and as an installed package has, compiled bytecode: each tree is byte-compiled here first (`compile_tree`)
+    and PYTHONDONTWRITEBYTECODE is dropped (where it is set, every process would otherwise compile all of
+    affectsynth from source, about 0.3 s more before the first output).
     """
-    return {label: {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, before), str(shim_for(tree, where / f"shim_{i}"))])}
-            for i, (label, tree) in enumerate(trees.items())}
+    envs = {}
+    for i, (label, tree) in enumerate(trees.items()):
+        shim = shim_for(tree, where / f"shim_{i}")
+        compile_tree(tree)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        envs[label] = {**env, "PYTHONPATH": os.pathsep.join([*map(str, before), str(shim)])}
+    return envs
+
+
+def compile_tree(tree: Path) -> None:
+    """Byte-compile a source tree's packages into their ``__pycache__`` folders, where the child
+    processes importing it through a shim (`shim_for`) find them (pip does the same at install)."""
+    dirs = [str(tree / d) for d in ("synth", "fitting", "render", "blendshapes")]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *dirs], check=True,
+                   env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
 
 
 def photo_dir(n: int, where: Path, names: tuple[str, ...] = DEV_PHOTOS[:-1], *, mirrored: bool = False) -> Path:

@@ -46,7 +46,8 @@ _CALLS = (("affectsynth.batch", "make_synthesizer", "synthesizer built"),
           ("affectsynth.batch", "_worker_init", "worker ready"),
           ("affectsynth.synthesizer", "Synthesizer.fit", "first fit"),
           ("affectsynth.synthesizer", "Synthesizer.synthesize", "first synthesis"),
-          ("affectsynth.batch", "save_png", "first PNG"),
+          ("affectsynth.batch", "save_png", "first PNG"),  # the writer's name before --image-format
+          ("affectsynth.batch", "save_output_image", "first PNG"),
           ("affectsynth.fitting.detection.pipeline", "FacePipeline.__init__", "detector built"),
           ("affectsynth.fitting.fit", "_normal_basis", "fit normal basis"))
 _numba = [0, 0.0]
@@ -81,6 +82,8 @@ def _patch(mod):
             continue
         owner, _, meth = attr.rpartition(".")
         obj = getattr(mod, owner) if owner else mod
+        if not hasattr(obj, meth):  # a name this tree (or the baseline) does not have
+            continue
         setattr(obj, meth, _once(getattr(obj, meth), label))
     if mod.__name__ == "numba.core.caching":
         load = mod.Cache.load_overload
