@@ -29,6 +29,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -180,27 +181,75 @@ def quick_start_safe(ctx: Any) -> bool:
     return ctx.get_start_method() == "forkserver" and "torch" not in sys.modules
 
 
-def quick_start_possible(ctx: Any, *, cores: int | None = None, load: float | None = None) -> bool:
+def quick_start_possible(ctx: Any, *, cores: int | None = None, busy: int | None = None,
+                         server_ready: bool | None = None) -> bool:
     """Whether a run's first pool should fork one worker from this process (`run_pool`): where that
-    is safe (`quick_start_safe`) and a core is spare, so that the quick worker's own imports run
-    beside the fork server's on a core nothing else wants (1-minute load average at most
-    ``cores - 1``); on a busy machine they would only slow the server's down.
+    is safe (`quick_start_safe`), the fork server is not ready yet (else its workers start at once
+    anyway), and a core is spare for the quick worker's own imports beside the server's (on a busy
+    machine they would only slow the server's down).
 
     Args:
         ctx: the workers' multiprocessing context (`worker_context`).
         cores: the cores this process may use (default: its CPU affinity).
-        load: the 1-minute load average (default: ``os.getloadavg()``; unknown counts as busy).
+        busy: threads that want a core now besides this process and the fork server (default:
+            `busy_elsewhere`; unknown counts as busy).
+        server_ready: whether the fork server has finished its imports (default: `server_ready_now`).
     """
     if not quick_start_safe(ctx):
         return False
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:
+    if server_ready is None:
+        server_ready = server_ready_now()
+    if busy is None:
+        busy = busy_elsewhere()
+    return not server_ready and busy is not None and busy <= cores - 2  # a core each: the server, the quick worker
+
+
+def _server_pid() -> int | None:
+    """The fork server's process id, None before it starts (the stdlib keeps no public handle)."""
+    from multiprocessing import forkserver
+
+    return getattr(forkserver._forkserver, "_forkserver_pid", None)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` is on a core or waiting for one (state R, or D: reading its files) now."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b") ", 1)[1][:1] in (b"R", b"D")
+    except (OSError, IndexError):
+        return False
+
+
+def server_ready_now(samples: int = 5) -> bool:
+    """True once the fork server is up and idle, waiting to fork (not running in any of ``samples``
+    looks, 2 ms apart); False while it imports, or before it starts (it will import then)."""
+    pid = _server_pid()
+    if pid is None:
+        return False
+    for _ in range(samples):
+        if _running(pid):
             return False
-    return cores >= 2 and load <= cores - 1
+        time.sleep(0.002)
+    return True
+
+
+def busy_elsewhere(samples: int = 5) -> int | None:
+    """Threads of other processes runnable right now: the fewest over ``samples`` looks at the
+    kernel's count of runnable threads (``/proc/loadavg``), 2 ms apart, less this process and the
+    fork server where it runs. None where the kernel does not say (not Linux)."""
+    counts = []
+    try:
+        for _ in range(samples):
+            with open("/proc/loadavg", "rb") as f:
+                counts.append(int(f.read().split()[3].split(b"/")[0]))
+            time.sleep(0.002)
+    except (OSError, ValueError, IndexError):
+        return None
+    pid = _server_pid()
+    ours = 1 + (pid is not None and _running(pid))  # the reader itself counts as runnable
+    return max(0, min(counts) - ours)
 
 
 def _start_pools(n: int, ctx: Any, initializer: Callable[..., None], initargs: tuple, *,

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from affectsynth.pool import WorkerSetupError, die_with_parent, quick_start_possible, run_pool
+from affectsynth.pool import WorkerSetupError, busy_elsewhere, die_with_parent, quick_start_possible, run_pool
 
 HERE = Path(__file__).resolve().parent
 needs_forkserver = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server: Linux only")
+needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/loadavg: Linux only")
 
 _SETUP_ERROR: str | None = None
 
@@ -141,16 +142,31 @@ def test_without_quick_start_every_worker_forks_from_the_server(tmp_path):
     assert len(workers) == 2 and all(ppid != main and pre == "True" for ppid, pre in workers), workers
 
 
-def test_quick_start_needs_a_spare_core():
+def test_quick_start_needs_a_spare_core_and_a_server_still_importing():
     import multiprocessing as mp
 
     ctx = mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
     safe = sys.platform.startswith("linux") and "torch" not in sys.modules
-    assert quick_start_possible(ctx, cores=2, load=0.3) is safe
-    assert quick_start_possible(ctx, cores=2, load=1.5) is False  # the other core is taken
-    assert quick_start_possible(ctx, cores=1, load=0.0) is False  # no second core at all
-    assert quick_start_possible(ctx, cores=16, load=12.0) is safe
-    assert quick_start_possible(mp.get_context("spawn"), cores=2, load=0.0) is False  # no fork server
+    assert quick_start_possible(ctx, cores=2, busy=0, server_ready=False) is safe
+    assert quick_start_possible(ctx, cores=2, busy=1, server_ready=False) is False  # the other core is taken
+    assert quick_start_possible(ctx, cores=1, busy=0, server_ready=False) is False  # no second core at all
+    assert quick_start_possible(ctx, cores=16, busy=12, server_ready=False) is safe
+    assert quick_start_possible(ctx, cores=16, busy=0, server_ready=True) is False  # its workers start at once
+    assert quick_start_possible(mp.get_context("spawn"), cores=2, busy=0, server_ready=False) is False
+
+
+@needs_linux
+def test_busy_elsewhere_sees_a_busy_process():
+    before = busy_elsewhere()
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        during = busy_elsewhere()
+    finally:
+        spin.kill()
+        spin.wait()
+    assert before is not None and during is not None
+    assert during >= 1, (before, during)
 
 
 @needs_forkserver
