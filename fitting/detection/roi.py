@@ -10,6 +10,7 @@ grid, rounded to uint8 before scaling to the network's value range.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -75,21 +76,53 @@ def crop_rects(image: Tensor, rects: Tensor, size: int, *, border: str = "replic
     if border not in ("replicate", "zero"):
         raise ValueError(f"crop_rects: border must be 'replicate' or 'zero', got {border!r}")
     h, w = image.shape[1:]
-    n = rects.shape[0]
-    dev = image.device
-    t = (torch.arange(size, device=dev, dtype=torch.float64) / size - 0.5)
-    local_y, local_x = torch.meshgrid(t, t, indexing="ij")  # [S, S]
-    r = rects.to(torch.float64)
-    c, s = torch.cos(r[:, 4]), torch.sin(r[:, 4])
-    lx = local_x[None] * r[:, 2, None, None]
-    ly = local_y[None] * r[:, 3, None, None]
-    x = c[:, None, None] * lx - s[:, None, None] * ly + r[:, 0, None, None]
-    y = s[:, None, None] * lx + c[:, None, None] * ly + r[:, 1, None, None]
-    x, y = torch.round(x * 32) / 32, torch.round(y * 32) / 32  # OpenCV's 1/32-pixel remap grid
-    gx = x * (2.0 / max(w - 1, 1)) - 1.0
-    gy = y * (2.0 / max(h - 1, 1)) - 1.0
-    grid = torch.stack([gx, gy], -1).to(torch.float32)
-    src = image.to(torch.float32)[None].expand(n, -1, -1, -1)
+    grid = _sample_grid(rects, size, h, w)
+    src = image.to(torch.float32)[None].expand(rects.shape[0], -1, -1, -1)
     out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border" if border == "replicate" else "zeros",
                         align_corners=True)
-    return torch.round(out).clamp(0, 255)
+    return out.round_().clamp_(0, 255)
+
+
+@functools.lru_cache(maxsize=16)
+def _unit_offsets(size: int, device: torch.device) -> Tensor:
+    """[S] float64 offsets u / S - 0.5 of an S-pixel crop's samples from its centre, in crop sides
+    (cached: every crop of a network's input size uses the same ones)."""
+    return torch.arange(size, device=device, dtype=torch.float64) / size - 0.5
+
+
+def _snap_and_normalise(coord: Tensor, extent: int) -> Tensor:
+    """Float64 pixel coordinates, in place: onto OpenCV's 1/32-pixel remap grid, then to grid_sample's
+    [-1, 1] (align_corners) over an axis of ``extent`` pixels."""
+    coord.mul_(32).round_().div_(32)
+    return coord.mul_(2.0 / max(extent - 1, 1)).sub_(1.0)
+
+
+def _sample_grid(rects: Tensor, size: int, h: int, w: int) -> Tensor:
+    """[N, S, S, 2] float32 grid_sample grid of `crop_rects` for an h x w image.
+
+    Output pixel (u, v) reads x = (c lx_u - s ly_v) + x_c, y = (s lx_u + c ly_v) + y_c (lx_u, ly_v: the
+    pixel's offsets from the centre along the rect's axes), all in float64. Each product depends on u
+    or on v only, so it is computed on [N, S] vectors and only the sums on the S x S grid; a rect
+    without rotation (sin exactly 0: the letterbox, the crops of a detection's square) keeps x a
+    function of u and y of v, and its grid is two vectors broadcast. The operations, their order and
+    their float64 rounding are those of the per-pixel formula, so the grid is the same to the bit.
+    """
+    t = _unit_offsets(size, rects.device)
+    r = rects.to(torch.float64)
+    c, s = torch.cos(r[:, 4, None]), torch.sin(r[:, 4, None])  # [N, 1]
+    lx, ly = t * r[:, 2, None], t * r[:, 3, None]  # [N, S]: along u (columns), along v (rows)
+    x0, x1 = (c * lx)[:, None, :], (s * ly)[:, :, None]
+    y0, y1 = (s * lx)[:, None, :], (c * ly)[:, :, None]
+    n = rects.shape[0]
+    if bool((s == 0).all()) and bool(torch.isfinite(r).all()):
+        # c lx_u - (+-0) is c lx_u but for the sign of a zero, which +x_c, the snap and normalisation
+        # turn into the same grid value; likewise (+-0) + c ly_v for y
+        x = _snap_and_normalise(x0 + r[:, 0, None, None], w)  # [N, 1, S]
+        y = _snap_and_normalise(y1 + r[:, 1, None, None], h)  # [N, S, 1]
+        return torch.stack(torch.broadcast_tensors(x, y), -1).to(torch.float32)
+    x = _snap_and_normalise((x0 - x1).add_(r[:, 0, None, None]), w)  # [N, S, S]
+    y = _snap_and_normalise((y0 + y1).add_(r[:, 1, None, None]), h)
+    grid = torch.empty(n, size, size, 2, dtype=torch.float32, device=rects.device)
+    grid[..., 0] = x
+    grid[..., 1] = y
+    return grid
