@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -44,18 +45,59 @@ def weighted_nms(boxes: Tensor, scores: Tensor, *, iou_threshold: float = 0.3) -
     """
     order = torch.argsort(scores, descending=True, stable=True)
     boxes, scores = boxes[order], scores[order]
-    kept_boxes, kept_scores = [], []
-    remaining = torch.arange(len(scores), device=scores.device)
-    while remaining.numel():
-        top = remaining[0]
-        iou = box_iou(boxes[top, None, :4], boxes[remaining, :4])[0]
-        absorbed = iou > iou_threshold
-        absorbed[0] = True
-        members = remaining[absorbed]
-        w = scores[members, None]
-        kept_boxes.append((boxes[members] * w).sum(0) / w.sum())
-        kept_scores.append(scores[top])
-        remaining = remaining[~absorbed]
-    if not kept_boxes:
+    clusters = _clusters(boxes[:, :4].cpu().numpy(), iou_threshold)
+    if not clusters:
         return boxes.new_zeros((0, boxes.shape[1])), scores.new_zeros((0,))
-    return torch.stack(kept_boxes), torch.stack(kept_scores)
+    return _weighted_means(boxes, scores, clusters), scores[[int(m[0]) for m in clusters]]
+
+
+def _weighted_means(boxes: Tensor, scores: Tensor, clusters: list[np.ndarray]) -> Tensor:
+    """[K, 4 + 2K'] score-weighted mean rows of the clusters, ``sum(box * w) / sum(w)`` each.
+
+    Torch's own reductions as before, one cluster at a time, so the sums keep their order; the
+    clusters of one box (most of them) go in one batch: their sum is ``0 + box * w`` (torch's sum
+    starts at zero, which turns -0 into +0) over ``0 + w``, i.e. ``w``.
+    """
+    means: list[Tensor | None] = [None] * len(clusters)
+    singles = [k for k, m in enumerate(clusters) if len(m) == 1]
+    if singles:
+        index = torch.tensor([int(clusters[k][0]) for k in singles], device=scores.device)
+        w = scores[index, None]
+        for k, row in zip(singles, (boxes[index] * w + 0.0) / w):
+            means[k] = row
+    for k, members in enumerate(clusters):
+        if means[k] is None:
+            index = torch.from_numpy(members).to(scores.device)
+            w = scores[index, None]
+            means[k] = (boxes[index] * w).sum(0) / w.sum()
+    return torch.stack(means)
+
+
+def _clusters(boxes: np.ndarray, iou_threshold: float) -> list[np.ndarray]:
+    """The groups of weighted NMS on [N, 4] float32 boxes in descending score order: each the
+    indices (ascending, its best first) of the remaining boxes that the best remaining box absorbs.
+
+    In numpy, on the pairwise IoU matrix computed once: a few dozen boxes, for which torch's
+    per-operation cost is most of the time. The IoU is `box_iou`'s float32 arithmetic, operation for
+    operation, so the groups are the same.
+    """
+    absorbs = _iou_np(boxes) > np.float32(iou_threshold)  # as torch compares float32 with a Python float
+    remaining = np.arange(len(boxes))
+    out = []
+    while remaining.size:
+        absorbed = absorbs[remaining[0], remaining]
+        absorbed[0] = True
+        out.append(remaining[absorbed])
+        remaining = remaining[~absorbed]
+    return out
+
+
+def _iou_np(boxes: np.ndarray) -> np.ndarray:
+    """[N, N] pairwise IoU of [N, 4] float32 boxes, `box_iou`'s float32 operations in numpy."""
+    wh = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:]) - np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    np.maximum(wh, np.float32(0), out=wh)
+    inter = wh[..., 0] * wh[..., 1]
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = (area[:, None] + area[None]) - inter
+    with np.errstate(over="ignore", invalid="ignore"):  # only where the union is empty, which gives 0
+        return np.where(union > 0, inter / np.maximum(union, np.float32(1e-12)), np.float32(0))

@@ -50,6 +50,40 @@ def test_weighted_nms():
     assert abs(float(iou[0, 1]) - 90 / 110) < 1e-6
 
 
+def _weighted_nms_in_torch(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`weighted_nms` as first written: torch operations, one best box at a time."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    boxes, scores = boxes[order], scores[order]
+    kept_boxes, kept_scores = [], []
+    remaining = torch.arange(len(scores))
+    while remaining.numel():
+        top = remaining[0]
+        absorbed = box_iou(boxes[top, None, :4], boxes[remaining, :4])[0] > iou_threshold
+        absorbed[0] = True
+        members = remaining[absorbed]
+        w = scores[members, None]
+        kept_boxes.append((boxes[members] * w).sum(0) / w.sum())
+        kept_scores.append(scores[top])
+        remaining = remaining[~absorbed]
+    if not kept_boxes:
+        return boxes.new_zeros((0, boxes.shape[1])), scores.new_zeros((0,))
+    return torch.stack(kept_boxes), torch.stack(kept_scores)
+
+
+def test_weighted_nms_matches_the_torch_loop():
+    """The numpy grouping and batched means give the torch loop's boxes and scores to the bit."""
+    g = torch.Generator().manual_seed(2)
+    for _ in range(200):
+        n = int(torch.randint(0, 60, (1,), generator=g))
+        centre, half = torch.rand(n, 2, generator=g) * 3, torch.rand(n, 2, generator=g) * 0.5 + 0.05
+        boxes = torch.cat([centre - half, centre + half, torch.rand(n, 12, generator=g)], 1)
+        scores = torch.rand(n, generator=g)
+        scores[: n // 4] = scores[n // 4: 2 * (n // 4)]  # ties keep their order
+        for threshold in (0.3, 0.0):
+            new, ref = weighted_nms(boxes, scores, iou_threshold=threshold), _weighted_nms_in_torch(boxes, scores, threshold)
+            assert torch.equal(new[0], ref[0]) and torch.equal(new[1], ref[1])
+
+
 def test_rects_and_crops():
     r = letterbox_rect(300, 500)
     torch.testing.assert_close(r, torch.tensor([250.0, 150.0, 500.0, 500.0, 0.0]))
