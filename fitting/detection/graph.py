@@ -235,6 +235,7 @@ class ConvGraph(nn.Module):
         else:
             self.layers = [{**spec, "index": k} for k, spec in enumerate(self.layers) if spec["op"] != "skip"]
         self.output_names: list[str] = layers[-1]["names"]
+        self._plan: tuple | None = None  # `_steps`, built on the first call
 
     def _fold_padding(self) -> None:
         """Fuse each symmetric zero PAD that feeds only a VALID convolution into that convolution."""
@@ -338,14 +339,23 @@ class ConvGraph(nn.Module):
             fused["channel_pad"] = tuple(first["paddings"][3])
         return fused
 
-    def _operand(self, env: dict[int, Tensor], ref, like: Tensor) -> Tensor:
-        if isinstance(ref, int):
-            return _value(env[ref])
+    def _constant(self, ref: str, like: Tensor) -> Tensor:
+        """Constant ``ref`` as an operand next to ``like``: an NHWC constant is broadcast onto NCHW."""
         c = getattr(self, self._const_names[ref])
         if like.ndim == 4 and c.ndim >= 1:  # broadcast an NHWC constant onto NCHW
             c = c.reshape(*([1] * (4 - c.ndim)), *c.shape) if c.ndim < 4 else c
             c = c.permute(0, 3, 1, 2)
         return c.to(like.dtype)
+
+    def _apply(self, fn, *args, **kwargs):
+        """`nn.Module._apply` (``.to``, ``.float``, ...); the execution plan holds the old constants: rebuilt on the next call."""
+        self._plan = None
+        return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_plan"] = None  # closures: rebuilt on first use
+        return state
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Run the network; on the CPU, larger batches in chunks of `CPU_BATCH`.
@@ -362,62 +372,131 @@ class ConvGraph(nn.Module):
         return [torch.cat(outs) for outs in zip(*chunks)]
 
     def _run(self, x: Tensor) -> list[Tensor]:
-        """`forward` on one batch."""
-        env: dict[int, Tensor | tuple[Tensor, int, int]] = {}  # fused branches: (their tensor, channel slice)
-        env[self.layers[-1]["input"]] = _fast_layout(x)
+        """`forward` on one batch: the steps of `_steps` in order on an environment of tensor ids."""
+        if getattr(self, "_plan", None) is None:
+            self._plan = self._steps()
+        steps, input_id, output_ids = self._plan
+        env: dict[int, Tensor | tuple[Tensor, int, int]] = {input_id: _fast_layout(x)}  # fused branches: (their tensor, channel slice)
+        for step in steps:
+            step(env)
+        return [_to_tf(_value(env[i])) for i in output_ids]
 
-        def val(i: int) -> Tensor:
-            return _value(env[i])
+    def _steps(self) -> tuple[list, int, list[int]]:
+        """The execution plan: one closure per layer that reads its inputs from the environment and
+        writes its output, with its module's ``forward``, options and constant operands bound once.
 
+        Each layer's work in Python (finding its op among a dozen, its module in the ModuleDict,
+        ``nn.Module.__call__``, reshaping a constant) was a fair part of a call on small feature maps:
+        the plan does it once. Same operations on the same tensors, so the same outputs to the bit.
+        """
+        steps = []
         for spec in self.layers:
-            op = spec["op"]
-            if op == "outputs":
-                return [_to_tf(val(i)) for i in spec["xs"]]
-            k = spec["index"]
-            if op == "fused":
-                y = _gather(env, spec["x"])
-                if spec["kind"] == "add":
-                    y = _act(y + _gather(env, spec["y"]), spec["act"])
-                elif spec["kind"] == "pad":
-                    y = _pad_channels(y, len(spec["outs"]), *spec["channel_pad"])
-                else:
-                    y = self.modules_[k](y)
-                width = y.shape[1] // len(spec["outs"])
-                for m, out in enumerate(spec["outs"]):
-                    env[out] = (y, m * width, (m + 1) * width)
-                continue
-            if op in ("conv", "max_pool_2d", "prelu"):
-                y = self.modules_[str(k)](val(spec["x"]))
-            elif op == "relu":
-                y = torch.relu(val(spec["x"]))
-            elif op in ("add", "mul"):
-                ref = spec["x"] if isinstance(spec["x"], int) else spec["y"]
-                a = self._operand(env, spec["x"], val(ref))
-                b = self._operand(env, spec["y"], val(ref))
-                y = _act(a + b if op == "add" else a * b, spec["act"])
-            elif op == "pad":
-                p = spec["paddings"]  # NHWC [[before, after]] x 4
-                y = F.pad(val(spec["x"]), (p[2][0], p[2][1], p[1][0], p[1][1], p[3][0], p[3][1]))
-            elif op == "reshape":
-                src = val(spec["x"])
-                y = _from_tf(_to_tf(src).reshape(src.shape[0], *spec["shape"][1:]))
-            elif op == "concatenation":
-                axis = _NHWC_TO_NCHW[spec["axis"] % 4] if spec["rank"] == 4 else spec["axis"]
-                y = _act(torch.cat([val(i) for i in spec["xs"]], dim=axis), spec["act"])
-            elif op == "resize_bilinear":
-                y = _resize_bilinear(val(spec["x"]), spec["size"], spec["align_corners"], spec["half_pixel_centers"])
-            elif op == "depth_to_space":
-                y = _depth_to_space(val(spec["x"]), spec["block"])
-            elif op == "landmarks_to_matrix":
-                y = self.modules_[str(k)](val(spec["x"]))
-            elif op == "transform_tensor":
-                y = _fast_layout(self.modules_[str(k)](val(spec["x"]), val(spec["matrix"])))
-            elif op == "transform_landmarks":
-                y = self.modules_[str(k)](val(spec["x"]), val(spec["matrix"]))
-            else:
-                raise ValueError(f"ConvGraph: unknown layer op {op!r}")
-            env[spec["out"]] = y
+            if spec["op"] == "outputs":
+                return steps, self.layers[-1]["input"], list(spec["xs"])
+            steps.append(self._fused_step(spec) if spec["op"] == "fused" else self._step(spec))
         raise ValueError("ConvGraph: no 'outputs' entry")
+
+    def _fused_step(self, spec: dict):
+        """The closure of a "fused" layer: its branches' inputs side by side, one op, the output's
+        channel slices as the branches' outputs."""
+        xs, ys, outs, kind = spec["x"], spec.get("y"), spec["outs"], spec["kind"]
+        n = len(outs)
+        if kind == "add":
+            act = spec["act"]
+
+            def compute(env, y):
+                return _act(y + _gather(env, ys), act)
+        elif kind == "pad":
+            before, after = spec["channel_pad"]
+
+            def compute(env, y):
+                return _pad_channels(y, n, before, after)
+        else:
+            module = self.modules_[spec["index"]].forward
+
+            def compute(env, y):
+                return module(y)
+
+        def step(env):
+            y = compute(env, _gather(env, xs))
+            width = y.shape[1] // n
+            for m, out in enumerate(outs):
+                env[out] = (y, m * width, (m + 1) * width)
+        return step
+
+    def _step(self, spec: dict):
+        """The closure of one converted layer (``op`` as the converter wrote it)."""
+        op, out = spec["op"], spec["out"]
+        x = spec.get("x")
+        if op in ("conv", "max_pool_2d", "prelu", "landmarks_to_matrix"):
+            fn = self.modules_[str(spec["index"])].forward
+        elif op == "relu":
+            fn = torch.relu
+        elif op in ("add", "mul"):
+            return self._binary_step(spec)
+        elif op == "pad":
+            p = spec["paddings"]  # NHWC [[before, after]] x 4
+            pad = (p[2][0], p[2][1], p[1][0], p[1][1], p[3][0], p[3][1])
+
+            def fn(v):
+                return F.pad(v, pad)
+        elif op == "reshape":
+            shape = tuple(spec["shape"][1:])
+
+            def fn(v):
+                return _from_tf(_to_tf(v).reshape(v.shape[0], *shape))
+        elif op == "concatenation":
+            xs, act = list(spec["xs"]), spec["act"]
+            axis = _NHWC_TO_NCHW[spec["axis"] % 4] if spec["rank"] == 4 else spec["axis"]
+
+            def step(env):
+                env[out] = _act(torch.cat([_value(env[i]) for i in xs], dim=axis), act)
+            return step
+        elif op == "resize_bilinear":
+            size, corners, half = spec["size"], spec["align_corners"], spec["half_pixel_centers"]
+
+            def fn(v):
+                return _resize_bilinear(v, size, corners, half)
+        elif op == "depth_to_space":
+            block = spec["block"]
+
+            def fn(v):
+                return _depth_to_space(v, block)
+        elif op in ("transform_tensor", "transform_landmarks"):
+            module, matrix = self.modules_[str(spec["index"])].forward, spec["matrix"]
+            post = _fast_layout if op == "transform_tensor" else (lambda v: v)
+
+            def step(env):
+                env[out] = post(module(_value(env[x]), _value(env[matrix])))
+            return step
+        else:
+            raise ValueError(f"ConvGraph: unknown layer op {op!r}")
+
+        def step(env):
+            env[out] = fn(_value(env[x]))
+        return step
+
+    def _binary_step(self, spec: dict):
+        """The closure of an add or mul layer (tensor with tensor, or with a constant)."""
+        ref_x, ref_y, out, act = spec["x"], spec["y"], spec["out"], spec["act"]
+        ref = ref_x if isinstance(ref_x, int) else ref_y
+        cache: dict[tuple, Tensor] = {}  # constant operands per (rank, dtype) of the tensor operand
+
+        def operand(env, r, like):
+            if isinstance(r, int):
+                return _value(env[r])
+            key = (like.ndim, like.dtype)
+            if key not in cache:
+                cache[key] = self._constant(r, like)
+            return cache[key]
+
+        mul = spec["op"] == "mul"
+
+        def step(env):
+            like = _value(env[ref])
+            a, b = operand(env, ref_x, like), operand(env, ref_y, like)
+            env[out] = _act(a * b if mul else a + b, act)
+        return step
 
 
 def load_graph(path: str | Path, *, fuse_branches: bool = True) -> ConvGraph:

@@ -1,0 +1,98 @@
+"""`ConvGraph`'s execution plan: the outputs of the layer-by-layer interpreter it replaced, to the
+bit; rebuilt after ``.to()``; left out of pickles."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from affectsynth.fitting.detection.blazeface import DATA_DIR
+from affectsynth.fitting.detection.graph import (_NHWC_TO_NCHW, _act, _depth_to_space, _fast_layout, _from_tf, _gather,
+                                                 _pad_channels, _resize_bilinear, _to_tf, _value, load_graph)
+
+NETWORKS = [("mediapipe_face_landmark_with_attention", 192), ("mediapipe_face_detection_short_range", 128),
+            ("mediapipe_face_detection_full_range", 192)]
+
+
+def _interpret(net, x: torch.Tensor) -> list[torch.Tensor]:
+    """The layers run by looking each one up in turn, as `ConvGraph._run` did before its plan."""
+    env = {net.layers[-1]["input"]: _fast_layout(x)}
+    for spec in net.layers:
+        op = spec["op"]
+        if op == "outputs":
+            return [_to_tf(_value(env[i])) for i in spec["xs"]]
+        if op == "fused":
+            y = _gather(env, spec["x"])
+            if spec["kind"] == "add":
+                y = _act(y + _gather(env, spec["y"]), spec["act"])
+            elif spec["kind"] == "pad":
+                y = _pad_channels(y, len(spec["outs"]), *spec["channel_pad"])
+            else:
+                y = net.modules_[spec["index"]](y)
+            width = y.shape[1] // len(spec["outs"])
+            for m, out in enumerate(spec["outs"]):
+                env[out] = (y, m * width, (m + 1) * width)
+            continue
+        module = net.modules_[str(spec["index"])] if str(spec["index"]) in net.modules_ else None
+        if op in ("add", "mul"):
+            like = _value(env[spec["x"] if isinstance(spec["x"], int) else spec["y"]])
+            a, b = (_value(env[r]) if isinstance(r, int) else net._constant(r, like) for r in (spec["x"], spec["y"]))
+            y = _act(a + b if op == "add" else a * b, spec["act"])
+        elif op == "relu":
+            y = torch.relu(_value(env[spec["x"]]))
+        elif op == "pad":
+            p = spec["paddings"]
+            y = F.pad(_value(env[spec["x"]]), (p[2][0], p[2][1], p[1][0], p[1][1], p[3][0], p[3][1]))
+        elif op == "reshape":
+            src = _value(env[spec["x"]])
+            y = _from_tf(_to_tf(src).reshape(src.shape[0], *spec["shape"][1:]))
+        elif op == "concatenation":
+            axis = _NHWC_TO_NCHW[spec["axis"] % 4] if spec["rank"] == 4 else spec["axis"]
+            y = _act(torch.cat([_value(env[i]) for i in spec["xs"]], dim=axis), spec["act"])
+        elif op == "resize_bilinear":
+            y = _resize_bilinear(_value(env[spec["x"]]), spec["size"], spec["align_corners"], spec["half_pixel_centers"])
+        elif op == "depth_to_space":
+            y = _depth_to_space(_value(env[spec["x"]]), spec["block"])
+        elif op == "transform_tensor":
+            y = _fast_layout(module(_value(env[spec["x"]]), _value(env[spec["matrix"]])))
+        elif op == "transform_landmarks":
+            y = module(_value(env[spec["x"]]), _value(env[spec["matrix"]]))
+        else:  # conv, max_pool_2d, prelu, landmarks_to_matrix
+            y = module(_value(env[spec["x"]]))
+        env[spec["out"]] = y
+    raise AssertionError("no outputs entry")
+
+
+@pytest.mark.parametrize("name, size", NETWORKS)
+def test_plan_gives_the_interpreters_outputs_to_the_bit(name, size):
+    net = load_graph(DATA_DIR / f"{name}.npz")
+    x = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        planned, interpreted = net(x), _interpret(net, x)
+    assert len(planned) == len(interpreted)
+    for a, b in zip(planned, interpreted):
+        assert torch.equal(a, b)
+
+
+def test_plan_is_rebuilt_after_to_and_left_out_of_pickles():
+    net = load_graph(DATA_DIR / "mediapipe_face_detection_short_range.npz")
+    x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = net(x)
+        assert net._plan is not None
+        net.double()  # constants and weights are new tensors: a plan holding the old ones would mix dtypes
+        assert net._plan is None
+        doubled = net(x.double())
+        net.float()
+        restored = pickle.loads(pickle.dumps(net))
+        assert restored._plan is None
+        for copied in (restored, copy.deepcopy(net)):
+            for a, b in zip(before, copied(x)):
+                assert torch.equal(a, b)
+    for a, b in zip(before, doubled):
+        assert b.dtype == torch.float64
+        torch.testing.assert_close(a, b.float(), atol=1e-4, rtol=1e-4)
