@@ -1,5 +1,6 @@
-"""`ConvGraph`'s execution plan: the outputs of the layer-by-layer interpreter it replaced, to the
-bit; rebuilt after ``.to()``; left out of pickles."""
+"""`ConvGraph`'s execution plan: the outputs of the layer-by-layer interpreter it replaced (out of
+place, every tensor kept to the end), to the bit, with its in-place adds, relus and channel pads;
+rebuilt after ``.to()``; left out of pickles."""
 
 from __future__ import annotations
 
@@ -71,8 +72,10 @@ def _interpret(net, x: torch.Tensor) -> list[torch.Tensor]:
 def test_plan_gives_the_interpreters_outputs_to_the_bit(name, size):
     net = load_graph(DATA_DIR / f"{name}.npz")
     x = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0))
+    kept = x.clone()
     with torch.no_grad():
         planned, interpreted = net(x), _interpret(net, x)
+    assert torch.equal(x, kept)  # the layers that work in place leave the caller's input alone
     assert len(planned) == len(interpreted)
     for a, b in zip(planned, interpreted):
         assert torch.equal(a, b)
