@@ -95,7 +95,8 @@ class BlazeFace(nn.Module):
         """Find faces in a list of images, one network call for all of them.
 
         Args:
-            images: B images [3, H, W] uint8 RGB (sizes may differ), all on this module's device.
+            images: B images [3, H, W] RGB, uint8 or float holding 0..255 (sizes may differ), all on
+                this module's device.
             min_score: score threshold (MediaPipe's `min_detection_confidence`).
             iou_threshold: weighted-NMS overlap.
 

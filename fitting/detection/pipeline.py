@@ -196,8 +196,25 @@ class FacePipeline:
         return out
 
     def tensors(self, images: list[np.ndarray]) -> list[Tensor]:
-        """The photos as [3, H, W] uint8 tensors on the pipeline's device (copies: the caller's arrays stay untouched)."""
-        return [torch.from_numpy(np.array(im, copy=True)).to(self.device).permute(2, 0, 1) for im in images]
+        """The photos as [3, H, W] tensors on the pipeline's device (copies: the caller's arrays stay
+        untouched): uint8, or float32 holding 0..255 for large photos (see `_as_float`)."""
+        out = []
+        for im in images:
+            t = torch.from_numpy(np.array(im, copy=True)).to(self.device).permute(2, 0, 1)
+            out.append(t.to(torch.float32) if self._as_float(t) else t)
+        return out
+
+    def _as_float(self, photo: Tensor) -> bool:
+        """Whether a photo is kept in float32: one that is tiled (longer side >= `tile_min_side`).
+
+        Every crop (`crop_rects`) samples a float image and converts its uint8 source in full: the
+        letterbox the photo, each of the 13 tiles and the face crops their part of it, a fresh buffer
+        each time (a 2 Mpx photo: about 5 photos' worth, page faults included). Converted once, they
+        are float views of it (same values, channels interleaved as the conversion kept them). A
+        small photo is better left uint8: the small copy each crop makes is still in the caches
+        when it is sampled, the photo's float copy would not be.
+        """
+        return max(photo.shape[1:]) >= self.settings.tile_min_side
 
     @torch.no_grad()
     def candidates(self, tensors: list[Tensor]) -> list[list[FaceCandidate]]:
