@@ -9,6 +9,8 @@ to feature-map pixels.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -51,9 +53,8 @@ class LandmarksToMatrix(nn.Module):
         Returns:
             [B, 4, 4] float32 matrices: crop pixel (x, y, 0, 1) -> feature-map pixel.
         """
-        lx, ly = landmarks[:, self.left, 0], landmarks[:, self.left, 1]
-        rx, ry = landmarks[:, self.right, 0], landmarks[:, self.right, 1]
-        r = self.target - torch.atan2(ry - ly, rx - lx)
+        d = landmarks[:, self.right, :2] - landmarks[:, self.left, :2]  # (rx - lx, ry - ly) in one op
+        r = self.target - torch.atan2(d[:, 1], d[:, 0])
         pts = landmarks[:, self.subset, :2]  # [B, S, 2]
         rotated = pts @ _rot(r).transpose(1, 2)
         lo, hi = rotated.min(1).values, rotated.max(1).values
@@ -61,14 +62,30 @@ class LandmarksToMatrix(nn.Module):
         centre = (((lo + hi) / 2)[:, None] @ _rot(-r).transpose(1, 2))[:, 0]
         scale = torch.stack([self.scale_x * size[:, 0] / self.out_w, self.scale_y * size[:, 1] / self.out_h], -1)
         lin = _rot(-r) * scale[:, None, :]  # rotation @ diag(scale)
-        shift = torch.tensor([-self.out_w / 2.0, -self.out_h / 2.0], dtype=landmarks.dtype, device=landmarks.device)
-        trans = centre + (lin @ shift[None, :, None])[..., 0]
+        shift = _crop_shift(self.out_w, self.out_h, landmarks.dtype, landmarks.device)
+        trans = centre + (lin @ shift)[..., 0]
         out = torch.zeros(landmarks.shape[0], 4, 4, dtype=landmarks.dtype, device=landmarks.device)
         out[:, :2, :2] = lin
         out[:, :2, 3] = trans
         out[:, 2, 2] = 1.0
         out[:, 3, 3] = 1.0
         return out
+
+
+@functools.lru_cache(maxsize=16)
+def _crop_shift(width: int, height: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """[1, 2, 1] (-width / 2, -height / 2): the crop centre's offset, as a column for the matrix
+    product (cached per crop size: callers only read it)."""
+    return torch.tensor([-width / 2.0, -height / 2.0], dtype=dtype, device=device)[None, :, None]
+
+
+@functools.lru_cache(maxsize=16)
+def _pixel_grid(height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """[1, height * width, 2] (x, y) pixel indices of a crop, row-major (cached: every call of a
+    crop size uses the same ones; callers only read it)."""
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=dtype, device=device),
+                            torch.arange(width, dtype=dtype, device=device), indexing="ij")
+    return torch.stack([xs, ys], -1).reshape(1, -1, 2)
 
 
 class TransformTensorBilinear(nn.Module):
@@ -100,9 +117,7 @@ class TransformTensorBilinear(nn.Module):
         oh, ow = self.size
         m = matrix[:, :2, :].clone()
         m[:, :, 3] = m[:, :, 3] + m[:, :, 0] * 0.5 + m[:, :, 1] * 0.5 - 0.5
-        ys, xs = torch.meshgrid(torch.arange(oh, dtype=features.dtype, device=features.device),
-                                torch.arange(ow, dtype=features.dtype, device=features.device), indexing="ij")
-        grid = torch.stack([xs, ys], -1).reshape(1, -1, 2)  # [1, P, 2]
+        grid = _pixel_grid(oh, ow, features.dtype, features.device)  # [1, P, 2]
         tc = grid @ m[:, :, :2].transpose(1, 2) + m[:, None, :, 3]  # [B, P, 2] feature-map pixels
         inside = (tc[..., 0] >= 0) & (tc[..., 0] <= w - 1) & (tc[..., 1] >= 0) & (tc[..., 1] <= h - 1)
         norm = torch.stack([tc[..., 0] * (2.0 / (w - 1)) - 1.0, tc[..., 1] * (2.0 / (h - 1)) - 1.0], -1)
