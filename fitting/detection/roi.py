@@ -92,9 +92,13 @@ def _unit_offsets(size: int, device: torch.device) -> Tensor:
 
 def _snap_and_normalise(coord: Tensor, extent: int) -> Tensor:
     """Float64 pixel coordinates, in place: onto OpenCV's 1/32-pixel remap grid, then to grid_sample's
-    [-1, 1] (align_corners) over an axis of ``extent`` pixels."""
-    coord.mul_(32).round_().div_(32)
-    return coord.mul_(2.0 / max(extent - 1, 1)).sub_(1.0)
+    [-1, 1] (align_corners) over an axis of ``extent`` pixels.
+
+    ``(round(32 x) / 32) * k`` is computed as ``round(32 x) * (k / 32)``, one pass less: dividing an
+    integer-valued float64 by 32 and scaling ``k`` by 1/32 are both exact, so the one rounding of
+    the product is the same.
+    """
+    return coord.mul_(32).round_().mul_((2.0 / max(extent - 1, 1)) / 32).sub_(1.0)
 
 
 def _sample_grid(rects: Tensor, size: int, h: int, w: int) -> Tensor:
