@@ -7,6 +7,8 @@ import math
 import numpy as np
 from numba import njit
 
+from affectsynth.render._kernels.simd import bicubic_taps_rgb
+
 __all__ = ["feather_alpha", "warp_paste"]
 
 
@@ -93,14 +95,184 @@ def _cubic(t):
     return w0, w1, w2, w3
 
 
+_SIGN = np.int32(0x7FFFFFFF)  # float32 bits without the sign
+_INF_BITS = np.int32(0x7F800000)  # bits of +inf; larger magnitudes are NaN
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bits_to_float(bits):
+    """The float32 whose IEEE bits are the int32 ``bits``."""
+    return np.full(1, bits, np.int32).view(np.float32)[0]
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def _flow_reach(flow, sx0, sy0, sx1, sy1, fx0, fy0):
-    """Largest |flow| component over photo pixels [sy0, sy1) x [sx0, sx1) of a flow whose corner is (fx0, fy0)."""
+def _flow_reach_scalar(flow, sx0, sy0, sx1, sy1, fx0, fy0):
+    """`_flow_reach` as plain float max (the reference, and the fallback where a flow holds NaN)."""
     m = np.float32(0.0)
     for y in range(sy0, sy1):
         for x in range(sx0, sx1):
             m = max(m, abs(flow[y - fy0, x - fx0, 0]), abs(flow[y - fy0, x - fx0, 1]))
     return m
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _flow_reach(flow, sx0, sy0, sx1, sy1, fx0, fy0):
+    """Largest |flow| component over photo pixels [sy0, sy1) x [sx0, sx1) of a flow whose corner is (fx0, fy0).
+
+    The magnitude bits of non-NaN float32 order as their values do, so the maximum is an int32
+    max over each row's contiguous run of (u, v) pairs, which the loop vectoriser handles (a float
+    max reduction it leaves scalar without fast-math). A NaN (bits above +inf's) falls back to
+    the float loop, whose max skips NaNs.
+    """
+    if sy1 <= sy0 or sx1 <= sx0:
+        return np.float32(0.0)
+    fw = flow.shape[1]
+    bits = np.ascontiguousarray(flow).view(np.int32).reshape(flow.shape[0], fw * 2)
+    m = np.int32(0)
+    for y in range(sy0, sy1):
+        row = bits[y - fy0, 2 * (sx0 - fx0) : 2 * (sx1 - fx0)]
+        for i in range(row.size):  # indices from 0: no negative-index wrap, contiguous vector loads
+            m = max(m, row[i] & _SIGN)
+    if m > _INF_BITS:
+        return _flow_reach_scalar(flow, sx0, sy0, sx1, sy1, fx0, fy0)
+    return _bits_to_float(m)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _value_range_scalar(src, x0, y0, x1, y1):
+    """(min, max) of src [H, W, 3] over pixels [y0, y1) x [x0, x1) by float min / max ((inf, -inf) if empty)."""
+    lo, hi = np.float32(np.inf), np.float32(-np.inf)
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            for c in range(3):
+                lo = min(lo, src[y, x, c])
+                hi = max(hi, src[y, x, c])
+    return lo, hi
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _value_range(src, x0, y0, x1, y1):
+    """`_value_range_scalar`, vectorised: int32 min / max of the float bits over each row's run.
+
+    Non-negative non-NaN float32 (a photo / 255) order as their bits do; any sign bit or NaN
+    falls back to the float loop, so the result is the same for every input.
+    """
+    if y1 <= y0 or x1 <= x0:
+        return np.float32(np.inf), np.float32(-np.inf)
+    H, W = src.shape[0], src.shape[1]
+    bits = np.ascontiguousarray(src).view(np.int32).reshape(H, W * 3)
+    lo, hi = np.int32(0x7FFFFFFF), np.int32(-0x80000000)
+    for y in range(y0, y1):
+        row = bits[y, 3 * x0 : 3 * x1]
+        for i in range(row.size):  # indices from 0: no negative-index wrap, contiguous vector loads
+            lo = min(lo, row[i])
+            hi = max(hi, row[i])
+    if lo < 0 or hi > _INF_BITS:
+        return _value_range_scalar(src, x0, y0, x1, y1)
+    return _bits_to_float(lo), _bits_to_float(hi)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _floor32(v):
+    """floor of a float32 as an int, without a libm call (math.floor calls floorf, spilling registers).
+
+    int() truncates toward zero; one below where that is above v. float32(i) is exact: either
+    |i| < 2^24 or v is already an integer-valued float32 equal to i.
+    """
+    i = int(v)
+    return i - 1 if v < np.float32(i) else i
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _row_taps(flow_row, n, x0, y, H, W, wts, offs):
+    """Bicubic weights and tap offsets of pixels x0 .. x0 + n - 1 of row y, flow_row[2k], flow_row[2k + 1] the flow of pixel x0 + k.
+
+    ``wts[0:4, k]`` are the column weights, ``wts[4:8, k]`` the row weights; ``offs[0:4, k]`` the
+    flat offsets of the 4 tap columns (index * 3), ``offs[4:8, k]`` those of the 4 tap rows
+    (index * W * 3), border-clamped. Two branch-free passes the loop vectoriser handles (one with
+    all 16 output rows exceeds its budget of runtime alias checks and stays scalar); the bicubic
+    sums then read the results back per pixel. The flow comes as a flat (u, v, u, v, ...) run: the
+    stride of a [n, 2] array's rows is a run-time value to LLVM, which then vectorises only for a
+    stride of 1.
+    """
+    _row_weights(flow_row, n, x0, y, wts)
+    _row_offsets(flow_row, n, x0, y, H, W, offs)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _row_weights(flow_row, n, x0, y, wts):
+    """`_row_taps`' weights. The fractions are the old ``float32(sx - floor(sx))`` (exact in
+    float64, rounded once): a float32 subtraction of the same exact operands rounds the same exact
+    result once. Indices run from 0 (numba wraps negative indices, turning loads into gathers).
+    """
+    for k in range(n):
+        sx = np.float32(x0 + k) + flow_row[2 * k]
+        sy = np.float32(y) + flow_row[2 * k + 1]
+        wx0, wx1, wx2, wx3 = _cubic(sx - np.float32(_floor32(sx)))
+        wy0, wy1, wy2, wy3 = _cubic(sy - np.float32(_floor32(sy)))
+        wts[0, k] = wx0
+        wts[1, k] = wx1
+        wts[2, k] = wx2
+        wts[3, k] = wx3
+        wts[4, k] = wy0
+        wts[5, k] = wy1
+        wts[6, k] = wy2
+        wts[7, k] = wy3
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _row_offsets(flow_row, n, x0, y, H, W, offs):
+    """`_row_taps`' border-clamped flat tap offsets."""
+    r = W * 3
+    for k in range(n):
+        xf = _floor32(np.float32(x0 + k) + flow_row[2 * k])
+        yf = _floor32(np.float32(y) + flow_row[2 * k + 1])
+        offs[0, k] = min(max(xf - 1, 0), W - 1) * 3
+        offs[1, k] = min(max(xf, 0), W - 1) * 3
+        offs[2, k] = min(max(xf + 1, 0), W - 1) * 3
+        offs[3, k] = min(max(xf + 2, 0), W - 1) * 3
+        offs[4, k] = min(max(yf - 1, 0), H - 1) * r
+        offs[5, k] = min(max(yf, 0), H - 1) * r
+        offs[6, k] = min(max(yf + 1, 0), H - 1) * r
+        offs[7, k] = min(max(yf + 2, 0), H - 1) * r
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bicubic_at(flat, wts, offs, k, lo, hi):
+    """RGB bicubic sample k of a row prepared by `_row_taps` from flat (the photo raveled), clamped to [lo, hi].
+
+    The 3 channels go as one 4-lane vector (`bicubic_taps_rgb`) unless the fourth lane of the
+    last tap would read past the photo (its bottom-right pixel), where the scalar sums run.
+    """
+    rows = (offs[4, k], offs[5, k], offs[6, k], offs[7, k])
+    cols = (offs[0, k], offs[1, k], offs[2, k], offs[3, k])
+    wx = (wts[0, k], wts[1, k], wts[2, k], wts[3, k])
+    wy = (wts[4, k], wts[5, k], wts[6, k], wts[7, k])
+    if rows[3] + cols[3] + 3 < flat.size:
+        p0, p1, p2 = bicubic_taps_rgb(flat, rows, cols, wx, wy)
+    else:
+        p0, p1, p2 = _bicubic_sums(flat, rows, cols, wx, wy)
+    return min(max(p0, lo), hi), min(max(p1, lo), hi), min(max(p2, lo), hi)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bicubic_sums(flat, rows, cols, wx, wy):
+    """The scalar form of `bicubic_taps_rgb`: each channel's weighted tap sums, in the same order."""
+    p0 = p1 = p2 = np.float32(0.0)
+    for i in range(4):
+        o = rows[i]
+        a, b, c, d = o + cols[0], o + cols[1], o + cols[2], o + cols[3]
+        p0 += (flat[a] * wx[0] + flat[b] * wx[1] + flat[c] * wx[2] + flat[d] * wx[3]) * wy[i]
+        p1 += (flat[a + 1] * wx[0] + flat[b + 1] * wx[1] + flat[c + 1] * wx[2] + flat[d + 1] * wx[3]) * wy[i]
+        p2 += (flat[a + 2] * wx[0] + flat[b + 2] * wx[1] + flat[c + 2] * wx[2] + flat[d + 2] * wx[3]) * wy[i]
+    return p0, p1, p2
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _span(lo, hi, a, b):
+    """[a, b) clipped to [lo, hi), empty as (lo, lo)."""
+    a, b = max(a, lo), min(b, hi)
+    return (a, b) if b > a else (lo, lo)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -112,6 +284,10 @@ def warp_paste(src, box, flow, fx0, fy0, rendered, alpha, rx0, ry0, bicubic, out
     padding), every other one keeps its photo value; then the render is blended in with alpha
     and the result rounded to uint8. Pixels with zero flow and zero alpha are left as they are
     (out holds the photo). The arithmetic is the torch path's, in the same order.
+
+    Per row, only the span covered by the flow or the render is visited (no other pixel can
+    change), and the bicubic weights and offsets of the flow's span are computed first in one
+    vectorised pass (`_row_taps`).
 
     Args:
         src: [H, W, 3] float32 the photo / 255.
@@ -134,24 +310,33 @@ def warp_paste(src, box, flow, fx0, fy0, rendered, alpha, rx0, ry0, bicubic, out
     lo, hi = np.float32(0.0), np.float32(1.0)
     if bicubic and m > 0:  # the torch path clamps to the range of the photo it samples from
         reach = int(math.ceil(m)) + 2
-        lo, hi = np.float32(np.inf), np.float32(-np.inf)
-        for y in range(max(0, Y0 - reach), min(H, Y1 + reach)):
-            for x in range(max(0, X0 - reach), min(W, X1 + reach)):
-                for c in range(3):
-                    lo = min(lo, src[y, x, c])
-                    hi = max(hi, src[y, x, c])
+        lo, hi = _value_range(src, max(0, X0 - reach), max(0, Y0 - reach), min(W, X1 + reach), min(H, Y1 + reach))
+    flat = np.ascontiguousarray(src).ravel()
+    flow_rows = np.ascontiguousarray(flow).reshape(fh, fw * 2)
+    n_taps = max(sx1 - sx0, 0) if bicubic else 0
+    wts = np.empty((8, n_taps), np.float32)
+    offs = np.empty((8, n_taps), np.int64)
     one = np.float32(1.0)
     for y in range(Y0, Y1):
-        for x in range(X0, X1):
+        fa, fb = _span(X0, X1, sx0, sx1) if sy0 <= y < sy1 else (X0, X0)
+        ry = y - ry0
+        ra, rb = _span(X0, X1, rx0, rx0 + rw) if 0 <= ry < rh else (X0, X0)
+        if fb == fa and rb == ra:
+            continue
+        xa = fa if rb == ra else (ra if fb == fa else min(fa, ra))
+        xb = max(fb, rb)
+        if bicubic and fb > fa:
+            _row_taps(flow_rows[y - fy0, 2 * (fa - fx0) : 2 * (fb - fx0)], fb - fa, fa, y, H, W, wts, offs)
+        for x in range(xa, xb):
             fu = np.float32(0.0)
             fv = np.float32(0.0)
-            if sy0 <= y < sy1 and sx0 <= x < sx1:
+            if fa <= x < fb:
                 fu = flow[y - fy0, x - fx0, 0]
                 fv = flow[y - fy0, x - fx0, 1]
             moved = fu != 0 or fv != 0
             a = np.float32(0.0)
-            ry, rx = y - ry0, x - rx0
-            if 0 <= ry < rh and 0 <= rx < rw:
+            rx = x - rx0
+            if ra <= x < rb:
                 a = alpha[ry, rx]
             if not (moved or a > 0):
                 continue
@@ -159,7 +344,7 @@ def warp_paste(src, box, flow, fx0, fy0, rendered, alpha, rx0, ry0, bicubic, out
             if not moved:
                 p0, p1, p2 = src[y, x, 0], src[y, x, 1], src[y, x, 2]
             elif bicubic:
-                p0, p1, p2 = _bicubic(src, np.float32(x) + fu, np.float32(y) + fv, lo, hi)
+                p0, p1, p2 = _bicubic_at(flat, wts, offs, x - fa, lo, hi)
             else:
                 p0, p1, p2 = _bilinear(src, np.float32(x) + fu, np.float32(y) + fv)
             r0 = r1 = r2 = np.float32(0.0)
@@ -177,28 +362,6 @@ def _to_uint8(v):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _bicubic(src, sx, sy, lo, hi):
-    """RGB of src [H, W, 3] at pixel-index position (sx, sy): Keys bicubic, border taps, clamped to [lo, hi]."""
-    H, W = src.shape[0], src.shape[1]
-    xf = math.floor(sx)
-    yf = math.floor(sy)
-    wx0, wx1, wx2, wx3 = _cubic(np.float32(sx - xf))
-    wy0, wy1, wy2, wy3 = _cubic(np.float32(sy - yf))
-    xa = min(max(xf - 1, 0), W - 1)
-    xb = min(max(xf, 0), W - 1)
-    xc = min(max(xf + 1, 0), W - 1)
-    xd = min(max(xf + 2, 0), W - 1)
-    p0 = p1 = p2 = np.float32(0.0)
-    for i in range(4):
-        yy = min(max(yf - 1 + i, 0), H - 1)
-        wy = wy0 if i == 0 else (wy1 if i == 1 else (wy2 if i == 2 else wy3))
-        p0 += (src[yy, xa, 0] * wx0 + src[yy, xb, 0] * wx1 + src[yy, xc, 0] * wx2 + src[yy, xd, 0] * wx3) * wy
-        p1 += (src[yy, xa, 1] * wx0 + src[yy, xb, 1] * wx1 + src[yy, xc, 1] * wx2 + src[yy, xd, 1] * wx3) * wy
-        p2 += (src[yy, xa, 2] * wx0 + src[yy, xb, 2] * wx1 + src[yy, xc, 2] * wx2 + src[yy, xd, 2] * wx3) * wy
-    return min(max(p0, lo), hi), min(max(p1, lo), hi), min(max(p2, lo), hi)
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _bilinear(src, sx, sy):
     """RGB of src [H, W, 3] at pixel-index position (sx, sy): bilinear, coordinates clamped to the image."""
     H, W = src.shape[0], src.shape[1]
@@ -211,9 +374,15 @@ def _bilinear(src, sx, sy):
     yb = min(ya + 1, H - 1)
     tx = sx - np.float32(xa)
     ty = sy - np.float32(ya)
-    p = np.empty(3, np.float32)
-    for c in range(3):
-        top = src[ya, xa, c] * (one - tx) + src[ya, xb, c] * tx
-        bot = src[yb, xa, c] * (one - tx) + src[yb, xb, c] * tx
-        p[c] = top * (one - ty) + bot * ty
-    return p[0], p[1], p[2]
+    p0 = _lerp2(src, xa, xb, ya, yb, 0, tx, ty, one)
+    p1 = _lerp2(src, xa, xb, ya, yb, 1, tx, ty, one)
+    p2 = _lerp2(src, xa, xb, ya, yb, 2, tx, ty, one)
+    return p0, p1, p2
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _lerp2(src, xa, xb, ya, yb, c, tx, ty, one):
+    """Channel c of the bilinear blend of the 4 pixels (xa|xb, ya|yb) of src at fractions (tx, ty)."""
+    top = src[ya, xa, c] * (one - tx) + src[ya, xb, c] * tx
+    bot = src[yb, xa, c] * (one - tx) + src[yb, xb, c] * tx
+    return top * (one - ty) + bot * ty

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 
 import pytest
 import torch
@@ -141,3 +142,28 @@ def test_opacity_lets_the_warped_photo_show_through():
         composite(photo, rendered, cov, opacity=torch.ones(5, 5))
     with pytest.raises(ValueError, match="warp_mode"):
         CompositeSettings(warp_mode="nearest")
+
+
+@pytest.mark.parametrize("warp_mode", ["bicubic", "bilinear"])
+def test_compiled_paste_matches_torch_at_the_photo_border(monkeypatch, warp_mode):
+    """The compiled warp and paste equals the torch path where taps clamp at every border,
+    including the bottom-right pixel (where the 4-lane bicubic falls back to scalar sums) and
+    windows sticking out of the photo."""
+    composite_module = importlib.import_module("affectsynth.render.composite")  # the package re-exports the function
+
+    g = torch.Generator().manual_seed(3)
+    H, W = 37, 45
+    photo = torch.randint(0, 256, (H, W, 3), generator=g, dtype=torch.uint8)
+    flow = torch.randn(H + 6, W + 4, 2, generator=g) * 6.0
+    flow[:, :, 0] += 9.0  # push many samples past the right and bottom edges
+    flow[:, :, 1] += 9.0
+    flow[torch.rand(H + 6, W + 4, generator=g) < 0.2] = 0.0
+    rendered = torch.rand(30, 40, 3, generator=g)
+    cov = disc_coverage(30, 40, (25.0, 18.0), 14.0)
+    kw = dict(window=(20, 15), flow=flow, flow_window=(-3, -4), settings=CompositeSettings(warp_mode=warp_mode))
+    fast = composite(photo, rendered, cov, **kw)
+    with monkeypatch.context() as m:
+        m.setattr(composite_module, "_takes_fast_path", lambda *_: False)
+        ref = composite(photo, rendered, cov, **kw)
+    assert torch.equal(fast.mask_used, ref.mask_used)
+    assert torch.equal(fast.image, ref.image)
