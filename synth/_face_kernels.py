@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from affectsynth.render._kernels.mesh import triangle_normal
+from affectsynth.render._kernels.rounding import floor_int_f32
 
 __all__ = ["shade_face", "close_teeth_gaps_", "close_slits_", "mouth_facing_", "to_clip_", "face_rgba"]
 
@@ -25,8 +26,8 @@ def _taps(ht, wt, tu, tv):
     the weights w00, w01, w10, w11 of (ya, xa), (ya, xb), (yb, xa), (yb, xb)."""
     xs = tu * np.float32(wt) - np.float32(0.5)
     ys = tv * np.float32(ht) - np.float32(0.5)
-    xf = math.floor(xs)
-    yf = math.floor(ys)
+    xf = floor_int_f32(xs)  # int(math.floor()) without the floorf call
+    yf = floor_int_f32(ys)
     fx = xs - np.float32(xf)
     fy = ys - np.float32(yf)
     xa = min(max(int(xf), 0), wt - 1)

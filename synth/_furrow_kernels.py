@@ -7,6 +7,8 @@ import math
 import numpy as np
 from numba import njit
 
+from affectsynth.render._kernels.rounding import floor_int
+
 __all__ = ["blur_weighted", "edge_ratio", "furrows", "grid_ratio", "lift_folds", "shade_window", "upsample_grid"]
 
 
@@ -23,8 +25,8 @@ def _uv_taps(rast, y, x, tri_uv, uv, ht, wt):
     tv = uv[i2, 1] + u * (uv[i0, 1] - uv[i2, 1]) + v * (uv[i1, 1] - uv[i2, 1])
     xs = tu * np.float32(wt) - np.float32(0.5)
     ys = tv * np.float32(ht) - np.float32(0.5)
-    xf = math.floor(xs)
-    yf = math.floor(ys)
+    xf = floor_int(xs)  # int(math.floor()) without the floorf call
+    yf = floor_int(ys)
     fx = xs - xf
     fy = ys - yf
     xa = min(max(int(xf), 0), wt - 1)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 from numba import njit
 
+from affectsynth.render._kernels.rounding import floor_int_f32
 from affectsynth.render._kernels.simd import bicubic_taps_rgb
 
 __all__ = ["feather_alpha", "warp_paste"]
@@ -172,17 +173,6 @@ def _value_range(src, x0, y0, x1, y1):
     return _bits_to_float(lo), _bits_to_float(hi)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _floor32(v):
-    """floor of a float32 as an int, without a libm call (math.floor calls floorf, spilling registers).
-
-    int() truncates toward zero; one below where that is above v. float32(i) is exact: either
-    |i| < 2^24 or v is already an integer-valued float32 equal to i.
-    """
-    i = int(v)
-    return i - 1 if v < np.float32(i) else i
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
 def _row_taps(flow_row, n, x0, y, H, W, wts, offs):
     """Bicubic weights and tap offsets of pixels x0 .. x0 + n - 1 of row y, flow_row[2k], flow_row[2k + 1] the flow of pixel x0 + k.
@@ -208,8 +198,8 @@ def _row_weights(flow_row, n, x0, y, wts):
     for k in range(n):
         sx = np.float32(x0 + k) + flow_row[2 * k]
         sy = np.float32(y) + flow_row[2 * k + 1]
-        wx0, wx1, wx2, wx3 = _cubic(sx - np.float32(_floor32(sx)))
-        wy0, wy1, wy2, wy3 = _cubic(sy - np.float32(_floor32(sy)))
+        wx0, wx1, wx2, wx3 = _cubic(sx - np.float32(floor_int_f32(sx)))
+        wy0, wy1, wy2, wy3 = _cubic(sy - np.float32(floor_int_f32(sy)))
         wts[0, k] = wx0
         wts[1, k] = wx1
         wts[2, k] = wx2
@@ -225,8 +215,8 @@ def _row_offsets(flow_row, n, x0, y, H, W, offs):
     """`_row_taps`' border-clamped flat tap offsets."""
     r = W * 3
     for k in range(n):
-        xf = _floor32(np.float32(x0 + k) + flow_row[2 * k])
-        yf = _floor32(np.float32(y) + flow_row[2 * k + 1])
+        xf = floor_int_f32(np.float32(x0 + k) + flow_row[2 * k])
+        yf = floor_int_f32(np.float32(y) + flow_row[2 * k + 1])
         offs[0, k] = min(max(xf - 1, 0), W - 1) * 3
         offs[1, k] = min(max(xf, 0), W - 1) * 3
         offs[2, k] = min(max(xf + 1, 0), W - 1) * 3
