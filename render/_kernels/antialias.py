@@ -110,7 +110,9 @@ def antialias_find_edges(pos, pos_index, tri, opp, rast, items, dcs):
     silhouette edge (its neighbouring triangle folds to the same side, or there is none) and is
     steep relative to the pair direction. Whether a triangle has silhouette edges depends on the
     projection only: it is found once per triangle (`_silhouette_flags`), which rejects the pairs
-    inside the mesh quickly. (One loop, no per-pair helper function: numba compiled one about 8x
+    inside the mesh quickly: a pair of two triangles without silhouette edges is dropped before
+    its depths are compared, whichever is nearer (on a mesh of pixel-sized triangles nearly every
+    pair has two triangles, and that comparison is a coin flip the branch predictor loses). (One loop, no per-pair helper function: numba compiled one about 8x
     slower.)
 
     Args:
@@ -156,12 +158,24 @@ def antialias_find_edges(pos, pos_index, tri, opp, rast, items, dcs):
                     t1 = np.int64(ids[qy, qx])
                     if t0 == t1:
                         continue
+                    # a pair between two triangles without silhouette edges yields nothing,
+                    # whichever is nearer: skip it before reading (and branching on) depths
+                    f0 = 0
+                    if t0 >= 0:
+                        if flags[t0] < 0:
+                            flags[t0] = _silhouette_flags(t0, tri, opp, vx, vy)
+                        f0 = flags[t0]
+                    f1 = 0
+                    if t1 >= 0:
+                        if flags[t1] < 0:
+                            flags[t1] = _silhouette_flags(t1, tri, opp, vx, vy)
+                        f1 = flags[t1]
+                    if f0 == 0 and f1 == 0:
+                        continue
                     t = t0 if t0 >= 0 else t1
                     if t0 >= 0 and t1 >= 0:
                         t = t0 if rast[b, py, px, 2] < rast[b, qy, qx, 2] else t1
-                    if flags[t] < 0:
-                        flags[t] = _silhouette_flags(t, tri, opp, vx, vy)
-                    f = flags[t]
+                    f = f0 if t == t0 else f1
                     if f == 0:
                         continue
                     if t == t1:
