@@ -33,7 +33,7 @@ def bicubic_taps_rgb(typingctx, flat, rows, cols, wx, wy):  # noqa: ARG001  (num
 
     For each channel c, ``sum_i (((t[i,0] * wx0 + t[i,1] * wx1) + t[i,2] * wx2) + t[i,3] * wx3) * wy_i``
     accumulated from 0.0 over i = 0..3 in order, where ``t[i, j] = flat[rows[i] + cols[j] + c]``:
-    exactly the scalar expression, evaluated for the 3 channels (and a fourth, dropped lane) at once.
+    exactly the scalar formula, evaluated for the 3 channels (and a fourth, dropped lane) at once.
 
     Args:
         flat: 1-D C-contiguous float32 array, the image [H, W, 3] raveled.
