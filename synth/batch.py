@@ -269,7 +269,6 @@ def _worker_init(parent_pid: int, settings: GenerateSettings) -> None:
     global _WORKER_SYNTH, _WORKER_ERROR
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a worker forked from the parent (quick start) drops its handler
     try:
         import torch
 

@@ -5,9 +5,7 @@ workers start from a fork server: a clean process, started once, that imports
 :data:`WORKER_PRELOAD` (torch, numba, the Synthesizer's modules: ~1.4 s CPU) and forks each worker
 from there, so that N workers pay those imports once instead of N times (and a pool rebuilt to
 isolate a crash pays none); :func:`start_worker_server` starts those imports before the run is even
-planned. With a core to spare, the first pool also forks one worker straight from the main process
-(which never imports torch): it imports beside the server instead of after it, so the first output
-comes about as soon as in-process (`quick_start_possible`). Elsewhere workers are spawned. Either way a worker is a fresh process whose only state is imported modules (no torch
+planned. Elsewhere workers are spawned. Either way a worker is a fresh process whose only state is imported modules (no torch
 threads, no Synthesizer: see ``tests/synth/test_fork_safety.py`` for why that matters).
 
 Workers never outlive the main process: on Linux ``PR_SET_PDEATHSIG`` (``prctl`` via ctypes)
@@ -29,14 +27,13 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
-__all__ = ["WORKER_PRELOAD", "WorkerSetupError", "die_with_parent", "quick_start_possible", "quick_start_safe",
-           "run_pool", "start_worker_server", "worker_context"]
+__all__ = ["WORKER_PRELOAD", "WorkerSetupError", "die_with_parent", "run_pool", "start_worker_server",
+           "worker_context"]
 
 #: Jobs in flight per worker (keeps workers busy without queueing the whole run).
 INFLIGHT_PER_WORKER = 4
@@ -171,128 +168,11 @@ def _kill_workers(ex: ProcessPoolExecutor) -> None:
             p.join(5)
 
 
-def quick_start_safe(ctx: Any) -> bool:
-    """Whether forking a worker straight from this process is as safe as forking it from the fork server.
-
-    True where the other workers come from the fork server (Linux) and this process has not
-    imported torch: a process holding torch's thread pools and allocator state is what the server
-    exists to keep workers away from; this light one (planning, keeping the manifest) is not.
-    """
-    return ctx.get_start_method() == "forkserver" and "torch" not in sys.modules
-
-
-def quick_start_possible(ctx: Any, *, cores: int | None = None, busy: int | None = None,
-                         server_ready: bool | None = None) -> bool:
-    """Whether a run's first pool should fork one worker from this process (`run_pool`): where that
-    is safe (`quick_start_safe`), the fork server is not ready yet (else its workers start at once
-    anyway), and a core is spare for the quick worker's own imports beside the server's (on a busy
-    machine they would only slow the server's down).
-
-    Args:
-        ctx: the workers' multiprocessing context (`worker_context`).
-        cores: the cores this process may use (default: its CPU affinity).
-        busy: threads that want a core now besides this process and the fork server (default:
-            `busy_elsewhere`; unknown counts as busy).
-        server_ready: whether the fork server has finished its imports (default: `server_ready_now`).
-    """
-    if not quick_start_safe(ctx):
-        return False
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if server_ready is None:
-        server_ready = server_ready_now()
-    if busy is None:
-        busy = busy_elsewhere()
-    return not server_ready and busy is not None and busy <= cores - 2  # a core each: the server, the quick worker
-
-
-def _server_pid() -> int | None:
-    """The fork server's process id, None before it starts (the stdlib keeps no public handle)."""
-    from multiprocessing import forkserver
-
-    return getattr(forkserver._forkserver, "_forkserver_pid", None)
-
-
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` is on a core or waiting for one (state R, or D: reading its files) now."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b") ", 1)[1][:1] in (b"R", b"D")
-    except (OSError, IndexError):
-        return False
-
-
-def server_ready_now(samples: int = 5) -> bool:
-    """True once the fork server is up and idle, waiting to fork (not running in any of ``samples``
-    looks, 2 ms apart); False while it imports, or before it starts (it will import then)."""
-    pid = _server_pid()
-    if pid is None:
-        return False
-    for _ in range(samples):
-        if _running(pid):
-            return False
-        time.sleep(0.002)
-    return True
-
-
-def busy_elsewhere(samples: int = 5) -> int | None:
-    """Threads of other processes runnable right now: the fewest over ``samples`` looks at the
-    kernel's count of runnable threads (``/proc/loadavg``), 2 ms apart, less this process and the
-    fork server where it runs. None where the kernel does not say (not Linux)."""
-    counts = []
-    try:
-        for _ in range(samples):
-            with open("/proc/loadavg", "rb") as f:
-                counts.append(int(f.read().split()[3].split(b"/")[0]))
-            time.sleep(0.002)
-    except (OSError, ValueError, IndexError):
-        return None
-    pid = _server_pid()
-    ours = 1 + (pid is not None and _running(pid))  # the reader itself counts as runnable
-    return max(0, min(counts) - ours)
-
-
-def _start_pools(n: int, ctx: Any, initializer: Callable[..., None], initargs: tuple, *,
-                 quick_start: bool) -> list[tuple[ProcessPoolExecutor, int]]:
-    """The executors of one round, with their worker counts: ``n`` workers from ``ctx``, or with
-    ``quick_start`` one forked from this process (listed first, so that it takes the first job and
-    forks before any pool thread starts) and ``n - 1`` from ``ctx``.
-
-    The quick worker imports torch and the engine itself, on a core that would otherwise wait for
-    the fork server's imports: the first output comes as soon as it would in-process (about 0.5 s
-    sooner with 2 workers), for about 1.4 s more CPU at start-up."""
-    initargs = (os.getpid(), *initargs)
-    if not quick_start or n < 2:
-        return [(ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=initializer, initargs=initargs), n)]
-    import multiprocessing as mp
-
-    quick = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("fork"), initializer=initializer,
-                                initargs=initargs)
-    rest = ProcessPoolExecutor(max_workers=n - 1, mp_context=ctx, initializer=initializer, initargs=initargs)
-    return [(quick, 1), (rest, n - 1)]
-
-
-def _least_loaded(pools: list[tuple[ProcessPoolExecutor, int]], inflight: dict[Future, tuple[Any, ProcessPoolExecutor]],
-                  *, per_worker: int) -> ProcessPoolExecutor | None:
-    """The executor with the fewest jobs in flight per worker among those under ``per_worker`` jobs
-    per worker (the first of equals), or None when all are full."""
-    best, best_load = None, None
-    for ex, size in pools:
-        n = sum(1 for _, owner in inflight.values() if owner is ex)
-        if n < per_worker * size and (best_load is None or n / size < best_load):
-            best, best_load = ex, n / size
-    return best
-
-
 def run_pool(jobs: Sequence[Any], *, workers: int, initializer: Callable[..., None], initargs: tuple,
              run_job: Callable[[Any], Any], on_result: Callable[[Any, Any], None],
              on_crash: Callable[[Any, str], None], on_error: Callable[[Any, BaseException], None],
-             fatal: tuple[type[BaseException], ...] = (), quick_start: bool | None = None) -> None:
+             fatal: tuple[type[BaseException], ...] = ()) -> None:
     """Run ``run_job(job)`` for every job on a process pool (see `worker_context`), surviving worker crashes.
-
-    With two workers or more, the first pool may fork one of them straight from this process
-    (``quick_start``): it starts importing at once, beside the fork server, instead of waiting for
-    the server's imports to end. The rest, and every pool rebuilt after a crash, fork from the server.
 
     Args:
         jobs: picklable jobs, run in order (at most :data:`INFLIGHT_PER_WORKER` per worker in flight).
@@ -305,8 +185,6 @@ def run_pool(jobs: Sequence[Any], *, workers: int, initializer: Callable[..., No
         on_crash: ``(job, detail)`` for a job that killed its worker even when run alone.
         on_error: ``(job, exception)`` for a job whose result could not come back (e.g. unpicklable).
         fatal: exception types from ``run_job`` that stop the whole run (re-raised here).
-        quick_start: fork one worker of the first pool from this process; None: where
-            `quick_start_possible`; True: wherever `quick_start_safe`.
 
     Raises:
         RuntimeError: a worker could not build its Synthesizer (`WorkerSetupError`), or workers die
@@ -318,28 +196,25 @@ def run_pool(jobs: Sequence[Any], *, workers: int, initializer: Callable[..., No
     deferred: set[int] = set()  # suspects that crashed alone before any job completed (tried again last)
     completed = 0
     ctx = worker_context()
-    quick_start = quick_start_possible(ctx) if quick_start is None else quick_start and quick_start_safe(ctx)
     _SERVER_STATE["used"] = True
     while pending or suspects:
         isolating = bool(suspects)
         queue = suspects if isolating else pending
         n = 1 if isolating else max(1, min(workers, len(pending)))
-        pools = _start_pools(n, ctx, initializer, initargs, quick_start=quick_start and not isolating)
-        quick_start = False  # the first pool only: later ones find the fork server ready
-        inflight: dict[Future, tuple[Any, ProcessPoolExecutor]] = {}
+        limit = 1 if isolating else INFLIGHT_PER_WORKER * n
+        ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=initializer,
+                                 initargs=(os.getpid(), *initargs))
+        inflight: dict[Future, Any] = {}
         clean = False
         try:
             while queue or inflight:
-                while queue:  # each job to the least loaded executor per worker (ties: the quick one, listed first)
-                    ex = _least_loaded(pools, inflight, per_worker=1 if isolating else INFLIGHT_PER_WORKER)
-                    if ex is None:
-                        break
+                while queue and len(inflight) < limit:
                     job = queue.popleft()
-                    inflight[ex.submit(run_job, job)] = (job, ex)
+                    inflight[ex.submit(run_job, job)] = job
                 finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
                 broken = False
                 for fut in finished:
-                    job, _ = inflight.pop(fut)
+                    job = inflight.pop(fut)
                     try:
                         result = fut.result()
                     except WorkerSetupError as e:
@@ -365,13 +240,12 @@ def run_pool(jobs: Sequence[Any], *, workers: int, initializer: Callable[..., No
                         continue
                     completed += 1
                     on_result(job, result)
-                if broken:  # in flight when a worker died (in any executor of the round): rerun alone
-                    suspects.extend(job for job, _ in inflight.values())
+                if broken:
+                    suspects.extend(inflight.values())  # in flight when the worker died: rerun alone
                     inflight.clear()
                     break
             clean = True
         finally:
-            for ex, _ in pools:
-                if not clean or suspects:
-                    _kill_workers(ex)
-                ex.shutdown(wait=clean, cancel_futures=True)
+            if not clean or suspects:
+                _kill_workers(ex)
+            ex.shutdown(wait=clean, cancel_futures=True)
