@@ -22,6 +22,10 @@ What it measures (every number from this run, on this machine):
   rounds measures both trees one after the other (interleaved, so both see a similar load:
   even thread-CPU grows by ~30% on a machine loaded 4x over its cores); prints the ratios.
 
+Every tree is byte-compiled first and the children run without PYTHONDONTWRITEBYTECODE, as an
+installed package does (`compile_tree`): compiling affectsynth from source in every process adds
+about 0.3 s before the first output.
+
 The photos: the dev photos in ``../shared/assets/dev-photos`` (real photos, one or more faces),
 cycled up to ``--photos // 2`` (see `photo_dir`), then mirrored. Prints ``uptime`` before and after: the machine is shared.
 """
