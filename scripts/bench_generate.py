@@ -16,7 +16,9 @@ What it measures (every number from this run, on this machine):
   and its workers: `getrusage(RUSAGE_CHILDREN)`, or the sampled process tree where more), and the time from process start to the
   first output file (polled every 20 ms). Steady state: the marginal rate between a run over
   half of the photos and a run over all of them (start-up cancels out); the second half is the
-  first half mirrored, so the marginal photos carry exactly the first half's workload.
+  first half mirrored, so the marginal photos carry exactly the first half's workload. And
+  in-run: from the output files' modification times, the rate between 25% and 90% of a full
+  run's outputs (`timeline_rate`; median over repeats), one run, no difference of two.
 - ``--baseline-ref REF``: the same measurements on commit REF, checked out into a temporary git
   worktree and imported from there (a shim package dir on PYTHONPATH); each of the ``--repeats``
   rounds measures both trees one after the other (interleaved, so both see a similar load:
@@ -314,12 +316,25 @@ def run_cli(env: dict, in_dir: Path, size: int, workers: int) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"bench_generate: generate failed ({proc.returncode}):\n{log[-3000:]}")
-    n = len(list(out.rglob("*.png")))
+    pngs = list(out.rglob("*.png"))
+    n = len(pngs)
     if first is None and n:
         first = wall
+    timeline = timeline_rate(sorted(p.stat().st_mtime for p in pngs))
     shutil.rmtree(out.parent)
     reaped = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": max(reaped, sum(sampled.values())), "outputs": n, "first_output_s": first}
+    return {"wall_s": wall, "cpu_s": max(reaped, sum(sampled.values())), "outputs": n, "first_output_s": first,
+            "timeline_per_s": timeline}
+
+
+def timeline_rate(mtimes: list[float], lo: float = 0.25, hi: float = 0.9) -> float:
+    """Outputs/s of one run between its ``lo`` and ``hi`` fractions of outputs written, from the
+    files' modification times (sorted): a steady rate from a single run, start-up and the last
+    jobs' tail left out, with no polling to steal CPU and no difference of two noisy runs."""
+    if len(mtimes) < 8:
+        return float("nan")
+    a, b = int(len(mtimes) * lo), int(len(mtimes) * hi) - 1
+    return (b - a) / (mtimes[b] - mtimes[a]) if mtimes[b] > mtimes[a] else float("nan")
 
 
 def stage_round(label: str, env: dict, dirs: dict, args) -> dict:
@@ -354,6 +369,7 @@ def summarize(stage_runs: list[dict], cli_runs: list[dict]) -> dict:
         steady = dn / dt if dt > 0 else float("nan")  # nan: the load swamped the difference
         cpu = {k: statistics.median(r["cpu_s"] for r in v) for k, v in runs.items()}
         cli[w] = {"end_to_end_per_s": best["full"]["outputs"] / best["full"]["wall_s"], "steady_per_s": steady,
+                  "timeline_per_s": statistics.median(r["timeline_per_s"] for r in runs["full"]),
                   "steady_cpu_ms_per_output": (cpu["full"] - cpu["half"]) / max(dn, 1) * 1e3,
                   "cpu_ms_per_output": statistics.median(r["cpu_s"] / r["outputs"] for r in runs["full"]) * 1e3,
                   "first_output_s": statistics.median(r["first_output_s"] for r in runs["half"] + runs["full"]),
@@ -383,11 +399,12 @@ def report(label: str, m: dict, base: dict | None) -> None:
     print(f"  warm-up photo (first in a fresh process after imports): {st['warmup_cpu_ms']:.0f} ms thread-CPU")
     for w, c in m["cli"].items():
         b = None if base is None else base["cli"][w]
-        line = (f"  generate --workers {w}: wall: steady {c['steady_per_s']:6.1f} outputs/s, end to end {c['end_to_end_per_s']:6.1f}/s, "
+        line = (f"  generate --workers {w}: wall: steady {c['steady_per_s']:6.1f} outputs/s (full - half), "
+                f"{c['timeline_per_s']:6.1f}/s in-run (25-90% of the outputs), end to end {c['end_to_end_per_s']:6.1f}/s, "
                 f"first output {c['first_output_s']:.2f} s; CPU: {c['steady_cpu_ms_per_output']:6.1f} ms/output steady "
                 f"(marginal), {c['cpu_ms_per_output']:6.1f} ms/output incl. start-up")
         if b:
-            line += (f"\n      baseline: wall steady {b['steady_per_s']:.1f}/s, first {b['first_output_s']:.2f} s; CPU "
+            line += (f"\n      baseline: wall steady {b['steady_per_s']:.1f}/s, in-run {b.get('timeline_per_s', float('nan')):.1f}/s, first {b['first_output_s']:.2f} s; CPU "
                      f"{b['steady_cpu_ms_per_output']:.1f} ms/output steady, {b['cpu_ms_per_output']:.1f} incl. start-up; "
                      f"ratio CPU steady x{b['steady_cpu_ms_per_output'] / max(c['steady_cpu_ms_per_output'], 1e-9):.2f}, "
                      f"incl. start-up x{b['cpu_ms_per_output'] / max(c['cpu_ms_per_output'], 1e-9):.2f}")
