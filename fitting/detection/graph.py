@@ -32,25 +32,16 @@ def _same_pad(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, 
     return total // 2, total - total // 2
 
 
-def _act(x: Tensor, name: str | None) -> Tensor:
+def _act(x: Tensor, name: str | None, *, inplace: bool = False) -> Tensor:
+    """A TFLite fused activation (None, "relu", "relu6"); ``inplace`` for a tensor just computed that
+    nothing else holds: the same values without allocating (and page-faulting in) another
+    activation-sized buffer."""
     if name is None:
         return x
     if name == "relu":
-        return torch.relu(x)
+        return x.relu_() if inplace else torch.relu(x)
     if name == "relu6":
-        return torch.clamp(x, 0.0, 6.0)
-    raise ValueError(f"ConvGraph: unknown activation {name!r}")
-
-
-def _act_(x: Tensor, name: str | None) -> Tensor:
-    """`_act` in place, for a tensor just computed that nothing else holds: the same values
-    without allocating (and page-faulting in) another activation-sized buffer."""
-    if name is None:
-        return x
-    if name == "relu":
-        return x.relu_()
-    if name == "relu6":
-        return x.clamp_(0.0, 6.0)
+        return x.clamp_(0.0, 6.0) if inplace else torch.clamp(x, 0.0, 6.0)
     raise ValueError(f"ConvGraph: unknown activation {name!r}")
 
 
@@ -98,7 +89,8 @@ class _Conv(nn.Module):
                               _same_pad(x.shape[3], kw, self.stride[1], self.dilation[1]))
             if t or b or l or r:
                 x = F.pad(x, (l, r, t, b))
-        return _act_(F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups), self.act)
+        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return _act(y, self.act, inplace=True)
 
 
 class _MaxPool(nn.Module):
@@ -112,7 +104,7 @@ class _MaxPool(nn.Module):
                               _same_pad(x.shape[3], self.kernel[1], self.stride[1], 1))
             if t or b or l or r:
                 x = F.pad(x, (l, r, t, b), value=float("-inf"))
-        return _act_(F.max_pool2d(x, self.kernel, self.stride), self.act)
+        return _act(F.max_pool2d(x, self.kernel, self.stride), self.act, inplace=True)
 
 
 class _PReLU(nn.Module):
@@ -412,7 +404,7 @@ class ConvGraph(nn.Module):
         owned = {i for i in fresh if len(readers.get(i, ())) == 1 and i not in outputs and i != input_id}
         pads = {spec["out"]: spec for spec in self.layers
                 if spec["op"] == "pad" and spec["out"] in owned and _channel_pad(spec) is not None
-                and self.layers[readers[spec["out"]][0]]["op"] == "add"}
+                and _pad_add_partner(self.layers[readers[spec["out"]][0]], spec["out"]) in owned}
         last = {}
         for i, rs in readers.items():
             if i not in outputs:
@@ -457,7 +449,7 @@ class ConvGraph(nn.Module):
             act = spec["act"]
 
             def compute(env, y):
-                return _act_(y + _gather(env, ys), act)
+                return _act(y + _gather(env, ys), act, inplace=True)
         elif kind == "pad":
             before, after = spec["channel_pad"]
 
@@ -485,8 +477,6 @@ class ConvGraph(nn.Module):
             fn = self.modules_[str(spec["index"])].forward
         elif op == "relu":
             fn = torch.relu_ if x in owned else torch.relu
-        elif op in ("add", "mul"):
-            return self._binary_step(spec)
         elif op == "pad":
             p = spec["paddings"]  # NHWC [[before, after]] x 4
             pad = (p[2][0], p[2][1], p[1][0], p[1][1], p[3][0], p[3][1])
@@ -503,7 +493,7 @@ class ConvGraph(nn.Module):
             axis = _NHWC_TO_NCHW[spec["axis"] % 4] if spec["rank"] == 4 else spec["axis"]
 
             def step(env):
-                env[out] = _act_(torch.cat([_value(env[i]) for i in xs], dim=axis), act)
+                env[out] = _act(torch.cat([_value(env[i]) for i in xs], dim=axis), act, inplace=True)
             return step
         elif op == "resize_bilinear":
             size, corners, half = spec["size"], spec["align_corners"], spec["half_pixel_centers"]
@@ -541,12 +531,11 @@ class ConvGraph(nn.Module):
         ref = ref_x if isinstance(ref_x, int) else ref_y
         cache: dict[tuple, Tensor] = {}  # constant operands per (rank, dtype) of the tensor operand
         mul = spec["op"] == "mul"
-        pad_ref = next((r for r in (ref_x, ref_y) if r in pads), None) if not mul else None
-        if pad_ref is not None:
-            other = ref_y if pad_ref == ref_x else ref_x
+        pad_ref = next((r for r in (ref_x, ref_y) if r in pads), None)
+        if pad_ref is not None:  # `_steps` skipped that pad: this add does it, into its other (owned) operand
             source, (before, after) = pads[pad_ref]["x"], _channel_pad(pads[pad_ref])
-            if other in owned:
-                return self._pad_add_step(source, other, before, after, out, act, pads[pad_ref]["paddings"])
+            return self._pad_add_step(source, _pad_add_partner(spec, pad_ref), before, after, out, act,
+                                      pads[pad_ref]["paddings"])
         targets = [r for r in (ref_x, ref_y) if isinstance(r, int) and r in owned and ref_x != ref_y]
 
         def operand(env, r, like):
@@ -563,9 +552,9 @@ class ConvGraph(nn.Module):
             for r, t, o in ((ref_x, a, b), (ref_y, b, a)):
                 if r in targets and isinstance(env[r], Tensor) and t.shape == o.shape and t.stride() == o.stride() \
                         and t.dtype == o.dtype:
-                    env[out] = _act_(t.mul_(o) if mul else t.add_(o), act)
+                    env[out] = _act(t.mul_(o) if mul else t.add_(o), act, inplace=True)
                     return
-            env[out] = _act_(a * b if mul else a + b, act)
+            env[out] = _act(a * b if mul else a + b, act, inplace=True)
         return step
 
     @staticmethod
@@ -582,15 +571,24 @@ class ConvGraph(nn.Module):
                 for lo, hi in ((0, before), (before + c, before + c + after)):
                     if hi > lo:
                         y[:, lo:hi].add_(0.0)
-                env[out] = _act_(y, act)
+                env[out] = _act(y, act, inplace=True)
             else:  # another layout than the converter's: the pad as written
                 padded = F.pad(x, (p[2][0], p[2][1], p[1][0], p[1][1], p[3][0], p[3][1]))
-                env[out] = _act_(padded + _value(y), act)
+                env[out] = _act(padded + _value(y), act, inplace=True)
         return step
 
 
 #: Layers whose output is a new tensor (not a view of an input): `ConvGraph._steps` may write into it.
 _FRESH_OUTPUT_OPS = frozenset({"conv", "max_pool_2d", "prelu", "add", "mul", "relu", "pad", "concatenation"})
+
+
+def _pad_add_partner(spec: dict, pad_out: int) -> int | None:
+    """The other tensor operand of an add layer that reads the pad output ``pad_out``, else None
+    (not an add, or the pad added to itself or to a constant)."""
+    if spec["op"] != "add" or pad_out not in (spec["x"], spec["y"]):
+        return None
+    other = spec["y"] if spec["x"] == pad_out else spec["x"]
+    return other if isinstance(other, int) and other != pad_out else None
 
 
 def _channel_pad(spec: dict) -> tuple[int, int] | None:
