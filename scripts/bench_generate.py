@@ -227,17 +227,20 @@ def shim_envs(trees: dict[str, Path], where: Path, *, before: tuple[Path, ...] =
     for i, (label, tree) in enumerate(trees.items()):
         shim = shim_for(tree, where / f"shim_{i}")
         compile_tree(tree)
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        envs[label] = {**env, "PYTHONPATH": os.pathsep.join([*map(str, before), str(shim)])}
+        envs[label] = {**bytecode_env(), "PYTHONPATH": os.pathsep.join([*map(str, before), str(shim)])}
     return envs
+
+
+def bytecode_env() -> dict[str, str]:
+    """This environment without PYTHONDONTWRITEBYTECODE: processes that read and write ``.pyc``, as users' do."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def compile_tree(tree: Path) -> None:
     """Byte-compile a source tree's packages into their ``__pycache__`` folders, where the child
     processes importing it through a shim (`shim_for`) find them (pip does the same at install)."""
     dirs = [str(tree / d) for d in ("synth", "fitting", "render", "blendshapes")]
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *dirs], check=True,
-                   env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *dirs], check=True, env=bytecode_env())
 
 
 def photo_dir(n: int, where: Path, names: tuple[str, ...] = DEV_PHOTOS[:-1], *, mirrored: bool = False) -> Path:
@@ -404,7 +407,7 @@ def report(label: str, m: dict, base: dict | None) -> None:
                 f"first output {c['first_output_s']:.2f} s; CPU: {c['steady_cpu_ms_per_output']:6.1f} ms/output steady "
                 f"(marginal), {c['cpu_ms_per_output']:6.1f} ms/output incl. start-up")
         if b:
-            line += (f"\n      baseline: wall steady {b['steady_per_s']:.1f}/s, in-run {b.get('timeline_per_s', float('nan')):.1f}/s, first {b['first_output_s']:.2f} s; CPU "
+            line += (f"\n      baseline: wall steady {b['steady_per_s']:.1f}/s, in-run {b['timeline_per_s']:.1f}/s, first {b['first_output_s']:.2f} s; CPU "
                      f"{b['steady_cpu_ms_per_output']:.1f} ms/output steady, {b['cpu_ms_per_output']:.1f} incl. start-up; "
                      f"ratio CPU steady x{b['steady_cpu_ms_per_output'] / max(c['steady_cpu_ms_per_output'], 1e-9):.2f}, "
                      f"incl. start-up x{b['cpu_ms_per_output'] / max(c['cpu_ms_per_output'], 1e-9):.2f}")
