@@ -91,7 +91,8 @@ class BlazeFace(nn.Module):
         return boxes, scores
 
     @torch.no_grad()
-    def detect(self, images: list[Tensor], *, min_score: float = 0.5, iou_threshold: float = 0.3) -> list[Detections]:
+    def detect(self, images: list[Tensor], *, min_score: float = 0.5, iou_threshold: float = 0.3,
+               max_detections: int | None = None) -> list[Detections]:
         """Find faces in a list of images, one network call for all of them.
 
         Args:
@@ -99,6 +100,8 @@ class BlazeFace(nn.Module):
                 this module's device.
             min_score: score threshold (MediaPipe's `min_detection_confidence`).
             iou_threshold: weighted-NMS overlap.
+            max_detections: at most this many per image, the best (the first ones of the full
+                result, to the bit; weighted NMS stops there); None: all.
 
         Returns:
             One `Detections` per image, in pixels of that image.
@@ -112,7 +115,8 @@ class BlazeFace(nn.Module):
         out = []
         for b, rect in enumerate(rects):
             keep = scores[b] >= min_score
-            kb, ks = weighted_nms(boxes[b][keep], scores[b][keep], iou_threshold=iou_threshold)
+            kb, ks = weighted_nms(boxes[b][keep], scores[b][keep], iou_threshold=iou_threshold,
+                                  max_detections=max_detections)
             side = rect[2]
             origin = rect[:2] - side / 2
             pix = kb.reshape(-1, 8, 2) * side + origin

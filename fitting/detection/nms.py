@@ -28,7 +28,8 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
 
 
-def weighted_nms(boxes: Tensor, scores: Tensor, *, iou_threshold: float = 0.3) -> tuple[Tensor, Tensor]:
+def weighted_nms(boxes: Tensor, scores: Tensor, *, iou_threshold: float = 0.3, max_detections: int | None = None
+                 ) -> tuple[Tensor, Tensor]:
     """Weighted NMS as MediaPipe's `NonMaxSuppressionCalculator` (algorithm WEIGHTED).
 
     The best remaining detection absorbs every remaining detection overlapping it by more than
@@ -39,13 +40,15 @@ def weighted_nms(boxes: Tensor, scores: Tensor, *, iou_threshold: float = 0.3) -
         boxes: [N, 4 + 2K] float32: (x0, y0, x1, y1) then K keypoints (x, y), any units.
         scores: [N] float32 scores.
         iou_threshold: the overlap above which a detection is absorbed.
+        max_detections: stop after this many (the first ``max_detections`` of the full result, to
+            the bit: each group depends only on those before it); None: all.
 
     Returns:
         (boxes [M, 4 + 2K], scores [M]) in descending score order.
     """
     order = torch.argsort(scores, descending=True, stable=True)
     boxes, scores = boxes[order], scores[order]
-    clusters = _clusters(boxes[:, :4].cpu().numpy(), iou_threshold)
+    clusters = _clusters(boxes[:, :4].cpu().numpy(), iou_threshold, max_detections)
     if not clusters:
         return boxes.new_zeros((0, boxes.shape[1])), scores.new_zeros((0,))
     return _weighted_means(boxes, scores, clusters), scores[[int(m[0]) for m in clusters]]
@@ -73,31 +76,37 @@ def _weighted_means(boxes: Tensor, scores: Tensor, clusters: list[np.ndarray]) -
     return torch.stack(means)
 
 
-def _clusters(boxes: np.ndarray, iou_threshold: float) -> list[np.ndarray]:
+def _clusters(boxes: np.ndarray, iou_threshold: float, limit: int | None = None) -> list[np.ndarray]:
     """The groups of weighted NMS on [N, 4] float32 boxes in descending score order: each the
-    indices (ascending, its best first) of the remaining boxes that the best remaining box absorbs.
+    indices (ascending, its best first) of the remaining boxes that the best remaining box absorbs;
+    at most ``limit`` of them (None: all).
 
     In numpy, on the pairwise IoU matrix computed once: a few dozen boxes, for which torch's
     per-operation cost is most of the time. The IoU is `box_iou`'s float32 arithmetic, operation for
-    operation, so the groups are the same.
+    operation, so the groups are the same. With a ``limit``, only the rows of the groups' best boxes
+    (the same values: each entry is computed on its own).
     """
-    absorbs = _iou_np(boxes) > np.float32(iou_threshold)  # as torch compares float32 with a Python float
+    threshold = np.float32(iou_threshold)  # as torch compares float32 with a Python float
+    absorbs = _iou_np(boxes, boxes) > threshold if limit is None else None
     remaining = np.arange(len(boxes))
     out = []
-    while remaining.size:
-        absorbed = absorbs[remaining[0], remaining]
+    while remaining.size and (limit is None or len(out) < limit):
+        best = remaining[0]
+        row = absorbs[best] if absorbs is not None else _iou_np(boxes[best:best + 1], boxes)[0] > threshold
+        absorbed = row[remaining]
         absorbed[0] = True
         out.append(remaining[absorbed])
         remaining = remaining[~absorbed]
     return out
 
 
-def _iou_np(boxes: np.ndarray) -> np.ndarray:
-    """[N, N] pairwise IoU of [N, 4] float32 boxes, `box_iou`'s float32 operations in numpy."""
-    wh = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:]) - np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+def _iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[N, M] pairwise IoU of [N, 4] and [M, 4] float32 boxes, `box_iou`'s float32 operations in numpy."""
+    wh = np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2])
     np.maximum(wh, np.float32(0), out=wh)
     inter = wh[..., 0] * wh[..., 1]
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = (area[:, None] + area[None]) - inter
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = (area_a[:, None] + area_b[None]) - inter
     with np.errstate(over="ignore", invalid="ignore"):  # only where the union is empty, which gives 0
         return np.where(union > 0, inter / np.maximum(union, np.float32(1e-12)), np.float32(0))

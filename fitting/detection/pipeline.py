@@ -92,10 +92,13 @@ class LocatedFace:
     Attributes:
         rect: [1, 5] face-mesh rect (centre x, y, width, height in crop pixels; rotation, radians).
         area: area of that detector box in square pixels.
+        keypoints: [6, 2] float32 detector keypoints in crop pixels (as `Detections.keypoints`),
+            or None where unknown.
     """
 
     rect: Tensor
     area: float
+    keypoints: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -244,12 +247,13 @@ class FacePipeline:
         short-range detection inside each crop, None where it finds no face. Cheaper than the
         landmark network, and its box predicts the landmark box far better than the photo's."""
         located: list[LocatedFace | None] = []
-        for d in self.short.detect(self._regions(tensors, picks), min_score=CROP_MIN_SCORE):
+        for d in self.short.detect(self._regions(tensors, picks), min_score=CROP_MIN_SCORE, max_detections=1):
             if not len(d.scores):
                 located.append(None)
                 continue
             x0, y0, x1, y1 = d.boxes[0].tolist()
-            located.append(LocatedFace(rect_from_detection(d.boxes[:1], d.keypoints[:1]), (x1 - x0) * (y1 - y0)))
+            located.append(LocatedFace(rect_from_detection(d.boxes[:1], d.keypoints[:1]), (x1 - x0) * (y1 - y0),
+                                       d.keypoints[0].cpu().numpy()))
         return located
 
     @torch.no_grad()

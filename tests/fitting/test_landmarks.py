@@ -155,3 +155,21 @@ def test_detector_registry():
     assert MediaPipeDetector is TorchFaceDetector and isinstance(get_detector("torch"), TorchFaceDetector)
     with pytest.raises(ValueError, match="expected one of"):
         get_detector("dlib")
+
+
+def test_located_area_bound_uses_keypoints_only_where_fitted():
+    """`_located_area_max`: the keypoint bound where the keypoint ratios lie in the fitted ranges
+    (and it is the lower), else the located box's `LOCATED_TO_LANDMARK_AREA_MAX` bound."""
+    from affectsynth.fitting.detection.pipeline import LocatedFace
+    from affectsynth.fitting.landmarks import LOCATED_TO_LANDMARK_AREA_MAX, _located_area_max
+
+    rect = np.zeros((1, 5), np.float32)
+    # a face in a 40 x 40 box: eyes 16 px apart, ears 30 px apart
+    kp = np.array([[12, 15], [28, 15], [20, 22], [20, 30], [5, 18], [35, 18]], np.float32)
+    box_bound = 1600 * LOCATED_TO_LANDMARK_AREA_MAX
+    fitted = _located_area_max(LocatedFace(rect, 1600.0, kp))
+    assert 0 < fitted < box_bound
+    assert _located_area_max(LocatedFace(rect, 1600.0, kp * 2)) == box_bound  # ratios outside the fit: box bound
+    assert _located_area_max(LocatedFace(rect, 1600.0, np.zeros((6, 2), np.float32))) == box_bound  # degenerate
+    assert _located_area_max(LocatedFace(rect, 1600.0)) == box_bound  # no keypoints
+    assert _located_area_max(LocatedFace(rect, 6400.0, kp * 2)) == fitted * 4  # scale-free

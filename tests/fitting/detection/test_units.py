@@ -82,6 +82,9 @@ def test_weighted_nms_matches_the_torch_loop():
         for threshold in (0.3, 0.0):
             new, ref = weighted_nms(boxes, scores, iou_threshold=threshold), _weighted_nms_in_torch(boxes, scores, threshold)
             assert torch.equal(new[0], ref[0]) and torch.equal(new[1], ref[1])
+            for limit in (1, 3):  # stopping early gives the first detections of the full result, to the bit
+                first = weighted_nms(boxes, scores, iou_threshold=threshold, max_detections=limit)
+                assert torch.equal(first[0], ref[0][:limit]) and torch.equal(first[1], ref[1][:limit])
 
 
 def test_rects_and_crops():
