@@ -118,7 +118,9 @@ class TorchFaceDetector:
     largest boxes are located (the detection inside their crops), the largest located face is
     meshed, then the faces that could still give a larger landmark box (bounds
     `BOX_TO_LANDMARK_AREA_MAX`, `LOCATED_TO_LANDMARK_AREA_MAX`, the located keypoints'
-    `KEYPOINT_AREA_EXPONENTS`): ``detect(image, max_faces=1)``
+    `KEYPOINT_AREA_EXPONENTS`) go through the landmark network's backbone alone (a coarse mesh, about
+    half the cost), and those it does not rule out (`REFINED_TO_COARSE_AREA_MAX`) through the
+    whole mesh: ``detect(image, max_faces=1)``
     meshes one to three faces where ``detect(image)`` meshes every face of a group photo, and
     returns the same face.
 
@@ -230,8 +232,13 @@ class TorchFaceDetector:
             if new:
                 for (i, j), located in zip(new, pipe.locate(tensors, [(i, searches[i].candidates[j]) for i, j in new])):
                     searches[i].locate(j, located)
+            coarse = [(i, j) for i, search in enumerate(searches) for j in search.to_coarse()]
+            if coarse:
+                points = pipe.mesh_coarse(tensors, [(i, searches[i].candidates[j], searches[i].located[j]) for i, j in coarse])
+                for (i, j), pts in zip(coarse, points):
+                    searches[i].coarse[j] = float(np.ptp(pts[:, 0])) * float(np.ptp(pts[:, 1]))
             picks = [(i, j) for i, search in enumerate(searches) for j in search.to_mesh()]
-            if not new and not picks:
+            if not new and not coarse and not picks:
                 break
             if picks:
                 meshed = pipe.mesh_located(tensors, [(i, searches[i].candidates[j], searches[i].located[j]) for i, j in picks])
@@ -267,6 +274,13 @@ MediaPipeDetector = TorchFaceDetector
 #: are about 3 and 4 log std above the mean.
 BOX_TO_LANDMARK_AREA_MAX = 2.0
 LOCATED_TO_LANDMARK_AREA_MAX = 1.5
+
+#: Largest ratio of a face's landmark-box area to that of its coarse mesh (`FacePipeline.mesh_coarse`:
+#: the lips and eyes not yet refined), that `TorchFaceDetector` allows for. The refinement moves them
+#: by up to 7% of the face's size, and beyond the rest of the mesh's box on some faces: on the 66
+#: faces of the dev photos, meshed alone and in batches, the ratio is 0.994-1.013 (log std 0.002);
+#: the bound is about four times the largest excess seen.
+REFINED_TO_COARSE_AREA_MAX = 1.05
 
 #: A tighter bound of a located face's landmark-box area from its detector keypoints as well
 #: (`_located_area_max`). With A the located box's area, E and Y the squared distances between its
@@ -315,6 +329,7 @@ class _LargestFaces:
         self.limit = limit
         self.located: dict[int, LocatedFace | None] = {}  # None: no face in the candidate's crop
         self.meshed: dict[int, Landmarks | None] = {}  # None: no face, or one the presence check refused
+        self.coarse: dict[int, float] = {}  # landmark-box area of the coarse mesh (`FacePipeline.mesh_coarse`)
 
     def locate(self, j: int, located: LocatedFace | None) -> None:
         """Record candidate ``j``'s located face (None: no face, it needs no mesh)."""
@@ -322,15 +337,28 @@ class _LargestFaces:
         if located is None:
             self.meshed[j] = None
 
+    def to_coarse(self) -> list[int]:
+        """Once ``limit`` faces are known, the pending located candidates that could still matter only
+        by their size and have no coarse mesh yet: a coarse mesh (`FacePipeline.mesh_coarse`, about
+        half a mesh) bounds their landmark box to within `REFINED_TO_COARSE_AREA_MAX`, which rules
+        out nearly all of them; the others are meshed next (`to_mesh`)."""
+        known = self._known()
+        if known is None:
+            return []
+        return [j for j in self.pending()
+                if self.located.get(j) is not None and j not in self.coarse and not self._guarded(j, known[1])]
+
     def to_mesh(self) -> list[int]:
         """The next candidates to mesh: while fewer than ``limit`` faces are known, the pending located
         ones with the largest located boxes, as many as faces are missing; then every pending located
-        one, in one batch (a face-mesh call of one face costs about two of a batch of four)."""
+        one that its coarse mesh did not rule out (or that may be a duplicate, see `pending`), in one
+        batch (a face-mesh call of one face costs about two of a batch of four)."""
         located = [j for j in self.pending() if self.located.get(j) is not None]
-        missing = self.limit - len(_ranked(self.faces())[: self.limit])
-        if missing:
+        known = self._known()
+        if known is None:
+            missing = self.limit - len(_ranked(self.faces())[: self.limit])
             return sorted(located, key=lambda j: -self.located[j].area)[:missing]
-        return located
+        return [j for j in located if j in self.coarse or self._guarded(j, known[1])]
 
     def faces(self) -> list[Landmarks]:
         """The faces meshed so far, in candidate order (as the fully meshed photo lists them)."""
@@ -340,28 +368,44 @@ class _LargestFaces:
         """Candidates still to locate or mesh so that the ``limit`` largest faces are those of the
         fully meshed photo: first the `FIRST_LOCATED` (at least ``limit``) largest boxes; then
         every box left while fewer faces were found; else every one whose landmark box could be
-        larger than the smallest of the ``limit`` largest faces so far (bound: `_located_area_max`
-        of its located face, or `BOX_TO_LANDMARK_AREA_MAX` x its detector box before it is
-        located), or that has at least the score of such a face (or of
-        the face that removed a duplicate of one) and a crop that touches it: as a duplicate
-        `_dedupe` would keep it instead.
+        larger than the smallest of the ``limit`` largest faces so far (`_area_max`), or that has at
+        least the score of such a face (or of the face that removed a duplicate of one) and a crop
+        that touches it: as a duplicate `_dedupe` would keep it instead.
         """
         rest = [j for j in range(len(self.candidates)) if j not in self.meshed]
         if not self.located:
             return sorted(rest, key=lambda j: -self.candidates[j].area)[: max(self.limit, FIRST_LOCATED)]
+        known = self._known()
+        if known is None:
+            return rest
+        smallest, guarded = known
+        return [j for j in rest if self._area_max(j) > smallest or self._guarded(j, guarded)]
+
+    def _known(self) -> tuple[float, list[Landmarks]] | None:
+        """Once ``limit`` faces are meshed: the landmark-box area of the smallest of the ``limit``
+        largest, and the faces whose duplicates must be meshed (those, and the faces `_dedupe`
+        keeps in place of a duplicate of one); None before."""
         faces = self.faces()
         top = _ranked(faces)[: self.limit]
         if len(top) < self.limit:
-            return rest
+            return None
         smallest = top[-1].size ** 2
-        guarded = top + _removers(faces, smallest)
+        return smallest, top + _removers(faces, smallest)
 
-        def could_matter(j: int) -> bool:
-            c, located = self.candidates[j], self.located.get(j)
-            bound = _located_area_max(located) if located else c.area * BOX_TO_LANDMARK_AREA_MAX
-            return bound > smallest or any(c.score >= g.score and box_overlap(c.crop, g.bbox) > 0 for g in guarded)
+    def _area_max(self, j: int) -> float:
+        """Upper bound of candidate ``j``'s landmark-box area (square pixels), the tightest known:
+        `REFINED_TO_COARSE_AREA_MAX` x its coarse mesh's box, `_located_area_max` of its located face,
+        or `BOX_TO_LANDMARK_AREA_MAX` x its detector box before it is located."""
+        if j in self.coarse:
+            return self.coarse[j] * REFINED_TO_COARSE_AREA_MAX
+        located = self.located.get(j)
+        return _located_area_max(located) if located else self.candidates[j].area * BOX_TO_LANDMARK_AREA_MAX
 
-        return [j for j in rest if could_matter(j)]
+    def _guarded(self, j: int, guarded: Sequence[Landmarks]) -> bool:
+        """Whether candidate ``j`` may be a duplicate that `_dedupe` keeps instead of one of ``guarded``:
+        at least its score, and a crop that touches its box."""
+        c = self.candidates[j]
+        return any(c.score >= g.score and box_overlap(c.crop, g.bbox) > 0 for g in guarded)
 
 
 def _located_area_max(located: LocatedFace) -> float:

@@ -162,6 +162,27 @@ def _inputs(spec: dict) -> list[int]:
     return [spec[key] for key in ("x", "y", "matrix") if isinstance(spec.get(key), int)] + list(spec.get("xs", []))
 
 
+def _layer_inputs(spec: dict) -> list[int]:
+    """The tensor ids a layer of the (fused) layer list reads."""
+    if spec["op"] == "fused":
+        return list(spec["x"]) + list(spec.get("y") or [])
+    return _inputs(spec)
+
+
+def _readers(layers: list[dict]) -> tuple[dict[int, list[int]], set[int]]:
+    """Per tensor id, the indices (in ``layers``) of the layers that read it; and the output ids (of
+    the final outputs entry)."""
+    readers: dict[int, list[int]] = {}
+    outputs: set[int] = set()
+    for k, spec in enumerate(layers):
+        ids = _layer_inputs(spec)
+        if spec["op"] == "outputs":
+            outputs.update(ids)
+        for i in ids:
+            readers.setdefault(i, []).append(k)
+    return readers, outputs
+
+
 def _value(v: Tensor | tuple[Tensor, int, int]) -> Tensor:
     """A tensor of `ConvGraph.forward`'s environment: itself, or its channels of a fused branch tensor."""
     return v if isinstance(v, Tensor) else v[0][:, v[1]:v[2]]
@@ -240,6 +261,7 @@ class ConvGraph(nn.Module):
             self.layers = [{**spec, "index": k} for k, spec in enumerate(self.layers) if spec["op"] != "skip"]
         self.output_names: list[str] = layers[-1]["names"]
         self._plan: tuple | None = None  # `_steps`, built on the first call
+        self._partial_plans: dict[tuple[str, ...], tuple] = {}  # per subset of the outputs (`forward`'s ``outputs``)
 
     def _fold_padding(self) -> None:
         """Fuse each symmetric zero PAD that feeds only a VALID convolution into that convolution."""
@@ -353,40 +375,77 @@ class ConvGraph(nn.Module):
 
     def _apply(self, fn, *args, **kwargs):
         """`nn.Module._apply` (``.to``, ``.float``, ...); the execution plan holds the old constants: rebuilt on the next call."""
-        self._plan = None
+        self._plan, self._partial_plans = None, {}
         return super()._apply(fn, *args, **kwargs)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_plan"] = None  # closures: rebuilt on first use
+        state["_plan"], state["_partial_plans"] = None, {}  # closures: rebuilt on first use
         return state
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor, *, outputs: tuple[str, ...] | None = None) -> list[Tensor]:
         """Run the network; on the CPU, larger batches in chunks of `CPU_BATCH`.
 
         Args:
             x: [B, 3, H, W] float32 input image batch.
+            outputs: names (`output_names`) of the outputs to compute, in the order wanted: only the
+                layers they depend on run, and they get the values the whole network gives them, to
+                the bit. None: every output.
 
         Returns:
-            The model's outputs, [B, ...] each, in TFLite order and layout.
+            The model's outputs, [B, ...] each, in TFLite order and layout (or in ``outputs``' order).
+
+        Raises:
+            ValueError: an unknown output name.
         """
         if x.device.type != "cpu" or x.shape[0] <= CPU_BATCH:
-            return self._run(x)
-        chunks = [self._run(x[i:i + CPU_BATCH]) for i in range(0, x.shape[0], CPU_BATCH)]
+            return self._run(x, outputs)
+        chunks = [self._run(x[i:i + CPU_BATCH], outputs) for i in range(0, x.shape[0], CPU_BATCH)]
         return [torch.cat(outs) for outs in zip(*chunks)]
 
-    def _run(self, x: Tensor) -> list[Tensor]:
+    def _run(self, x: Tensor, outputs: tuple[str, ...] | None = None) -> list[Tensor]:
         """`forward` on one batch: the steps of `_steps` in order on an environment of tensor ids."""
-        if getattr(self, "_plan", None) is None:
-            self._plan = self._steps()
-        steps, input_id, output_ids = self._plan
+        steps, input_id, output_ids = self._plan_for(outputs)
         env: dict[int, Tensor | tuple[Tensor, int, int]] = {input_id: _fast_layout(x)}  # fused branches: (their tensor, channel slice)
         for step in steps:
             step(env)
         return [_to_tf(_value(env[i])) for i in output_ids]
 
-    def _steps(self) -> tuple[list, int, list[int]]:
-        """The execution plan: one closure per layer that reads its inputs from the environment and
+    def _plan_for(self, outputs: tuple[str, ...] | None) -> tuple[list, int, list[int]]:
+        """The execution plan (`_steps`) of the whole network or of the layers ``outputs`` need,
+        built on first use."""
+        if outputs is None:
+            if getattr(self, "_plan", None) is None:
+                self._plan = self._steps(self.layers)
+            return self._plan
+        plans = self.__dict__.setdefault("_partial_plans", {})
+        key = tuple(outputs)
+        if key not in plans:
+            plans[key] = self._steps(self._layers_for(key))
+        return plans[key]
+
+    def _layers_for(self, outputs: tuple[str, ...]) -> list[dict]:
+        """The layers (in order) that the outputs named ``outputs`` depend on, and an outputs entry
+        that lists those."""
+        unknown = [n for n in outputs if n not in self.output_names]
+        if unknown or not outputs:
+            raise ValueError(f"ConvGraph: outputs must be some of {self.output_names}, got {list(outputs)}")
+        final = self.layers[-1]
+        wanted = [final["xs"][self.output_names.index(n)] for n in outputs]
+        producer = {out: k for k, spec in enumerate(self.layers[:-1])
+                    for out in (spec["outs"] if spec["op"] == "fused" else [spec["out"]])}
+        needed: set[int] = set()
+        todo = list(wanted)
+        while todo:
+            k = producer.get(todo.pop())
+            if k is not None and k not in needed:
+                needed.add(k)
+                todo += _layer_inputs(self.layers[k])
+        return [spec for k, spec in enumerate(self.layers[:-1]) if k in needed] + [{**final, "xs": wanted}]
+
+    def _steps(self, layers: list[dict]) -> tuple[list, int, list[int]]:
+        """The execution plan of ``layers`` (the network's `layers`, or the part of them that some
+        outputs need, `_layers_for`; ending in an outputs entry): one closure per layer that reads its inputs from the environment and
         writes its output, with its module's ``forward``, options and constant operands bound once.
 
         Each layer's work in Python (finding its op among a dozen, its module in the ModuleDict,
@@ -398,19 +457,19 @@ class ConvGraph(nn.Module):
         (a few hundred microseconds for a 96 x 96 x 32 map), as much as the op. Same operations on
         the same values, so the same outputs to the bit.
         """
-        readers, outputs = self._readers()
-        input_id = self.layers[-1]["input"]
-        fresh = {spec["out"] for spec in self.layers if spec["op"] in _FRESH_OUTPUT_OPS}
+        readers, outputs = _readers(layers)
+        input_id = layers[-1]["input"]
+        fresh = {spec["out"] for spec in layers if spec["op"] in _FRESH_OUTPUT_OPS}
         owned = {i for i in fresh if len(readers.get(i, ())) == 1 and i not in outputs and i != input_id}
-        pads = {spec["out"]: spec for spec in self.layers
+        pads = {spec["out"]: spec for spec in layers
                 if spec["op"] == "pad" and spec["out"] in owned and _channel_pad(spec) is not None
-                and _pad_add_partner(self.layers[readers[spec["out"]][0]], spec["out"]) in owned}
+                and _pad_add_partner(layers[readers[spec["out"]][0]], spec["out"]) in owned}
         last = {}
         for i, rs in readers.items():
             if i not in outputs:
                 last.setdefault(max(rs), []).append(i)
         steps = []
-        for k, spec in enumerate(self.layers):
+        for k, spec in enumerate(layers):
             if spec["op"] == "outputs":
                 return steps, input_id, list(spec["xs"])
             if spec["op"] == "pad" and spec["out"] in pads:  # done by the add that reads it, which releases its input
@@ -424,21 +483,6 @@ class ConvGraph(nn.Module):
                 step = self._step(spec, owned)
             steps.append(_releasing(step, last.get(k, ())))
         raise ValueError("ConvGraph: no 'outputs' entry")
-
-    def _readers(self) -> tuple[dict[int, list[int]], set[int]]:
-        """Per tensor id, the indices (in `layers`) of the layers that read it; and the graph's output ids."""
-        readers: dict[int, list[int]] = {}
-        outputs: set[int] = set()
-        for k, spec in enumerate(self.layers):
-            if spec["op"] == "fused":
-                ids = list(spec["x"]) + list(spec.get("y") or [])
-            else:
-                ids = _inputs(spec)
-            if spec["op"] == "outputs":
-                outputs.update(ids)
-            for i in ids:
-                readers.setdefault(i, []).append(k)
-        return readers, outputs
 
     def _fused_step(self, spec: dict):
         """The closure of a "fused" layer: its branches' inputs side by side, one op, the output's

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from affectsynth.fitting import FaceModel, TorchFaceDetector, fit_image
-from affectsynth.fitting.landmarks import BOX_TO_LANDMARK_AREA_MAX, LOCATED_TO_LANDMARK_AREA_MAX, _located_area_max
+from affectsynth.fitting.landmarks import (BOX_TO_LANDMARK_AREA_MAX, LOCATED_TO_LANDMARK_AREA_MAX, REFINED_TO_COARSE_AREA_MAX,
+                                           _located_area_max)
 from affectsynth.images import load_image
 
 pytestmark = pytest.mark.slow
@@ -59,12 +60,15 @@ def test_largest_faces_are_those_of_the_full_detection(photos, detector, k):
             assert a.faces_found == b.faces_found, name
     assert sum(m for m, _ in meshes.values()) < sum(f for _, f in meshes.values())
     assert meshes["bald_guys.jpg"][1] == 24 and meshes["bald_guys.jpg"][0] <= 3 * k + 2, meshes["bald_guys.jpg"]
+    if k == 1:  # the coarse meshes rule out every other face: one full mesh per photo, group photos too
+        assert all(m == min(f, 1) for m, f in meshes.values()), meshes
 
 
 def test_landmark_area_bounds_hold_on_every_dev_face(photos, detector):
-    """The search's bounds (`_located_area_max`, `BOX_TO_LANDMARK_AREA_MAX`) stay above every dev
-    face's landmark-box area, the keypoint bound with a margin (its fit's largest residual is
-    0.094 in log, the bound 0.21 above the fit), and is tighter than the located box's alone."""
+    """The search's bounds (`_located_area_max`, `BOX_TO_LANDMARK_AREA_MAX`,
+    `REFINED_TO_COARSE_AREA_MAX`) stay above every dev face's landmark-box area: the keypoint bound
+    with a margin (its fit's largest residual is 0.094 in log, the bound 0.21 above the fit), tighter
+    than the located box's alone; the coarse mesh's also with a margin."""
     pipe = detector._ensure()
     tighter = 0
     for name, image in photos.items():
@@ -72,12 +76,13 @@ def test_landmark_area_bounds_hold_on_every_dev_face(photos, detector):
         candidates = pipe.candidates(tensors)[0]
         located = pipe.locate(tensors, [(0, c) for c in candidates])
         picks = [(0, c, f) for c, f in zip(candidates, located) if f is not None]
-        for (_, c, f), face in zip(picks, pipe.mesh_located(tensors, picks)):
+        for (_, c, f), face, coarse in zip(picks, pipe.mesh_located(tensors, picks), pipe.mesh_coarse(tensors, picks)):
             if face is None:
                 continue
             area = detector._make(face.points, face.depth, face.score, 1).size ** 2
             bound = _located_area_max(f)
             assert bound >= 1.1 * area and c.area * BOX_TO_LANDMARK_AREA_MAX >= area, name
+            assert np.ptp(coarse[:, 0]) * np.ptp(coarse[:, 1]) * REFINED_TO_COARSE_AREA_MAX >= 1.03 * area, name
             tighter += bound < f.area * LOCATED_TO_LANDMARK_AREA_MAX
     assert tighter >= 50
 

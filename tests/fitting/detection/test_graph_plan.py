@@ -99,3 +99,23 @@ def test_plan_is_rebuilt_after_to_and_left_out_of_pickles():
     for a, b in zip(before, doubled):
         assert b.dtype == torch.float64
         torch.testing.assert_close(a, b.float(), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name, size", NETWORKS)
+def test_some_outputs_alone_are_the_whole_networks_to_the_bit(name, size):
+    """``forward(x, outputs=...)`` runs only the layers those outputs need (the face mesh's backbone
+    without its attention branches), and gives them the values of the whole network."""
+    net = load_graph(DATA_DIR / f"{name}.npz")
+    x = torch.rand(5, 3, size, size, generator=torch.Generator().manual_seed(3))  # 5: chunks of 4 and 1
+    wanted = (net.output_names[-1], net.output_names[0])
+    with torch.no_grad():
+        whole = net(x)
+        some = net(x, outputs=wanted)
+    assert len(some) == 2
+    assert torch.equal(some[0], whole[-1]) and torch.equal(some[1], whole[0])
+    if name == "mediapipe_face_landmark_with_attention":  # the backbone alone: about half the layers
+        assert len(net._partial_plans[wanted][0]) < 0.6 * len(net._plan[0])
+    with pytest.raises(ValueError, match="outputs"):
+        net(x, outputs=("no_such_output",))
+    net.double()
+    assert net._partial_plans == {}

@@ -204,6 +204,23 @@ def test_networks_batch(batch):
         mesh(torch.zeros(1, 3, 128, 128))
 
 
+def test_coarse_mesh_is_the_mesh_before_its_refinement():
+    """`FaceMesh.coarse`: the points the refinement leaves alone (and every depth) as `forward` gives
+    them, to the bit; the presence score too."""
+    mesh = FaceMesh()
+    crops = torch.rand(2, 3, 192, 192, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        pts, presence = mesh(crops)
+        coarse, coarse_presence = mesh.coarse(crops)
+    assert coarse.shape == (2, 468, 3)
+    kept = torch.ones(468, dtype=torch.bool)
+    kept[torch.cat([mesh._lips, mesh._left_eye, mesh._right_eye])] = False
+    assert torch.equal(coarse[:, kept], pts[:, :468][:, kept]) and torch.equal(coarse[..., 2], pts[:, :468, 2])
+    assert torch.equal(coarse_presence, presence)
+    with pytest.raises(ValueError, match=r"\[B, 3, 192, 192\]"):
+        mesh.coarse(torch.zeros(1, 3, 128, 128))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu():
     mesh = FaceMesh()
