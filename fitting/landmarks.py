@@ -120,9 +120,9 @@ class TorchFaceDetector:
     `BOX_TO_LANDMARK_AREA_MAX`, `LOCATED_TO_LANDMARK_AREA_MAX`, the located keypoints'
     `KEYPOINT_AREA_EXPONENTS`) go through the landmark network's backbone alone (a coarse mesh, about
     half the cost), and those it does not rule out (`REFINED_TO_COARSE_AREA_MAX`) through the
-    whole mesh: ``detect(image, max_faces=1)``
-    meshes one to three faces where ``detect(image)`` meshes every face of a group photo, and
-    returns the same face.
+    whole mesh: ``detect(image, max_faces=1)`` meshes one face in full on every dev photo (and a
+    few coarse), where ``detect(image)`` meshes every face of a group photo, and returns the same
+    face.
 
     Args:
         max_faces: at most this many faces (largest kept).
