@@ -274,8 +274,18 @@ class FaceModel:
     def landmark_points(self, vertices: Tensor, kind: str) -> Tensor:
         """Landmark positions on a mesh: [B, V, 3] -> [B, N, 3] via the kind's barycentric embedding."""
         emb = self.embedding(kind)
-        corners = self.triangles.long()[emb.triangle]  # [N, 3]
-        return (vertices[..., corners, :] * emb.barycentric[..., None]).sum(-2)
+        return (vertices[..., self._landmark_corners(kind), :] * emb.barycentric[..., None]).sum(-2)
+
+    def _landmark_corners(self, kind: str) -> Tensor:
+        """[N, 3] int64 vertex indices of the triangles a layout's landmarks sit on, computed once
+        per (layout, device): every output's landmarks read them (converting the whole triangle
+        list to int64 per call cost more than the landmarks themselves)."""
+        cache = self.__dict__.setdefault("_corner_cache", {})
+        key = (kind, str(self.device))  # `to()` shares this dict with the copy: the device keeps them apart
+        hit = cache.get(key)
+        if hit is None:
+            hit = cache[key] = self.triangles.long()[self.embedding(kind).triangle]
+        return hit
 
     def landmark_basis(self, kind: str) -> tuple[Tensor, Tensor, Tensor]:
         """Linear landmark model: (mean [N, 3], identity [K, N, 3], expression [S, N, 3]).

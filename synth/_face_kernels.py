@@ -1,5 +1,5 @@
 """Face render kernels: skin texture, photo weight and mouth materials of a rasterized window in one pass,
-and the passes around it (clip projection, mouth facing ratios, teeth-gap and slit closing, RGBA).
+and the passes around it (clip projection, pixel materials, mouth facing ratios, teeth-gap and slit closing, RGBA).
 
 The compiled twins of `FaceRenderer`'s torch steps (interpolate, texture, the mouth's depth and
 facing shading, the photo's own teeth, the mouth's morphology) for the CPU when nothing requires
@@ -16,7 +16,7 @@ from numba import njit
 from affectsynth.render._kernels.mesh import triangle_normal
 from affectsynth.render._kernels.rounding import floor_int_f32
 
-__all__ = ["shade_face", "close_teeth_gaps_", "close_slits_", "mouth_facing_", "to_clip_", "face_rgba"]
+__all__ = ["shade_face", "close_teeth_gaps_", "close_slits_", "mouth_facing_", "to_clip_", "face_rgba", "pixel_kinds_"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -355,6 +355,16 @@ def to_clip_(points, proj, out):
         z = points[i, 2]
         for r in range(4):
             out[i, r] = x * proj[r, 0] + y * proj[r, 1] + z * proj[r, 2] + proj[r, 3]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def pixel_kinds_(rast, kind_of_id, out):
+    """out [h, w] int64: ``kind_of_id[int(rast[y, x, 3])]``, the material of each pixel's triangle id
+    + 1 (rast [h, w, 4] float32 holds the ids exactly; truncated as torch's ``.long()``)."""
+    height, width = out.shape
+    for y in range(height):
+        for x in range(width):
+            out[y, x] = kind_of_id[np.int64(rast[y, x, 3])]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

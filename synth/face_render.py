@@ -6,6 +6,7 @@ photo's texture and a camera window into colour and coverage with the four primi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -264,10 +265,12 @@ class FaceRenderer:
     def window_for(self, pix: Tensor, size: tuple[int, int], *, pad: int = 4) -> tuple[int, int, int, int]:
         """Bounding window (x0, y0, w, h) of projected vertices `pix` [V, 2] (any mask applied), clipped."""
         w_img, h_img = size
-        lo = pix.min(0).values.floor() - pad
-        hi = pix.max(0).values.ceil() + pad
-        x0, y0 = max(0, int(lo[0])), max(0, int(lo[1]))
-        x1, y1 = min(w_img, int(hi[0])), min(h_img, int(hi[1]))
+        # min / max in numpy (the same values; a [2, 2] `pixel_bounds` costs more in torch ops than
+        # in arithmetic), floor / ceil in Python: exact, as the window's integer pad is
+        p = pix.detach().cpu().numpy()
+        (lo_x, lo_y), (hi_x, hi_y) = p.min(0).tolist(), p.max(0).tolist()
+        x0, y0 = max(0, math.floor(lo_x) - pad), max(0, math.floor(lo_y) - pad)
+        x1, y1 = min(w_img, math.ceil(hi_x) + pad), min(h_img, math.ceil(hi_y) + pad)
         return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
 
     def rasterize_window(self, vertices_cam: Tensor, camera: Camera, window: tuple[int, int, int, int]) -> WindowRaster:
@@ -281,7 +284,8 @@ class FaceRenderer:
         x0, y0, w, h = window
         cam = camera.crop(x0, y0, w, h)
         proj = cam.projection_matrix(near=1.0, far=1000.0, device=vertices_cam.device)
-        if _compiled_pixels(vertices_cam):
+        compiled = _compiled_pixels(vertices_cam)
+        if compiled:
             from affectsynth._face_kernels import to_clip_  # noqa: PLC0415  (numba import is slow)
 
             clip = torch.empty(1, vertices_cam.shape[0], 4)
@@ -289,7 +293,13 @@ class FaceRenderer:
         else:
             clip = to_clip(vertices_cam[None], proj)
         rast, _ = rasterize(clip, self.tri, (h, w), grad_db=False)  # no rast_db: the texture is sampled bilinearly
-        kind = self._kind_of_id.index_select(0, rast[0, ..., 3].reshape(-1).long()).view(h, w)
+        if compiled and rast.device.type == "cpu":
+            from affectsynth._face_kernels import pixel_kinds_  # noqa: PLC0415  (numba import is slow)
+
+            kind = torch.empty(h, w, dtype=torch.long)
+            pixel_kinds_(rast[0].detach().numpy(), self._kind_of_id.numpy(), kind.numpy())
+        else:
+            kind = self._kind_of_id.index_select(0, rast[0, ..., 3].reshape(-1).long()).view(h, w)
         return WindowRaster(rast, clip, cam, kind)
 
     def render(

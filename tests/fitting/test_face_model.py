@@ -167,3 +167,16 @@ def test_load_errors(tmp_path):
 def test_to_same_device_returns_itself(model):
     assert model.to("cpu") is model
     assert model.to(torch.device("cpu")) is model
+
+
+def test_landmark_points_are_the_barycentric_blend_of_their_triangles(model):
+    """Landmarks (their triangles' corners looked up once per layout) are the embedding's blend
+    of the triangle corners, the same on every call and batched."""
+    g = torch.Generator().manual_seed(0)
+    verts = model.neutral[None] + 0.1 * torch.randn(2, *model.neutral.shape, generator=g)
+    for kind in ("mediapipe468", "ibug68"):
+        emb = model.embedding(kind)
+        corners = model.triangles.long()[emb.triangle]
+        expected = (verts[..., corners, :] * emb.barycentric[..., None]).sum(-2)
+        assert torch.equal(model.landmark_points(verts, kind), expected)
+        assert torch.equal(model.landmark_points(verts[1:], kind), expected[1:])

@@ -151,3 +151,22 @@ def test_project_points_takes_a_camera_or_batched_intrinsics():
     with pytest.warns(DeprecationWarning):
         old = project_points(pts, FX, FY, CX, CY)
     torch.testing.assert_close(old, one)
+
+
+def test_compiled_projection_is_bitwise_the_torch_expression():
+    """[N, 3] float32 CPU points without grad take the compiled pass: the same bits as the torch
+    expression (run on the same points with grad), also for z = 0 and points behind the camera."""
+    g = torch.Generator().manual_seed(0)
+    pts = torch.randn(2000, 3, generator=g) * 5
+    pts[:, 2] = pts[:, 2].abs() + 20
+    pts[0, 2], pts[1, 2], pts[2] = 0.0, -3.0, torch.tensor([0.0, 1.0, 0.0])
+    cam = Intrinsics(511.7, 498.3, 127.9, 130.1, 256, 256)
+    fast = project_points(pts, cam)
+    with torch.enable_grad():
+        slow = project_points(pts.clone().requires_grad_(True), cam)
+    assert slow.grad_fn is not None and fast.grad_fn is None
+    assert fast.dtype == torch.float32 and fast.shape == (2000, 2)
+    torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=0, equal_nan=True)
+    strided = torch.randn(500, 6, generator=g)[:, ::2].abs() + 1  # a non-contiguous view
+    torch.testing.assert_close(project_points(strided, cam), strided[..., :2] / strided[..., 2:3] * torch.tensor(
+        [cam.fx, cam.fy]) + torch.tensor([cam.cx, cam.cy]), rtol=0, atol=0)

@@ -167,3 +167,22 @@ def test_compiled_paste_matches_torch_at_the_photo_border(monkeypatch, warp_mode
         ref = composite(photo, rendered, cov, **kw)
     assert torch.equal(fast.mask_used, ref.mask_used)
     assert torch.equal(fast.image, ref.image)
+
+
+def test_compiled_paste_reads_a_photo_changed_in_place():
+    """The float copy of the photo the compiled paste reuses between composites of one photo is
+    keyed by content: after the photo changes in place, the result is that of the new photo."""
+    g = torch.Generator().manual_seed(5)
+    H, W = 40, 48
+    photo = torch.randint(0, 256, (H, W, 3), generator=g, dtype=torch.uint8)
+    flow = torch.randn(H, W, 2, generator=g) * 2.0
+    rendered = torch.rand(20, 24, 3, generator=g)
+    cov = disc_coverage(20, 24, (12.0, 10.0), 8.0)
+    kw = dict(window=(10, 8), flow=flow)
+    first = composite(photo, rendered, cov, **kw)
+    assert torch.equal(composite(photo, rendered, cov, **kw).image, first.image)  # reused: the same
+    photo[:, :, 1] = 255 - photo[:, :, 1]
+    changed = composite(photo, rendered, cov, **kw)
+    fresh = composite(photo.clone(), rendered, cov, **kw)
+    assert not torch.equal(changed.image, first.image)
+    assert torch.equal(changed.image, fresh.image)
