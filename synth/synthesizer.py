@@ -283,8 +283,10 @@ class Synthesizer:
         if rejection is not None:
             raise ValueError(f"Synthesizer.synthesize: face refused ({rejection})")
         prepared = self.prepare(image, fit)
-        rng = np.random.default_rng(rng_seed)
         yaw_max, pitch_max = self.settings.head_rotation_deg
+        # the extras' generator only where a draw is made (seeding one costs ~10 us per output)
+        draws = (head_rotation_deg is None and bool(yaw_max or pitch_max)) or (light is None and self.settings.light_strength > 0)
+        rng = np.random.default_rng(rng_seed) if draws else None
         if head_rotation_deg is None:
             head_rotation_deg = (float(rng.uniform(-yaw_max, yaw_max)) if yaw_max else 0.0,
                                  float(rng.uniform(-pitch_max, pitch_max)) if pitch_max else 0.0)
