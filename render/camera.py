@@ -235,15 +235,15 @@ def project_points(points_cam: Tensor, camera: "Intrinsics | Tensor", *deprecate
 
 def _compiled_projection(points_cam: Tensor) -> bool:
     """Whether `project_points` may run the compiled pass: [N, 3] float32 CPU points, no grad
-    (the fitter's differentiable calls take the torch expression)."""
+    (differentiable calls take the torch formula)."""
     return (points_cam.ndim == 2 and points_cam.dtype == torch.float32 and points_cam.device.type == "cpu"
             and not (points_cam.requires_grad and torch.is_grad_enabled()))
 
 
 def _project_compiled(points_cam: Tensor, camera: Intrinsics) -> Tensor:
     """`project_points` of [N, 3] float32 CPU points in one compiled pass: the same operations
-    and roundings as the torch expression (bit-identical), without its four strided passes and
-    temporaries (~4x faster on a 20k-vertex mesh)."""
+    and roundings as the torch formula (bit-identical), without its four strided passes and
+    temporaries (~4x faster on 20k points)."""
     from affectsynth.render._kernels.camera import project_pinhole  # noqa: PLC0415  (numba import is slow)
 
     out = torch.empty(points_cam.shape[0], 2, dtype=torch.float32)

@@ -125,7 +125,7 @@ def _to_float(x: Tensor) -> Tensor:
 class _FloatPhotoMemo:
     """The last uint8 photo's `_to_float` (float32 / 255), reused while the photo is unchanged.
 
-    Several composites of one photo (the targets of one face) each converted the whole photo
+    Several composites of one photo (several renders pasted into it) each converted the whole photo
     again (~0.14 ms for a 256 px crop); comparing it with a copy of the last one costs a fifth
     of that. Content-keyed, so a photo changed in place is converted afresh; only photos up to
     `MAX_BYTES` are kept (a full-resolution photo's float copy is large and converts rarely).

@@ -11,7 +11,7 @@ __all__ = ["project_pinhole"]
 def project_pinhole(points, f, c, out):
     """``out[i] = points[i, :2] / points[i, 2] * f + c`` for `points` [N, 3] into out [N, 2].
 
-    The torch expression's operations in its order (divide, multiply, add), each rounded in the
+    The torch formula's operations in its order (divide, multiply, add), each rounded in the
     points' float type, so both give the same bits; z = 0 gives inf / nan as torch does.
     """
     for i in range(points.shape[0]):
