@@ -253,8 +253,12 @@ def synth_threads() -> Any:
 
 def make_synthesizer(settings: GenerateSettings) -> Any:
     """Build the ``affectsynth.synthesizer.Synthesizer`` a run uses (imports torch; run it under
-    :func:`synth_threads`, as every engine does)."""
+    :func:`synth_threads`, as every engine does). Installs numba's registries first, without
+    their BLAS probe (`affectsynth.numba_setup`): an engine's process runs only our kernels."""
+    from affectsynth.numba_setup import install_numba_registries
     from affectsynth.synthesizer import Synthesizer, SynthSettings
+
+    install_numba_registries()
 
     extras = SynthSettings(head_rotation_deg=settings.head_rotation_deg, light_strength=settings.light_strength,
                            gates=settings.gates)
