@@ -1,4 +1,5 @@
-"""`install_numba_registries`: the engines' numba set-up without the BLAS probe takes nothing away.
+"""The engines' process set-up: numba's registries without the BLAS probe take nothing away
+(`install_numba_registries`), and the fork server's quick exit loses no output (`worker_preload`).
 
 Each case runs in a fresh interpreter: the test process has long installed numba's registries.
 """
@@ -56,3 +57,20 @@ def test_setup_skips_the_probe_and_keeps_blas_and_scipy_usable():
 
 def test_setup_leaves_an_imported_scipy_linalg_alone():
     assert _run(ALREADY_IMPORTED) == "blas"
+
+
+SERVER_EXIT = textwrap.dedent('''
+    import atexit, sys
+    atexit.register(print, "an earlier exit handler ran")
+    import affectsynth.worker_preload  # what the fork server imports last
+    sys.stdout.write("buffered, no newline")
+    sys.exit(0)
+''')
+
+
+def test_fork_server_exit_flushes_and_skips_the_teardown():
+    """The fork server's exit: its buffered output still comes out, status 0, and nothing after
+    (the earlier exit handlers and the interpreter's teardown are skipped)."""
+    proc = subprocess.run([sys.executable, "-c", SERVER_EXIT], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout == "buffered, no newline"
