@@ -181,3 +181,19 @@ def test_grid_of_a_photo_without_a_face_says_so(runner, tmp_path):
                              "--expressions", "happiness,sadness", "--cell", "32"])
     assert r.exit_code == 3, r.output
     assert (tmp_path / "g.png").is_file() and "no face" in r.stderr and "nothing synthesised" in r.stderr
+
+
+def test_the_program_exits_with_its_status_and_everything_written(inputs, tmp_path):
+    """`python -m affectsynth.cli` (like the console script) skips the interpreter's teardown
+    (`affectsynth.cli.run`): its exit status, what it printed (the manifest's path on stdout, the
+    summary on stderr), every manifest row and output are still there."""
+    out = tmp_path / "out"
+    env = dict(os.environ, AFFECTSYNTH_NO_PROGRESS="1")
+    p = subprocess.run([sys.executable, "-m", "affectsynth.cli", "generate", str(inputs), str(out),
+                        "--expressions", "happiness", "--workers", "1", "--min-face", "8"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 3, p.stderr  # finished, one input unreadable
+    assert p.stdout.strip() == str(out / "manifest.csv") and "2 outputs written" in p.stderr, (p.stdout, p.stderr)
+    rows = (out / "manifest.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 and sum("bad.jpg" in r for r in rows) == 1
+    assert len(list(out.rglob("*.png"))) == 2
