@@ -186,13 +186,10 @@ def run() -> None:
 
 
 def _exit_now(status: list[int]) -> None:
-    """Flush stdout and stderr, then end the process with ``status[0]`` (see `run`)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, OSError, ValueError):  # closed, gone (`| head`), or no stream at all
-            pass
-    os._exit(status[0])
+    """End the process with ``status[0]`` once every other exit handler ran (see `run`)."""
+    from affectsynth.quick_exit import exit_now
+
+    exit_now(status[0])
 
 
 if __name__ == "__main__":  # pragma: no cover
