@@ -362,15 +362,27 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
     prior_scale = prior[6:]
     lam = torch.full((b,), settings.damping, dtype=dt, device=dev)
 
-    def contour_rows(coef: Tensor, rot: Tensor, trans: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Per-face contour rows (mean [B, C, 3], bases [B, C, K + Sf, 3]) re-picked on the current silhouette."""
+    def contour_picks(coef: Tensor, rot: Tensor, trans: Tensor) -> Tensor | None:
+        """[B, C] flat candidate index of each face's contour rows, picked on the current silhouette."""
         if c == 0:
             return None
         cand = (prob.cand_rest + (coef @ prob.cand_flat).view(b, -1, 3)) @ rot.transpose(1, 2)  # positions, normals
         cam = cand[:, : c * m] + trans[:, None]
         pick = silhouette_pick(cand[:, c * m:].reshape(b, c, m, 3), cam.reshape(b, c, m, 3), valid)
-        flat = pick + cand_offset  # [B, C]
-        return prob.cand_rest[flat], prob.cand_shape[flat]
+        return pick + cand_offset
+
+    def current(coef: Tensor, rot: Tensor, trans: Tensor, kept: tuple | None) -> tuple:
+        """(contour picks, contour rows, camera points [B, N, 3], residuals [B, N, 2]) at a state.
+
+        `kept` is what the previous iteration left for this very state (its picks, rows, points and
+        residuals): when the silhouette picks the same candidates again, the rows and residuals
+        would be recomputed from the same tensors by the same ops, so they are reused as they are.
+        """
+        picks = contour_picks(coef, rot, trans)
+        if kept is not None and _same_picks(picks, kept[0]):
+            return kept
+        rows = None if picks is None else (prob.cand_rest[picks], prob.cand_shape[picks])
+        return (picks, rows, *residuals(points(coef, rows), rot, trans))
 
     def points(coef: Tensor, rows: tuple[Tensor, Tensor] | None) -> Tensor:
         inner = prob.mean + (coef @ prob.shape_flat).view(b, ni, 3)
@@ -389,10 +401,10 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
         return data + (prior_scale * coef.pow(2)).sum(-1) + settings.expression_l1 * e.sum(-1)
 
     total = settings.pose_iterations + settings.iterations
+    kept = None  # `current`'s values at the state the last iteration kept
     for it in range(total):
         pose_only = it < settings.pose_iterations
-        rows = contour_rows(coef, rot, trans)
-        cam, res = residuals(points(coef, rows), rot, trans)
+        picks, rows, cam, res = current(coef, rot, trans, kept)
         dist = res.norm(dim=-1)
         w_rob = torch.where(dist > settings.huber_pct, settings.huber_pct / dist.clamp_min(1e-9), torch.ones_like(dist))
         wl = w_rob * prob.weights[None]  # [B, N]
@@ -424,25 +436,32 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
             new_coef = coef + delta[:, 6:]
             new_coef[:, k:] = new_coef[:, k:].clamp(0.0, 1.0)
         e_old = energy(res, coef, wl)
-        _, res_new = residuals(points(new_coef, rows), new_rot, new_trans)
+        cam_new, res_new = residuals(points(new_coef, rows), new_rot, new_trans)
         e_new = energy(res_new, new_coef, wl)
         accept = e_new <= e_old
         lam = torch.where(accept, lam * 0.3, lam * 10.0).clamp(1e-7, 1e4)
         rot = torch.where(accept[:, None, None], new_rot, rot)
         trans = torch.where(accept[:, None], new_trans, trans)
         coef = torch.where(accept[:, None], new_coef, coef)
+        kept = (picks, rows, torch.where(accept[:, None, None], cam_new, cam),
+                torch.where(accept[:, None, None], res_new, res))
 
     ident = coef[:, :k]
     expr = torch.zeros(b, prob.free_expr.shape[0], dtype=dt, device=dev)
     expr[:, prob.free_expr] = coef[:, k:]
     # Residuals of every landmark of the layout (also those the solve skipped), in pixels.
-    cam, _ = residuals(points(coef, contour_rows(coef, rot, trans)), rot, trans)
+    _, _, cam, _ = current(coef, rot, trans, kept)
     full_mean, full_id, full_ex = model.landmark_basis(kind)
     full = full_mean + torch.einsum("bk,knd->bnd", ident, full_id[:k]) + torch.einsum("bs,snd->bnd", expr, full_ex)
     full_cam = full @ rot.transpose(1, 2) + trans[:, None]
     full_cam[:, prob.order[ni:]] = cam[:, ni:]
     res_layout = (project_points(full_cam, intr[:, None]) - obs_layout).norm(dim=-1)
     return {"identity": ident, "expression": expr, "rotation": rot, "translation": trans, "residuals": res_layout}
+
+
+def _same_picks(picks: Tensor | None, kept: Tensor | None) -> bool:
+    """Whether the silhouette picked the same contour candidates for every face (or there are none)."""
+    return picks is None or torch.equal(picks, kept)
 
 
 def _weighted_jacobian(cam: Tensor, trans: Tensor, rot: Tensor, intr: Tensor, norm: Tensor, sw: Tensor,

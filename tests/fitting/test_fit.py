@@ -76,6 +76,21 @@ def test_deterministic(model, synthetic):
         assert torch.equal(x.expression, y.expression) and torch.equal(x.identity, y.identity)
 
 
+def test_reused_residuals_equal_recomputed(model, synthetic, monkeypatch):
+    """An iteration whose silhouette picks what the last one picked reuses the residuals of the state
+    it kept: the fits are bitwise those that recompute them every iteration (batched and single)."""
+    import affectsynth.fitting.fit as fit_module
+
+    faces, _ = synthetic
+    lms, cams = [f.landmarks for f in faces[:6]], [f.camera for f in faces[:6]]
+    reused = fit_landmarks(model, lms, cams) + fit_landmarks(model, lms[:1], cams[:1])
+    monkeypatch.setattr(fit_module, "_same_picks", lambda picks, kept: False)
+    recomputed = fit_landmarks(model, lms, cams) + fit_landmarks(model, lms[:1], cams[:1])
+    for a, b in zip(reused, recomputed):
+        for name in ("identity", "expression", "rotation", "translation", "residuals"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+
 def test_ibug68_layout(model):
     """68 points (the eos comparison): fewer constraints, so pose is looser than with 468."""
     faces = random_faces(model, 12, seed=4, kind="ibug68")
