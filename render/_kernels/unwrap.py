@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from affectsynth.render._kernels.barycentrics import _pixel_edges
+from affectsynth.render._kernels.rounding import floor_int
 
 __all__ = ["box_mean", "depth_from_ids", "eroded_blur", "fill_from_mirror", "fill_seen_edges", "unwrap_texels"]
 
@@ -39,8 +40,8 @@ def _sample_border(image, x, y, out, o):
     h, w, nc = image.shape
     sx = min(max(x - np.float32(0.5), np.float32(0.0)), np.float32(w - 1))
     sy = min(max(y - np.float32(0.5), np.float32(0.0)), np.float32(h - 1))
-    x0 = int(math.floor(sx))
-    y0 = int(math.floor(sy))
+    x0 = floor_int(sx)
+    y0 = floor_int(sy)
     fx = sx - np.float32(x0)
     fy = sy - np.float32(y0)
     x1 = min(x0 + 1, w - 1)
@@ -93,11 +94,11 @@ def unwrap_texels(texel, corners, bary, verts, normals, camera, image, zbuf, zbo
         y = py / pz * fy + cy
         if not (x >= 0 and x <= w and y >= 0 and y <= h):
             continue
-        bu = int(math.floor((x - bx0) * bsx))
-        bv = int(math.floor((y - by0) * bsy))
+        bu = floor_int((x - bx0) * bsx)
+        bv = floor_int((y - by0) * bsy)
         if bu < 0 or bu >= bw or bv < 0 or bv >= bh or not pz <= zbuf[bv, bu] * (np.float32(1.0) + depth_tol):
             continue
-        if has_mask and not photo_mask[min(max(int(math.floor(y)), 0), h - 1), min(max(int(math.floor(x)), 0), w - 1)]:
+        if has_mask and not photo_mask[min(max(floor_int(y), 0), h - 1), min(max(floor_int(x), 0), w - 1)]:
             continue
         k = texel[q]
         t = min(max((cos - min_cos) / cos_ramp, np.float32(0.0)), np.float32(1.0))
@@ -154,47 +155,59 @@ def fill_seen_edges(color, weight, local, grow):
 def fill_from_mirror(color, weight, mirror_uv, out_color, out_weight):
     """The mirror step of `fill_texture`: ``c' = (1 - a) c + a m``, ``w' = w + (1 - w) w_m`` with m, w_m
     the weight-normalised bilinear sample (zero padding, as ``grid_sample``) of (c w, w) at the
-    texel's mirror uv, and ``a = (1 - w) [w_m > 1e-6]``; texels without a mirror (uv < 0) unchanged."""
+    texel's mirror uv, and ``a = (1 - w) [w_m > 1e-6]``. Texels without a mirror (uv < 0), and texels
+    of weight 1 (a = 0, so the formula gives c back for any finite m: most of a photo's texture),
+    are copied unchanged without sampling. The taps are summed in ``grid_sample``'s order (top
+    left, top right, bottom left, bottom right), those outside the texture skipped, one channel
+    at a time (each channel's sum in that order)."""
     h, wd, nc = color.shape
     one = np.float32(1.0)
-    acc = np.zeros(nc + 1, np.float32)
+    zero = np.float32(0.0)
     for i in range(h):
         for j in range(wd):
             w = weight[i, j]
-            for k in range(nc):
-                out_color[i, j, k] = color[i, j, k]
             out_weight[i, j] = w
             mu, mv = mirror_uv[i, j, 0], mirror_uv[i, j, 1]
-            if not (mu >= 0 and mv >= 0):
+            if w == one or not (mu >= 0 and mv >= 0):  # a seen texel (a = 0) or no mirror: unchanged
+                for k in range(nc):
+                    out_color[i, j, k] = color[i, j, k]
                 continue
             sx = mu * np.float32(wd) - np.float32(0.5)
             sy = mv * np.float32(h) - np.float32(0.5)
-            x0 = int(math.floor(sx))
-            y0 = int(math.floor(sy))
+            x0 = floor_int(sx)
+            y0 = floor_int(sy)
             fx = sx - np.float32(x0)
             fy = sy - np.float32(y0)
-            acc[:] = 0.0
-            for dy in range(2):
-                y = y0 + dy
-                if y < 0 or y >= h:
-                    continue
-                ty = fy if dy else one - fy
-                for dx in range(2):
-                    x = x0 + dx
-                    if x < 0 or x >= wd:
-                        continue
-                    tap = ty * (fx if dx else one - fx)
-                    ws = weight[y, x]
-                    for k in range(nc):
-                        acc[k] += tap * (color[y, x, k] * ws)
-                    acc[nc] += tap * ws
-            wm = acc[nc]
+            x1, y1 = x0 + 1, y0 + 1
+            in_x0, in_x1 = 0 <= x0 < wd, 0 <= x1 < wd
+            in_y0, in_y1 = 0 <= y0 < h, 0 <= y1 < h
+            in00, in01, in10, in11 = in_y0 and in_x0, in_y0 and in_x1, in_y1 and in_x0, in_y1 and in_x1
+            t00, t01 = (one - fy) * (one - fx), (one - fy) * fx
+            t10, t11 = fy * (one - fx), fy * fx
+            wm = zero
+            if in00:
+                wm += t00 * weight[y0, x0]
+            if in01:
+                wm += t01 * weight[y0, x1]
+            if in10:
+                wm += t10 * weight[y1, x0]
+            if in11:
+                wm += t11 * weight[y1, x1]
             den = max(wm, np.float32(1e-6))
-            wm = min(max(wm, np.float32(0.0)), one)
-            a = (one - w) if wm > np.float32(1e-6) else np.float32(0.0)
+            wm_c = min(max(wm, zero), one)
+            a = (one - w) if wm_c > np.float32(1e-6) else zero
             for k in range(nc):
-                out_color[i, j, k] = (one - a) * color[i, j, k] + a * (acc[k] / den)
-            out_weight[i, j] = w + (one - w) * wm
+                acc = zero
+                if in00:
+                    acc += t00 * (color[y0, x0, k] * weight[y0, x0])
+                if in01:
+                    acc += t01 * (color[y0, x1, k] * weight[y0, x1])
+                if in10:
+                    acc += t10 * (color[y1, x0, k] * weight[y1, x0])
+                if in11:
+                    acc += t11 * (color[y1, x1, k] * weight[y1, x1])
+                out_color[i, j, k] = (one - a) * color[i, j, k] + a * (acc / den)
+            out_weight[i, j] = w + (one - w) * wm_c
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -224,3 +224,30 @@ def test_result_to_and_detach(sphere_scene):
     assert moved.texture.dtype == torch.float64 and moved.visible.dtype == torch.bool
     assert torch.equal(moved.visible, res.visible)
     torch.testing.assert_close(moved.weight.float(), res.weight)
+
+
+def test_compiled_mirror_step_matches_torch_and_keeps_seen_texels():
+    """The compiled mirror step of `fill_texture` (which copies weight-1 texels without sampling their
+    mirror) gives the torch path's values, and weight-1 texels bit for bit."""
+    from affectsynth.render._kernels.unwrap import fill_from_mirror
+    from affectsynth.render.warp import sample_bilinear
+
+    g = torch.Generator().manual_seed(0)
+    R = 40
+    color = torch.rand(R, R, 3, generator=g)
+    weight = torch.rand(R, R, generator=g)
+    weight[torch.rand(R, R, generator=g) < 0.4] = 1.0
+    weight[torch.rand(R, R, generator=g) < 0.3] = 0.0
+    mirror = torch.rand(R, R, 2, generator=g) * 1.1 - 0.05  # some taps outside the texture
+    mirror[torch.rand(R, R, generator=g) < 0.2] = -1.0  # no mirror
+    out_c, out_w = torch.empty_like(color), torch.empty_like(weight)
+    fill_from_mirror(color.numpy(), weight.numpy(), mirror.numpy(), out_c.numpy(), out_w.numpy())
+    # the torch path's mirror step (`_fill_texture_torch`)
+    valid = (mirror >= 0).all(-1)
+    sm = sample_bilinear(torch.cat([color * weight[..., None], weight[..., None]], -1), mirror * R, padding_mode="zeros")
+    wm = torch.where(valid, sm[..., -1].clamp(0.0, 1.0), torch.zeros_like(weight))
+    a = ((1.0 - weight) * (wm > 1e-6))[..., None]
+    torch.testing.assert_close(out_c, (1.0 - a) * color + a * sm[..., :-1] / sm[..., -1:].clamp_min(1e-6), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out_w, weight + (1.0 - weight) * wm, atol=1e-5, rtol=0)
+    seen = weight == 1.0
+    assert torch.equal(out_c[seen], color[seen]) and bool((out_w[seen] == 1.0).all())
