@@ -60,13 +60,22 @@ def _kernel_applies(image: Tensor, weight: Tensor) -> bool:
     return not wants_grad and image.device.type == "cpu" and image.dtype == torch.float32 and image.numel() > 0
 
 
-def _push_pull_kernel(image: Tensor, weight: Tensor, min_size: int) -> Tensor:
-    """[B, H, W, C] push-pull fill by the compiled kernel (the same arithmetic as `_push_pull_torch`)."""
-    from affectsynth.render._kernels.inpaint import push_pull  # noqa: PLC0415  (numba import is slow)
+def _push_pull_kernel(image: Tensor, weight: Tensor, min_size: int, wanted: Tensor | None = None) -> Tensor:
+    """[B, H, W, C] push-pull fill by the compiled kernel (the same arithmetic as `_push_pull_torch`).
+
+    With `wanted` ([B, H, W] bool), only those pixels are filled (the same values), the others are 0:
+    the finest pull step, the costliest, then skips them.
+    """
+    from affectsynth.render._kernels.inpaint import push_pull, push_pull_at  # noqa: PLC0415  (numba import is slow)
 
     img = image.detach().contiguous()
-    out = torch.empty_like(img)
-    push_pull(img.numpy(), weight.detach().contiguous().numpy(), int(min_size), out.numpy())
+    w = weight.detach().contiguous().numpy()
+    if wanted is None:
+        out = torch.empty_like(img)
+        push_pull(img.numpy(), w, int(min_size), out.numpy())
+    else:
+        out = torch.zeros_like(img)
+        push_pull_at(img.numpy(), w, int(min_size), wanted.contiguous().numpy(), out.numpy())
     return out
 
 

@@ -474,12 +474,16 @@ def fill_texture(
 def _fill_texture_compiled(texture: Tensor, weight: Tensor, mirror_uv: Tensor | None, grow_px: int) -> Tensor:
     """`fill_texture` on CPU float32 without grad: growth and mirror steps compiled (the same
     arithmetic as `_fill_texture_torch`, equal to float rounding, seen texels bit for bit)."""
-    from affectsynth.render._kernels.unwrap import fill_from_mirror, fill_seen_edges  # noqa: PLC0415  (numba import is slow)
+    from affectsynth.render._kernels.unwrap import fill_from_mirror, fill_seen_edges, seen_band  # noqa: PLC0415  (numba import is slow)
+    from affectsynth.render.inpaint import _push_pull_kernel  # noqa: PLC0415  (render's own compiled fill)
 
     c = texture.detach().clone(memory_format=torch.contiguous_format)
     w = weight.detach().to(torch.float32).clamp(0.0, 1.0).contiguous()
-    if grow_px > 0:
-        fill_seen_edges(c.numpy(), w.numpy(), push_pull_fill(c, w).numpy(), int(grow_px))
+    if grow_px > 0:  # the push-pull colour is needed in the growth band only: filled there alone
+        band = torch.empty(w.shape, dtype=torch.bool)
+        seen_band(w.numpy(), int(grow_px), band.numpy())
+        local = _push_pull_kernel(c[None], w[None], 1, band[None])[0]
+        fill_seen_edges(c.numpy(), w.numpy(), local.numpy(), band.numpy())
     if mirror_uv is not None:
         mc, mw = torch.empty_like(c), torch.empty_like(w)
         fill_from_mirror(c.numpy(), w.numpy(), mirror_uv.to(torch.float32).contiguous().numpy(), mc.numpy(), mw.numpy())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["push_pull"]
+__all__ = ["push_pull", "push_pull_at"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -91,10 +91,11 @@ def _sources(n_in, n_out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _expand(coarse, co, ch, cw, col, wt, so, h, w, out, oo, exact):
+def _expand(coarse, co, ch, cw, col, wt, so, h, w, out, oo, exact, wanted, has_wanted):
     """One pull step: ``out = wt * col + (1 - wt) * upsample(coarse)`` for the h x w level at offsets
     `so` (col, wt) and `oo` (out); the coarser result is ch x cw at offset `co`. With `exact`, texels
-    of weight >= 1 take their colour bitwise (the blend is exact there only up to rounding)."""
+    of weight >= 1 take their colour bitwise (the blend is exact there only up to rounding). With
+    `has_wanted`, only the texels where `wanted` [h * w] is True are written."""
     nc = col.shape[1]
     one = np.float32(1.0)
     y0s, y1s, lys = _sources(ch, h)
@@ -105,6 +106,8 @@ def _expand(coarse, co, ch, cw, col, wt, so, h, w, out, oo, exact):
         a, b = co + y0s[i] * cw, co + y1s[i] * cw
         for j in range(w):
             p, o = so + i * w + j, oo + i * w + j
+            if has_wanted and not wanted[i * w + j]:
+                continue
             lw = wt[p]
             if exact and lw >= one:
                 for k in range(nc):
@@ -129,6 +132,19 @@ def push_pull(image, weight, min_size, result):
         min_size: stop the pyramid when both sides are <= this.
         result: [B, H, W, C] float32 output; equals `image` where the weight is >= 1.
     """
+    _push_pull(image, weight, min_size, result, np.zeros((1, 1, 1), np.bool_), False)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def push_pull_at(image, weight, min_size, wanted, result):
+    """`push_pull` written only where `wanted` [B, H, W] bool is True (`result` untouched elsewhere):
+    the same values there, without the finest pull step's work elsewhere."""
+    _push_pull(image, weight, min_size, result, wanted, True)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _push_pull(image, weight, min_size, result, wanted, has_wanted):
+    """`push_pull`, and with `has_wanted` `push_pull_at`."""
     nb, h, w, nc = image.shape
     hs, ws = _level_sizes(h, w, min_size)
     top = hs.shape[0] - 1
@@ -142,8 +158,11 @@ def push_pull(image, weight, min_size, result):
         col0 = image[bi].reshape(h * w, nc)
         wt0 = weight[bi].reshape(h * w)
         res0 = result[bi].reshape(h * w, nc)
+        want0 = wanted[bi].reshape(h * w) if has_wanted else wanted[0].reshape(1)
         if top == 0:  # a single level: the colour where the weight is > 0, else 0
             for p in range(h * w):
+                if has_wanted and not want0[p]:
+                    continue
                 for k in range(nc):
                     res0[p, k] = col0[p, k] if wt0[p] > 0 else np.float32(0.0)
             continue
@@ -155,5 +174,6 @@ def push_pull(image, weight, min_size, result):
             for k in range(nc):
                 out[p, k] = col[p, k] * keep
         for lv in range(top - 1, 0, -1):
-            _expand(out, offs[lv + 1], hs[lv + 1], ws[lv + 1], col, wt, offs[lv], hs[lv], ws[lv], out, offs[lv], False)
-        _expand(out, offs[1], hs[1], ws[1], col0, wt0, 0, h, w, res0, 0, True)
+            _expand(out, offs[lv + 1], hs[lv + 1], ws[lv + 1], col, wt, offs[lv], hs[lv], ws[lv], out, offs[lv], False,
+                    want0, False)
+        _expand(out, offs[1], hs[1], ws[1], col0, wt0, 0, h, w, res0, 0, True, want0, has_wanted)

@@ -6,8 +6,8 @@ is a loop over the covered texels: interpolate position and normal, project into
 test depth, normal and photo mask, sample the photo bilinearly. The torch path spends ~40
 whole-texture ops on this; the arithmetic is the same here (interpolation as `interp_fwd`,
 bilinear sampling as ``grid_sample`` with border padding), so results agree to float rounding.
-`fill_seen_edges` and `fill_from_mirror` are the two steps of `fill_texture` before its last
-push-pull, each one pass over the texture instead of ~10 whole-texture ops; `eroded_blur` is
+`seen_band` with `fill_seen_edges`, and `fill_from_mirror`, are the two steps of `fill_texture`
+before its last push-pull, each one pass over the texture instead of ~10 whole-texture ops; `eroded_blur` is
 a mask's erosion and box blur (the seen weight of an unwrap) in integer sums. `depth_from_ids`
 is the depth buffer's camera z from the rasterizer's triangle ids in one pass (what `rast_fill`
 then `interp_fwd` compute, without the barycentric image between them).
@@ -23,7 +23,7 @@ from numba import njit
 from affectsynth.render._kernels.barycentrics import _pixel_edges
 from affectsynth.render._kernels.rounding import floor_int
 
-__all__ = ["box_mean", "depth_from_ids", "eroded_blur", "fill_from_mirror", "fill_seen_edges", "unwrap_texels"]
+__all__ = ["box_mean", "depth_from_ids", "eroded_blur", "fill_from_mirror", "fill_seen_edges", "seen_band", "unwrap_texels"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -136,16 +136,26 @@ def _near_seen(w, grow):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def fill_seen_edges(color, weight, local, grow):
-    """The local growth step of `fill_texture`, in place: texels within `grow` of a seen one and of
-    weight < 1 take ``local (1 - w) + c w`` (`local`: the push-pull fill) and weight 1."""
+def seen_band(weight, grow, out):
+    """out [R, R] bool: the growth band of `fill_texture`, texels of weight < 1 within `grow` of a seen one."""
     near = _near_seen(weight, grow)
+    h, wd = weight.shape
+    one = np.float32(1.0)
+    for i in range(h):
+        for j in range(wd):
+            out[i, j] = near[i, j] and weight[i, j] < one
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def fill_seen_edges(color, weight, local, band):
+    """The local growth step of `fill_texture`, in place: texels of the `band` (`seen_band`) take
+    ``local (1 - w) + c w`` (`local`: the push-pull fill there) and weight 1."""
     h, wd, nc = color.shape
     one = np.float32(1.0)
     for i in range(h):
         for j in range(wd):
-            w = weight[i, j]
-            if near[i, j] and w < one:
+            if band[i, j]:
+                w = weight[i, j]
                 for k in range(nc):
                     color[i, j, k] = local[i, j, k] * (one - w) + color[i, j, k] * w
                 weight[i, j] = one
