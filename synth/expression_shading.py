@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from affectsynth._masked import masked_rows
 from affectsynth.face_render import FaceRenderer, RenderedFace
 from affectsynth.fitting import Camera
 from affectsynth.render import fit_sh_lighting, interpolate, rasterize, sh_shading
@@ -139,15 +140,17 @@ def estimate_light(photo: Tensor, vertices: Tensor, renderer: FaceRenderer, came
     luma = torch.nn.functional.avg_pool2d(luma[None, None], k)[0, 0]
     # grazing points sit where a small fit error samples background
     use = (rast[0, ..., 3] > 0) & (n[..., 2] < -0.35)
+    points = int(use.sum())
     ones = torch.zeros(9, 1, device=vertices.device)
     ones[0, 0] = 1.0 / 0.282095
-    if int(use.sum()) < 50:
-        return FaceLight(ones, vertices, px_per_cm, int(use.sum()))
-    coeffs = fit_sh_lighting(n[use].double(), luma[use][:, None].double(), ridge=ridge, robust_iterations=3)
-    median = sh_shading(n[use].double(), coeffs).median()
+    if points < 50:
+        return FaceLight(ones, vertices, px_per_cm, points)
+    n_use = masked_rows(n, use).double()
+    coeffs = fit_sh_lighting(n_use, masked_rows(luma, use)[:, None].double(), ridge=ridge, robust_iterations=3)
+    median = sh_shading(n_use, coeffs).median()
     if not bool(median > 1e-3):
-        return FaceLight(ones, vertices, px_per_cm, int(use.sum()))
-    return FaceLight((coeffs / median).float(), vertices, px_per_cm, int(use.sum()))
+        return FaceLight(ones, vertices, px_per_cm, points)
+    return FaceLight((coeffs / median).float(), vertices, px_per_cm, points)
 
 
 def _gradient(height: Tensor, px_per_cm: float) -> Tensor:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from affectsynth._masked import masked_rows
 from affectsynth.expression_shading import FaceLight, estimate_light
 from affectsynth.face_render import TYPICAL_SKIN, FaceRenderer
 from affectsynth.fitting import FaceFit
@@ -113,7 +114,7 @@ def prepare_face(image: np.ndarray, fit: FaceFit, renderer: FaceRenderer, *, res
     # every texel the photo sees keeps the photo's colour; only unseen ones are filled
     tex = fill_texture(un.texture, un.visible.to(un.texture.dtype), mirror_uv=_mirror_map(renderer, resolution))
     vis = un.weight > 0.5
-    skin = un.texture[vis].mean(0) if vis.any() else torch.tensor(TYPICAL_SKIN, device=device)
+    skin = masked_rows(un.texture, vis).mean(0) if vis.any() else torch.tensor(TYPICAL_SKIN, device=device)
     teeth = None
     if teeth_px is not None:
         teeth = unwrap_photo_teeth(photo_f, verts, renderer, cam, teeth_px, resolution=resolution)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from affectsynth._masked import masked_rows
 from affectsynth.face_unwrap import unwrap_face
 from affectsynth.fitting import Camera
 from affectsynth.render.unwrap import fill_texture
@@ -183,7 +184,7 @@ def unwrap_photo_teeth(photo: Tensor, vertices: Tensor, renderer: FaceRenderer, 
         return None
     tex = fill_texture(un.texture, un.visible.to(un.texture.dtype))
     weight = _soft_edge(un.weight * un.visible)
-    color = photo[pixels].mean(0)
+    color = masked_rows(photo, pixels).mean(0)
     return PhotoTeeth(texture=tex, weight=weight.clamp(0, 1), color=color)
 
 
