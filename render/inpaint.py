@@ -63,8 +63,9 @@ def _kernel_applies(image: Tensor, weight: Tensor) -> bool:
 def _push_pull_kernel(image: Tensor, weight: Tensor, min_size: int, wanted: Tensor | None = None) -> Tensor:
     """[B, H, W, C] push-pull fill by the compiled kernel (the same arithmetic as `_push_pull_torch`).
 
-    With `wanted` ([B, H, W] bool), only those pixels are filled (the same values), the others are 0:
-    the finest pull step, the costliest, then skips them.
+    With `wanted` ([B, H, W] bool), only those pixels are filled (the same values), returned as
+    [N, C] rows in row-major order (``fill[wanted]``): the finest pull step, the costliest,
+    then skips the others, and no full-size result is allocated.
     """
     from affectsynth.render._kernels.inpaint import push_pull, push_pull_at  # noqa: PLC0415  (numba import is slow)
 
@@ -74,7 +75,7 @@ def _push_pull_kernel(image: Tensor, weight: Tensor, min_size: int, wanted: Tens
         out = torch.empty_like(img)
         push_pull(img.numpy(), w, int(min_size), out.numpy())
     else:
-        out = torch.zeros_like(img)
+        out = torch.empty(int(wanted.sum()), img.shape[-1], dtype=img.dtype)
         push_pull_at(img.numpy(), w, int(min_size), wanted.contiguous().numpy(), out.numpy())
     return out
 

@@ -482,7 +482,7 @@ def _fill_texture_compiled(texture: Tensor, weight: Tensor, mirror_uv: Tensor | 
     if grow_px > 0:  # the push-pull colour is needed in the growth band only: filled there alone
         band = torch.empty(w.shape, dtype=torch.bool)
         seen_band(w.numpy(), int(grow_px), band.numpy())
-        local = _push_pull_kernel(c[None], w[None], 1, band[None])[0]
+        local = _push_pull_kernel(c[None], w[None], 1, band[None])  # [N, C], the band's texels in order
         fill_seen_edges(c.numpy(), w.numpy(), local.numpy(), band.numpy())
     if mirror_uv is not None:
         mc, mw = torch.empty_like(c), torch.empty_like(w)

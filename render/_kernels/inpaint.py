@@ -95,19 +95,24 @@ def _expand(coarse, co, ch, cw, col, wt, so, h, w, out, oo, exact, wanted, has_w
     """One pull step: ``out = wt * col + (1 - wt) * upsample(coarse)`` for the h x w level at offsets
     `so` (col, wt) and `oo` (out); the coarser result is ch x cw at offset `co`. With `exact`, texels
     of weight >= 1 take their colour bitwise (the blend is exact there only up to rounding). With
-    `has_wanted`, only the texels where `wanted` [h * w] is True are written."""
+    `has_wanted`, only the texels where `wanted` [h * w] is True are written, one after the other
+    (row-major) from row `oo` of `out`. Returns the number of texels written."""
     nc = col.shape[1]
     one = np.float32(1.0)
     y0s, y1s, lys = _sources(ch, h)
     x0s, x1s, lxs = _sources(cw, w)
+    written = 0
     for i in range(h):
         ly = lys[i]
         my = one - ly
         a, b = co + y0s[i] * cw, co + y1s[i] * cw
         for j in range(w):
             p, o = so + i * w + j, oo + i * w + j
-            if has_wanted and not wanted[i * w + j]:
-                continue
+            if has_wanted:
+                if not wanted[i * w + j]:
+                    continue
+                o = oo + written
+            written += 1
             lw = wt[p]
             if exact and lw >= one:
                 for k in range(nc):
@@ -120,6 +125,7 @@ def _expand(coarse, co, ch, cw, col, wt, so, h, w, out, oo, exact, wanted, has_w
                 up = my * (mx * coarse[a + x0, k] + lx * coarse[a + x1, k]) \
                     + ly * (mx * coarse[b + x0, k] + lx * coarse[b + x1, k])
                 out[o, k] = lw * col[p, k] + mw * up
+    return written
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -132,19 +138,20 @@ def push_pull(image, weight, min_size, result):
         min_size: stop the pyramid when both sides are <= this.
         result: [B, H, W, C] float32 output; equals `image` where the weight is >= 1.
     """
-    _push_pull(image, weight, min_size, result, np.zeros((1, 1, 1), np.bool_), False)
+    nb, h, w, nc = image.shape
+    _push_pull(image, weight, min_size, result.reshape(nb * h * w, nc), np.zeros((1, 1, 1), np.bool_), False)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def push_pull_at(image, weight, min_size, wanted, result):
-    """`push_pull` written only where `wanted` [B, H, W] bool is True (`result` untouched elsewhere):
-    the same values there, without the finest pull step's work elsewhere."""
+    """`push_pull` at the texels where `wanted` [B, H, W] bool is True only: their values, in row-major
+    order, into `result` [N, C] (N = the wanted count), without the finest pull step's work elsewhere."""
     _push_pull(image, weight, min_size, result, wanted, True)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _push_pull(image, weight, min_size, result, wanted, has_wanted):
-    """`push_pull`, and with `has_wanted` `push_pull_at`."""
+    """`push_pull` into `result` [B * H * W, C], and with `has_wanted` `push_pull_at` into [N, C]."""
     nb, h, w, nc = image.shape
     hs, ws = _level_sizes(h, w, min_size)
     top = hs.shape[0] - 1
@@ -154,17 +161,20 @@ def _push_pull(image, weight, min_size, result, wanted, has_wanted):
     col = np.empty((offs[-1], nc), np.float32)
     wt = np.empty(offs[-1], np.float32)
     out = np.empty((offs[-1], nc), np.float32)
+    done = 0  # rows of `result` written
     for bi in range(nb):
         col0 = image[bi].reshape(h * w, nc)
         wt0 = weight[bi].reshape(h * w)
-        res0 = result[bi].reshape(h * w, nc)
         want0 = wanted[bi].reshape(h * w) if has_wanted else wanted[0].reshape(1)
+        start = done if has_wanted else bi * h * w
         if top == 0:  # a single level: the colour where the weight is > 0, else 0
             for p in range(h * w):
                 if has_wanted and not want0[p]:
                     continue
                 for k in range(nc):
-                    res0[p, k] = col0[p, k] if wt0[p] > 0 else np.float32(0.0)
+                    result[start, k] = col0[p, k] if wt0[p] > 0 else np.float32(0.0)
+                start += 1
+            done = start
             continue
         _reduce(col0, wt0, 0, h, w, col, wt, offs[1])
         for lv in range(1, top):
@@ -176,4 +186,4 @@ def _push_pull(image, weight, min_size, result, wanted, has_wanted):
         for lv in range(top - 1, 0, -1):
             _expand(out, offs[lv + 1], hs[lv + 1], ws[lv + 1], col, wt, offs[lv], hs[lv], ws[lv], out, offs[lv], False,
                     want0, False)
-        _expand(out, offs[1], hs[1], ws[1], col0, wt0, 0, h, w, res0, 0, True, want0, has_wanted)
+        done = start + _expand(out, offs[1], hs[1], ws[1], col0, wt0, 0, h, w, result, start, True, want0, has_wanted)

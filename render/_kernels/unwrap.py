@@ -149,16 +149,19 @@ def seen_band(weight, grow, out):
 @njit(cache=True, nogil=True, error_model="numpy")
 def fill_seen_edges(color, weight, local, band):
     """The local growth step of `fill_texture`, in place: texels of the `band` (`seen_band`) take
-    ``local (1 - w) + c w`` (`local`: the push-pull fill there) and weight 1."""
+    ``local (1 - w) + c w`` and weight 1; `local` [N, C] holds the push-pull fill of the band's
+    texels, one row each in row-major order (`push_pull_at`)."""
     h, wd, nc = color.shape
     one = np.float32(1.0)
+    q = 0
     for i in range(h):
         for j in range(wd):
             if band[i, j]:
                 w = weight[i, j]
                 for k in range(nc):
-                    color[i, j, k] = local[i, j, k] * (one - w) + color[i, j, k] * w
+                    color[i, j, k] = local[q, k] * (one - w) + color[i, j, k] * w
                 weight[i, j] = one
+                q += 1
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -100,7 +100,6 @@ def test_compiled_kernel_matches_torch_path(shape):
     # push_pull_fill takes the kernel without autograd, the torch path with it
     assert torch.equal(push_pull_fill(img, w), fast)
     torch.testing.assert_close(push_pull_fill(img.requires_grad_(), w).detach(), fast, rtol=0, atol=1e-6)
-    # filled at some pixels only: the same values there, 0 elsewhere
+    # filled at some pixels only: the same values, as rows in order
     wanted = torch.rand(*shape[:-1], generator=g) < 0.3
-    part = inpaint._push_pull_kernel(img.detach(), w, 1, wanted)
-    assert torch.equal(part[wanted], fast[wanted]) and not bool(part[~wanted].any())
+    assert torch.equal(inpaint._push_pull_kernel(img.detach(), w, 1, wanted), fast[wanted])
