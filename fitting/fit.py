@@ -199,7 +199,7 @@ def _build_problem(model: FaceModel, kind: str, contour_weight: float, identity_
     weights = torch.ones(inner_idx.numel() + contour_idx.numel(), dtype=torch.float32, device=model.device)
     weights[inner_idx.numel():] = contour_weight
     inner_basis = torch.cat([ident[:k, inner_idx], expr[free][:, inner_idx]])  # [K + Sf, Ni, 3]
-    cand_basis = torch.cat([model.identity_basis[:k, safe], model.expressions.deltas[free][:, safe]])
+    cand_basis = torch.cat([model.identity_basis[:k, safe], model.expressions.deltas.index_select(1, safe)[free]])
     normal, normal_ident, normal_expr = _normal_basis(model, safe, k)
     return _LandmarkProblem(
         order=torch.cat([inner_idx, contour_idx]),
@@ -230,14 +230,18 @@ def _normal_basis(model: FaceModel, vertices: Tensor, k: int) -> tuple[Tensor, T
     # (skin triangle, requested vertex) incidence pairs
     uniq, inverse = torch.unique(vertices, return_inverse=True)
     t_idx, u_idx = _incidence(skin, uniq, model.num_vertices)
-    bases = torch.cat([model.identity_basis[:k], model.expressions.deltas])  # [K+S, V, 3]
-    v0, v1, v2 = (model.neutral[skin[t_idx, i]] for i in range(3))
+    corners = skin[t_idx]  # [P, 3] the pairs' triangle corners
+    v0, v1, v2 = model.neutral[corners].unbind(1)
     e1, e2 = v1 - v0, v2 - v0
-    d0, d1, d2 = (bases[:, skin[t_idx, i]] for i in range(3))
+    # the bases at the corners by one gather over the vertices of each basis (not a [K+S, V, 3] copy first)
+    d0, d1, d2 = torch.cat([
+        model.identity_basis[:k].index_select(1, corners.reshape(-1)),
+        model.expressions.deltas.index_select(1, corners.reshape(-1)),
+    ]).view(-1, corners.shape[0], 3, 3).unbind(2)
     n_face = torch.linalg.cross(e1, e2)
     dn_face = torch.linalg.cross(d1 - d0, e2.expand_as(d1)) + torch.linalg.cross(e1.expand_as(d1), d2 - d0)
     n0 = torch.zeros(len(uniq), 3, device=model.device).index_add_(0, u_idx, n_face)
-    dn = torch.zeros(bases.shape[0], len(uniq), 3, device=model.device).index_add_(1, u_idx, dn_face)
+    dn = torch.zeros(dn_face.shape[0], len(uniq), 3, device=model.device).index_add_(1, u_idx, dn_face)
     n0, dn = n0[inverse], dn[:, inverse]
     return n0, dn[:k].reshape(k, -1).contiguous(), dn[k:].reshape(dn.shape[0] - k, -1).contiguous()
 
