@@ -115,9 +115,10 @@ def fit_sh_lighting(
     for it in range(robust_iterations + 1):
         ww = w * robust
         total = ww.sum().clamp_min(torch.finfo(dtype).tiny)
-        AtA = (A * ww[:, None]).T @ A / total
+        Aw = (A * ww[:, None]).T
+        AtA = Aw @ A / total
         scale = AtA.diagonal().mean()
-        coeffs = torch.linalg.solve(AtA + torch.diag(damp * scale), (A * ww[:, None]).T @ b / total)
+        coeffs = torch.linalg.solve(AtA + torch.diag(damp * scale), Aw @ b / total)
         if it == robust_iterations:
             break
         r = (b - A @ coeffs).norm(dim=-1)
