@@ -260,13 +260,20 @@ def test_an_interrupted_driver_keeps_what_came_back_and_a_rerun_completes(inputs
     log = tmp_path / "first_run.log"
     with log.open("wb") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=log_file)
-        deadline = time.time() + 400
+        deadline, seen = time.time() + 600, 0
         while time.time() < deadline and proc.poll() is None:
             m = out / "manifest.csv"
-            if m.exists() and sum(1 for ln in m.read_text().splitlines()[1:] if ",ok," in ln) >= 2:
+            seen = sum(1 for ln in m.read_text().splitlines()[1:] if ",ok," in ln) if m.exists() else 0
+            if seen >= 2:
                 break
             time.sleep(0.1)
         assert proc.poll() is None, f"the run ended before it could be interrupted: {log.read_text()[-2000:]}"
+        # a precondition, not the behaviour under test: on a machine loaded several times over its
+        # cores, Ray's actors took 220 s to write their first rows (seen here), so say so plainly
+        if seen < 2:
+            proc.kill()
+            proc.wait(timeout=60)
+        assert seen >= 2, f"no 2 rows within 600 s (machine overloaded?), only {seen}: {log.read_text()[-2000:]}"
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=120) == 128 + signal.SIGINT, log.read_text()[-2000:]
     kept = [r for r in _rows(out) if r["status"] == "ok"]
