@@ -2,7 +2,7 @@
 
 Each worker builds one Synthesizer (the ``initializer``) and runs jobs (``run_job``). On Linux
 workers start from a fork server: a clean process, started once, that imports
-:data:`WORKER_PRELOAD` (torch, numba, the Synthesizer's modules, numba's registries: ~1.6 s CPU) and forks each worker
+:data:`WORKER_PRELOAD` (torch, numba, the Synthesizer's modules, numba's registries: ~1.1 s CPU) and forks each worker
 from there, so that N workers pay those imports once instead of N times (and a pool rebuilt to
 isolate a crash pays none); :func:`start_worker_server` starts those imports before the run is even
 planned. Elsewhere workers are spawned. Either way a worker is a fresh process whose only state is imported modules (no torch
@@ -38,11 +38,11 @@ __all__ = ["WORKER_PRELOAD", "WorkerSetupError", "die_with_parent", "run_pool", 
 #: Jobs in flight per worker (keeps workers busy without queueing the whole run).
 INFLIGHT_PER_WORKER = 4
 
-#: Modules the fork server imports once for all workers: the batch engine's worker functions,
-#: everything the Synthesizer imports (torch, numba, scipy), then `affectsynth.worker_preload`
-#: (numba's registries, installed once for all workers). Nothing runs that starts threads or loads
-#: models, so forking from there is as safe as spawning.
-WORKER_PRELOAD = ("affectsynth.batch", "affectsynth.synthesizer", "affectsynth.worker_preload")
+#: Modules the fork server imports once for all workers: `affectsynth.worker_preload`, which imports
+#: the batch engine's worker functions and everything the Synthesizer imports (torch, numba, scipy)
+#: with the garbage collector paused, then installs numba's registries. Nothing runs that starts
+#: threads or loads models, so forking from there is as safe as spawning.
+WORKER_PRELOAD = ("affectsynth.worker_preload",)
 
 _PR_SET_PDEATHSIG = 1
 
@@ -96,7 +96,7 @@ def start_worker_server() -> None:
     the first worker does not wait for those imports after the run is planned.
 
     A no-op where workers are spawned, or when the server already runs. It exits with this
-    process; starting it costs its imports (~1.4 s CPU on another core), so call it only when
+    process; starting it costs its imports (~1.1 s CPU on another core), so call it only when
     the run will use workers.
     """
     if worker_context().get_start_method() == "forkserver":

@@ -74,3 +74,60 @@ def test_fork_server_exit_flushes_and_skips_the_teardown():
     proc = subprocess.run([sys.executable, "-c", SERVER_EXIT], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout == "buffered, no newline"
+
+
+GC_PAUSE = textwrap.dedent('''
+    import gc, weakref
+    from affectsynth.gc_pause import collections_paused
+
+    class Node:
+        pass
+
+    def cycle():
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        return weakref.ref(a)
+
+    with collections_paused(permanent=False):
+        assert not gc.isenabled()
+        dead = cycle()
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # nothing stays frozen
+    gc.collect()
+    assert dead() is None  # a cycle made in the block is still collected
+
+    gc.disable()
+    with collections_paused(permanent=False):
+        pass
+    assert not gc.isenabled()  # the collector's state is restored, not forced on
+    gc.enable()
+
+    with collections_paused(permanent=True):
+        kept = cycle()
+    frozen = gc.get_freeze_count()
+    assert gc.isenabled() and frozen > 0
+    gc.collect()
+    assert kept() is not None  # frozen: never collected
+
+    with collections_paused(permanent=False):  # something is frozen: runs as it is, thaws nothing
+        assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen
+    print("ok")
+''')
+
+
+def test_collections_paused_files_objects_without_losing_or_thawing_any():
+    assert _run(GC_PAUSE) == "ok"
+
+
+SERVER_PRELOAD = textwrap.dedent('''
+    import gc, sys
+    import affectsynth.worker_preload
+    assert {"torch", "numba", "affectsynth.batch", "affectsynth.synthesizer"} <= set(sys.modules)
+    assert "scipy.linalg" not in sys.modules  # the registries were installed without the BLAS probe
+    assert gc.isenabled() and gc.get_freeze_count() > 100000  # the imports' objects frozen for the workers
+    print("ok")
+''')
+
+
+def test_fork_server_preload_imports_the_engine_with_its_objects_frozen():
+    assert _run(SERVER_PRELOAD) == "ok"
