@@ -7,9 +7,11 @@ Run once; the outputs are committed under `fitting/data/` (Apache-2.0, see LICEN
     python scripts/convert_mediapipe_models.py --modules /tmp/mp/mediapipe/modules --out fitting/data
 
 Each output holds `graph` (a JSON list of layers: op, input/output tensor ids and options, the
-layout `affectsynth.fitting.detection.graph.ConvGraph` runs) and one array per constant (`c<id>`,
-float16 as stored in the model: DEQUANTIZE of float16 is exact, so the torch port gets the very
-same float32 weights). Sparse constants (the full-range detector) are densified here; DEQUANTIZE,
+layout `affectsynth.fitting.detection.graph.ConvGraph` runs), `meta` (source, checksum, input
+shape) and the constants (`c<id>`, float16 as stored in the model: DEQUANTIZE of float16 is exact,
+so the torch port gets the very same float32 weights), packed into one buffer with an index
+(`constants`, `constants_index`: `affectsynth.fitting.detection.graph.pack_constants`), uncompressed
+(float16 weights hardly deflate, and one array reads in about a millisecond where hundreds took ~40 ms). Sparse constants (the full-range detector) are densified here; DEQUANTIZE,
 DENSIFY and identity slices are folded away. Only this script needs the `flatbuffers` package
 (for the custom ops' flexbuffer options); the runtime reads just the `.npz`.
 """
@@ -26,6 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tflite_reader import TFLiteModel, read_model  # noqa: E402
+
+from affectsynth.fitting.detection.graph import pack_constants  # noqa: E402
 
 MODELS = {
     "mediapipe_face_detection_short_range": "face_detection/face_detection_short_range.tflite",
@@ -194,7 +198,9 @@ def main() -> None:
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         meta = {"source": f"mediapipe==0.10.21 {rel}", "sha256": sha, "input": read_model(path).tensors[read_model(path).inputs[0]].shape}
         out = args.out / f"{name}.npz"
-        np.savez_compressed(out, graph=np.array(json.dumps(layers)), meta=np.array(json.dumps(meta)), **arrays)
+        constants, index = pack_constants(arrays)
+        np.savez(out, graph=np.array(json.dumps(layers)), meta=np.array(json.dumps(meta)), constants=constants,
+                 constants_index=np.array(index))
         print(f"{out}: {len(layers)} layers, {len(arrays)} constants, {out.stat().st_size / 1e6:.2f} MB (from {rel}, sha256 {sha[:12]})")
 
 
