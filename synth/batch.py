@@ -15,6 +15,7 @@ import dataclasses
 import errno
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -258,11 +259,16 @@ def _import_engine() -> None:
 
     The imports run with the garbage collector paused (`affectsynth.gc_pause`): ~0.3 s less CPU
     before the first output where they are still to do (an in-process run). A worker forked from
-    the fork server has them done already (`affectsynth.worker_preload`).
+    the fork server has them done already (`affectsynth.worker_preload`): there it returns at once,
+    without asking the collector anything (`gc.get_freeze_count` walks every frozen object: ~30 ms
+    in such a worker).
     """
     from affectsynth.gc_pause import collections_paused
     from affectsynth.numba_setup import install_numba_registries
 
+    if "affectsynth.synthesizer" in sys.modules:
+        install_numba_registries()
+        return
     with collections_paused(permanent=False):
         import affectsynth.synthesizer  # noqa: F401  (torch, numba, scipy)
 

@@ -125,6 +125,13 @@ SERVER_PRELOAD = textwrap.dedent('''
     assert {"torch", "numba", "affectsynth.batch", "affectsynth.synthesizer"} <= set(sys.modules)
     assert "scipy.linalg" not in sys.modules  # the registries were installed without the BLAS probe
     assert gc.isenabled() and gc.get_freeze_count() > 100000  # the imports' objects frozen for the workers
+
+    def walks_the_frozen_objects():
+        raise AssertionError("a forked worker asked for the freeze count (a walk over a million objects)")
+
+    gc.get_freeze_count = walks_the_frozen_objects
+    from affectsynth.batch import _import_engine
+    _import_engine()  # what a forked worker's set-up calls: returns at once, the engine is imported
     print("ok")
 ''')
 
