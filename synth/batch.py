@@ -88,14 +88,16 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
     """Do one source's work and return its manifest rows (never raises for bad input).
 
     Steps: load (`load_image`) -> ``synthesizer.fit`` once -> for each face kept (largest, or
-    all) and each target not in ``job.done``: ``synthesizer.synthesize(image, target, fit=...,
-    rng_seed=...)``, optional square crop (``settings.size``), atomic PNG write; then each
+    all), on its square crop (``settings.size``) or the photo, ``synthesizer.face(image, fit)`` once,
+    then each target not in ``job.done``: ``synthesizer.synthesize_face(face, target,
+    rng_seed=...)`` (what ``synthesize(image, target, fit=..., rng_seed=...)`` gives), atomic PNG write; then each
     frame of each affect sequence (``settings.paths``) not in ``job.done``, rendered as
     ``affectsynth animate`` renders it (one row per frame, with ``sequence, frame, time_s``).
 
     Args:
         synthesizer: an ``affectsynth.synthesizer.Synthesizer`` (``fit(image) -> list[FaceFit]``
-            largest first; ``synthesize(...) -> SynthResult`` with ``image`` and ``labels``).
+            largest first; ``face(image, fit)``; ``synthesize_face(...) -> SynthResult`` with
+            ``image`` and ``labels``).
         job: the source and its targets.
 
     Returns:
@@ -137,13 +139,15 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
             from affectsynth.verify import neutral_reference
 
             reference = neutral_reference(synthesizer, face_image, face_fit)
+        face = None  # made ready by the first target not done: checks and cache key once per face
         for t in job.targets:
             out = job.output_for(t, k)
             if out in job.done:
                 continue
             seed = job.seed_for(t, k)
             try:
-                res = synthesizer.synthesize(face_image, t, fit=face_fit, rng_seed=seed)
+                face = face or synthesizer.face(face_image, face_fit)
+                res = synthesizer.synthesize_face(face, t, rng_seed=seed)
             except Exception as e:  # the engine catches per item (STYLE 5)
                 rows.append(error_row(job, t, k, n_faces, "synth-failed", e))
                 continue

@@ -134,7 +134,7 @@ def render_and_composite(prepared: PreparedFace, new: Tensor, renderer: FaceRend
             for the expression shading; None (or no `prepared.light`, or the setting off) skips it.
     """
     cam = prepared.fit.camera
-    old_pix = project_points(prepared.vertices, cam)
+    old_pix = prepared.pixels
     new_pix = project_points(new, cam)
     drawn_v = renderer.drawn_vertices
     window = renderer.window_for(pixel_bounds(new_pix, old_pix, drawn_v), (cam.width, cam.height))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from affectsynth._masked import masked_rows
 from affectsynth.expression_shading import FaceLight, estimate_light
 from affectsynth.face_render import TYPICAL_SKIN, FaceRenderer
 from affectsynth.fitting import FaceFit
+from affectsynth.render.camera import project_points
 from affectsynth.face_unwrap import unwrap_face
 from affectsynth.render.unwrap import fill_texture, mirror_texel_map
 from affectsynth.teeth import PhotoTeeth, teeth_pixels, unwrap_photo_teeth
@@ -64,6 +65,12 @@ class PreparedFace:
     photo_weight: Tensor
     light: FaceLight | None = None
     teeth: PhotoTeeth | None = None
+
+    @cached_property
+    def pixels(self) -> Tensor:
+        """[V, 2] the fitted vertices projected into the photo, pixels: where every target's motion
+        starts (`affectsynth.compose`); projected once per face, not once per target."""
+        return project_points(self.vertices, self.fit.camera)
 
 
 def fit_digest(fit: FaceFit) -> str:

@@ -28,7 +28,7 @@ from affectsynth.prepare import PreparedFace, fit_digest, prepare_face, texture_
 from affectsynth.result import SynthLabels, SynthResult, TargetLabels
 from affectsynth.weights import ADDITIVE_SHAPES, kept_shapes, output_weights
 
-__all__ = ["ADDITIVE_SHAPES", "PreparedFace", "SynthResult", "SynthSettings", "Synthesizer", "Target"]
+__all__ = ["ADDITIVE_SHAPES", "PreparedFace", "SynthFace", "SynthResult", "SynthSettings", "Synthesizer", "Target"]
 
 Target = Expression | VA | AUs
 
@@ -85,6 +85,28 @@ class SynthSettings:
         """The compositing part of these settings."""
         return ComposeSettings(margin_px=self.margin_px, feather_px=self.feather_px, reuse_photo=self.reuse_photo,
                                expression_shading=self.expression_shading, wrinkles=self.wrinkles)
+
+
+@dataclass(frozen=True, eq=False)
+class SynthFace:
+    """One face of one photo, made ready once for every target synthesised on it (`Synthesizer.face`).
+
+    What depends on the face alone is done here, not once per target: the gates' verdict and the
+    prepared-face cache key (the photo's digest and the fit's), so `Synthesizer.synthesize_face`
+    finds the face's texture by one dictionary lookup.
+
+    Attributes:
+        image: [H, W, 3] uint8 the photo. Kept, not copied: do not change it in place while the
+            face is in use (the key would no longer match it).
+        fit: the face's fit in this photo.
+        rejection: why the gates refuse the face (`Synthesizer.check`), or None.
+        key: the prepared-face cache key, or None for a refused face (never prepared).
+    """
+
+    image: np.ndarray
+    fit: FaceFit
+    rejection: FaceRejection | None
+    key: tuple[str, str] | None
 
 
 class Synthesizer:
@@ -193,7 +215,14 @@ class Synthesizer:
     def prepare(self, image: np.ndarray, fit: FaceFit) -> PreparedFace:
         """Unwrap the face's texture from the photo (cached by photo content and face)."""
         image = _check_image(image)
-        key = (self._image_digest(image), fit_digest(fit))
+        return self._prepared_face(image, fit, self._prepared_key(image, fit))
+
+    def _prepared_key(self, image: np.ndarray, fit: FaceFit) -> tuple[str, str]:
+        """The prepared-face cache key of a face: (photo digest, fit digest)."""
+        return self._image_digest(image), fit_digest(fit)
+
+    def _prepared_face(self, image: np.ndarray, fit: FaceFit, key: tuple[str, str]) -> PreparedFace:
+        """The cached `PreparedFace` under ``key`` (`_prepared_key` of image and fit), prepared on a miss."""
         prepared = self._prepared.get(key)
         if prepared is None:
             prepared = prepare_face(image, fit, self.renderer, resolution=self.texture_resolution(fit),
@@ -244,6 +273,27 @@ class Synthesizer:
         return self.expressions.resolve_variant(target, rng)
 
     # ------------------------------------------------------------------ synthesis
+    def face(self, image: np.ndarray, fit: FaceFit | None = None) -> SynthFace:
+        """One face of a photo, ready for several `synthesize_face` calls (the batch engine's 8 targets).
+
+        Checks the image and the face (the gates, once) and keys its prepared-face cache entry once;
+        the texture itself is prepared by the first target that needs it, as `synthesize` does.
+
+        Args:
+            image: [H, W, 3] uint8 RGB photo.
+            fit: a precomputed fit of a face of this photo; default: the largest face.
+
+        Raises:
+            ValueError: no face in the photo, or a malformed image.
+        """
+        return self._face(image, fit, "face")
+
+    def _face(self, image: np.ndarray, fit: FaceFit | None, where: str) -> SynthFace:
+        image = _check_image(image)
+        fit = fit or self._largest_fit(image, where)
+        rejection = self.check(fit)
+        return SynthFace(image, fit, rejection, None if rejection is not None else self._prepared_key(image, fit))
+
     def synthesize(
         self,
         image: np.ndarray,
@@ -275,14 +325,39 @@ class Synthesizer:
                 malformed image.
             TypeError: ``target`` is not a target.
         """
-        image = _check_image(image)
-        fit = fit or self._largest_fit(image, "synthesize")
+        return self.synthesize_face(self._face(image, fit, "synthesize"), target, rng_seed=rng_seed,
+                                    head_rotation_deg=head_rotation_deg, light=light)
+
+    def synthesize_face(
+        self,
+        face: SynthFace,
+        target: Target,
+        *,
+        rng_seed: int | None = None,
+        head_rotation_deg: tuple[float, float] | None = None,
+        light: tuple[float, float] | None = None,
+    ) -> SynthResult:
+        """`synthesize` on a face made ready by `face`: the same result, without redoing its per-face checks.
+
+        Args:
+            face: the photo's face (`face`).
+            target: `Expression`, `VA` or `AUs`.
+            rng_seed: as for `synthesize`.
+            head_rotation_deg: as for `synthesize`.
+            light: as for `synthesize`.
+
+        Returns:
+            `SynthResult` with the image (the photo's size) and labels.
+
+        Raises:
+            ValueError: a face the gates refuse (see `check`), or an unknown variant.
+            TypeError: ``target`` is not a target.
+        """
         target = self.resolve_target(target, rng_seed)
         target_labels = self.target_labels(target)
-        rejection = self.check(fit)
-        if rejection is not None:
-            raise ValueError(f"Synthesizer.synthesize: face refused ({rejection})")
-        prepared = self.prepare(image, fit)
+        if face.rejection is not None:
+            raise ValueError(f"Synthesizer.synthesize: face refused ({face.rejection})")
+        prepared = self._prepared_face(face.image, face.fit, face.key)
         yaw_max, pitch_max = self.settings.head_rotation_deg
         # the extras' generator only where a draw is made (seeding one costs ~10 us per output)
         draws = (head_rotation_deg is None and bool(yaw_max or pitch_max)) or (light is None and self.settings.light_strength > 0)
@@ -310,9 +385,8 @@ class Synthesizer:
 
     def synthesize_many(self, image: np.ndarray, targets: Sequence[Target], fit: FaceFit | None = None, **kwargs) -> list[SynthResult]:
         """Several targets on one face: the fit and texture are computed once."""
-        image = _check_image(image)
-        fit = fit or self._largest_fit(image, "synthesize_many")
-        return [self.synthesize(image, t, fit=fit, **kwargs) for t in targets]
+        face = self._face(image, fit, "synthesize_many")
+        return [self.synthesize_face(face, t, **kwargs) for t in targets]
 
 
 #: First word of the variant draw's seed sequence: its own stream, independent of the extras' draws.

@@ -224,3 +224,19 @@ def test_compiled_shading_matches_the_differentiable_path(smile, with_extras):
     torch.testing.assert_close(fast.coverage, slow.coverage.detach(), rtol=0, atol=1e-5)
     if with_extras:
         torch.testing.assert_close(fast.photo_weight, slow.photo_weight.detach(), rtol=0, atol=1e-5)
+
+
+def test_window_for_is_the_padded_clipped_extent_of_the_points(smile):
+    """`window_for`: floor / ceil of the points' extent, padded, clipped to the image (many points,
+    as the light estimate's projected skin, and two, as a `pixel_bounds` box)."""
+    import math
+
+    pts = torch.rand(9000, 2, generator=torch.Generator().manual_seed(1)) * torch.tensor([180.0, 150.0]) + 20.5
+    lo, hi = pts.min(0).values.tolist(), pts.max(0).values.tolist()
+    x0, y0 = math.floor(lo[0]) - 4, math.floor(lo[1]) - 4
+    want = (x0, y0, math.ceil(hi[0]) + 4 - x0, math.ceil(hi[1]) + 4 - y0)
+    r = smile[0].renderer
+    assert r.window_for(pts, (256, 256)) == want
+    assert r.window_for(torch.stack([pts.min(0).values, pts.max(0).values]), (256, 256)) == want
+    assert r.window_for(pts, (100, 90), pad=0) == (math.floor(lo[0]), math.floor(lo[1]),
+                                                     100 - math.floor(lo[0]), 90 - math.floor(lo[1]))

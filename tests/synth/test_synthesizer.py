@@ -327,6 +327,37 @@ def test_synthesize_many_equals_one_by_one(synth, astronaut, fit):
     assert len({r.image.tobytes() for r in many}) == 3  # three different faces
 
 
+def test_synthesize_face_equals_synthesize(astronaut, fit):
+    """A face made ready once (`Synthesizer.face`) gives every target what `synthesize` gives it:
+    same image and labels, from a fresh synthesizer each (no prepared face cached before)."""
+    targets = [Expression("happiness"), Expression("surprise", variant=None), VA(-0.4, 0.2)]
+    ready, plain = Synthesizer(), Synthesizer()
+    face = ready.face(astronaut, fit)
+    assert face.rejection is None and face.fit is fit and face.key == ready._prepared_key(astronaut, fit)
+    for seed, t in enumerate(targets):
+        res = ready.synthesize_face(face, t, rng_seed=seed)
+        one = plain.synthesize(astronaut, t, fit=fit, rng_seed=seed)
+        np.testing.assert_array_equal(res.image, one.image)
+        assert res.labels == one.labels
+    prepared = ready.prepare(astronaut, fit)
+    torch.testing.assert_close(prepared.pixels, project_points(prepared.vertices, fit.camera), rtol=0, atol=0)
+
+
+def test_a_refused_face_is_refused_per_target_after_the_target_checks(astronaut, fit):
+    """`face` reports the gates' verdict without raising; `synthesize_face` raises what `synthesize`
+    raises, in the same order (an unknown variant first, then the refusal)."""
+    from affectsynth.gates import FaceGates
+
+    strict = Synthesizer(settings=SynthSettings(gates=FaceGates(min_face_px=10_000)))
+    face = strict.face(astronaut, fit)
+    assert face.rejection is not None and face.rejection.reason == "face-too-small" and face.key is None
+    for call in (lambda t: strict.synthesize_face(face, t), lambda t: strict.synthesize(astronaut, t, fit=fit)):
+        with pytest.raises(ValueError, match="Synthesizer.synthesize: face refused .*face-too-small"):
+            call(Expression("happiness"))
+        with pytest.raises(ValueError, match="variant"):
+            call(Expression("happiness", variant="no-such-variant"))
+
+
 def test_gates_refuse_faces_everywhere(astronaut, fit):
     """A face the gates refuse is refused by synthesize, reported by check (the reason generate writes)."""
     from affectsynth.gates import FaceGates
