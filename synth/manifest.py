@@ -239,7 +239,7 @@ class ManifestRow:
         """Compact JSON of the non-zero weights rounded to 4 decimals (see module docstring)."""
         if not weights:
             return ""
-        out = {k: round(float(v), 4) for k, v in weights.items() if round(float(v), 4) != 0.0}
+        out = {k: r for k, v in weights.items() if (r := round(float(v), 4)) != 0.0}
         return json.dumps(out, separators=(",", ":"))
 
 

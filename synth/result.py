@@ -148,10 +148,10 @@ class SynthLabels:
         the same one verification scores with), so that a label and a verification agree on
         what an AU is; absent blendshapes count as 0.
         """
-        from affectsynth.blendshapes.facs import ARKIT_NAMES
         from affectsynth.verify import au_activations
 
-        names = list(ARKIT_NAMES) + [n for n in self.weights if n not in ARKIT_NAMES]
+        order, known = _arkit_names()
+        names = list(order) + [n for n in self.weights if n not in known]
         return au_activations([float(self.weights.get(n, 0.0)) for n in names], names)
 
     @property
@@ -170,7 +170,7 @@ class SynthLabels:
         from affectsynth.manifest import ManifestRow
 
         yaw, pitch, roll = self.pose_deg
-        aus = {k: round(v, 3) for k, v in self.au_activations().items() if round(v, 3) != 0.0}
+        aus = {k: r for k, v in self.au_activations().items() if (r := round(v, 3)) != 0.0}
         light = self.lighting if self.lighting is not None else (None, None)
         return {**self.target.to_row(), "yaw": yaw, "pitch": pitch, "roll": roll,
                 "weights": ManifestRow.weights_json(self.weights),
@@ -195,6 +195,14 @@ class SynthLabels:
         warnings.warn("SynthLabels[...] is deprecated: use attributes (labels.weights, labels.target.valence) "
                       "or labels.to_dict()", DeprecationWarning, stacklevel=2)
         return self.to_dict()[key]
+
+
+@functools.cache
+def _arkit_names() -> tuple[tuple[str, ...], frozenset[str]]:
+    """ARKit's blendshape names in order, and as a set for membership tests (imported on first use)."""
+    from affectsynth.blendshapes.facs import ARKIT_NAMES
+
+    return ARKIT_NAMES, frozenset(ARKIT_NAMES)
 
 
 def landmarks_json(landmarks: Any) -> str:

@@ -16,6 +16,7 @@ except:
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -55,10 +56,36 @@ def output_weights(target: Tensor, fitted: Tensor, kept: Tensor, names: Sequence
         [S] float32 in [0, 1]: kept shapes ``clamp(fitted' + target)``, the others ``target``,
         where ``fitted'`` has the eyelid releases applied.
     """
+    if _numpy_applies(target, fitted, kept):
+        return _output_weights_numpy(target, fitted, kept, names)
     fitted = fitted.to(target.device).clone()
-    for side in ("_L", "_R"):
-        wide, squint, blink = (names.index(n + side) for n in ("eyeWide", "eyeSquint", "eyeBlink"))
+    for wide, squint, blink in _eyelids(tuple(names)):
         fitted[squint] *= 1 - target[wide]
         fitted[blink] *= 1 - target[wide]
         fitted[wide] *= 1 - torch.maximum(target[squint], target[blink])
     return torch.where(kept, (fitted + target).clamp(0, 1), target)
+
+
+@lru_cache(maxsize=8)
+def _eyelids(names: tuple[str, ...]) -> tuple[tuple[int, int, int], ...]:
+    """Per side (_L, _R): the indices of eyeWide, eyeSquint and eyeBlink in ``names``."""
+    return tuple(tuple(names.index(n + side) for n in ("eyeWide", "eyeSquint", "eyeBlink")) for side in ("_L", "_R"))
+
+
+def _numpy_applies(target: Tensor, fitted: Tensor, kept: Tensor) -> bool:
+    """Whether `output_weights` can run on numpy views: float32 CPU tensors that need no gradient
+    (the synthesizer's case; about 40 us of tiny torch ops per output become a few us)."""
+    return (target.dtype == fitted.dtype == torch.float32 and kept.dtype == torch.bool
+            and all(t.device.type == "cpu" and not t.requires_grad for t in (target, fitted, kept)))
+
+
+def _output_weights_numpy(target: Tensor, fitted: Tensor, kept: Tensor, names: Sequence[str]) -> Tensor:
+    """`output_weights` in float32 numpy: the same IEEE operations in the same order, the same floats."""
+    t = target.numpy()
+    f = fitted.numpy().copy()
+    one = np.float32(1)
+    for wide, squint, blink in _eyelids(tuple(names)):
+        f[squint] *= one - t[wide]
+        f[blink] *= one - t[wide]
+        f[wide] *= one - np.maximum(t[squint], t[blink])
+    return torch.from_numpy(np.where(kept.numpy(), np.clip(f + t, np.float32(0), np.float32(1)), t))
