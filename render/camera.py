@@ -156,14 +156,12 @@ def projection_matrix(
     if not 0 < near < far:
         raise ValueError(f"projection_matrix: expected 0 < near < far, got near={near}, far={far}")
     W, H = float(width), float(height)
-    P = torch.zeros(4, 4, dtype=torch.float64)
-    P[0, 0] = 2.0 * fx / W
-    P[0, 2] = 2.0 * cx / W - 1.0
-    P[1, 1] = 2.0 * fy / H
-    P[1, 2] = 2.0 * cy / H - 1.0
-    P[2, 2] = (far + near) / (far - near)
-    P[2, 3] = -2.0 * far * near / (far - near)
-    P[3, 2] = 1.0
+    # entries in Python floats (float64), one tensor from the nested list: the values a float64
+    # zeros + 7 element writes give, without their dozen tensor ops (one matrix per rendered window)
+    P = torch.tensor([[2.0 * fx / W, 0.0, 2.0 * cx / W - 1.0, 0.0],
+                      [0.0, 2.0 * fy / H, 2.0 * cy / H - 1.0, 0.0],
+                      [0.0, 0.0, (far + near) / (far - near), -2.0 * far * near / (far - near)],
+                      [0.0, 0.0, 1.0, 0.0]], dtype=torch.float64)
     return P.to(dtype=dtype, device=device)
 
 
