@@ -100,7 +100,8 @@ class SynthFace:
             face is in use (the key would no longer match it).
         fit: the face's fit in this photo.
         rejection: why the gates refuse the face (`Synthesizer.check`), or None.
-        key: the prepared-face cache key, or None for a refused face (never prepared).
+        key: the prepared-face cache key (`Synthesizer.face` leaves it None for a refused face;
+            a face without one has it worked out per target).
     """
 
     image: np.ndarray
@@ -357,7 +358,8 @@ class Synthesizer:
         target_labels = self.target_labels(target)
         if face.rejection is not None:
             raise ValueError(f"Synthesizer.synthesize: face refused ({face.rejection})")
-        prepared = self._prepared_face(face.image, face.fit, face.key)
+        key = face.key if face.key is not None else self._prepared_key(face.image, face.fit)  # a hand-made face
+        prepared = self._prepared_face(face.image, face.fit, key)
         yaw_max, pitch_max = self.settings.head_rotation_deg
         # the extras' generator only where a draw is made (seeding one costs ~10 us per output)
         draws = (head_rotation_deg is None and bool(yaw_max or pitch_max)) or (light is None and self.settings.light_strength > 0)

@@ -339,6 +339,10 @@ def test_synthesize_face_equals_synthesize(astronaut, fit):
         one = plain.synthesize(astronaut, t, fit=fit, rng_seed=seed)
         np.testing.assert_array_equal(res.image, one.image)
         assert res.labels == one.labels
+    from affectsynth.synthesizer import SynthFace
+
+    by_hand = ready.synthesize_face(SynthFace(astronaut, fit, None, None), targets[0], rng_seed=0)  # no key: worked out
+    np.testing.assert_array_equal(by_hand.image, ready.synthesize_face(face, targets[0], rng_seed=0).image)
     prepared = ready.prepare(astronaut, fit)
     torch.testing.assert_close(prepared.pixels, project_points(prepared.vertices, fit.camera), rtol=0, atol=0)
 
