@@ -87,12 +87,25 @@ class FitSettings:
 _SKEW_INDEX = (0, 6, 2, 3, 0, 4, 5, 1, 0)
 
 
+@lru_cache(maxsize=8)
+def _skew_index(device: torch.device) -> Tensor:
+    """`_SKEW_INDEX` as a tensor on ``device`` (built once: a tensor from a list costs more than the gather)."""
+    with torch.inference_mode(False):  # an ordinary tensor, though first asked for inside the fit's inference mode
+        return torch.tensor(_SKEW_INDEX, device=device)
+
+
+@lru_cache(maxsize=8)
+def _eye3(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The 3 x 3 identity (read only: `_rodrigues` adds to it out of place)."""
+    with torch.inference_mode(False):
+        return torch.eye(3, dtype=dtype, device=device)
+
+
 def _skew(v: Tensor) -> Tensor:
     """[..., 3] -> [..., 3, 3] cross-product matrices, by one gather from (0, v, -v) (five ops, not fifteen:
     this runs in every iteration of the fit)."""
     signed = torch.cat([torch.zeros_like(v[..., :1]), v, -v], -1)
-    index = torch.tensor(_SKEW_INDEX, device=v.device)
-    return signed.index_select(-1, index).unflatten(-1, (3, 3))
+    return signed.index_select(-1, _skew_index(v.device)).unflatten(-1, (3, 3))
 
 
 def _rodrigues(w: Tensor) -> Tensor:
@@ -100,8 +113,7 @@ def _rodrigues(w: Tensor) -> Tensor:
     theta = w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     k = _skew(w / theta)
     s, c = torch.sin(theta)[..., None], torch.cos(theta)[..., None]
-    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(k)
-    return eye + s * k + (1 - c) * (k @ k)
+    return _eye3(w.dtype, w.device) + s * k + (1 - c) * (k @ k)
 
 
 def project(points: Tensor, intrinsics: Tensor) -> Tensor:
@@ -126,12 +138,22 @@ def silhouette_pick(normals: Tensor, points: Tensor, valid: Tensor) -> Tensor:
     Returns:
         [B, C] int64 index into M.
     """
-    facing_away = (normals * points).sum(-1) >= 0
-    stop = facing_away | ~valid
-    m = stop.shape[-1]
-    idx = torch.arange(m, device=stop.device)
-    first_stop = torch.where(stop, idx, torch.full_like(idx, m)).amin(-1)  # [B, C]
-    return (first_stop - 1).clamp_min(0)
+    return _silhouette_picker(valid)(normals, points)
+
+
+def _silhouette_picker(valid: Tensor):
+    """`silhouette_pick` for one ``valid`` mask, its constant operands (the padding, the candidates'
+    indices) built once: the fit picks on the same bands in every iteration."""
+    invalid = ~valid
+    m = valid.shape[-1]
+    idx = torch.arange(m, device=valid.device)
+    beyond = torch.full_like(idx, m)
+
+    def pick(normals: Tensor, points: Tensor) -> Tensor:
+        stop = ((normals * points).sum(-1) >= 0) | invalid  # facing away, or padding
+        first_stop = torch.where(stop, idx, beyond).amin(-1)  # [B, C]
+        return (first_stop - 1).clamp_min(0)
+    return pick
 
 
 def _affine_init(model_pts: Tensor, image_pts: Tensor, weights: Tensor, intr: Tensor) -> tuple[Tensor, Tensor]:
@@ -169,13 +191,15 @@ class _LandmarkProblem:
     num_identity: int  # K
     free_expr: Tensor  # [S] bool, blendshapes the fit estimates
     mean: Tensor  # [Ni, 3]
-    shape_rows: Tensor  # [Ni, K + Sf, 3] per-row bases, for the Jacobian
+    shape_rows: Tensor  # [Ni, K + Sf, 3] per-row bases
+    shape_planes: Tensor  # [3, Ni, K + Sf] the same, one plane per coordinate, for the Jacobian
     shape_flat: Tensor  # [K + Sf, Ni*3] the same flattened, for the points
     cand: Tensor  # [C, M] candidate vertex ids (-1 padded)
     cand_rest: Tensor  # [2*C*M, 3] candidate positions, then their neutral-mesh (area-weighted,
     #                    unnormalised) vertex normals
     cand_flat: Tensor  # [K + Sf, 2*C*M*3] first-order change of both per coefficient
     cand_shape: Tensor  # [C*M, K + Sf, 3] the candidates' position bases, per row
+    cand_planes: Tensor  # [3, C*M, K + Sf] the same, one plane per coordinate
     weights: Tensor  # [N] per-row weight
 
 
@@ -211,12 +235,14 @@ def _build_problem(model: FaceModel, kind: str, contour_weight: float, identity_
         free_expr=free,
         mean=mean[inner_idx],
         shape_rows=inner_basis.permute(1, 0, 2).contiguous(),
+        shape_planes=inner_basis.permute(2, 1, 0).contiguous(),
         shape_flat=inner_basis.reshape(inner_basis.shape[0], -1).contiguous(),
         cand=cand,
         cand_rest=torch.cat([model.neutral[safe], normal]),
         cand_flat=torch.cat([cand_basis.reshape(cand_basis.shape[0], -1),
                              torch.cat([normal_ident, normal_expr[free]])], 1).contiguous(),
         cand_shape=cand_basis.permute(1, 0, 2).contiguous(),
+        cand_planes=cand_basis.permute(2, 1, 0).contiguous(),
         weights=weights,
     )
 
@@ -359,7 +385,7 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
     rot, trans = _affine_init(prob.mean[None].expand(b, -1, -1), obs[:, :ni], prob.weights[:ni][None].expand(b, -1), intr)
     p_full = 6 + prob.shape_flat.shape[0]
     coef = torch.zeros(b, p_full - 6, dtype=dt, device=dev)  # identity modes, then the free blendshapes
-    valid = (prob.cand >= 0)[None]
+    pick_silhouette = _silhouette_picker((prob.cand >= 0)[None])
     cand_offset = (torch.arange(c, device=dev) * m)[None]
     prior = torch.cat([
         torch.zeros(6, dtype=dt, device=dev),
@@ -367,6 +393,8 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
         torch.full((p_full - 6 - k,), settings.expression_prior, dtype=dt, device=dev),
     ])
     prior_scale = prior[6:]
+    pose_reg = prior[:6]  # the pose-only iterations: no prior
+    row_weights = prob.weights[None]
     lam = torch.full((b,), settings.damping, dtype=dt, device=dev)
 
     def contour_picks(coef: Tensor, rot: Tensor, trans: Tensor) -> Tensor | None:
@@ -375,8 +403,16 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
             return None
         cand = (prob.cand_rest + (coef @ prob.cand_flat).view(b, -1, 3)) @ rot.transpose(1, 2)  # positions, normals
         cam = cand[:, : c * m] + trans[:, None]
-        pick = silhouette_pick(cand[:, c * m:].reshape(b, c, m, 3), cam.reshape(b, c, m, 3), valid)
+        pick = pick_silhouette(cand[:, c * m:].reshape(b, c, m, 3), cam.reshape(b, c, m, 3))
         return pick + cand_offset
+
+    def contour_rows(picks: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The picked candidates' rest positions [B, C, 3], bases [B, C, P', 3] and basis planes
+        [3, B, C, P'] (row copies by index_select: the values of advanced indexing, without its cost)."""
+        flat = picks.reshape(-1)
+        return (prob.cand_rest.index_select(0, flat).view(b, c, 3),
+                prob.cand_shape.index_select(0, flat).view(b, c, *prob.cand_shape.shape[1:]),
+                prob.cand_planes.index_select(1, flat).view(3, b, c, -1))
 
     def current(coef: Tensor, rot: Tensor, trans: Tensor, kept: tuple | None) -> tuple:
         """(contour picks, contour rows, camera points [B, N, 3], residuals [B, N, 2]) at a state.
@@ -388,10 +424,10 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
         picks = contour_picks(coef, rot, trans)
         if kept is not None and _same_picks(picks, kept[0]):
             return kept
-        rows = None if picks is None else (prob.cand_rest[picks], prob.cand_shape[picks])
+        rows = None if picks is None else contour_rows(picks)
         return (picks, rows, *residuals(points(coef, rows), rot, trans))
 
-    def points(coef: Tensor, rows: tuple[Tensor, Tensor] | None) -> Tensor:
+    def points(coef: Tensor, rows: tuple[Tensor, Tensor, Tensor] | None) -> Tensor:
         inner = prob.mean + (coef @ prob.shape_flat).view(b, ni, 3)
         if rows is None:
             return inner
@@ -413,25 +449,25 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
         pose_only = it < settings.pose_iterations
         picks, rows, cam, res = current(coef, rot, trans, kept)
         dist = res.norm(dim=-1)
-        w_rob = torch.where(dist > settings.huber_pct, settings.huber_pct / dist.clamp_min(1e-9), torch.ones_like(dist))
-        wl = w_rob * prob.weights[None]  # [B, N]
+        w_rob = torch.where(dist > settings.huber_pct, settings.huber_pct / dist.clamp_min(1e-9), 1.0)
+        wl = w_rob * row_weights  # [B, N]
         sw = wl.sqrt()  # weighted least squares: rows scaled by sqrt(weight), folded into d(pixels)/d(camera point)
-        jac = _weighted_jacobian(cam, trans, rot, intr, norm, sw, None if pose_only else (prob.shape_rows, rows))
+        jac = _weighted_jacobian(cam, trans, rot, intr, norm, sw, None if pose_only else (prob.shape_planes, rows))
         jac = jac.reshape(b, n * 2, -1)  # [B, 2N, P]
         hess = jac.transpose(1, 2) @ jac
         grad = ((res * sw[..., None]).reshape(b, 1, n * 2) @ jac)[:, 0]
         if pose_only:
-            reg = torch.zeros(6, dtype=dt, device=dev)
+            reg = pose_reg
         else:
             reg = prior
-            g_shape = grad[:, 6:] + prior_scale * coef
+            g_shape = grad[:, 6:]  # the gradient's shape part, in place
+            g_shape += prior_scale * coef
             g_shape[:, k:] += 0.5 * settings.expression_l1
             # active set: weights at a bound and pushed outward do not move this step
             e_cur, g_ex = coef[:, k:], g_shape[:, k:]
             blocked = ((e_cur <= 0) & (g_ex > 0)) | ((e_cur >= 1) & (g_ex < 0))
             hess.diagonal(dim1=-2, dim2=-1)[:, 6 + k:] += blocked.to(dt) * 1e8
             g_ex.masked_fill_(blocked, 0.0)
-            grad = torch.cat([grad[:, :6], g_shape], -1)
         diag = torch.diagonal(hess, dim1=-2, dim2=-1)
         lhs = hess + torch.diag_embed(reg[None] + lam[:, None] * (diag + 1e-3))
         delta = -torch.linalg.solve(lhs, grad[..., None])[..., 0]
@@ -447,11 +483,9 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
         e_new = energy(res_new, new_coef, wl)
         accept = e_new <= e_old
         lam = torch.where(accept, lam * 0.3, lam * 10.0).clamp(1e-7, 1e4)
-        rot = torch.where(accept[:, None, None], new_rot, rot)
-        trans = torch.where(accept[:, None], new_trans, trans)
-        coef = torch.where(accept[:, None], new_coef, coef)
-        kept = (picks, rows, torch.where(accept[:, None, None], cam_new, cam),
-                torch.where(accept[:, None, None], res_new, res))
+        rot, trans, coef, cam, res = _keep_accepted(accept, (new_rot, rot), (new_trans, trans), (new_coef, coef),
+                                                    (cam_new, cam), (res_new, res))
+        kept = (picks, rows, cam, res)
 
     ident = coef[:, :k]
     expr = torch.zeros(b, prob.free_expr.shape[0], dtype=dt, device=dev)
@@ -466,19 +500,31 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
     return {"identity": ident, "expression": expr, "rotation": rot, "translation": trans, "residuals": res_layout}
 
 
+def _keep_accepted(accept: Tensor, *pairs: tuple[Tensor, Tensor]) -> list[Tensor]:
+    """Per face (``accept`` [B] bool), the new or the old tensor of each (new, old) pair of [B, ...]
+    tensors; where every face (or none) accepted the step, that tensor itself: the values
+    ``torch.where`` would copy, without the copies (five per iteration)."""
+    if bool(accept.all()):
+        return [new for new, _ in pairs]
+    if not bool(accept.any()):
+        return [old for _, old in pairs]
+    return [torch.where(accept.view(-1, *[1] * (new.ndim - 1)), new, old) for new, old in pairs]
+
+
 def _same_picks(picks: Tensor | None, kept: Tensor | None) -> bool:
     """Whether the silhouette picked the same contour candidates for every face (or there are none)."""
     return picks is None or torch.equal(picks, kept)
 
 
 def _weighted_jacobian(cam: Tensor, trans: Tensor, rot: Tensor, intr: Tensor, norm: Tensor, sw: Tensor,
-                       shape: tuple[Tensor, tuple[Tensor, Tensor] | None] | None) -> Tensor:
+                       shape: tuple[Tensor, tuple[Tensor, Tensor, Tensor] | None] | None) -> Tensor:
     """Row-weighted Jacobian of the residuals (% IOD) w.r.t. (rotation update, translation[, shape]).
 
     Args:
         cam: [B, N, 3] camera-space landmark points; trans [B, 3], rot [B, 3, 3] the current pose.
         intr: [B, 4] (fx, fy, cx, cy); norm: [B, 1, 1] pixels -> % IOD; sw: [B, N] row weights.
-        shape: None for the pose only, else (inner row bases [Ni, P', 3], contour rows or None).
+        shape: None for the pose only, else (inner row basis planes [3, Ni, P'], contour rows or None:
+            (positions, bases, basis planes [3, B, C, P'])).
 
     Returns:
         [B, N, 2, 6 (+ P')]: columns rotation (left-multiplied axis-angle), translation, shape.
@@ -486,33 +532,33 @@ def _weighted_jacobian(cam: Tensor, trans: Tensor, rot: Tensor, intr: Tensor, no
     b, n, _ = cam.shape
     z = cam[..., 2].clamp_min(1e-3)
     fz = intr[:, None, :2] / z[..., None] * (norm[..., 0:1] * sw[..., None])  # [B, N, 2]
-    jp = torch.zeros(b, n, 2, 3, dtype=cam.dtype, device=cam.device)  # d(weighted residual)/d(camera point)
-    jp[..., 0, 0] = fz[..., 0]
-    jp[..., 1, 1] = fz[..., 1]
-    jp[..., :, 2] = -fz * cam[..., :2] / z[..., None]
-    cols = 6 if shape is None else 6 + shape[0].shape[1]
+    cols = 6 if shape is None else 6 + shape[0].shape[2]
     jac = torch.empty(b, n, 2, cols, dtype=cam.dtype, device=cam.device)
+    jp = jac[..., 3:6]  # d(weighted residual)/d(camera point), written in place: the translation columns
+    jp[..., :2] = torch.diag_embed(fz)
+    jp[..., :, 2] = -fz * cam[..., :2] / z[..., None]
     # d(R p)/d(w) = -[R p]_x, and a^T (-[q]_x) = (q x a)^T
-    jac[..., :3] = torch.linalg.cross((cam - trans[:, None])[:, :, None].expand(-1, -1, 2, -1), jp)
-    jac[..., 3:6] = jp
+    torch.linalg.cross((cam - trans[:, None])[:, :, None].expand(-1, -1, 2, -1), jp, out=jac[..., :3])
     if shape is not None:
         inner, contour = shape
-        ni = inner.shape[0]
+        ni = inner.shape[1]
         jpr = (jp.reshape(b, n * 2, 3) @ rot).view(b, n, 2, 3)  # d/d(model point)
-        _row_jacobian_(jac[:, :ni, :, 6:], jpr[:, :ni], inner[None])
+        _row_jacobian_(jac[:, :ni, :, 6:], jpr[:, :ni], inner[:, None])
         if contour is not None:
-            _row_jacobian_(jac[:, ni:, :, 6:], jpr[:, ni:], contour[1])
+            _row_jacobian_(jac[:, ni:, :, 6:], jpr[:, ni:], contour[2])
     return jac
 
 
-def _row_jacobian_(out: Tensor, jpr: Tensor, basis: Tensor) -> None:
-    """Per-row chain rule written into `out`: jpr [B, N, 2, 3] x basis [B or 1, N, P, 3] -> [B, N, 2, P].
+def _row_jacobian_(out: Tensor, jpr: Tensor, planes: Tensor) -> None:
+    """Per-row chain rule written into `out`: jpr [B, N, 2, 3] x basis planes [3, B or 1, N, P] -> [B, N, 2, P].
 
     Three broadcast multiply-adds in place: a batched matmul over N tiny matrices is far slower on CPU.
+    The basis comes one plane per coordinate, so that each operand runs along P in contiguous memory
+    (a [N, P, 3] basis read one coordinate at a time is strided).
     """
-    torch.mul(jpr[..., 0, None], basis[:, :, None, :, 0], out=out)
-    out.addcmul_(jpr[..., 1, None], basis[:, :, None, :, 1])
-    out.addcmul_(jpr[..., 2, None], basis[:, :, None, :, 2])
+    torch.mul(jpr[..., 0, None], planes[0][:, :, None], out=out)
+    out.addcmul_(jpr[..., 1, None], planes[1][:, :, None])
+    out.addcmul_(jpr[..., 2, None], planes[2][:, :, None])
 
 
 def reconstruct(

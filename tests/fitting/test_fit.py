@@ -141,3 +141,34 @@ def test_silhouette_incidence_equals_the_exhaustive_comparison(model):
     t_idx, u_idx = _incidence(skin, bands, model.num_vertices)
     assert len(t_ref) > 1000
     assert torch.equal(t_idx, t_ref) and torch.equal(u_idx, u_ref)
+
+
+def test_kept_state_equals_per_face_selection(model, synthetic, monkeypatch):
+    """Where every face (or none) of a batch accepts a step, the fit keeps the new (or old) tensors
+    themselves: the fits are bitwise those of selecting per face with torch.where every iteration."""
+    import affectsynth.fitting.fit as fit_module
+
+    faces, _ = synthetic
+    lms, cams = [f.landmarks for f in faces[:6]], [f.camera for f in faces[:6]]
+    shortcut = fit_landmarks(model, lms, cams) + fit_landmarks(model, lms[:1], cams[:1])
+    monkeypatch.setattr(fit_module, "_keep_accepted", lambda accept, *pairs: [
+        torch.where(accept.view(-1, *[1] * (new.ndim - 1)), new, old) for new, old in pairs])
+    selected = fit_landmarks(model, lms, cams) + fit_landmarks(model, lms[:1], cams[:1])
+    for a, b in zip(shortcut, selected):
+        for name in ("identity", "expression", "rotation", "translation", "residuals"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_row_jacobian_planes_equal_the_interleaved_basis():
+    """The chain rule on per-coordinate basis planes gives, to the bit, the three multiply-adds on
+    the [N, P, 3] basis read one coordinate at a time (the layout the planes replace)."""
+    from affectsynth.fitting.fit import _row_jacobian_
+
+    g = torch.Generator().manual_seed(0)
+    jpr = torch.randn(2, 31, 2, 3, generator=g)
+    basis = torch.randn(2, 31, 83, 3, generator=g)
+    out = torch.empty(2, 31, 2, 89)[..., 6:]  # a strided slice, as the fit writes into its Jacobian
+    _row_jacobian_(out, jpr, basis.permute(3, 0, 1, 2).contiguous())
+    want = torch.mul(jpr[..., 0, None], basis[:, :, None, :, 0])
+    want.addcmul_(jpr[..., 1, None], basis[:, :, None, :, 1]).addcmul_(jpr[..., 2, None], basis[:, :, None, :, 2])
+    assert torch.equal(out, want)
