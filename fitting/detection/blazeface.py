@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from affectsynth.fitting.detection.anchors import ssd_anchors
-from affectsynth.fitting.detection.graph import load_graph, optimize_for_cpu
+from affectsynth.fitting.detection.graph import empty_input, load_graph, optimize_for_cpu
 from affectsynth.fitting.detection.nms import weighted_nms
 from affectsynth.fitting.detection.roi import crop_rects, letterbox_rect
 
@@ -77,18 +77,17 @@ class BlazeFace(nn.Module):
             (boxes [B, N, 16] float32: x0, y0, x1, y1, then 6 keypoints (x, y), normalised to
             the input square; scores [B, N] float32 sigmoid scores).
         """
+        raw, logits = self._raw(x)
+        return _decode(raw, self.anchors, self.input_size), _scores(logits)
+
+    def _raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The network's raw regressors [B, N, 16] and score logits [B, N, 1] on checked input."""
         s = self.input_size
         if x.ndim != 4 or x.shape[1:] != (3, s, s):
             raise ValueError(f"BlazeFace: expected [B, 3, {s}, {s}] input, got {list(x.shape)}")
         net = self._runner if self._runner is not None and x.device.type == "cpu" else self.net
         raw, logits = net(x)[:2]
-        a = self.anchors.to(raw.dtype)
-        centre = raw[..., 0:2] / s + a
-        half = raw[..., 2:4] / s / 2
-        kps = raw[..., 4:16].reshape(*raw.shape[:2], 6, 2) / s + a[:, None]
-        boxes = torch.cat([centre - half, centre + half, kps.flatten(-2)], -1)
-        scores = torch.sigmoid(logits[..., 0].clamp(-100.0, 100.0))
-        return boxes, scores
+        return raw, logits
 
     @torch.no_grad()
     def detect(self, images: list[Tensor], *, min_score: float = 0.5, iou_threshold: float = 0.3,
@@ -111,14 +110,32 @@ class BlazeFace(nn.Module):
         dev = self.anchors.device
         rects = [letterbox_rect(im.shape[1], im.shape[2]).to(dev) for im in images]
         batch = torch.cat([crop_rects(im, r[None], self.input_size, border="zero") for im, r in zip(images, rects)])
-        boxes, scores = self(batch / 127.5 - 1.0)
+        x = torch.div(batch, 127.5, out=empty_input(batch)).sub_(1.0)  # in the network's layout: no copy to it
+        raw, logits = self._raw(x)
+        scores = _scores(logits)
         out = []
         for b, rect in enumerate(rects):
-            keep = scores[b] >= min_score
-            kb, ks = weighted_nms(boxes[b][keep], scores[b][keep], iou_threshold=iou_threshold,
-                                  max_detections=max_detections)
+            # only the anchors above the threshold are decoded (elementwise: the rows `forward` gives)
+            keep = torch.nonzero(scores[b] >= min_score)[:, 0]
+            kb, ks = weighted_nms(_decode(raw[b].index_select(0, keep), self.anchors.index_select(0, keep), self.input_size),
+                                  scores[b].index_select(0, keep), iou_threshold=iou_threshold, max_detections=max_detections)
             side = rect[2]
             origin = rect[:2] - side / 2
             pix = kb.reshape(-1, 8, 2) * side + origin
             out.append(Detections(pix[:, :2].reshape(-1, 4), pix[:, 2:], ks))
         return out
+
+
+def _decode(raw: Tensor, anchors: Tensor, size: int) -> Tensor:
+    """Boxes and keypoints [..., N, 16] (x0, y0, x1, y1, then 6 keypoints (x, y), normalised to the
+    input square) from raw regressors [..., N, 16] and their anchors [N, 2]; elementwise per row."""
+    a = anchors.to(raw.dtype)
+    centre = raw[..., 0:2] / size + a
+    half = raw[..., 2:4] / size / 2
+    kps = raw[..., 4:16].reshape(*raw.shape[:-1], 6, 2) / size + a[:, None]
+    return torch.cat([centre - half, centre + half, kps.flatten(-2)], -1)
+
+
+def _scores(logits: Tensor) -> Tensor:
+    """[B, N] sigmoid scores of [B, N, 1] logits (clamped as MediaPipe's score clipping)."""
+    return torch.sigmoid(logits[..., 0].clamp(-100.0, 100.0))

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from affectsynth.fitting.detection import tflite_ops
 
-__all__ = ["ConvGraph", "load_graph", "optimize_for_cpu", "pack_constants", "unpack_constants"]
+__all__ = ["ConvGraph", "empty_input", "load_graph", "optimize_for_cpu", "pack_constants", "unpack_constants"]
 
 _NHWC_TO_NCHW = {0: 0, 1: 2, 2: 3, 3: 1}
 
@@ -81,6 +81,22 @@ class _Conv(nn.Module):
     def signature(self) -> tuple:
         """Everything but the weights' values: equal signatures run as one grouped convolution."""
         return ("conv", self.groups > 1, tuple(self.weight.shape), self.stride, self.dilation, self.padding, self.same, self.act)
+
+    def runner(self):
+        """`forward` as a closure over the weights and options: the execution plan calls it for every
+        layer of every network call, and a module's parameter lookups and the activation's dispatch are
+        a fair part of a small convolution's call. The plan is rebuilt after `nn.Module._apply`
+        (`ConvGraph._apply`), so it never holds stale weights."""
+        if self.same:  # the padding depends on the input's size
+            return self.forward
+        conv, weight, bias = torch.conv2d, self.weight, self.bias
+        stride, padding, dilation, groups = self.stride, self.padding, self.dilation, self.groups
+        if self.act is None:
+            return lambda x: conv(x, weight, bias, stride, padding, dilation, groups)
+        if self.act == "relu":
+            return lambda x: conv(x, weight, bias, stride, padding, dilation, groups).relu_()
+        act = self.act
+        return lambda x: _act(conv(x, weight, bias, stride, padding, dilation, groups), act, inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.same:
@@ -147,6 +163,13 @@ def _fast_layout(x: Tensor) -> Tensor:
     """``x`` in channels-last memory on the CPU, where oneDNN's depthwise convolutions and max pooling are
     several times faster than on channels-first memory (values and shapes stay [B, C, H, W])."""
     return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+
+
+def empty_input(like: Tensor) -> Tensor:
+    """An uninitialised tensor shaped as the [B, C, H, W] ``like``, in the memory format `ConvGraph` runs
+    in on its device (`_fast_layout`): a network input written into it (an elementwise op with
+    ``out=``) needs no layout copy when the network starts."""
+    return torch.empty_like(like, memory_format=torch.channels_last if like.device.type == "cpu" else torch.contiguous_format)
 
 
 def _depth_to_space(x: Tensor, block: int) -> Tensor:
@@ -500,7 +523,8 @@ class ConvGraph(nn.Module):
             def compute(env, y):
                 return _pad_channels(y, n, before, after)
         else:
-            module = self.modules_[spec["index"]].forward
+            module = self.modules_[spec["index"]]
+            module = module.runner() if kind == "conv" else module.forward
 
             def compute(env, y):
                 return module(y)
@@ -517,7 +541,9 @@ class ConvGraph(nn.Module):
         tensor ids that only this layer reads (see `_steps`)."""
         op, out = spec["op"], spec["out"]
         x = spec.get("x")
-        if op in ("conv", "max_pool_2d", "prelu", "landmarks_to_matrix"):
+        if op == "conv":
+            fn = self.modules_[str(spec["index"])].runner()
+        elif op in ("max_pool_2d", "prelu", "landmarks_to_matrix"):
             fn = self.modules_[str(spec["index"])].forward
         elif op == "relu":
             fn = torch.relu_ if x in owned else torch.relu

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from affectsynth.fitting.detection.blazeface import BlazeFace
 from affectsynth.fitting.detection.face_mesh import INPUT_SIZE, FaceMesh, unproject
+from affectsynth.fitting.detection.graph import empty_input
 from affectsynth.fitting.detection.roi import crop_rects, rect_from_detection
 from affectsynth.fitting.landmarks import box_overlap
 
@@ -292,4 +293,6 @@ class FacePipeline:
 def _mesh_crops(regions: list[Tensor], rects: Tensor, owners: list[int]) -> Tensor:
     """[N, 3, 192, 192] landmark-network inputs in [0, 1]: row k of ``rects`` ([N, 5], pixels of region
     ``owners[k]``) cropped from its region."""
-    return torch.cat([crop_rects(regions[r], rect[None], INPUT_SIZE) for r, rect in zip(owners, rects)]) / 255.0
+    crops = [crop_rects(regions[r], rect[None], INPUT_SIZE) for r, rect in zip(owners, rects)]
+    batch = crops[0] if len(crops) == 1 else torch.cat(crops)
+    return torch.div(batch, 255.0, out=empty_input(batch))  # in the network's layout: no copy to it

@@ -119,3 +119,18 @@ def test_some_outputs_alone_are_the_whole_networks_to_the_bit(name, size):
         net(x, outputs=("no_such_output",))
     net.double()
     assert net._partial_plans == {}
+
+
+@pytest.mark.parametrize("name, size", NETWORKS)
+def test_input_written_in_the_networks_layout_gives_the_same_outputs(name, size):
+    """An input written into `empty_input` (no layout copy when the network starts) gives the outputs of
+    the same values in the default layout, to the bit."""
+    from affectsynth.fitting.detection.graph import empty_input
+
+    net = load_graph(DATA_DIR / f"{name}.npz")
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(4))
+    laid = empty_input(x).copy_(x)
+    assert laid.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        for a, b in zip(net(x), net(laid)):
+            assert torch.equal(a, b)

@@ -245,3 +245,22 @@ def test_optimized_cpu_networks_match_eager():
             torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
         for a, b in zip(mesh(crops), ref_mesh):
             torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_detect_decodes_the_kept_anchors_as_forward_does(dev_photos):
+    """`BlazeFace.detect` decodes only the anchors above the threshold: its detections are, to the bit,
+    those of `forward`'s full decoding filtered by score, weighted-NMS'd and scaled to the image."""
+    from affectsynth.images import load_image
+
+    det = BlazeFace("full")
+    photo = torch.from_numpy(np.array(load_image(dev_photos / "2008_002470.jpg"))).permute(2, 0, 1)
+    with torch.no_grad():
+        (found,) = det.detect([photo], min_score=0.6)
+        rect = letterbox_rect(*photo.shape[1:])
+        boxes, scores = det(crop_rects(photo, rect[None], 192, border="zero") / 127.5 - 1.0)
+        keep = scores[0] >= 0.6
+        kb, ks = weighted_nms(boxes[0][keep], scores[0][keep], iou_threshold=0.3)
+    assert len(ks) > 1
+    pix = kb.reshape(-1, 8, 2) * rect[2] + (rect[:2] - rect[2] / 2)
+    assert torch.equal(found.boxes, pix[:, :2].reshape(-1, 4)) and torch.equal(found.keypoints, pix[:, 2:])
+    assert torch.equal(found.scores, ks)
