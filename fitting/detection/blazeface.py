@@ -110,7 +110,7 @@ class BlazeFace(nn.Module):
         dev = self.anchors.device
         rects = [letterbox_rect(im.shape[1], im.shape[2]).to(dev) for im in images]
         batch = torch.cat([crop_rects(im, r[None], self.input_size, border="zero") for im, r in zip(images, rects)])
-        x = torch.div(batch, 127.5, out=empty_input(batch)).sub_(1.0)  # in the network's layout: no copy to it
+        x = empty_input(batch).copy_(batch).div_(127.5).sub_(1.0)  # scaled in the network's layout (one copy to it)
         raw, logits = self._raw(x)
         scores = _scores(logits)
         out = []

@@ -45,6 +45,32 @@ def _act(x: Tensor, name: str | None, *, inplace: bool = False) -> Tensor:
     raise ValueError(f"ConvGraph: unknown activation {name!r}")
 
 
+def _add_act(a: Tensor, b: Tensor, name: str | None, *, inplace: bool = False) -> Tensor:
+    """``_act(a + b, name)``; ``inplace``: into ``a`` (of ``b``'s shape, nothing else holding it).
+
+    An add with a relu on two dense tensors of one layout is torch's fused ``_add_relu`` (one pass
+    instead of two). Its vector loop rounds ``a + b`` once, as the add does, and keeps relu's
+    values, signed zeros and NaN included, but for +inf, which it clamps to the largest float32
+    (activations of these networks are far from it); its scalar loop would turn NaN and -0 into 0,
+    so it runs only where there is no scalar tail (`_vector_loop_only`).
+    """
+    if name == "relu" and _vector_loop_only(a, b):
+        return torch._add_relu_(a, b) if inplace else torch._add_relu(a, b)
+    return _act(a.add_(b) if inplace else a + b, name, inplace=True)
+
+
+#: Values per vectorised loop step of torch's CPU kernels, with a margin (two AVX-512 float32 vectors).
+_VECTOR_STEP = 64
+
+
+def _vector_loop_only(a: Tensor, b: Tensor) -> bool:
+    """Whether an elementwise kernel on ``a`` and ``b`` runs one dense loop with no scalar tail: same
+    shape and strides, dense in one memory format, a whole number of vector steps, on the CPU."""
+    return (a.device.type == "cpu" and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
+            and a.numel() % _VECTOR_STEP == 0
+            and (a.is_contiguous() or a.is_contiguous(memory_format=torch.channels_last)))
+
+
 class _Conv(nn.Module):
     """CONV_2D / DEPTHWISE_CONV_2D with TFLite padding and fused activation.
 
@@ -167,8 +193,9 @@ def _fast_layout(x: Tensor) -> Tensor:
 
 def empty_input(like: Tensor) -> Tensor:
     """An uninitialised tensor shaped as the [B, C, H, W] ``like``, in the memory format `ConvGraph` runs
-    in on its device (`_fast_layout`): a network input written into it (an elementwise op with
-    ``out=``) needs no layout copy when the network starts."""
+    in on its device (`_fast_layout`): an input copied into it and scaled there in place needs no
+    second layout copy when the network starts (a transposing copy first, then contiguous passes, is
+    the cheapest order)."""
     return torch.empty_like(like, memory_format=torch.channels_last if like.device.type == "cpu" else torch.contiguous_format)
 
 
@@ -279,6 +306,7 @@ class ConvGraph(nn.Module):
             raise ValueError("ConvGraph: the layer list must end with an 'outputs' entry")
         self._fold_padding()
         if fuse_branches:
+            self._fold_relu()
             self._fuse_branches(constants)
         else:
             self.layers = [{**spec, "index": k} for k, spec in enumerate(self.layers) if spec["op"] != "skip"]
@@ -306,6 +334,21 @@ class ConvGraph(nn.Module):
             self.modules_[str(k + 1)].absorb_padding(p[1][0], p[2][0])
             layers[k + 1] = {**nxt, "x": spec["x"]}
             layers[k] = {"op": "skip"}
+        self.layers = layers
+
+    def _fold_relu(self) -> None:
+        """Give each add whose result only a RELU reads that relu as its fused activation (one layer,
+        and one pass with `_add_act`, instead of two): the relu's values, under the relu's tensor id."""
+        readers, outputs = _readers(self.layers)
+        layers = list(self.layers)
+        for k, spec in enumerate(layers):
+            if spec["op"] != "add" or spec["act"] is not None or spec["out"] in outputs:
+                continue
+            rs = readers.get(spec["out"], [])
+            if len(rs) != 1 or layers[rs[0]]["op"] != "relu":
+                continue
+            layers[k] = {**spec, "act": "relu", "out": layers[rs[0]]["out"]}
+            layers[rs[0]] = {"op": "skip"}
         self.layers = layers
 
     def _signature(self, k: int, spec: dict) -> tuple | None:
@@ -516,7 +559,7 @@ class ConvGraph(nn.Module):
             act = spec["act"]
 
             def compute(env, y):
-                return _act(y + _gather(env, ys), act, inplace=True)
+                return _add_act(y, _gather(env, ys), act)
         elif kind == "pad":
             before, after = spec["channel_pad"]
 
@@ -622,9 +665,9 @@ class ConvGraph(nn.Module):
             for r, t, o in ((ref_x, a, b), (ref_y, b, a)):
                 if r in targets and isinstance(env[r], Tensor) and t.shape == o.shape and t.stride() == o.stride() \
                         and t.dtype == o.dtype:
-                    env[out] = _act(t.mul_(o) if mul else t.add_(o), act, inplace=True)
+                    env[out] = _act(t.mul_(o), act, inplace=True) if mul else _add_act(t, o, act, inplace=True)
                     return
-            env[out] = _act(a * b if mul else a + b, act, inplace=True)
+            env[out] = _act(a * b, act, inplace=True) if mul else _add_act(a, b, act)
         return step
 
     @staticmethod
@@ -644,7 +687,7 @@ class ConvGraph(nn.Module):
                 env[out] = _act(y, act, inplace=True)
             else:  # another layout than the converter's: the pad as written
                 padded = F.pad(x, (p[2][0], p[2][1], p[1][0], p[1][1], p[3][0], p[3][1]))
-                env[out] = _act(padded + _value(y), act, inplace=True)
+                env[out] = _add_act(padded, _value(y), act)
         return step
 
 

@@ -295,4 +295,4 @@ def _mesh_crops(regions: list[Tensor], rects: Tensor, owners: list[int]) -> Tens
     ``owners[k]``) cropped from its region."""
     crops = [crop_rects(regions[r], rect[None], INPUT_SIZE) for r, rect in zip(owners, rects)]
     batch = crops[0] if len(crops) == 1 else torch.cat(crops)
-    return torch.div(batch, 255.0, out=empty_input(batch))  # in the network's layout: no copy to it
+    return empty_input(batch).copy_(batch).div_(255.0)  # scaled in the network's layout (one copy to it)

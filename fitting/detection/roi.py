@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -90,15 +91,28 @@ def _unit_offsets(size: int, device: torch.device) -> Tensor:
     return torch.arange(size, device=device, dtype=torch.float64) / size - 0.5
 
 
-def _snap_and_normalise(coord: Tensor, extent: int) -> Tensor:
+@functools.lru_cache(maxsize=16)
+def _unit_offsets_np(size: int) -> np.ndarray:
+    """`_unit_offsets` on the CPU as a read-only numpy array (the same values)."""
+    out = _unit_offsets(size, torch.device("cpu")).numpy()
+    out.flags.writeable = False
+    return out
+
+
+def _snap_and_normalise(xp, coord, extent: int):
     """Float64 pixel coordinates, in place: onto OpenCV's 1/32-pixel remap grid, then to grid_sample's
-    [-1, 1] (align_corners) over an axis of ``extent`` pixels.
+    [-1, 1] (align_corners) over an axis of ``extent`` pixels. ``xp``: the array module of ``coord``
+    (torch or numpy: the same IEEE operations, one rounding each).
 
     ``(round(32 x) / 32) * k`` is computed as ``round(32 x) * (k / 32)``, one pass less: dividing an
     integer-valued float64 by 32 and scaling ``k`` by 1/32 are both exact, so the one rounding of
-    the product is the same.
+    the product is the same. Rounding is half to even in both modules.
     """
-    return coord.mul_(32).round_().mul_((2.0 / max(extent - 1, 1)) / 32).sub_(1.0)
+    coord *= 32
+    xp.round(coord, out=coord)
+    coord *= (2.0 / max(extent - 1, 1)) / 32
+    coord -= 1.0
+    return coord
 
 
 def _sample_grid(rects: Tensor, size: int, h: int, w: int) -> Tensor:
@@ -110,23 +124,43 @@ def _sample_grid(rects: Tensor, size: int, h: int, w: int) -> Tensor:
     without rotation (sin exactly 0: the letterbox, the crops of a detection's square) keeps x a
     function of u and y of v, and its grid is two vectors broadcast. The operations, their order and
     their float64 rounding are those of the per-pixel formula, so the grid is the same to the bit.
+
+    On the CPU the grid is computed in numpy (each op costs a few microseconds less than torch's,
+    and a grid is a dozen of them); the cosine and sine stay torch's, whose values the grid is
+    defined by.
     """
-    t = _unit_offsets(size, rects.device)
     r = rects.to(torch.float64)
     c, s = torch.cos(r[:, 4, None]), torch.sin(r[:, 4, None])  # [N, 1]
+    unrotated = bool((s == 0).all()) and bool(torch.isfinite(r).all())
+    if rects.device.type == "cpu":
+        grid = _grid_from(np, _unit_offsets_np(size), r.numpy(), c.numpy(), s.numpy(), unrotated, size, h, w)
+        return torch.from_numpy(grid)
+    return _grid_from(torch, _unit_offsets(size, rects.device), r, c, s, unrotated, size, h, w)
+
+
+def _grid_from(xp, t, r, c, s, unrotated: bool, size: int, h: int, w: int):
+    """`_sample_grid`'s formula in the array module ``xp`` (torch or numpy) on its float64 operands:
+    offsets ``t`` [S], rects ``r`` [N, 5], their cosines and sines ``c``, ``s`` [N, 1]."""
     lx, ly = t * r[:, 2, None], t * r[:, 3, None]  # [N, S]: along u (columns), along v (rows)
     x0, x1 = (c * lx)[:, None, :], (s * ly)[:, :, None]
     y0, y1 = (s * lx)[:, None, :], (c * ly)[:, :, None]
-    n = rects.shape[0]
-    if bool((s == 0).all()) and bool(torch.isfinite(r).all()):
+    n = r.shape[0]
+    if xp is np:
+        grid = np.empty((n, size, size, 2), dtype=np.float32)
+    else:
+        grid = torch.empty(n, size, size, 2, dtype=torch.float32, device=r.device)
+    if unrotated:
         # c lx_u - (+-0) is c lx_u but for the sign of a zero, which +x_c, the snap and normalisation
         # turn into the same grid value; likewise (+-0) + c ly_v for y
-        x = _snap_and_normalise(x0 + r[:, 0, None, None], w)  # [N, 1, S]
-        y = _snap_and_normalise(y1 + r[:, 1, None, None], h)  # [N, S, 1]
-        return torch.stack(torch.broadcast_tensors(x, y), -1).to(torch.float32)
-    x = _snap_and_normalise((x0 - x1).add_(r[:, 0, None, None]), w)  # [N, S, S]
-    y = _snap_and_normalise((y0 + y1).add_(r[:, 1, None, None]), h)
-    grid = torch.empty(n, size, size, 2, dtype=torch.float32, device=rects.device)
-    grid[..., 0] = x
+        x = _snap_and_normalise(xp, x0 + r[:, 0, None, None], w)  # [N, 1, S]
+        y = _snap_and_normalise(xp, y1 + r[:, 1, None, None], h)  # [N, S, 1]
+    else:
+        x = x0 - x1
+        x += r[:, 0, None, None]
+        x = _snap_and_normalise(xp, x, w)  # [N, S, S]
+        y = y0 + y1
+        y += r[:, 1, None, None]
+        y = _snap_and_normalise(xp, y, h)
+    grid[..., 0] = x  # broadcast where unrotated; float64 -> float32, rounded to nearest
     grid[..., 1] = y
     return grid

@@ -134,3 +134,25 @@ def test_input_written_in_the_networks_layout_gives_the_same_outputs(name, size)
     with torch.no_grad():
         for a, b in zip(net(x), net(laid)):
             assert torch.equal(a, b)
+
+
+def test_fused_add_relu_keeps_the_add_then_relu_values():
+    """`_add_act` with a relu gives an add followed by a relu to the bit, signed zeros and NaN included,
+    in place and not, on dense tensors (torch's one-pass add + relu) and on others (the two ops);
+    and short-range's add + RELU layer pairs are one layer."""
+    from affectsynth.fitting.detection.graph import _add_act, _vector_loop_only
+
+    g = torch.Generator().manual_seed(5)
+    for shape in ((2, 24, 16, 16), (2, 23, 17, 19)):  # a whole number of vector steps; a scalar tail
+        a, b = torch.randn(2, *shape, generator=g)
+        a.view(-1)[:40], b.view(-1)[:40] = -0.0, -0.0
+        a.view(-1)[-8:], b.view(-1)[-8:] = -0.0, -0.0
+        a.view(-1)[40:50], a.view(-1)[-12:-9] = float("nan"), float("nan")
+        assert _vector_loop_only(a, b) == (shape[1] == 24)
+        want = torch.relu(a + b)
+        for got in (_add_act(a, b, "relu"), _add_act(a.clone(), b, "relu", inplace=True),
+                    _add_act(a.contiguous(memory_format=torch.channels_last), b.contiguous(memory_format=torch.channels_last), "relu")):
+            assert torch.equal(torch.nan_to_num(got, nan=7.0), torch.nan_to_num(want, nan=7.0))
+            assert torch.equal(torch.signbit(got), torch.signbit(want))
+    net = load_graph(DATA_DIR / "mediapipe_face_detection_short_range.npz")
+    assert not any(spec["op"] == "add" and spec["act"] is None for spec in net.layers)

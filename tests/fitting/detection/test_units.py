@@ -264,3 +264,19 @@ def test_detect_decodes_the_kept_anchors_as_forward_does(dev_photos):
     pix = kb.reshape(-1, 8, 2) * rect[2] + (rect[:2] - rect[2] / 2)
     assert torch.equal(found.boxes, pix[:, :2].reshape(-1, 4)) and torch.equal(found.keypoints, pix[:, 2:])
     assert torch.equal(found.scores, ks)
+
+
+def test_sample_grid_in_torch_equals_the_cpus_numpy_grid():
+    """The grid formula run in torch (other devices) gives the CPU's numpy grid, to the bit."""
+    from affectsynth.fitting.detection.roi import _grid_from, _sample_grid, _unit_offsets
+
+    g = torch.Generator().manual_seed(2)
+    for k in range(30):
+        rects = torch.rand(1 + k % 4, 5, generator=g) * torch.tensor([500.0, 400.0, 300.0, 300.0, 6.28])
+        if k % 3 == 0:
+            rects[:, 4] = 0.0
+        r = rects.double()
+        c, s = torch.cos(r[:, 4, None]), torch.sin(r[:, 4, None])
+        size, unrotated = (37, 128, 192)[k % 3], bool((s == 0).all())
+        torch_grid = _grid_from(torch, _unit_offsets(size, r.device), r, c, s, unrotated, size, 375, 500)
+        assert torch.equal(torch_grid, _sample_grid(rects, size, 375, 500))
