@@ -113,12 +113,14 @@ class BlazeFace(nn.Module):
         x = empty_input(batch).copy_(batch).div_(127.5).sub_(1.0)  # scaled in the network's layout (one copy to it)
         raw, logits = self._raw(x)
         scores = _scores(logits)
+        # only the anchors above the threshold are decoded, those of all images at once (elementwise:
+        # the rows `forward` gives), in image then anchor order
+        image_of, anchor = torch.nonzero(scores >= min_score, as_tuple=True)
+        decoded = _decode(raw[image_of, anchor], self.anchors.index_select(0, anchor), self.input_size)
+        counts = torch.bincount(image_of, minlength=len(images)).tolist()
         out = []
-        for b, rect in enumerate(rects):
-            # only the anchors above the threshold are decoded (elementwise: the rows `forward` gives)
-            keep = torch.nonzero(scores[b] >= min_score)[:, 0]
-            kb, ks = weighted_nms(_decode(raw[b].index_select(0, keep), self.anchors.index_select(0, keep), self.input_size),
-                                  scores[b].index_select(0, keep), iou_threshold=iou_threshold, max_detections=max_detections)
+        for rect, boxes_b, scores_b in zip(rects, decoded.split(counts), scores[image_of, anchor].split(counts)):
+            kb, ks = weighted_nms(boxes_b, scores_b, iou_threshold=iou_threshold, max_detections=max_detections)
             side = rect[2]
             origin = rect[:2] - side / 2
             pix = kb.reshape(-1, 8, 2) * side + origin

@@ -46,12 +46,28 @@ def weighted_nms(boxes: Tensor, scores: Tensor, *, iou_threshold: float = 0.3, m
     Returns:
         (boxes [M, 4 + 2K], scores [M]) in descending score order.
     """
+    if max_detections == 1 and len(scores):
+        return _best_group(boxes, scores, iou_threshold)
     order = torch.argsort(scores, descending=True, stable=True)
     boxes, scores = boxes[order], scores[order]
     clusters = _clusters(boxes[:, :4].cpu().numpy(), iou_threshold, max_detections)
     if not clusters:
         return boxes.new_zeros((0, boxes.shape[1])), scores.new_zeros((0,))
     return _weighted_means(boxes, scores, clusters), scores[[int(m[0]) for m in clusters]]
+
+
+def _best_group(boxes: Tensor, scores: Tensor, iou_threshold: float) -> tuple[Tensor, Tensor]:
+    """`weighted_nms` with ``max_detections=1`` on a non-empty set, without sorting it: the best box
+    (the first of the highest score, as the stable sort puts first) and the boxes it absorbs, summed
+    in the sorted order (score descending, ties by index); each IoU is computed on its own, so the
+    group and its weighted mean are the full path's."""
+    box_np, score_np = boxes[:, :4].cpu().numpy(), scores.cpu().numpy()
+    best = int(np.argmax(score_np))
+    absorbed = _iou_np(box_np[best:best + 1], box_np)[0] > np.float32(iou_threshold)
+    absorbed[best] = True
+    members = np.flatnonzero(absorbed)
+    members = members[np.argsort(-score_np[members], kind="stable")]
+    return _weighted_means(boxes, scores, [members]), scores[[best]]
 
 
 def _weighted_means(boxes: Tensor, scores: Tensor, clusters: list[np.ndarray]) -> Tensor:
