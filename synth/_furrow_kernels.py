@@ -9,7 +9,8 @@ from numba import njit
 
 from affectsynth.render._kernels.rounding import floor_int
 
-__all__ = ["blur_weighted", "edge_ratio", "furrows", "grid_ratio", "lift_folds", "shade_window", "upsample_grid"]
+__all__ = ["blur_weighted", "crease_surroundings", "edge_ratio", "furrows", "grid_ratio", "lift_folds", "shade_window",
+           "upsample_grid"]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -62,8 +63,8 @@ def _activation(look, nf, act, f):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def furrows(rast, skin, k, tri_uv, uv, tex, act_t, act_s, reach, sigma, height_gain, fold_radius, lift_gain,
-            adds, drops, n_tk, sh_tk, coeffs, px_per_cm, occlusion, ratio, lift_near, near):
+def furrows(rast, skin, k, tri_uv, uv, tex, act_t, act_s, reach, sigma, height_gain, fold_radius, lift_gain, crease,
+            adds, drops, n_tk, sh_tk, coeffs, px_per_cm, occlusion, ratio, lift_near, near, crease_near, crease_feature):
     """Candidate pixels, their furrows' shading and the neighbourhoods of dropped folds, in place.
 
     Args:
@@ -76,9 +77,12 @@ def furrows(rast, skin, k, tri_uv, uv, tex, act_t, act_s, reach, sigma, height_g
         act_t, act_s: [F, M] float32 target and source activations.
         reach: [F] candidate distance per feature, cm (its furrow's reach plus a cell).
         sigma: [F] groove sigma, cm.
-        height_gain: [F] its depth factor (cm, negative).
+        height_gain: [F] its depth factor (cm, negative; 0: the feature draws no groove, it only
+            lifts a dropped fold).
         fold_radius: [F] biweight radius of `fold_neighbourhood`, cm.
         lift_gain: its activation gain.
+        crease: [F] bool the features whose dropped folds are lifted by their own darkness
+            thresholds (occluded creases): their neighbourhoods go to ``crease_near``.
         adds, drops: whether to draw added furrows / mark dropped folds.
         n_tk: [h, w, 3] float32 target normals on the grid.
         sh_tk: [h, w] float32 their shading.
@@ -86,8 +90,11 @@ def furrows(rast, skin, k, tri_uv, uv, tex, act_t, act_s, reach, sigma, height_g
         px_per_cm: the face's scale.
         occlusion: darkening per cm of depth.
         ratio: [H, W] float32, multiplied by the furrows' shading at candidates (if adds).
-        lift_near: [H, W] float32 output (zero-filled), the dropped folds' neighbourhood.
+        lift_near: [H, W] float32 output (zero-filled), the dropped folds' neighbourhood (the
+            features not in ``crease``).
         near: [H, W] bool output (zero-filled), the candidate pixels.
+        crease_near: [H, W] float32 output (zero-filled), the dropped creases' neighbourhood.
+        crease_feature: [H, W] uint8 output (zero-filled), the crease feature that gives it.
 
     Returns:
         How many candidate pixels there are.
@@ -97,11 +104,12 @@ def furrows(rast, skin, k, tri_uv, uv, tex, act_t, act_s, reach, sigma, height_g
     nf = act_t.shape[0]
     nc = tex.shape[2]
     look = np.empty(nc, np.float32)
-    changed = np.zeros(nf, np.bool_)  # features whose activation changes in some mask
+    changed = np.zeros(nf, np.bool_)  # features whose activation changes in some mask (and so draw or lift)
     limit = np.empty(nf, np.float32)  # where both the groove and the fold neighbourhood are 0
     for f in range(nf):
         for m in range(act_t.shape[1]):
-            if abs(act_t[f, m] - act_s[f, m]) > 1e-6:
+            d = act_t[f, m] - act_s[f, m]
+            if abs(d) > 1e-6 and (height_gain[f] != 0 or (drops and d < 0)):  # no groove: only a drop lifts
                 changed[f] = True
         limit[f] = max(3.5 * sigma[f], fold_radius[f])
     # coarse grid: cells near a furrow whose activation changes
@@ -118,6 +126,8 @@ def furrows(rast, skin, k, tri_uv, uv, tex, act_t, act_s, reach, sigma, height_g
                 if not changed[f] or look[f] >= reach[f]:
                     continue
                 d = _activation(look, nf, act_t, f) - _activation(look, nf, act_s, f)
+                if d > 0 and height_gain[f] == 0:
+                    continue  # an added fold that draws no groove
                 if abs(d) > 1e-6 and look[f] < reach[f]:
                     near_k[i, j] = True
                     break
@@ -134,6 +144,8 @@ def furrows(rast, skin, k, tri_uv, uv, tex, act_t, act_s, reach, sigma, height_g
                 continue
             hn = 0.0
             ln = 0.0
+            cn = 0.0
+            cf = 0
             for f in range(nf):
                 if not changed[f] or look[f] >= limit[f]:
                     continue  # beyond the reach of both the groove and the fold neighbourhood
@@ -147,9 +159,15 @@ def furrows(rast, skin, k, tri_uv, uv, tex, act_t, act_s, reach, sigma, height_g
                     a = min(max((as_ - at) * lift_gain, 0.0), 1.0)
                     q = look[f] / fold_radius[f]
                     b = max(1 - q * q, 0.0)
-                    ln = max(ln, a * b * b)
+                    if not crease[f]:
+                        ln = max(ln, a * b * b)
+                    elif a * b * b > cn:
+                        cn = a * b * b
+                        cf = f
             height[y, x] = hn
             lift_near[y, x] = ln
+            crease_near[y, x] = cn
+            crease_feature[y, x] = cf
     if not adds:
         return count
     half = 0.5 * px_per_cm
@@ -315,8 +333,56 @@ def blur_weighted(x, weight, kernel, out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lift_folds(image, near, lift_near, smooth_k, edge, k, threshold, ramp, luma, lift, smooth):
-    """Where the photo's own creases near a dropped fold are lifted, in place.
+def crease_surroundings(grid, skin_k, crease_near, k, floor, luma, weight):
+    """The weights of the k-grid's samples in the surroundings of dropped folds, in place: 1 on
+    the skin, 0 elsewhere and on a dropped crease's floor (samples in its neighbourhood darker
+    than ``floor`` x the lower median of the skin samples' luminance).
+
+    Args:
+        grid: [h, w, 3] float32 the window's image on the k-grid, in [0, 1].
+        skin_k: [h, w] bool its skin samples.
+        crease_near: [H, W] float32 the dropped creases' neighbourhood (from `furrows`).
+        k: the grid's step.
+        floor: fraction of the median skin luminance below which a crease sample is its floor.
+        luma: [3] float32 luminance weights.
+        weight: [h, w] float32 output.
+
+    Returns:
+        Whether any sample was left out.
+    """
+    hk, wk = skin_k.shape
+    values = np.empty(hk * wk, np.float32)
+    n = 0
+    own = False
+    for i in range(hk):
+        for j in range(wk):
+            weight[i, j] = np.float32(1.0) if skin_k[i, j] else np.float32(0.0)
+            if skin_k[i, j]:
+                values[n] = grid[i, j, 0] * luma[0] + grid[i, j, 1] * luma[1] + grid[i, j, 2] * luma[2]
+                n += 1
+                if crease_near[k // 2 + i * k, k // 2 + j * k] > 0:
+                    own = True
+    if not own:
+        return False
+    mid = (n - 1) // 2  # the lower median
+    limit = floor * np.partition(values[:n], mid)[mid]
+    out = False
+    for i in range(hk):
+        for j in range(wk):
+            if skin_k[i, j] and crease_near[k // 2 + i * k, k // 2 + j * k] > 0:
+                if grid[i, j, 0] * luma[0] + grid[i, j, 1] * luma[1] + grid[i, j, 2] * luma[2] < limit:
+                    weight[i, j] = 0.0
+                    out = True
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lift_folds(image, near, lift_near, smooth_k, edge, k, threshold, ramp, luma, lift, smooth,
+               crease_near, crease_feature, crease_dark):
+    """Where the photo's own creases near a dropped fold are lifted, in place: as far as the
+    fold or crease (`furrows`) that lifts the pixel most. A fold's pixel is lifted towards its
+    surroundings by how much darker it is (``threshold``, ``ramp``); a crease's pixel darker than
+    its surroundings by more than ``crease_dark`` is brightened to that darkening.
 
     Args:
         image: [H, W, 3] uint8 the composite's window.
@@ -330,6 +396,9 @@ def lift_folds(image, near, lift_near, smooth_k, edge, k, threshold, ramp, luma,
         luma: [3] float32 luminance weights.
         lift: [H, W] float32 output (zero-filled).
         smooth: [H, W, 3] float32 output (zero-filled): the surroundings at candidates.
+        crease_near: [H, W] float32 the dropped creases' neighbourhood.
+        crease_feature: [H, W] uint8 their feature.
+        crease_dark: [F] float64 per feature, the darkening a crease's pixel keeps at most.
     """
     H, W = near.shape
     hk, wk = smooth_k.shape[0], smooth_k.shape[1]
@@ -347,7 +416,10 @@ def lift_folds(image, near, lift_near, smooth_k, edge, k, threshold, ramp, luma,
                    + np.float32(image[y, x, 2]) / np.float32(255.0) * luma[2])
             around = max(a0 * luma[0] + a1 * luma[1] + a2 * luma[2], np.float32(1e-3))
             dark = 1 - lum / around
-            lift[y, x] = lift_near[y, x] * min(max((dark - threshold) / ramp, 0.0), 1.0) * edge[y, x]
+            a = lift_near[y, x] * min(max((dark - threshold) / ramp, 0.0), 1.0)
+            if crease_near[y, x] > 0 and dark > crease_dark[crease_feature[y, x]]:
+                a = max(a, crease_near[y, x] * (1 - crease_dark[crease_feature[y, x]] / dark))
+            lift[y, x] = a * edge[y, x]
 
 
 @njit(cache=True, nogil=True, inline="always")

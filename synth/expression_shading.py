@@ -9,7 +9,9 @@ surface at the same point of the skin. Both surfaces carry the wrinkle maps
 (`affectsynth.wrinkles`) of their own blendshape weights, as bumps and as the occlusion at the
 bottom of a furrow, so a smile deepens the nasolabial folds and a frown draws the glabellar
 furrows; where the photo's fitted weights hold a fold the target does not, the photo's own crease
-is lifted to its smoothed surroundings, so a smiling source loses its folds when made neutral. The same geometry and weights give a
+is lifted to its smoothed surroundings, so a smiling source loses its folds when made neutral; so is
+the near-black crease a broad smile bunches up under the nose (`affectsynth.wrinkles`' subnasal
+crease), which a relaxed lip would otherwise stretch into a dark patch over the philtrum. The same geometry and weights give a
 ratio of exactly 1: neutral on a neutral source changes nothing.
 
 Note:
@@ -34,7 +36,7 @@ from affectsynth.render import fit_sh_lighting, interpolate, rasterize, sh_shadi
 from affectsynth.render.camera import project_points, projection_matrix, to_clip
 from affectsynth.render.mesh import vertex_normals
 from affectsynth._furrow_kernels import (
-    blur_weighted, edge_ratio, furrows, grid_ratio, lift_folds, shade_window, upsample_grid,
+    blur_weighted, crease_surroundings, edge_ratio, furrows, grid_ratio, lift_folds, shade_window, upsample_grid,
 )
 from affectsynth.wrinkles import WrinkleMaps, furrow_reach
 
@@ -57,10 +59,14 @@ class ShadingSettings:
         min_width_px: the narrowest furrow drawn, pixels (sigma).
         lift_blur_cm: scale of the smoothing a dropped fold is lifted to, cm.
         lift_threshold: darkening (fraction) below its surroundings that a pixel needs before it
-            is lifted at all (skin texture stays).
+            is lifted at all (skin texture stays); a crease is brightened by its own rule instead
+            (`affectsynth.wrinkles.WrinkleFeature.lift_dark`).
         lift_ramp: darkening above the threshold at which a pixel is lifted fully.
         lift_gain: how fully a dropped fold is lifted per unit of the photo's fitted activation
             (clamped to 1): a fitted smile of 0.7 already shows its folds.
+        crease_floor: the floor of a dropped crease (`affectsynth.wrinkles.WrinkleFeature.lift_dark`):
+            its pixels darker than this fraction of the face's median skin luminance are left out
+            of the surroundings it is brightened towards.
         mesh_blur_cm: smoothing of the mesh's own shading ratio, cm (its folds are a few
             millimetres off the photo's): it is sampled this far apart (2 to 8 pixels) and
             interpolated bilinearly.
@@ -75,6 +81,7 @@ class ShadingSettings:
     lift_threshold: float = 0.02
     lift_ramp: float = 0.08
     lift_gain: float = 1.5
+    crease_floor: float = 0.3
     mesh_blur_cm: float = 0.35
 
     def __post_init__(self) -> None:
@@ -248,14 +255,38 @@ def _luma(x: Tensor) -> Tensor:
 
 @lru_cache(maxsize=16)
 def _furrow_profile(maps: WrinkleMaps, px_per_cm: float, k: int, s: ShadingSettings) -> tuple[np.ndarray, ...]:
-    """[F] float32 arrays of the furrows at a face's scale, for the `furrows` kernel: the candidate
-    reach (cm, the furrow's reach plus a grid cell of k pixels), the groove sigma (cm), its depth
-    factor (cm, negative) and the fold neighbourhood's radius (cm). The same for every target of a
-    face (they depend on its scale, not on the expression): worked out once."""
+    """[F] arrays of the furrows at a face's scale, for the `furrows` and `lift_folds` kernels:
+    float32 the candidate reach (cm, the furrow's reach plus a grid cell of k pixels), the groove
+    sigma (cm), its depth factor (cm, negative) and the fold neighbourhood's radius (cm); bool
+    which features are creases (`WrinkleFeature.lift_dark`), float64 their darkening kept (1
+    elsewhere). The same for every target of a face (they depend on its scale, not on the
+    expression): worked out once."""
     reach = furrow_reach(maps, px_per_cm=px_per_cm, min_width_px=s.min_width_px) + (k * 1.5) / px_per_cm
     sigma = torch.sqrt(maps.width_cm ** 2 + (s.min_width_px / max(px_per_cm, 1e-6)) ** 2)
     gain = -s.wrinkles * maps.depth_cm * maps.width_cm / sigma
-    return tuple(_np(t) for t in (reach, sigma, gain, 2.5 * (maps.width_cm + 0.25)))
+    dark = _np(maps.lift_dark).astype(np.float64)
+    crease = dark >= 0
+    return tuple(_np(t) for t in (reach, sigma, gain, 2.5 * (maps.width_cm + 0.25))) + (crease, np.where(crease, dark, 1.0))
+
+
+def _surroundings_weight(grid: Tensor, skin_k: Tensor, crease_near: Tensor, k: int, floor: float) -> Tensor:
+    """[h, w] float32 weights of the k-grid's samples in the surroundings that dropped folds are
+    lifted to: the skin, less the floor of a dropped crease (samples in its neighbourhood darker
+    than ``floor`` x the window's median skin luminance). Such a crease can fill much of its own
+    neighbourhood (a broad smile's, stretched over the philtrum) and would darken the skin it is
+    lifted to. One compiled pass on every device (the grid is small).
+
+    Args:
+        grid: [h, w, 3] float32 the window's image on the k-grid, in [0, 1].
+        skin_k: [h, w] bool its skin samples.
+        crease_near: [H, W] float32 the `furrows` kernel's dropped-crease neighbourhood.
+        k: the grid's step.
+        floor: `ShadingSettings.crease_floor`.
+    """
+    weight = torch.empty(skin_k.shape, dtype=torch.float32)
+    crease_surroundings(_np(grid.float()), _np(skin_k), _np(crease_near.float()), k, float(floor),
+                        np.asarray(_LUMA, np.float32), weight.numpy())
+    return weight.to(grid.device)
 
 
 @dataclass(frozen=True)
@@ -356,18 +387,20 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
             # one kernel: candidates (near a furrow whose activation changes, judged every k-th
             # pixel), their wrinkle lookups, the added furrows' bumps and shading (into r) and
             # the dropped folds' neighbourhoods
-            reach, sigma, gain, fold_radius = _furrow_profile(maps, px, k, s)
+            reach, sigma, gain, fold_radius, crease, crease_dark = _furrow_profile(maps, px, k, s)
             dev = r.device
             r = r.detach().to("cpu", torch.float32, copy=True).contiguous()
-            lift_near = torch.zeros_like(r)
+            lift_near, crease_near = torch.zeros_like(r), torch.zeros_like(r)
             near = torch.zeros(size, dtype=torch.bool)
+            crease_feature = torch.zeros(size, dtype=torch.uint8)
             count = furrows(
                 _np(rast[0]), _np(skin), k, _np(renderer.tri_uv), _np(renderer.model.uv), _np(maps.texture),
                 _np(act_t), _np(act_s), reach, sigma, gain, fold_radius,
-                float(s.lift_gain * min(1.0, s.wrinkles)), adds, drops, _np(n_tk), _np(sh_tk),
+                float(s.lift_gain * min(1.0, s.wrinkles)), crease, adds, drops, _np(n_tk), _np(sh_tk),
                 _np(light.coefficients[:, 0]), float(px), float(s.occlusion_per_cm), r.numpy(), lift_near.numpy(),
-                near.numpy())
+                near.numpy(), crease_near.numpy(), crease_feature.numpy())
             r, lift_near, near = r.to(dev), lift_near.to(dev), near.to(dev)
+            crease_near, crease_feature = crease_near.to(dev), crease_feature.to(dev)
             if count == 0 or not drops:
                 lift_near = None
     # fade to 1 at the skin's edges (eye and mouth openings, silhouette): no seams
@@ -382,28 +415,35 @@ def shading_ratio(light: FaceLight, rendered: RenderedFace, vertices: Tensor, so
         edge = edge * rendered.coverage.clamp(0, 1)
         ratio = torch.where(skin, 1 + (r.clamp(s.min_ratio, s.max_ratio) - 1) * edge, ones)
     lift = smooth = None
-    if lift_near is not None and bool((lift_near > 0.02).any()):
+    if lift_near is not None and (bool((lift_near > 0.02).any()) or bool((crease_near > 0.02).any())):
         if cpu:  # the surroundings and the lift in two kernels
             sigma_k = s.lift_blur_cm * px / k
             grid = image[k // 2::k, k // 2::k][: skin_k.shape[0], : skin_k.shape[1]].float() / 255.0
+            weight = _surroundings_weight(grid, skin_k, crease_near, k, s.crease_floor)
             smooth_k = torch.empty(grid.shape, dtype=torch.float32)
-            blur_weighted(_np(grid), _np(skin_k.float()), _np(_gaussian(max(1, int(3 * sigma_k)), round(sigma_k, 2), grid.device)),
+            blur_weighted(_np(grid), _np(weight), _np(_gaussian(max(1, int(3 * sigma_k)), round(sigma_k, 2), grid.device)),
                           smooth_k.numpy())
             lift, smooth = torch.zeros(size, dtype=torch.float32), torch.zeros(size + (3,), dtype=torch.float32)
             lift_folds(_np(image), _np(near), _np(lift_near.float()), smooth_k.numpy(), _np(edge), k, float(s.lift_threshold),
-                       float(s.lift_ramp), np.asarray(_LUMA, np.float32), lift.numpy(), smooth.numpy())
+                       float(s.lift_ramp), np.asarray(_LUMA, np.float32), lift.numpy(), smooth.numpy(), _np(crease_near),
+                       _np(crease_feature), crease_dark)
             return WindowShading(ratio, lift, smooth)
         rgb = image.float() / 255.0
         # the surroundings from the k-grid's samples of the skin (blurred far wider than k)
-        wk = skin_k.to(rgb.dtype)
-        smooth_k = _blur(rgb[k // 2::k, k // 2::k][: wk.shape[0], : wk.shape[1]], wk, s.lift_blur_cm * px / k)
+        grid = rgb[k // 2::k, k // 2::k][: skin_k.shape[0], : skin_k.shape[1]]
+        weight = _surroundings_weight(grid, skin_k, crease_near, k, s.crease_floor)
+        smooth_k = _blur(grid, weight.to(rgb), s.lift_blur_cm * px / k)
         yx = near.nonzero()
         cell = torch.minimum(yx // k, torch.tensor([skin_k.shape[0] - 1, skin_k.shape[1] - 1], device=yx.device))
         around = smooth_k[cell[:, 0], cell[:, 1]]  # [N, 3] the candidates' surroundings
         luma = rgb[near] @ _luma(rgb)
         dark = 1 - luma / (around @ _luma(rgb)).clamp_min(1e-3)  # how much darker than around
         lift = torch.zeros_like(ones)
-        lift[near] = lift_near[near] * ((dark - s.lift_threshold) / s.lift_ramp).clamp(0.0, 1.0) * edge[near]
+        a = lift_near[near] * ((dark - s.lift_threshold) / s.lift_ramp).clamp(0.0, 1.0)
+        keep = torch.from_numpy(crease_dark).to(rgb)[crease_feature[near].long()]
+        crease_lift = torch.where(dark > keep, 1 - keep / dark.clamp_min(1e-6), torch.zeros_like(dark))
+        a = torch.maximum(a, crease_near[near] * crease_lift)
+        lift[near] = a * edge[near]
         smooth = torch.zeros_like(rgb)
         smooth[near] = around
     return WindowShading(ratio, lift, smooth)

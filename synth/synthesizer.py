@@ -55,7 +55,8 @@ class SynthSettings:
             shading under the photo's estimated light (`affectsynth.expression_shading`), so that
             folds come and go with the expression; False gives the unshaded output.
         wrinkles: strength of the wrinkle maps in that shading (forehead lines, glabellar
-            furrows, crow's feet, nose wrinkles, nasolabial folds; `affectsynth.wrinkles`);
+            furrows, crow's feet, nose wrinkles, nasolabial folds, a broad smile's subnasal crease;
+            `affectsynth.wrinkles`);
             0 = the mesh's own folds only.
     """
 

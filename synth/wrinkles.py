@@ -15,7 +15,13 @@ Features and the shapes that drive them (FACS action unit in brackets):
 - glabellar furrows [AU4]: browDown;
 - crow's feet [AU6]: cheekSquint;
 - nose-bridge wrinkles [AU9]: noseSneer;
-- nasolabial fold [AU10, AU12]: mouthSmile, mouthUpperUp.
+- nasolabial fold [AU10, AU12]: mouthSmile, mouthUpperUp;
+- subnasal crease [AU10, AU12]: mouthSmile, mouthUpperUp. A raised upper lip bunches the top of the
+  philtrum up under the nose into a crease that the light hardly reaches (near-black in a photo of a
+  broad smile): a target that relaxes the lip stretches that strip back over the philtrum, so the
+  photo's crease is lifted there. The mesh models the bunching, so the feature draws no groove of
+  its own (depth 0), and brightens only what is far darker than the skin around to a soft shadow
+  (`lift_dark`): an occluded crease, not a moustache.
 
 `wrinkle_lookup` reads the maps at pixels' texture coordinates, `feature_activation` weighs them by
 a set of blendshape weights, `wrinkle_height` turns that into a height offset per pixel (negative
@@ -61,6 +67,11 @@ class WrinkleFeature:
             mirrored to the right. A curve with all x = 0 points crosses the middle and is not mirrored.
         drivers: (shape, gain, mask): the shape's weight times gain activates the feature inside
             the mask; "_L" shapes use "left"/"inner_left"/"outer_left" masks, "_R" the right ones.
+        lift_dark: for a crease the light hardly reaches (a fold's own shadow rather than a
+            groove): the darkening below its surroundings (a fraction) that a pixel near the
+            dropped crease keeps at most; darker ones are brightened to it, so hair (a moustache)
+            keeps its colour. None: the photo's fold is lifted to its surroundings wherever it
+            is darker (`ShadingSettings.lift_threshold`, `lift_ramp`).
     """
 
     name: str
@@ -68,6 +79,11 @@ class WrinkleFeature:
     width_cm: float
     curves: tuple[tuple[tuple[float, float], ...], ...]
     drivers: tuple[tuple[str, float, str], ...]
+    lift_dark: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.lift_dark is not None and not 0 < self.lift_dark < 1:
+            raise ValueError(f"WrinkleFeature {self.name!r}: lift_dark must be in (0, 1), got {self.lift_dark}")
 
 
 def _sided(base: str, gain: float, mask: str = "") -> tuple[tuple[str, float, str], ...]:
@@ -120,6 +136,12 @@ FEATURES: tuple[WrinkleFeature, ...] = (
         curves=(((1.6, -0.5), (2.05, -1.3), (2.55, -2.2), (2.95, -3.1), (3.2, -3.9), (3.3, -4.7)),),
         drivers=_sided("mouthSmile", 1.0) + _sided("mouthUpperUp", 0.7),
     ),
+    WrinkleFeature(
+        "subnasal crease", depth_cm=0.0, width_cm=0.08,
+        curves=(((0.0, -1.55), (0.5, -1.5), (1.0, -1.35)),),
+        drivers=_sided("mouthSmile", 1.0) + _sided("mouthUpperUp", 1.0),
+        lift_dark=0.35,
+    ),
 )
 
 
@@ -134,12 +156,14 @@ class WrinkleMaps:
             (the model's blendshape order).
         depth_cm: [F] float32 furrow depths.
         width_cm: [F] float32 furrow sigmas.
+        lift_dark: [F] float32 each feature's `WrinkleFeature.lift_dark`, -1 where it has none.
     """
 
     texture: Tensor
     drive: Tensor
     depth_cm: Tensor
     width_cm: Tensor
+    lift_dark: Tensor
 
     def activation(self, weights: Tensor) -> Tensor:
         """[F, M] activation of each feature in each mask for blendshape weights [S]."""
@@ -176,6 +200,10 @@ def _on_surface(xy: Tensor, verts: Tensor) -> Tensor:
     return torch.cat([xy, verts[nearest, 2:3]], 1)
 
 
+#: The `WrinkleMaps` fields, as kept on disk.
+_FIELDS = ("texture", "drive", "depth_cm", "width_cm", "lift_dark")
+
+
 @lru_cache(maxsize=4)
 def wrinkle_maps(renderer: FaceRenderer, resolution: int = 256) -> WrinkleMaps:
     """The wrinkle maps of a renderer's face model (built once per model and resolution).
@@ -198,7 +226,7 @@ def wrinkle_maps(renderer: FaceRenderer, resolution: int = 256) -> WrinkleMaps:
     if path is not None and path.is_file():
         try:
             d = torch.load(path, map_location="cpu", weights_only=True)
-            return WrinkleMaps(**{k: d[k].to(dev) for k in ("texture", "drive", "depth_cm", "width_cm")})
+            return WrinkleMaps(**{k: d[k].to(dev) for k in _FIELDS})
         except Exception:  # a damaged or foreign file: rebuild (and overwrite) it
             pass
     maps = _build_wrinkle_maps(renderer, resolution)
@@ -244,7 +272,7 @@ def _store(path: Path, maps: WrinkleMaps) -> None:
     from affectsynth.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
-    torch.save({k: getattr(maps, k).detach().cpu() for k in ("texture", "drive", "depth_cm", "width_cm")}, buf)
+    torch.save({k: getattr(maps, k).detach().cpu() for k in _FIELDS}, buf)
     with contextlib.suppress(OSError):
         atomic_write_bytes(path, buf.getvalue(), fsync=False)
 
@@ -284,6 +312,7 @@ def _build_wrinkle_maps(renderer: FaceRenderer, resolution: int) -> WrinkleMaps:
         drive=drive,
         depth_cm=torch.tensor([f.depth_cm for f in FEATURES], device=dev),
         width_cm=torch.tensor([f.width_cm for f in FEATURES], device=dev),
+        lift_dark=torch.tensor([-1.0 if f.lift_dark is None else f.lift_dark for f in FEATURES], device=dev),
     )
 
 

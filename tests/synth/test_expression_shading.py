@@ -14,7 +14,9 @@ from affectsynth.expression_shading import ShadingSettings, apply_shading, estim
 from affectsynth.face_render import RenderedFace
 from affectsynth.render.camera import project_points
 from affectsynth.synthesizer import Synthesizer, SynthSettings
-from affectsynth.wrinkles import FEATURES, MASKS, feature_activation, wrinkle_height, wrinkle_lookup, wrinkle_maps
+from affectsynth.wrinkles import (
+    FEATURES, MASKS, WrinkleFeature, feature_activation, wrinkle_height, wrinkle_lookup, wrinkle_maps,
+)
 
 NASOLABIAL = [f.name for f in FEATURES].index("nasolabial fold")
 FOREHEAD = [f.name for f in FEATURES].index("forehead lines")
@@ -221,5 +223,101 @@ def test_errors_name_the_problem(synth, face):
         ShadingSettings(min_ratio=1.5)
     with pytest.raises(ValueError, match="wrinkles"):
         SynthSettings(wrinkles=-1.0)
+    with pytest.raises(ValueError, match="lift_dark"):
+        WrinkleFeature("crease", depth_cm=0.0, width_cm=0.1, curves=(((0.0, 0.0), (1.0, 0.0)),), drivers=(), lift_dark=1.5)
     light = estimate_light(prepared.photo, prepared.vertices, synth.renderer, prepared.fit.camera)
     torch.testing.assert_close(light.coefficients, prepared.light.coefficients)
+
+
+def _zone_luma(synth, fit, weights, image, zone):
+    """(mean luma of the skin pixels whose neutral-face point (x, y cm) lies in ``zone``
+    (|x| < zone[0], zone[1] < y < zone[2]), 10th percentile of it; both over the median luma of
+    the cheeks) in a synthesised image of the face with ``weights``."""
+    from affectsynth.render import interpolate
+
+    r = synth.renderer
+    cam = fit.camera
+    raster = r.rasterize_window(synth.model.reconstruct(fit, expression=weights), cam, (0, 0, cam.width, cam.height))
+    pos = interpolate(synth.model.neutral[None], raster.rast, r.tri)[0][0]
+    skin = raster.kind == 0
+    luma = torch.from_numpy(np.array(image)).float() @ torch.tensor([0.299, 0.587, 0.114])
+    x, y = pos[..., 0].abs(), pos[..., 1]
+    inside = skin & (x < zone[0]) & (y > zone[1]) & (y < zone[2])
+    cheeks = skin & (x > 2.0) & (x < 4.0) & (y > -2.5) & (y < 0.5)
+    cheek = float(luma[cheeks].median())
+    return float(luma[inside].mean()) / cheek, float(luma[inside].quantile(0.1)) / cheek
+
+
+#: The philtrum below the nose on the neutral face (cm): where a broad smile's subnasal crease lands
+#: when the lip relaxes.
+PHILTRUM = (0.5, -2.0, -1.2)
+
+
+@pytest.fixture(scope="module")
+def broad_smile(synth, dev_photos):
+    """Tom Cruise smiling broadly (teeth showing, the philtrum bunched up under the nose), as
+    `generate` crops him, and his fit."""
+    from PIL import Image
+
+    image = np.asarray(Image.open(dev_photos / "Tom_Cruise_avp_2014_4.jpg").convert("RGB"))
+    return synth.crop_to_face(image, synth.fit(image, max_faces=1)[0], 256)
+
+
+@pytest.mark.parametrize("name", ["neutral", "sadness", "surprise"])
+def test_relaxed_broad_smile_leaves_no_dark_patch_under_the_nose(synth, broad_smile, name):
+    """Relaxing the upper lip stretches the strip of photo under the nose (near-black: the crease a
+    broad smile bunches up there) over the philtrum: its crease is brightened to a soft shadow, not
+    spread into a dark V (before the subnasal crease was lifted the philtrum measured 0.33-0.35 of
+    the cheeks' luminance and its darkest tenth 0.09-0.10; now 0.47-0.49 and 0.37-0.39)."""
+    crop, fit = broad_smile
+    weights = synth.target_weights(Expression(name, 1.0), fit)
+    out = synth.synthesize(crop, Expression(name, 1.0), fit=fit).image
+    mean, dark = _zone_luma(synth, fit, weights, out, PHILTRUM)
+    assert mean > 0.45 and dark > 0.2, (mean, dark)
+    # the nose's own shape stays: the nostrils keep their darkness
+    src_mean, _ = _zone_luma(synth, fit, fit.expression, crop, (1.2, -0.6, 0.0))
+    got_mean, _ = _zone_luma(synth, fit, weights, out, (1.2, -0.6, 0.0))
+    assert abs(got_mean - src_mean) < 0.05
+
+
+def test_crease_lift_keeps_a_moustache(synth, dev_photos):
+    """A smiling source with a moustache (2008_001322, smiling less broadly): made neutral, its
+    philtrum keeps the moustache's darkness (hair is no crease)."""
+    from PIL import Image
+
+    image = np.asarray(Image.open(dev_photos / "2008_001322.jpg").convert("RGB"))
+    crop, fit = synth.crop_to_face(image, synth.fit(image, max_faces=1)[0], 256)
+    src_mean, src_dark = _zone_luma(synth, fit, fit.expression, crop, PHILTRUM)
+    weights = synth.target_weights(Expression("neutral"), fit)
+    mean, dark = _zone_luma(synth, fit, weights, synth.synthesize(crop, Expression("neutral"), fit=fit).image, PHILTRUM)
+    assert src_mean < 0.75  # the moustache
+    assert abs(mean - src_mean) < 0.05 and abs(dark - src_dark) < 0.05, (src_mean, mean, src_dark, dark)
+
+
+def test_compiled_crease_lift_matches_torch_path(synth, broad_smile, monkeypatch):
+    """The crease's lift and its surroundings (compiled kernels) against the torch ops, on a target
+    that lifts it."""
+    from affectsynth import compose
+
+    import affectsynth.expression_shading as shading_module
+
+    crop, fit = broad_smile
+    calls = []
+    original = compose.shading_ratio
+
+    def record(*a, **k):
+        calls.append((a, k))
+        return original(*a, **k)
+
+    monkeypatch.setattr(compose, "shading_ratio", record)
+    synth.synthesize(crop, Expression("neutral", 1.0), fit=fit)
+    monkeypatch.undo()
+    (a, k), = calls
+    fast = shading_ratio(*a, **k)
+    with monkeypatch.context() as m:
+        m.setattr(shading_module, "_compiled_applies", lambda *_: False)
+        ref = shading_ratio(*a, **k)
+    assert fast.lift is not None and ref.lift is not None
+    assert float((fast.lift - ref.lift).abs().max()) < 1e-4
+    assert float((fast.smooth - ref.smooth).abs().max()) < 1e-4
+    assert float(fast.lift.max()) > 0.5  # the near-black crease is brightened most of the way

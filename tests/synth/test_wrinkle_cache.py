@@ -9,7 +9,7 @@ from affectsynth.face_render import FaceRenderer
 from affectsynth.fitting import FaceModel
 from affectsynth.wrinkles import _build_wrinkle_maps, _disk_cache_path, wrinkle_maps
 
-FIELDS = ("texture", "drive", "depth_cm", "width_cm")
+FIELDS = ("texture", "drive", "depth_cm", "width_cm", "lift_dark")
 
 
 def test_cached_maps_equal_a_fresh_build_and_a_damaged_file_is_rebuilt(tmp_path, monkeypatch):
