@@ -95,6 +95,8 @@ HOOKS = (
     ("affectsynth.compose", "apply_shading", "shading.apply"),
     ("affectsynth.compose", "output_landmarks", "landmarks_out"),
     ("affectsynth.synthesizer", "Synthesizer.synthesize", "synthesize.other"),
+    ("affectsynth.synthesizer", "Synthesizer.synthesize_face", "synthesize.other"),  # the engines' call since SynthFace
+    ("affectsynth.synthesizer", "Synthesizer.face", "synthesize.other"),  # per face: the gates' verdict, the cache key
     ("affectsynth.batch", "save_png", "png"),  # the writer's name before --image-format
     ("affectsynth.batch", "save_output_image", "png"),  # PNG (default) or WebP: the output's encode + write
     ("affectsynth.batch", "process_image", "batch.other"),

@@ -46,6 +46,7 @@ _CALLS = (("affectsynth.batch", "make_synthesizer", "synthesizer built"),
           ("affectsynth.batch", "_worker_init", "worker ready"),
           ("affectsynth.synthesizer", "Synthesizer.fit", "first fit"),
           ("affectsynth.synthesizer", "Synthesizer.synthesize", "first synthesis"),
+          ("affectsynth.synthesizer", "Synthesizer.synthesize_face", "first synthesis"),  # the engines' call since SynthFace
           ("affectsynth.batch", "save_png", "first PNG"),  # the writer's name before --image-format
           ("affectsynth.batch", "save_output_image", "first PNG"),
           ("affectsynth.fitting.detection.pipeline", "FacePipeline.__init__", "detector built"),
