@@ -97,8 +97,7 @@ class SynthFace:
     finds the face's texture by one dictionary lookup.
 
     Attributes:
-        image: [H, W, 3] uint8 the photo. Kept, not copied: do not change it in place while the
-            face is in use (the key would no longer match it).
+        image: [H, W, 3] uint8 the photo (`Synthesizer.face` keeps a read-only copy).
         fit: the face's fit in this photo.
         rejection: why the gates refuse the face (`Synthesizer.check`), or None.
         key: the prepared-face cache key (`Synthesizer.face` leaves it None for a refused face;
@@ -279,7 +278,10 @@ class Synthesizer:
         """One face of a photo, ready for several `synthesize_face` calls (the batch engine's 8 targets).
 
         Checks the image and the face (the gates, once) and keys its prepared-face cache entry once;
-        the texture itself is prepared by the first target that needs it, as `synthesize` does.
+        the texture itself is prepared by the first target that needs it, as `synthesize` does. The
+        face holds a read-only copy of the photo (one copy per face, not per target): the key names
+        those pixels, so changing the caller's array afterwards cannot leave a target rendered from
+        a texture of other pixels.
 
         Args:
             image: [H, W, 3] uint8 RGB photo.
@@ -288,10 +290,14 @@ class Synthesizer:
         Raises:
             ValueError: no face in the photo, or a malformed image.
         """
-        return self._face(image, fit, "face")
+        return self._face(image, fit, "face", copy=True)
 
-    def _face(self, image: np.ndarray, fit: FaceFit | None, where: str) -> SynthFace:
+    def _face(self, image: np.ndarray, fit: FaceFit | None, where: str, *, copy: bool = False) -> SynthFace:
+        """`face`; ``copy=False`` for a face that lives only inside one call (`synthesize`)."""
         image = _check_image(image)
+        if copy:
+            image = image.copy()
+            image.flags.writeable = False
         fit = fit or self._largest_fit(image, where)
         rejection = self.check(fit)
         return SynthFace(image, fit, rejection, None if rejection is not None else self._prepared_key(image, fit))

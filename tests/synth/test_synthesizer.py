@@ -347,6 +347,18 @@ def test_synthesize_face_equals_synthesize(astronaut, fit):
     torch.testing.assert_close(prepared.pixels, project_points(prepared.vertices, fit.camera), rtol=0, atol=0)
 
 
+def test_a_face_keeps_the_pixels_it_was_made_from(astronaut, fit):
+    """Changing the photo's array after `Synthesizer.face` cannot mix pixels and texture: the face
+    renders the photo it was made from (its own read-only copy), like `synthesize` on that photo."""
+    photo = astronaut.copy()
+    synth = Synthesizer()
+    face = synth.face(photo, fit)
+    photo[:] = 255 - photo  # the caller reuses its buffer for the next photo
+    res = synth.synthesize_face(face, Expression("happiness"), rng_seed=0)
+    np.testing.assert_array_equal(res.image, Synthesizer().synthesize(astronaut, Expression("happiness"), fit=fit, rng_seed=0).image)
+    assert not face.image.flags.writeable
+
+
 def test_a_refused_face_is_refused_per_target_after_the_target_checks(astronaut, fit):
     """`face` reports the gates' verdict without raising; `synthesize_face` raises what `synthesize`
     raises, in the same order (an unknown variant first, then the refusal)."""
