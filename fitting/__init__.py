@@ -9,10 +9,11 @@ from affectsynth.fitting.fit import UNOBSERVABLE_EXPRESSIONS, FitSettings, fit_l
 from affectsynth.fitting.landmarks import (
     EYE_CORNERS, LandmarkDetector, Landmarks, MediaPipeDetector, TorchFaceDetector, detectors, get_detector,
 )
-from affectsynth.fitting.photo import fit_image, fit_images
+from affectsynth.fitting.photo import detect_images, fit_each, fit_image, fit_images
 from affectsynth.fitting.synthetic import SyntheticFace, aligned_error_mm, random_faces, silhouette_landmarks
 
 __all__ = [
+    "detect_images",
     "Camera",
     "EYE_CORNERS",
     "DEFAULT_MODEL_PATH",
@@ -27,6 +28,7 @@ __all__ = [
     "UNOBSERVABLE_EXPRESSIONS",
     "aligned_error_mm",
     "detectors",
+    "fit_each",
     "fit_image",
     "fit_images",
     "fit_landmarks",

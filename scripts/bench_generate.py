@@ -100,6 +100,7 @@ HOOKS = (
     ("affectsynth.batch", "save_png", "png"),  # the writer's name before --image-format
     ("affectsynth.batch", "save_output_image", "png"),  # PNG (default) or WebP: the output's encode + write
     ("affectsynth.batch", "process_image", "batch.other"),
+    ("affectsynth.batch", "process_images", "batch.other"),  # the engines' unit of work since detection units
 )
 PHOTO_STAGES = ("load", "detect.boxes", "detect.mesh", "detect.other", "fit", "gates", "crop", "prepare.unwrap",
                 "prepare.fill", "prepare.light", "prepare.teeth", "prepare.other", "batch.other")

@@ -22,7 +22,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 import numpy as np
 
@@ -34,7 +34,7 @@ from affectsynth.lock import OutputDirLock
 from affectsynth.manifest import Manifest, ManifestRow
 from affectsynth.naming import safe_join
 from affectsynth.output_images import save_output_image
-from affectsynth.plan import Job, Plan, item_seed, plan_jobs, select_targets
+from affectsynth.plan import Job, Plan, item_seed, plan_jobs, select_targets, work_units
 from affectsynth.pool import WorkerSetupError, die_with_parent, run_pool
 from affectsynth.progress import OutputProgress
 from affectsynth.recover import reset_detector
@@ -109,17 +109,50 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
         DiskFullError: an output could not be written for lack of space (ENOSPC / EDQUOT):
             the run must stop, not go on synthesising what it cannot write.
     """
+    return process_images(synthesizer, [job])[0]
+
+
+def process_images(synthesizer: Any, jobs: Sequence[Job]) -> list[list[ManifestRow]]:
+    """`process_image` of each job, the same rows and bytes, with the faces of all their photos
+    detected in one batch (``synthesizer.fit_many``, where it has one): the engines' unit of work.
+
+    Which photos share a batch changes nothing (the detector gives each photo its own bits), so
+    the engines may batch as they like. If the batch raises, each photo is fitted alone, so that
+    only a photo that fails alone gets ``fit-failed``. Never raises for bad input (see `process_image`).
+    """
+    loaded: list[Any] = []
+    for job in jobs:
+        try:
+            loaded.append(load_image(job.source, max_pixels=job.settings.max_pixels))
+        except (ImageLoadError, OSError, MemoryError) as e:
+            loaded.append(fail_rows(job, "error", "unreadable", reason_detail(e)))
+    images = [(job, x) for job, x in zip(jobs, loaded) if isinstance(x, np.ndarray)]
+    fitted: dict[int, list[Any]] = {}
+    if len(images) > 1 and hasattr(synthesizer, "fit_many"):
+        by_faces: dict[str, list[tuple[Job, np.ndarray]]] = {}
+        for job, image in images:
+            by_faces.setdefault(job.settings.faces, []).append((job, image))
+        for faces, group in by_faces.items():
+            try:
+                many = synthesizer.fit_many([im for _, im in group], max_faces=1 if faces == "largest" else None)
+            except Exception:  # one photo broke the batch: fit each alone below (STYLE 5)
+                reset_detector(synthesizer)
+                continue
+            fitted.update({id(job): list(fits) for (job, _), fits in zip(group, many)})
+    return [x if not isinstance(x, np.ndarray) else _process_loaded(synthesizer, job, x, fitted.get(id(job)))
+            for job, x in zip(jobs, loaded)]
+
+
+def _process_loaded(synthesizer: Any, job: Job, image: np.ndarray, fits: list[Any] | None) -> list[ManifestRow]:
+    """`process_image` from the loaded photo on, with its fits when they are known already."""
     s = job.settings
-    try:
-        image = load_image(job.source, max_pixels=s.max_pixels)
-    except (ImageLoadError, OSError, MemoryError) as e:
-        return fail_rows(job, "error", "unreadable", reason_detail(e))
-    try:
-        largest = s.faces == "largest"  # only the largest face is meshed and fitted
-        fits = list(synthesizer.fit(image, max_faces=1) if largest else synthesizer.fit(image))
-    except Exception as e:  # the engine catches per item (STYLE 5)
-        reset_detector(synthesizer)  # a detector that raised once may stay broken: rebuild it
-        return fail_rows(job, "error", "fit-failed", reason_detail(e))
+    largest = s.faces == "largest"  # only the largest face is meshed and fitted
+    if fits is None:
+        try:
+            fits = list(synthesizer.fit(image, max_faces=1) if largest else synthesizer.fit(image))
+        except Exception as e:  # the engine catches per item (STYLE 5)
+            reset_detector(synthesizer)  # a detector that raised once may stay broken: rebuild it
+            return fail_rows(job, "error", "fit-failed", reason_detail(e))
     if not fits:
         return fail_rows(job, "skipped", "no-face", "no face found", n_faces=0)
     n_faces = (fits[0].faces_found or 1) if largest else len(fits)  # largest: the faces the detector found
@@ -308,10 +341,16 @@ def _worker_init(parent_pid: int, settings: GenerateSettings) -> None:
         _WORKER_ERROR = reason_detail(e)
 
 
-def _worker_run(job: Job) -> list[ManifestRow]:
+def _worker_run(unit: tuple[Job, ...]) -> list[list[ManifestRow]]:
     if _WORKER_ERROR is not None:
         raise WorkerSetupError(_WORKER_ERROR)
-    return process_image(_WORKER_SYNTH, job)
+    return process_images(_WORKER_SYNTH, unit)
+
+
+def _each_job(record: Callable[[Job, list[ManifestRow]], None], unit: tuple[Job, ...],
+              rows_of: Callable[[Job], list[ManifestRow]]) -> None:
+    for job in unit:
+        record(job, rows_of(job))
 
 
 @dataclass
@@ -524,16 +563,19 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, setti
                     with synth_threads():
                         synth = synthesizer if synthesizer is not None else make_synthesizer(settings)
                         bar.stage(None)
-                        for job in plan.jobs:
-                            record(job, process_image(synth, job))
+                        for unit in work_units(plan.jobs, 1):
+                            for job, rows in zip(unit, process_images(synth, unit)):
+                                record(job, rows)
                 else:
                     bar.stage(f"starting {choice.workers} workers")
-                    run_pool(plan.jobs, workers=choice.workers, initializer=_worker_init, initargs=(settings,),
-                             run_job=_worker_run, on_result=record,
-                             on_crash=lambda job, why: record(job, fail_rows(job, "error", "worker-crashed", why)),
-                             on_error=lambda job, e: record(job, fail_rows(job, "error", "worker-error",
-                                                                            reason_detail(e))),
-                             fatal=(DiskFullError,))
+                    run_pool(work_units(plan.jobs, choice.workers), workers=choice.workers, initializer=_worker_init,
+                             initargs=(settings,), run_job=_worker_run,
+                             on_result=lambda unit, results: [record(j, r) for j, r in zip(unit, results)],
+                             on_crash=lambda unit, why: _each_job(
+                                 record, unit, lambda job: fail_rows(job, "error", "worker-crashed", why)),
+                             on_error=lambda unit, e: _each_job(
+                                 record, unit, lambda job: fail_rows(job, "error", "worker-error", reason_detail(e))),
+                             split=lambda unit: [(job,) for job in unit], fatal=(DiskFullError,))
             finished = True
         finally:
             bar.close()

@@ -172,7 +172,7 @@ def _kill_workers(ex: ProcessPoolExecutor) -> None:
 def run_pool(jobs: Sequence[Any], *, workers: int, initializer: Callable[..., None], initargs: tuple,
              run_job: Callable[[Any], Any], on_result: Callable[[Any, Any], None],
              on_crash: Callable[[Any, str], None], on_error: Callable[[Any, BaseException], None],
-             fatal: tuple[type[BaseException], ...] = ()) -> None:
+             split: Callable[[Any], list[Any]] | None = None, fatal: tuple[type[BaseException], ...] = ()) -> None:
     """Run ``run_job(job)`` for every job on a process pool (see `worker_context`), surviving worker crashes.
 
     Args:
@@ -185,6 +185,9 @@ def run_pool(jobs: Sequence[Any], *, workers: int, initializer: Callable[..., No
         on_result: ``(job, result)`` in this process, once per job that finished.
         on_crash: ``(job, detail)`` for a job that killed its worker even when run alone.
         on_error: ``(job, exception)`` for a job whose result could not come back (e.g. unpicklable).
+        split: a job that was running when a worker died -> the jobs to rerun alone instead (a
+            job of several items -> one job per item, so only the item that kills a worker alone
+            is reported to ``on_crash``); default: the job itself.
         fatal: exception types from ``run_job`` that stop the whole run (re-raised here).
 
     Raises:
@@ -223,7 +226,7 @@ def run_pool(jobs: Sequence[Any], *, workers: int, initializer: Callable[..., No
                     except BrokenProcessPool:
                         broken = True
                         if not isolating:
-                            suspects.append(job)
+                            suspects.extend(split(job) if split else [job])
                         elif completed == 0 and id(job) not in deferred:
                             deferred.add(id(job))
                             suspects.append(job)
@@ -242,7 +245,8 @@ def run_pool(jobs: Sequence[Any], *, workers: int, initializer: Callable[..., No
                     completed += 1
                     on_result(job, result)
                 if broken:
-                    suspects.extend(inflight.values())  # in flight when the worker died: rerun alone
+                    for lost in inflight.values():  # in flight when the worker died: rerun alone
+                        suspects.extend(split(lost) if split else [lost])
                     inflight.clear()
                     break
             clean = True

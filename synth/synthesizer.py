@@ -22,7 +22,7 @@ from affectsynth.cache import DigestMemo, LRUCache
 from affectsynth.compose import ComposeSettings, compose_target
 from affectsynth.crop import crop_square, face_square_box
 from affectsynth.face_render import FaceRenderer, MouthMaterials
-from affectsynth.fitting import FaceFit, FaceModel, FitSettings, fit_image, fit_images, get_detector
+from affectsynth.fitting import FaceFit, FaceModel, FitSettings, fit_each, fit_image, fit_images, get_detector
 from affectsynth.gates import MAX_HEAD_ROTATION_DEG, FaceGates, FaceRejection, check_face
 from affectsynth.prepare import PreparedFace, fit_digest, prepare_face, texture_resolution
 from affectsynth.result import SynthLabels, SynthResult, TargetLabels
@@ -188,6 +188,20 @@ class Synthesizer:
         """Faces of several photos; all faces are fitted in one batch (see `affectsynth.fitting.fit_images`)."""
         images = [_check_image(im) for im in images]
         return fit_images(images, model=self.model, detector=self.detector, settings=self.fit_settings)
+
+    def fit_many(self, images: Sequence[np.ndarray], *, max_faces: int | None = None) -> list[list[FaceFit]]:
+        """`fit` of every photo, the same fits bit for bit; with one torch thread (the batch engine's
+        setting) the face detection of all photos runs in one batch (see
+        `affectsynth.fitting.detect_images`): about a quarter less detection CPU per photo in
+        batches of 4.
+
+        Args:
+            images: [H, W, 3] uint8 RGB photos.
+            max_faces: as for `fit`.
+        """
+        images = [_check_image(im) for im in images]
+        return fit_each(images, model=self.model, detector=self.detector, settings=self.fit_settings,
+                        max_faces=max_faces)
 
     def check(self, fit: FaceFit, gates: FaceGates | None = None) -> FaceRejection | None:
         """Why this face would not be synthesised (too small, turned too far, fitted poorly), or None.

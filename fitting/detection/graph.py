@@ -113,7 +113,7 @@ class _Conv(nn.Module):
         layer of every network call, and a module's parameter lookups and the activation's dispatch are
         a fair part of a small convolution's call. The plan is rebuilt after `nn.Module._apply`
         (`ConvGraph._apply`), so it never holds stale weights."""
-        if self.same:  # the padding depends on the input's size
+        if self.same or self.kernel_size != (1, 1):  # the padding, or whether it runs per sample, depends on the input
             return self.forward
         conv, weight, bias = torch.conv2d, self.weight, self.bias
         stride, padding, dilation, groups = self.stride, self.padding, self.dilation, self.groups
@@ -131,8 +131,23 @@ class _Conv(nn.Module):
                               _same_pad(x.shape[3], kw, self.stride[1], self.dilation[1]))
             if t or b or l or r:
                 x = F.pad(x, (l, r, t, b))
-        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if x.shape[0] > 1 and self._one_position(x):
+            y = torch.cat([F.conv2d(x[i:i + 1], self.weight, self.bias, self.stride, self.padding, self.dilation,
+                                    self.groups) for i in range(x.shape[0])])
+        else:
+            y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return _act(y, self.act, inplace=True)
+
+    def _one_position(self, x: Tensor) -> bool:
+        """Whether the output of ``x`` (already padded) has one spatial position: the kernel covers the
+        whole input, a matrix product whose sums the CPU kernels order by batch size (a matrix-vector
+        product for one sample, a blocked matrix product for several: last bits differ). Run per
+        sample, every face gets the bits it gets alone, whichever faces and photos share its batch
+        (`TorchFaceDetector.detect_batch` equals `detect` photo by photo). The other layers' CPU
+        kernels (convolutions with several positions, pooling, elementwise) do not depend on the
+        batch; the landmark network's heads are the only such layers, on 2 x 2 and 3 x 3 inputs."""
+        return all((n + 2 * p - d * (k - 1) - 1) // s == 0 for n, p, d, k, s in
+                   zip(x.shape[2:], self.padding, self.dilation, self.kernel_size, self.stride))
 
 
 class _MaxPool(nn.Module):

@@ -124,9 +124,43 @@ def test_batch_matches_single_calls(detector, tom, tom_faces, dev_photos):
     dogs = _rgb(dev_photos / "dogs.jpg")
     batch = detector.detect_batch([tom, dogs, tom])
     assert [len(b) for b in batch] == [1, 0, 1]
-    for faces in (batch[0], batch[2]):
-        np.testing.assert_allclose(faces[0].points, tom_faces[0].points, atol=0.02)  # float sums differ with batch size
+    for faces in (batch[0], batch[2]):  # (several torch threads: bits differ with the batch's size)
+        np.testing.assert_allclose(faces[0].points, tom_faces[0].points, atol=0.02)
     assert detector.detect_batch([]) == []
+
+
+def _same_faces(a: list[Landmarks], b: list[Landmarks]) -> bool:
+    return len(a) == len(b) and all(
+        np.array_equal(u.points, v.points) and np.array_equal(u.depth, v.depth) and u.bbox == v.bbox
+        and u.score == v.score and u.faces_found == v.faces_found for u, v in zip(a, b))
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, as the batch engine runs (with several, torch splits a batch by its size)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("max_faces", [1, None])
+def test_a_photo_gets_the_same_bits_in_any_batch(detector, dev_photos, max_faces, one_thread):
+    """The batch engine detects several photos at once (`process_images`): a photo's landmarks,
+    and so its outputs, must be those it gets alone, whichever photos and faces share the batch
+    (group photos mesh several faces per network call; the mesh heads' matrix products would sum
+    in another order for several samples than for one)."""
+    photos = [_rgb(p) for p in sorted(dev_photos.glob("*.jpg"))]
+    alone = [detector.detect(p, max_faces=max_faces) for p in photos]
+    if max_faces is None:
+        assert sum(len(f) for f in alone) > len(photos)  # group photos: several faces meshed together
+    for size in (2, 3, len(photos)):
+        together = [faces for k in range(0, len(photos), size)
+                    for faces in detector.detect_batch(photos[k:k + size], max_faces=max_faces)]
+        bad = [p.name for p, a, t in zip(sorted(dev_photos.glob("*.jpg")), alone, together) if not _same_faces(a, t)]
+        assert not bad, (size, bad)
 
 
 def test_landmarks_type():

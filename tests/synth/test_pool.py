@@ -56,6 +56,22 @@ def test_a_crashing_job_is_isolated_and_innocent_jobs_finish():
     assert errors == []
 
 
+def _unit_job(unit: tuple[str, ...]) -> list[object]:
+    return [_job(x) for x in unit]
+
+
+def test_a_unit_whose_worker_dies_is_rerun_item_by_item():
+    """Units of several items (the engine's detection batches) are split when their worker dies:
+    only the item that kills a worker alone is reported, its unit's other items still finish."""
+    units = [("a",), ("b", "crash", "c"), ("d", "e"), ("f",)]
+    results, crashed = {}, []
+    run_pool(units, workers=2, initializer=_init, initargs=("ok",), run_job=_unit_job,
+             on_result=lambda u, r: results.update(zip(u, r)), on_crash=lambda u, why: crashed.append(u),
+             on_error=lambda u, e: None, split=lambda u: [(x,) for x in u])
+    assert results == {x: x.upper() for x in "abcdef"}
+    assert crashed == [("crash",)]
+
+
 def test_workers_that_never_finish_a_job_are_fatal():
     with pytest.raises(RuntimeError, match="die before finishing any image"):
         _run(["always", "always"], workers=1)
