@@ -1,9 +1,10 @@
 """Build the embedded compact face model `fitting/data/face_model.npz` from ICT-FaceKit.
 
-Rebuild (needs the shared assets, about 20 s):
+Rebuild (needs the shared assets, about 10 s; writes the model and its two licence notices):
 
     python scripts/build_face_model.py --ict ../shared/assets/ict-facekit \
-        --mediapipe ../shared/assets/mediapipe-canonical --out fitting/data/face_model.npz
+        --mediapipe ../shared/assets/mediapipe-canonical \
+        --calibration-photos ../shared/assets/dev-photos --out fitting/data/face_model.npz
 
 What goes in (all arrays, no pickles):
 - the ICT "face + mouth socket + gums/tongue + teeth" subset (18844 vertices), its triangles, UVs and
@@ -18,6 +19,16 @@ What goes in (all arrays, no pickles):
 The MediaPipe embedding registers MediaPipe's canonical face to the ICT neutral: a similarity
 (Umeyama) fit on 51 inner iBUG-68 correspondences, a thin-plate-spline warp through the same
 correspondences, then the closest point on the ICT face surface.
+
+Reproducing the committed model (tests/fitting/test_face_model_rebuild.py checks it): a rebuild gives
+every array bit for bit and the notices byte for byte, except two things that the committed model's
+history fixes. Its MediaPipe embedding was calibrated on MediaPipe's own detections (mediapipe 0.10.21,
+before the torch port) with the fitter of that time; today's detector and fitter calibrate it to within
+0.08 mm on average (95% of the points within 0.2 mm, inner-lip point 311 by 2 mm; 40 points on a
+neighbouring triangle) at the same calibration error. And its chin contour bands (iBUG 8, MediaPipe 152)
+keep, among exactly tied mirror twins, the order numpy 1.26's AVX-512 argsort gave; `_contour_bands`
+now breaks those ties by vertex id, so a rebuild may keep the other twin of a pair there. The
+calibration runs torch on one thread, so its result does not depend on the machine's core count.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import argparse
 import json
 import shutil
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -146,8 +158,10 @@ def _contour_bands(
         cand = face_vertices[ok]
         if len(cand) == 0:
             raise RuntimeError(f"contour band {i} is empty")
-        # keep the candidates spread along the band: sort by position along it and subsample
-        order = np.argsort(along[ok])
+        # keep the candidates spread along the band: sort by position along it and subsample. Mirror
+        # twins tie exactly on a vertical band (the chin's): vertex id breaks the tie, so the subsample
+        # does not depend on the sort algorithm (numpy's differs between versions and CPUs).
+        order = np.lexsort((cand, along[ok]))
         cand = cand[order]
         if len(cand) > max_candidates:
             cand = cand[np.linspace(0, len(cand) - 1, max_candidates).round().astype(int)]
@@ -162,6 +176,21 @@ CALIBRATION_FREE_EXPRESSIONS = (
     "jawOpen", "mouthSmile_L", "mouthSmile_R", "cheekSquint_L", "cheekSquint_R", "eyeBlink_L", "eyeBlink_R",
     "mouthLowerDown_L", "mouthLowerDown_R", "mouthUpperUp_L", "mouthUpperUp_R", "mouthStretch_L", "mouthStretch_R",
 )
+
+
+@contextmanager
+def _torch_single_thread():
+    """Run torch on one thread: its reductions' float order (detection, fits) then does not depend on
+    the machine's core count, so the calibrated embedding does not either (2 threads against 1 moved
+    it by up to 0.005 mm and changed one triangle)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _calibrate_mediapipe_embedding(arrays: dict, face_mesh, face_tri, photos: list[Path], rounds: int = 3) -> dict:
@@ -221,6 +250,40 @@ def _calibrate_mediapipe_embedding(arrays: dict, face_mesh, face_tri, photos: li
     fits = fit_landmarks(model, faces, cams, settings=settings)
     history.append(float(np.mean([f.reprojection_error_px / f.interocular_px * 100 for f in fits])))
     return {"calibration_faces": len(faces), "calibration_error_pct_iod_by_round": [round(h, 3) for h in history]}
+
+
+#: What `fitting/data/LICENSE-MediaPipe` says before MediaPipe's licence text (copied verbatim from the
+#: canonical mesh's LICENSE after it): the folder's MediaPipe notice covers the detector weights
+#: (scripts/convert_mediapipe_models.py) as well as this model's landmark table, so a rebuild writes
+#: the whole notice, not the bare licence.
+MEDIAPIPE_NOTICE_HEADER = """\
+This folder holds material from Google's MediaPipe (https://github.com/google-ai-edge/mediapipe),
+licensed under the Apache License, Version 2.0 (full text below):
+
+- face_model.npz: the canonical face mesh's landmark table (mediapipe_* arrays).
+- mediapipe_face_detection_short_range.npz: weights of
+  mediapipe/modules/face_detection/face_detection_short_range.tflite (BlazeFace, 128 px).
+- mediapipe_face_detection_full_range.npz: weights of
+  mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite (BlazeFace, 192 px).
+- mediapipe_face_landmark_with_attention.npz: weights of
+  mediapipe/modules/face_landmark/face_landmark_with_attention.tflite (478-point face mesh).
+
+The three model files are converted, unchanged in value (float16 as stored; sparse tensors
+densified), from the `.tflite` files in the mediapipe==0.10.21 wheel by
+scripts/convert_mediapipe_models.py; each .npz records the source file and its sha256 in `meta`.
+Rebuild them with the commands in that script's docstring.
+
+Copyright 2019-2025 The MediaPipe Authors.
+
+"""
+
+
+def write_notices(ict_dir: Path, mediapipe_dir: Path, folder: Path) -> None:
+    """Write the licence notices that go beside the model: ICT-FaceKit's LICENSE as it is, and
+    `MEDIAPIPE_NOTICE_HEADER` followed by MediaPipe's LICENSE (the committed files' bytes)."""
+    shutil.copyfile(ict_dir / "LICENSE", folder / "LICENSE-ICT-FaceKit")
+    licence = (mediapipe_dir / "LICENSE").read_bytes()
+    (folder / "LICENSE-MediaPipe").write_bytes(MEDIAPIPE_NOTICE_HEADER.encode() + licence)
 
 
 def build(ict_dir: Path, mediapipe_dir: Path, out_path: Path, identity_modes: int, calibration_photos: list[Path]) -> dict:
@@ -320,13 +383,13 @@ def build(ict_dir: Path, mediapipe_dir: Path, out_path: Path, identity_modes: in
     )
     calibration = {}
     if calibration_photos:
-        calibration = _calibrate_mediapipe_embedding(arrays, face_mesh, face_tri, calibration_photos)
+        with _torch_single_thread():
+            calibration = _calibrate_mediapipe_embedding(arrays, face_mesh, face_tri, calibration_photos)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(".tmp.npz")
     save_model(tmp, arrays)
     tmp.replace(out_path)
-    shutil.copyfile(ict_dir / "LICENSE", out_path.parent / "LICENSE-ICT-FaceKit")
-    shutil.copyfile(mediapipe_dir / "LICENSE", out_path.parent / "LICENSE-MediaPipe")
+    write_notices(ict_dir, mediapipe_dir, out_path.parent)
     report = dict(
         **calibration,
         vertices=len(neutral),
