@@ -177,9 +177,12 @@ def _frozen(table: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Mapping[s
 #: * sadness "frown" 1+4+15+17 (the EMFACS variant with the chin raiser).
 #: * surprise "open" 1+2+5+26 plus AU27 0.2 (the jaw clearly drops); "closed" 1+2+5 with the
 #:   lips only just apart (AU25), no jaw drop.
-#: * fear "open" 1+2+4+5+20+25+26: brows raised AND drawn together (AU4 0.8 with 1+2), upper
-#:   lids up, lips stretched sideways (AU20) and parted with the lower lip down (AU16), so the
-#:   mouth is a wide slit, not surprise's round drop; a little AU7.
+#: * fear "open" 1+2+4+5+20+25+26: the oblique inner-brow raise (AU1 1.0 and AU4 1.0 with only
+#:   0.3 of AU2: the inner ends go up and together, the outer ends stay, where surprise lifts the
+#:   whole brow into an arch), upper lids up (AU5), lips stretched sideways (AU20 1.0) and only
+#:   slightly parted (AU25 0.7, AU26 0.2, AU16 0.2), so the mouth is a wide, tense slit, not
+#:   surprise's round drop (with AU2 0.5, AU4 0.8 and a wider opening it read as a weak
+#:   surprise); a little AU7.
 #: * anger "open" 4+5+7+10+16+25+26 (default): brows down, lids tight, a square mouth baring
 #:   the teeth; "closed" 4+5+7+23+24 with AU17 (the variant 4+5+7+17+23+24), AU9/AU10 0.6/0.4
 #:   (glabella and nose tension) and AU15 0.3 (the pressed lips turn down: grim, not pursed);
@@ -188,9 +191,15 @@ def _frozen(table: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Mapping[s
 #:   there are no glabellar furrows, so the open variant is the default.
 #: * disgust "open" 9+10+16+25 (default: nose wrinkle, upper lip raised, lower lip down, teeth
 #:   show); "closed" 9+15+16 with AU17 (the chin raiser keeps the lips together).
-#: * contempt "right" R12+R14 and "left" L12+L14 (unilateral; the subject's side), each with the
-#:   same side's lip pressor at 0.4 (R24): the tight, one-sided lip line is what still shows
-#:   as a smirk in a 48 px crop.
+#: * contempt "right" R12+R14 and "left" L12+L14 (unilateral; the subject's side): a one-sided
+#:   smirk/sneer. The dimpler is at the apex (AU14 1.0; its crease at the lip corner is the
+#:   wrinkle maps' "lip-corner dimple") and the lip-corner pull below it (AU12 0.8), so the corner
+#:   tucks in and up rather than smiling broadly; the same side's upper lip rises a little (R10
+#:   0.4: the sneer, and it deepens that side's nasolabial fold), its lip pressor at 0.2 keeps the
+#:   lips together under it; the other side stays at rest (pressing it too, L24 0.4, put a lip
+#:   highlight on the line between the lips of a neutral photo). With R12 1.0 + R14 1.0 + R24 0.4
+#:   it read as a weak half-smile, nearly neutral in a 48 px crop. No head tilt or gaze: the pose
+#:   stays the photo's.
 CATEGORY_VARIANTS: Mapping[str, Mapping[str, Mapping[str, float]]] = _frozen({
     "neutral": {"rest": {}},
     "happiness": {
@@ -203,8 +212,8 @@ CATEGORY_VARIANTS: Mapping[str, Mapping[str, Mapping[str, float]]] = _frozen({
         "closed": {"AU1": 1.0, "AU2": 1.0, "AU5": 1.0, "AU25": 0.2},
     },
     "fear": {
-        "open": {"AU1": 1.0, "AU2": 0.5, "AU4": 0.8, "AU5": 1.0, "AU7": 0.2, "AU16": 0.4, "AU20": 1.0,
-                 "AU25": 1.0, "AU26": 0.35},
+        "open": {"AU1": 1.0, "AU2": 0.3, "AU4": 1.0, "AU5": 1.0, "AU7": 0.2, "AU16": 0.2, "AU20": 1.0,
+                 "AU25": 0.7, "AU26": 0.2},
     },
     "anger": {
         "open": {"AU4": 1.0, "AU5": 0.4, "AU7": 1.0, "AU9": 0.3, "AU10": 0.8, "AU16": 0.6,
@@ -217,8 +226,8 @@ CATEGORY_VARIANTS: Mapping[str, Mapping[str, Mapping[str, float]]] = _frozen({
         "closed": {"AU9": 1.0, "AU15": 1.0, "AU16": 0.2, "AU17": 0.4},
     },
     "contempt": {
-        "right": {"AU12_R": 1.0, "AU14_R": 1.0, "AU24_R": 0.4},
-        "left": {"AU12_L": 1.0, "AU14_L": 1.0, "AU24_L": 0.4},
+        "right": {"AU10_R": 0.4, "AU12_R": 0.8, "AU14_R": 1.0, "AU24_R": 0.2},
+        "left": {"AU10_L": 0.4, "AU12_L": 0.8, "AU14_L": 1.0, "AU24_L": 0.2},
     },
 })
 

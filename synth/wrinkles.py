@@ -16,6 +16,9 @@ Features and the shapes that drive them (FACS action unit in brackets):
 - crow's feet [AU6]: cheekSquint;
 - nose-bridge wrinkles [AU9]: noseSneer;
 - nasolabial fold [AU10, AU12]: mouthSmile, mouthUpperUp;
+- lip-corner dimple [AU14]: mouthDimple. The short crease the dimpler tucks in just outside the lip
+  corner: the cue that tells a unilateral AU14 (contempt's smirk) from a half smile. It is drawn
+  broad (sigma 1.4 mm) so that it still darkens the corner in a 48 px crop;
 - subnasal crease [AU10, AU12]: mouthSmile, mouthUpperUp. A raised upper lip bunches the top of the
   philtrum up under the nose into a crease that the light hardly reaches (near-black in a photo of a
   broad smile): a target that relaxes the lip stretches that strip back over the philtrum, so the
@@ -135,6 +138,11 @@ FEATURES: tuple[WrinkleFeature, ...] = (
         "nasolabial fold", depth_cm=0.13, width_cm=0.2,
         curves=(((1.6, -0.5), (2.05, -1.3), (2.55, -2.2), (2.95, -3.1), (3.2, -3.9), (3.3, -4.7)),),
         drivers=_sided("mouthSmile", 1.0) + _sided("mouthUpperUp", 0.7),
+    ),
+    WrinkleFeature(
+        "lip-corner dimple", depth_cm=0.2, width_cm=0.14,
+        curves=(((2.66, -3.1), (2.8, -3.35), (2.84, -3.6), (2.76, -3.9)),),
+        drivers=_sided("mouthDimple", 1.0),
     ),
     WrinkleFeature(
         "subnasal crease", depth_cm=0.0, width_cm=0.08,

@@ -20,6 +20,7 @@ from affectsynth.wrinkles import (
 
 NASOLABIAL = [f.name for f in FEATURES].index("nasolabial fold")
 FOREHEAD = [f.name for f in FEATURES].index("forehead lines")
+DIMPLE = [f.name for f in FEATURES].index("lip-corner dimple")
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +122,22 @@ def test_frown_draws_forehead_lines_only_where_brows_rise(synth, neutral_face):
     fold, rest = _fold_and_rest(synth, rendered, FOREHEAD)
     assert float(shade.ratio[fold].min()) < 0.9  # lines at least 10 % darker than the skin around
     assert abs(float(shade.ratio[rest].mean()) - 1.0) < 0.03
+
+
+def test_contempt_tucks_a_dimple_into_its_own_lip_corner_only(synth, neutral_face):
+    """The unilateral dimpler (contempt "right": the subject's right) darkens the crease outside
+    that lip corner; the other corner keeps its shading."""
+    crop, fit = neutral_face
+    shade, rendered = _window_shading(synth, crop, fit, synth.target_weights(Expression("contempt", 1.0, "right"), fit))
+    fold, _ = _fold_and_rest(synth, rendered, DIMPLE)
+    from affectsynth.render import interpolate
+
+    uv, _ = interpolate(synth.renderer.model.uv[None], rendered.rast, synth.renderer.tri_uv)
+    _, masks = wrinkle_lookup(wrinkle_maps(synth.renderer), uv[0].reshape(-1, 2))
+    left = masks.reshape(*fold.shape, -1)[..., MASKS.index("left")] > 0.5
+    assert int((fold & ~left).sum()) > 20 and int((fold & left).sum()) > 20
+    assert float(shade.ratio[fold & ~left].min()) < 0.85
+    assert float(shade.ratio[fold & left].min()) > 0.97
 
 
 def test_fold_depth_grows_with_intensity_and_wrinkle_strength(synth, neutral_face):
