@@ -22,7 +22,8 @@ What it measures (every number from this run, on this machine):
 - ``--baseline-ref REF``: the same measurements on commit REF, checked out into a temporary git
   worktree and imported from there (a shim package dir on PYTHONPATH); each of the ``--repeats``
   rounds measures both trees one after the other (interleaved, so both see a similar load:
-  even thread-CPU grows by ~30% on a machine loaded 4x over its cores); prints the ratios.
+  even thread-CPU grows by ~30% on a machine loaded 4x over its cores), the first tree first in
+  even rounds and second in odd ones; prints the ratios.
 
 Every tree is byte-compiled first and the children run without PYTHONDONTWRITEBYTECODE, as an
 installed package does (`compile_tree`): compiling affectsynth from source in every process adds
@@ -441,13 +442,17 @@ def main() -> None:
             envs = shim_envs(trees, tmp)
             commits = {label: subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
                                              text=True).stdout.strip() for label, tree in trees.items()}
-            # rounds interleave the trees, so that both see the same (changing) load
+            # rounds interleave the trees, so that both see the same (changing) load, and alternate
+            # which goes first: with a fixed order the first tree's stage split came out 5-11% higher
+            # in every stage alike (three runs, 4 December 2026), the same two trees alternated by
+            # hand showed no difference
             stage_runs = {label: [] for label in trees}
             cli_runs = {label: [] for label in trees}
-            for _ in range(args.repeats):
-                for label in trees:
+            for r in range(args.repeats):
+                order = list(trees) if r % 2 == 0 else list(trees)[::-1]
+                for label in order:
                     stage_runs[label].append(stage_round(label, envs[label], dirs, args))
-                for label in trees:
+                for label in order:
                     cli_runs[label].append(cli_round(envs[label], dirs, args))
             results = {label: {"commit": commits[label], **summarize(stage_runs[label], cli_runs[label])} for label in trees}
             base = next((v for k, v in results.items() if k.startswith("baseline")), None)
