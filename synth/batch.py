@@ -114,33 +114,58 @@ def process_image(synthesizer: Any, job: Job) -> list[ManifestRow]:
 
 def process_images(synthesizer: Any, jobs: Sequence[Job]) -> list[list[ManifestRow]]:
     """`process_image` of each job, the same rows and bytes, with the faces of all their photos
-    detected in one batch (``synthesizer.fit_many``, where it has one): the engines' unit of work.
+    detected in one batch (`load_sources`): the engines' unit of work. Never raises for bad input
+    (see `process_image`)."""
+    return [process_loaded(synthesizer, source) for source in load_sources(synthesizer, jobs)]
+
+
+@dataclass
+class LoadedSource:
+    """A job's photo, loaded (``image``), with its fits where a batch found them (``fits``; None:
+    `process_loaded` fits it alone); or, for a photo that could not be read, its ``rows``."""
+
+    job: Job
+    image: np.ndarray | None
+    fits: list[Any] | None = None
+    rows: list[ManifestRow] | None = None
+
+
+def load_sources(synthesizer: Any, jobs: Sequence[Job]) -> list[LoadedSource]:
+    """Load the jobs' photos and fit them with the faces of all of them detected in one batch
+    (``synthesizer.fit_many``, where it has one).
 
     Which photos share a batch changes nothing (the detector gives each photo its own bits), so
-    the engines may batch as they like. If the batch raises, each photo is fitted alone, so that
-    only a photo that fails alone gets ``fit-failed``. Never raises for bad input (see `process_image`).
+    the engines may batch as they like. If the batch raises, its photos are left to be fitted
+    alone, so that only a photo that fails alone gets ``fit-failed``. An unreadable photo gets its
+    ``unreadable`` rows here.
     """
-    loaded: list[Any] = []
+    sources: list[LoadedSource] = []
     for job in jobs:
         try:
-            loaded.append(load_image(job.source, max_pixels=job.settings.max_pixels))
+            sources.append(LoadedSource(job, load_image(job.source, max_pixels=job.settings.max_pixels)))
         except (ImageLoadError, OSError, MemoryError) as e:
-            loaded.append(fail_rows(job, "error", "unreadable", reason_detail(e)))
-    images = [(job, x) for job, x in zip(jobs, loaded) if isinstance(x, np.ndarray)]
-    fitted: dict[int, list[Any]] = {}
-    if len(images) > 1 and hasattr(synthesizer, "fit_many"):
-        by_faces: dict[str, list[tuple[Job, np.ndarray]]] = {}
-        for job, image in images:
-            by_faces.setdefault(job.settings.faces, []).append((job, image))
+            sources.append(LoadedSource(job, None, rows=fail_rows(job, "error", "unreadable", reason_detail(e))))
+    loaded = [src for src in sources if src.image is not None]
+    if len(loaded) > 1 and hasattr(synthesizer, "fit_many"):
+        by_faces: dict[str, list[LoadedSource]] = {}
+        for src in loaded:
+            by_faces.setdefault(src.job.settings.faces, []).append(src)
         for faces, group in by_faces.items():
             try:
-                many = synthesizer.fit_many([im for _, im in group], max_faces=1 if faces == "largest" else None)
-            except Exception:  # one photo broke the batch: fit each alone below (STYLE 5)
+                many = synthesizer.fit_many([src.image for src in group], max_faces=1 if faces == "largest" else None)
+            except Exception:  # one photo broke the batch: each is fitted alone (STYLE 5)
                 reset_detector(synthesizer)
                 continue
-            fitted.update({id(job): list(fits) for (job, _), fits in zip(group, many)})
-    return [x if not isinstance(x, np.ndarray) else _process_loaded(synthesizer, job, x, fitted.get(id(job)))
-            for job, x in zip(jobs, loaded)]
+            for src, fits in zip(group, many):
+                src.fits = list(fits)
+    return sources
+
+
+def process_loaded(synthesizer: Any, source: LoadedSource) -> list[ManifestRow]:
+    """`process_image` of a job whose photo `load_sources` loaded (and maybe fitted)."""
+    if source.image is None:
+        return list(source.rows or [])
+    return _process_loaded(synthesizer, source.job, source.image, source.fits)
 
 
 def _process_loaded(synthesizer: Any, job: Job, image: np.ndarray, fits: list[Any] | None) -> list[ManifestRow]:

@@ -4,9 +4,10 @@ The driver plans the run as `affectsynth.batch.run_batch` does (lock, stale temp
 ``plan_jobs``), then hands the jobs to :class:`RayRunner` through run_batch's ``runner`` seam. A
 Ray dataset holds one row per planned job (paths, targets and the outputs already settled as JSON;
 never image bytes). ``map_batches`` runs :class:`SynthActor`: each actor builds one Synthesizer
-once, runs `process_image` on its jobs, writes the PNGs itself into OUTPUT_DIR (atomic temp +
-rename, so OUTPUT_DIR must be a path that every node sees) and returns only the manifest rows,
-as JSON. The driver appends each job's rows to the manifest as they stream in, so an
+once, runs its jobs as the local engine runs a unit (`affectsynth.batch.load_sources`: the faces
+of a batch's photos detected together, then `process_loaded` per job), writes the PNGs itself
+into OUTPUT_DIR (atomic temp + rename, so OUTPUT_DIR must be a path that every node sees) and
+returns only the manifest rows, as JSON. The driver appends each job's rows to the manifest as they stream in, so an
 interrupted driver keeps what came back and the next run resumes from it.
 
 Failures: an actor that dies is restarted by Ray and its in-flight batch is retried (at most
@@ -188,25 +189,30 @@ class SynthActor:
 
         Returns columns ``index``, ``rows`` (JSON of the job's manifest rows), ``fatal`` (a
         `DiskFullError` message, else ""), ``pid`` and ``peak_rss_mb`` (this actor process) and
-        ``cpu_s`` (the job's CPU time in this process, all its threads), ``process_cpu_s`` (this
+        ``cpu_s`` (the job's CPU time in this process, all its threads; an equal share of the
+        batch's loading and fitting included), ``process_cpu_s`` (this
         process's CPU time so far: imports and the Synthesizer's build included).
         """
-        from affectsynth.batch import DiskFullError, process_image
+        from affectsynth.batch import DiskFullError, load_sources, process_loaded
         from affectsynth.rows import fail_rows, reason_detail
 
         out: dict[str, list] = {"index": [], "rows": [], "fatal": [], "pid": [], "peak_rss_mb": [], "cpu_s": [],
                                 "process_cpu_s": []}
         n = len(batch["index"])
-        for i in range(n):
-            rec = {k: batch[k][i] for k in ("index", "source", "rel_source", "targets", "done")}
-            job = job_from_record(rec, self.output_dir, self.settings)
+        records = [{k: batch[k][i] for k in ("index", "source", "rel_source", "targets", "done")} for i in range(n)]
+        jobs = [job_from_record(rec, self.output_dir, self.settings) for rec in records]
+        for job in jobs:
             self._maybe_die(job)
+        cpu0 = time.process_time()
+        sources = load_sources(self.synth, jobs)  # the batch's faces detected together, as the local engine's units
+        shared_cpu = (time.process_time() - cpu0) / max(1, n)
+        for rec, job, source in zip(records, jobs, sources):
             if self.sleep_on is not None and job.rel_source == self.sleep_on:
                 time.sleep(SLEEP_S)  # test hook: a stalled stream
             fatal = ""
-            cpu0 = time.process_time()
+            cpu0 = time.process_time() - shared_cpu
             try:
-                rows = process_image(self.synth, job)
+                rows = process_loaded(self.synth, source)
             except DiskFullError as e:
                 rows, fatal = [], str(e)
             except Exception as e:  # the engine catches per item (STYLE 5): as the local pool's worker-error
