@@ -401,7 +401,7 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
         """[B, C] flat candidate index of each face's contour rows, picked on the current silhouette."""
         if c == 0:
             return None
-        cand = (prob.cand_rest + (coef @ prob.cand_flat).view(b, -1, 3)) @ rot.transpose(1, 2)  # positions, normals
+        cand = (prob.cand_rest + _by_row(coef, prob.cand_flat).view(b, -1, 3)) @ rot.transpose(1, 2)  # positions, normals
         cam = cand[:, : c * m] + trans[:, None]
         pick = pick_silhouette(cand[:, c * m:].reshape(b, c, m, 3), cam.reshape(b, c, m, 3))
         return pick + cand_offset
@@ -428,7 +428,7 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
         return (picks, rows, *residuals(points(coef, rows), rot, trans))
 
     def points(coef: Tensor, rows: tuple[Tensor, Tensor, Tensor] | None) -> Tensor:
-        inner = prob.mean + (coef @ prob.shape_flat).view(b, ni, 3)
+        inner = prob.mean + _by_row(coef, prob.shape_flat).view(b, ni, 3)
         if rows is None:
             return inner
         cont = rows[0] + (coef[:, None, None] @ rows[1])[:, :, 0]
@@ -455,7 +455,7 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
         jac = _weighted_jacobian(cam, trans, rot, intr, norm, sw, None if pose_only else (prob.shape_planes, rows))
         jac = jac.reshape(b, n * 2, -1)  # [B, 2N, P]
         hess = jac.transpose(1, 2) @ jac
-        grad = ((res * sw[..., None]).reshape(b, 1, n * 2) @ jac)[:, 0]
+        grad = _by_face((res * sw[..., None]).reshape(b, 1, n * 2), jac)[:, 0]
         if pose_only:
             reg = pose_reg
         else:
@@ -470,7 +470,7 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
             g_ex.masked_fill_(blocked, 0.0)
         diag = torch.diagonal(hess, dim1=-2, dim2=-1)
         lhs = hess + torch.diag_embed(reg[None] + lam[:, None] * (diag + 1e-3))
-        delta = -torch.linalg.solve(lhs, grad[..., None])[..., 0]
+        delta = -_by_face(lhs, grad[..., None], torch.linalg.solve)[..., 0]
 
         new_rot = _rodrigues(delta[:, :3]) @ rot
         new_trans = trans + delta[:, 3:6]
@@ -493,11 +493,30 @@ def _solve(model: FaceModel, kind: str, obs_layout: Tensor, intr: Tensor, settin
     # Residuals of every landmark of the layout (also those the solve skipped), in pixels.
     _, _, cam, _ = current(coef, rot, trans, kept)
     full_mean, full_id, full_ex = model.landmark_basis(kind)
-    full = full_mean + torch.einsum("bk,knd->bnd", ident, full_id[:k]) + torch.einsum("bs,snd->bnd", expr, full_ex)
+    full = (full_mean + _by_row(ident, full_id[:k].reshape(k, -1)).view(b, *full_mean.shape)
+            + _by_row(expr, full_ex.reshape(full_ex.shape[0], -1)).view(b, *full_mean.shape))
     full_cam = full @ rot.transpose(1, 2) + trans[:, None]
     full_cam[:, prob.order[ni:]] = cam[:, ni:]
     res_layout = (project_points(full_cam, intr[:, None]) - obs_layout).norm(dim=-1)
     return {"identity": ident, "expression": expr, "rotation": rot, "translation": trans, "residuals": res_layout}
+
+
+def _by_row(rows: Tensor, basis: Tensor) -> Tensor:
+    """``rows @ basis`` ([B, K] x [K, Q]) one row at a time. With several faces the CPU's matrix
+    product sums in another order than the matrix-vector product of one face: row by row, a face
+    gets the bits it gets alone, whichever faces share its batch (`fit_landmarks`)."""
+    if rows.shape[0] == 1:
+        return rows @ basis
+    return torch.cat([rows[i:i + 1] @ basis for i in range(rows.shape[0])])
+
+
+def _by_face(a: Tensor, b: Tensor, op=torch.matmul) -> Tensor:
+    """``op(a, b)`` on [B, ...] operands face by face, for the batched ops whose CPU kernels order
+    their sums by the batch's size (a [1, M] x [M, P] product per face, the linear solve): each
+    face's bits whatever B (see `_by_row`)."""
+    if a.shape[0] == 1:
+        return op(a, b)
+    return torch.cat([op(a[i:i + 1], b[i:i + 1]) for i in range(a.shape[0])])
 
 
 def _keep_accepted(accept: Tensor, *pairs: tuple[Tensor, Tensor]) -> list[Tensor]:

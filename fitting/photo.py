@@ -7,6 +7,7 @@ import time
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from affectsynth.fitting.face_fit import Camera, FaceFit
 from affectsynth.fitting.face_model import FaceModel
@@ -27,8 +28,6 @@ def detect_images(images: Sequence[np.ndarray], detector: LandmarkDetector, max_
     last bits would depend on the batch), and the threads already keep the cores busy on one
     photo: photo by photo then, as for other detectors.
     """
-    import torch  # (the detectors are torch's already)
-
     batched = getattr(detector, "detect_batch", None)
     if batched is not None and len(images) > 1 and torch.get_num_threads() == 1:
         t0 = time.perf_counter()
@@ -55,8 +54,10 @@ def fit_images(
 ) -> list[list[FaceFit]]:
     """Detect and fit all faces of several photos; faces of all photos are fitted in one batch.
 
-    The batched solver runs the same iterations as one face alone, so a face's fit agrees with
-    `fit_image`'s to a fraction of a degree, not to the bit; `fit_each` gives `fit_image`'s own.
+    The batched solver runs the same iterations as one face alone: with one torch thread a face
+    gets the bits it gets alone; with several, torch's kernels split the batch's work by its size
+    and a face's fit agrees with `fit_image`'s to a fraction of a degree, not to the bit
+    (`fit_each` gives `fit_image`'s own on any thread count).
 
     Args:
         images: RGB uint8 arrays [H, W, 3].
@@ -74,7 +75,9 @@ def fit_images(
 
 
 def fit_each(images: Sequence[np.ndarray], **kwargs) -> list[list[FaceFit]]:
-    """`fit_image` of every photo, bit for bit, with the detection batched (`detect_images`).
+    """`fit_image` of every photo, bit for bit; with one torch thread (the batch engine's setting)
+    the detection (`detect_images`) and the fit of all their faces run in one batch each, which
+    gives every face the bits it gets alone (`fit_landmarks`), else photo by photo.
 
     The batch engine's path: a photo's fits, and so its outputs, must not depend on which other
     photos shared its batch. Keyword arguments as for `fit_images`.
@@ -90,7 +93,7 @@ def _fit(images: Sequence[np.ndarray], model: FaceModel | None, detector: Landma
     detector = detector or get_detector("mediapipe")
     settings = settings or FitSettings()
     per_image, detect_ms = detect_images(images, detector, max_faces)
-    if together:
+    if together or torch.get_num_threads() == 1:  # one thread: each face's fit is its own alone (`fit_landmarks`)
         return _fit_detected(images, per_image, detect_ms, model, settings)
     return [_fit_detected([img], [faces], [ms], model, settings)[0]
             for img, faces, ms in zip(images, per_image, detect_ms)]

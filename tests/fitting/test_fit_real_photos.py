@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-from affectsynth.fitting import EYE_CORNERS, FaceModel, fit_image, get_detector
+from affectsynth.fitting import EYE_CORNERS, FaceModel, fit_each, fit_image, fit_images, get_detector
 from affectsynth.fitting.annotations import read_dlib_landmarks
 from affectsynth.render.camera import project_points
 
@@ -62,3 +64,27 @@ def test_fit_matches_independent_68_point_annotations(errors):
     # a flipped pose or a broken embedding gives 30-100%.
     assert float(np.median(nme)) < 10.0, nme
     assert max(nme) < 20.0, nme
+
+
+def test_a_face_gets_the_same_fit_in_any_batch(dev_photos):
+    """With one torch thread (the batch engine's setting) fitting the faces of several photos in one
+    batch gives every face the bits it gets alone: the engines batch photos as they like
+    (`affectsynth.fitting.fit_each`), and a photo's outputs must not depend on its batch."""
+    model, detector = FaceModel.default(), get_detector("torch")
+    photos = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(dev_photos.glob("*.jpg"))]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = [fit_image(p, model=model, detector=detector, max_faces=1) for p in photos]
+        together = fit_images(photos, model=model, detector=detector, max_faces=1)
+        pairs = fit_each(photos[:2], model=model, detector=detector, max_faces=1) + \
+            fit_each(photos[2:], model=model, detector=detector, max_faces=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert sum(len(f) for f in alone) >= len(photos) - 1  # dogs.jpg holds none
+    for batch in (together, pairs):
+        for a, b in zip(alone, batch):
+            assert len(a) == len(b)
+            for x, y in zip(a, b):
+                for name in ("identity", "expression", "rotation", "translation", "residuals", "landmarks"):
+                    np.testing.assert_array_equal(getattr(x, name), getattr(y, name), err_msg=name)
