@@ -19,6 +19,8 @@ Proxies (no single ARKit shape exists; chosen by looking at the ICT-FaceKit shap
     * AU26 jaw drop -> jawOpen 0.45 (a relaxed drop, not the full opening);
       AU27 mouth stretch -> jawOpen 1.0.
     * AU43/AU45 eyes closed / blink -> eyeBlink_L/R.
+    * unilateral AU14 (``AU14_R`` / ``AU14_L``) -> that side's mouthDimple 1.0 + the sideways
+      mouth shift toward it (mouthRight / mouthLeft 0.5): one dimpler pulls the mouth off-centre.
 
 Sides: ``_L`` / ``_R`` are the subject's left / right (ICT-FaceKit and ARKit); the
 unilateral AU keys ``AU12_R`` etc. use the same convention, so FACS "R12" is ``AU12_R``.
@@ -118,6 +120,18 @@ _MIDLINE: dict[str, dict[str, float]] = {
 }
 
 
+#: Unilateral AUs that also pull the whole mouth toward their own side: AU -> gain of the
+#: sideways mouth shift (``mouthRight`` for ``AU<n>_R``, ``mouthLeft`` for ``AU<n>_L``; the
+#: ICT mouthRight moves the lips toward the subject's right, where mouthSmile_R is). One
+#: dimpler alone tightens its corner back and toward its side, dragging the mouth off-centre;
+#: the ICT mouthDimple_R moves the lip corner (MediaPipe point 61) 5.7 mm back but only 1.1 mm
+#: sideways, too little for the lopsided mouth to show in a 48 px crop, so the shift carries it
+#: (mouthRight 1.0 moves the lip centre 13 mm; 0.5 reads as a smirk on the dev photos without
+#: tearing the corner, 0.7 pushed the far corner into the cheek outline of a three-quarter
+#: face). The bilateral AU pulls both ways at once: no shift. Only contempt uses AU14.
+_SIDE_SHIFT: dict[str, float] = {"AU14": 0.5}
+
+
 def _unilateral(table: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for au, shapes in table.items():
@@ -128,6 +142,8 @@ def _unilateral(table: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str,
                 for name, gain in shapes.items()
                 if name.endswith(f"_{side}") or not name.endswith(("_L", "_R"))
             }
+            if au in _SIDE_SHIFT:
+                out[f"{au}_{side}"]["mouthRight" if side == "R" else "mouthLeft"] = _SIDE_SHIFT[au]
     return out
 
 
@@ -197,9 +213,11 @@ def _frozen(table: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Mapping[s
 #:   tucks in and up rather than smiling broadly; the same side's upper lip rises a little (R10
 #:   0.4: the sneer, and it deepens that side's nasolabial fold), its lip pressor at 0.2 keeps the
 #:   lips together under it; the other side stays at rest (pressing it too, L24 0.4, put a lip
-#:   highlight on the line between the lips of a neutral photo). With R12 1.0 + R14 1.0 + R24 0.4
-#:   it read as a weak half-smile, nearly neutral in a 48 px crop. No head tilt or gaze: the pose
-#:   stays the photo's.
+#:   highlight on the line between the lips of a neutral photo). R14 also shifts the whole mouth
+#:   toward the raised corner (mouthRight 0.5, see `_SIDE_SHIFT`): without it the corner moved
+#:   too little and the face read as a lopsided half-smile in a 48 px crop. With R12 1.0 + R14
+#:   1.0 + R24 0.4 it read as a weak half-smile, nearly neutral in a 48 px crop. No head tilt or
+#:   gaze: the pose stays the photo's.
 CATEGORY_VARIANTS: Mapping[str, Mapping[str, Mapping[str, float]]] = _frozen({
     "neutral": {"rest": {}},
     "happiness": {

@@ -109,8 +109,8 @@ class SynthLabels:
     Attributes:
         target: the target's label fields.
         weights: blendshape name -> final weight of the output face (weights under 1e-4
-            omitted, rounded to 5 decimals): the target's weights after the photo's own eyelid
-            and undriven shapes were kept (see `affectsynth.weights`).
+            omitted, rounded to 5 decimals): the target's weights after the photo's own eyelid,
+            sideways mouth and undriven shapes were kept (see `affectsynth.weights`).
         pose_deg: (yaw, pitch, roll) of the output face in degrees (see `affectsynth.fitting.FaceFit`).
         head_rotation_deg: (yaw, pitch) extra head rotation applied, degrees ((0, 0) = none).
         lighting: (azimuth_deg, strength) of the relighting applied, or None.
@@ -119,7 +119,8 @@ class SynthLabels:
         frozen: names of the blendshapes no category of the expression model drives (e.g.
             jawForward, jawLeft, mouthPucker, mouthShrugUpper): they keep the photo's fitted
             values in every output, whatever the target (`affectsynth.weights.kept_shapes`,
-            without the eyelid shapes, which are added to rather than kept).
+            without `affectsynth.weights.ADDITIVE_SHAPES`, the eyelids and the sideways mouth
+            shift, which the target adds to rather than leaves as they were).
     """
 
     target: TargetLabels

@@ -3,11 +3,16 @@
 The target's blendshape weights replace the fitted ones (a smiling photo can be made sad),
 except:
 
-* the eyelid shapes (`ADDITIVE_SHAPES`: eyeBlink/eyeSquint/eyeWide), which are added on top
+* the eyelid shapes (eyeBlink/eyeSquint/eyeWide, in `ADDITIVE_SHAPES`), which are added on top
   of the person's own eyelid state: landmarks measure eye aperture relative to the model's
   neutral, and keeping it preserves the person's eyes. A target that widens the eyes releases
   the person's own squint and blink (and one that narrows them releases their widening), side
   by side, so surprise on a smiling photo still opens the eyes;
+* the sideways mouth shift (mouthLeft/mouthRight, also in `ADDITIVE_SHAPES`), which contempt's
+  unilateral dimpler drives: added to the photo's own shift, so a person's off-centre mouth
+  stays off-centre in every output (fits of the dev photos hold up to 0.29 of it, on both
+  sides at once) and contempt moves it by the same amount from wherever it was; the shapes are
+  linear, so no release is needed;
 * shapes that no category of the expression model drives (jaw sideways/forward, lip
   pucker/funnel, gaze, ...): they describe the person's own face and pose, and replacing them
   with 0 would move every output away from the photo for no label's sake. mouthClose is always
@@ -25,8 +30,9 @@ from torch import Tensor
 
 __all__ = ["ADDITIVE_SHAPES", "kept_shapes", "output_weights"]
 
-#: Eyelid shapes: always applied on top of the fitted weights.
-ADDITIVE_SHAPES = ("eyeBlink_L", "eyeBlink_R", "eyeSquint_L", "eyeSquint_R", "eyeWide_L", "eyeWide_R")
+#: Shapes always applied on top of the fitted weights: the eyelids and the sideways mouth shift.
+ADDITIVE_SHAPES = ("eyeBlink_L", "eyeBlink_R", "eyeSquint_L", "eyeSquint_R", "eyeWide_L", "eyeWide_R",
+                   "mouthLeft", "mouthRight")
 
 
 def kept_shapes(names: Sequence[str], driven_names: Sequence[str], driven_max: np.ndarray) -> list[bool]:

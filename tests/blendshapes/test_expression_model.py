@@ -106,6 +106,9 @@ def test_aus(model):
     assert w["jawOpen"] == 0
     r = model.weights(AUs({"AU12_R": 1.0}))
     assert r["mouthSmile_R"] == 1.0 and r["mouthSmile_L"] == 0.0
+    one, both = model.weights(AUs({"AU14_L": 1.0})), model.weights(AUs({"AU14": 1.0}))
+    assert one["mouthLeft"] == pytest.approx(0.5) and one["mouthRight"] == 0.0  # one dimpler pulls the mouth its way
+    assert both["mouthLeft"] == both["mouthRight"] == 0.0 and both["mouthDimple_L"] == both["mouthDimple_R"] == 1.0
     assert au_weights({"AU26": 1.0, "AU27": 1.0})["jawOpen"] == 1.0  # clipped
     for au in SUPPORTED_AUS:
         assert max(model.weights(AUs({au: 1.0})).values()) > 0, au

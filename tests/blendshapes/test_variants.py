@@ -47,6 +47,8 @@ def test_variants_differ_and_default_is_plain_expression(model):
     assert w["open"]["mouthUpperUp_L"] > 0.5 and w["closed"]["mouthPress_L"] > 0.6
     left, right = (model.weights(Expression("contempt", 1.0, v)) for v in ("left", "right"))
     assert left["mouthDimple_L"] == right["mouthDimple_R"] > 0.5 and left["mouthDimple_R"] == 0
+    # the whole mouth moves toward the raised corner, never away from it
+    assert left["mouthLeft"] == right["mouthRight"] == pytest.approx(0.5) and left["mouthRight"] == right["mouthLeft"] == 0
     surprise = {v: model.weights(Expression("surprise", 1.0, v)) for v in model.variants("surprise")}
     assert surprise["open"]["jawOpen"] > 0.4 > 0.1 > surprise["closed"]["jawOpen"]
 

@@ -252,16 +252,39 @@ def test_target_weights_replace_mouth_and_keep_own_eyes(synth, fit):
     own[names.index("mouthSmile_L")] = own[names.index("mouthSmile_R")] = 0.8  # a smiling photo...
     own[names.index("eyeSquint_L")] = own[names.index("eyeWide_R")] = 0.5  # ...with its own eyelids
     own[names.index("jawForward")] = 0.4  # and a shape no category drives
+    own[names.index("mouthRight")] = 0.3  # and a mouth a little off-centre
     smiling = fit.with_expression(own)
     sad = dict(zip(names, synth.target_weights(Expression("sadness"), smiling).tolist()))
     assert sad["mouthSmile_L"] == 0.0 and sad["mouthSmile_R"] == 0.0  # the smile is replaced
     assert sad["eyeSquint_L"] == pytest.approx(0.5) and sad["eyeWide_R"] == pytest.approx(0.5)  # eyes kept
     assert sad["jawForward"] == pytest.approx(0.4)  # the person's own jaw posture is kept
+    assert sad["mouthRight"] == pytest.approx(0.3) and sad["mouthLeft"] == 0.0  # and the off-centre mouth
+    smirk = dict(zip(names, synth.target_weights(Expression("contempt", 1.0, "left"), smiling).tolist()))
+    assert smirk["mouthLeft"] == pytest.approx(0.5) and smirk["mouthRight"] == pytest.approx(0.3)  # shifted from there
     surprised = dict(zip(names, synth.target_weights(Expression("surprise"), smiling).tolist()))
     assert surprised["eyeWide_L"] == pytest.approx(1.0)
     assert surprised["eyeSquint_L"] == pytest.approx(0.0, abs=1e-6)  # widening releases the squint
     angry = dict(zip(names, synth.target_weights(Expression("anger"), smiling).tolist()))
     assert angry["eyeSquint_R"] > 0.9 and angry["eyeWide_R"] < 0.5  # narrowing releases the widening
+
+
+@pytest.mark.parametrize("variant, toward", [("right", -1), ("left", 1)])
+def test_contempt_moves_the_mouth_toward_its_raised_corner(synth, astronaut, fit, variant, toward):
+    """Contempt "right" (the subject's right: the image's left on a frontal face) raises that
+    corner and shifts the whole mouth toward it, and the labels say so: the final sideways
+    shift in ``weights``, which ``frozen`` then does not name."""
+    base = synth.synthesize(astronaut, Expression("neutral"), fit=fit)
+    smirk = synth.synthesize(astronaut, Expression("contempt", 1.0, variant), fit=fit)
+    b, s = np.asarray(base.labels.landmarks), np.asarray(smirk.labels.landmarks)
+    width = abs(b[291, 0] - b[61, 0])
+    shift = (s[[0, 13, 14, 17], 0] - b[[0, 13, 14, 17], 0]).mean()  # the lips' midline
+    assert toward * shift > 0.08 * width, (shift, width)
+    raised, other = (61, 291) if variant == "right" else (291, 61)
+    assert b[raised, 1] - s[raised, 1] > b[other, 1] - s[other, 1] + 1.0  # that corner rises more
+    shape = "mouthRight" if variant == "right" else "mouthLeft"
+    own = float(fit.expression[synth.model.expression_names.index(shape)])
+    assert smirk.labels.weights[shape] == pytest.approx(min(1.0, own + 0.5), abs=1e-4)
+    assert not {"mouthLeft", "mouthRight"} & set(smirk.labels.frozen)
 
 
 def test_relighting_changes_one_side_and_is_labelled(synth, astronaut, fit):
