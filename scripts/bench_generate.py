@@ -308,6 +308,7 @@ def run_cli(env: dict, in_dir: Path, size: int, workers: int) -> dict:
            "--size", str(size), "--expressions", "all", "--workers", str(workers)]
     import resource  # getrusage of children is cumulative: take deltas
 
+    settle()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -344,8 +345,17 @@ def timeline_rate(mtimes: list[float], lo: float = 0.25, hi: float = 0.9) -> flo
     return (b - a) / (mtimes[b] - mtimes[a]) if mtimes[b] > mtimes[a] else float("nan")
 
 
+def settle() -> None:
+    """Flush the outputs a previous run left in the page cache before the next one is timed: the
+    kernel writes them back in the background otherwise (320 PNGs, about 25 MB), on the cores and
+    the disk the next run measures (a stage split right after a round's command lines came out
+    10% slower in every stage, its PNG writes 30%)."""
+    os.sync()
+
+
 def stage_round(label: str, env: dict, dirs: dict, args) -> dict:
     """One stage-split run (a child process, one repeat) of one tree."""
+    settle()
     res = subprocess.run([sys.executable, str(HERE), "--child-stages", str(dirs["stages"]), str(dirs["warm"]), "--size",
                           str(args.size), "--repeats", "1"], env=env, capture_output=True, text=True)
     if res.returncode != 0:
@@ -444,8 +454,8 @@ def main() -> None:
                                              text=True).stdout.strip() for label, tree in trees.items()}
             # rounds interleave the trees, so that both see the same (changing) load, and alternate
             # which goes first: with a fixed order the first tree's stage split came out 5-11% higher
-            # in every stage alike (three runs, 4 December 2026), the same two trees alternated by
-            # hand showed no difference
+            # in every stage alike (three runs, 4 December 2026; see `settle`), the same two trees
+            # alternated by hand showed no difference
             stage_runs = {label: [] for label in trees}
             cli_runs = {label: [] for label in trees}
             for r in range(args.repeats):
