@@ -162,14 +162,11 @@ def load_sources(synthesizer: Any, jobs: Sequence[Job]) -> list[LoadedSource]:
 
 
 def process_loaded(synthesizer: Any, source: LoadedSource) -> list[ManifestRow]:
-    """`process_image` of a job whose photo `load_sources` loaded (and maybe fitted)."""
+    """`process_image` of a job whose photo `load_sources` loaded (and maybe fitted): from the
+    loaded photo on, fitting it alone where no batch did."""
     if source.image is None:
         return list(source.rows or [])
-    return _process_loaded(synthesizer, source.job, source.image, source.fits)
-
-
-def _process_loaded(synthesizer: Any, job: Job, image: np.ndarray, fits: list[Any] | None) -> list[ManifestRow]:
-    """`process_image` from the loaded photo on, with its fits when they are known already."""
+    job, image, fits = source.job, source.image, source.fits
     s = job.settings
     largest = s.faces == "largest"  # only the largest face is meshed and fitted
     if fits is None:

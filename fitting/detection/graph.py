@@ -113,16 +113,20 @@ class _Conv(nn.Module):
         layer of every network call, and a module's parameter lookups and the activation's dispatch are
         a fair part of a small convolution's call. The plan is rebuilt after `nn.Module._apply`
         (`ConvGraph._apply`), so it never holds stale weights."""
-        if self.same or self.kernel_size != (1, 1):  # the padding, or whether it runs per sample, depends on the input
+        if self.same:  # the padding depends on the input's size
             return self.forward
         conv, weight, bias = torch.conv2d, self.weight, self.bias
         stride, padding, dilation, groups = self.stride, self.padding, self.dilation, self.groups
         if self.act is None:
-            return lambda x: conv(x, weight, bias, stride, padding, dilation, groups)
-        if self.act == "relu":
-            return lambda x: conv(x, weight, bias, stride, padding, dilation, groups).relu_()
-        act = self.act
-        return lambda x: _act(conv(x, weight, bias, stride, padding, dilation, groups), act, inplace=True)
+            run = lambda x: conv(x, weight, bias, stride, padding, dilation, groups)  # noqa: E731
+        elif self.act == "relu":
+            run = lambda x: conv(x, weight, bias, stride, padding, dilation, groups).relu_()  # noqa: E731
+        else:
+            act = self.act
+            run = lambda x: _act(conv(x, weight, bias, stride, padding, dilation, groups), act, inplace=True)  # noqa: E731
+        if self.kernel_size == (1, 1):  # several positions on any input but 1 x 1: never per sample
+            return run
+        return lambda x: self._by_sample(run, x)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.same:
@@ -131,12 +135,14 @@ class _Conv(nn.Module):
                               _same_pad(x.shape[3], kw, self.stride[1], self.dilation[1]))
             if t or b or l or r:
                 x = F.pad(x, (l, r, t, b))
+        return self._by_sample(lambda v: _act(F.conv2d(v, self.weight, self.bias, self.stride, self.padding,
+                                                       self.dilation, self.groups), self.act, inplace=True), x)
+
+    def _by_sample(self, run, x: Tensor) -> Tensor:
+        """``run(x)``, sample by sample where the batch holds several and `_one_position`."""
         if x.shape[0] > 1 and self._one_position(x):
-            y = torch.cat([F.conv2d(x[i:i + 1], self.weight, self.bias, self.stride, self.padding, self.dilation,
-                                    self.groups) for i in range(x.shape[0])])
-        else:
-            y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        return _act(y, self.act, inplace=True)
+            return torch.cat([run(x[i:i + 1]) for i in range(x.shape[0])])
+        return run(x)
 
     def _one_position(self, x: Tensor) -> bool:
         """Whether the output of ``x`` (already padded) has one spatial position: the kernel covers the
